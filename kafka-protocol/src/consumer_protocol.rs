@@ -1,0 +1,273 @@
+//! The embedded consumer protocol: what members put in JoinGroup's protocol metadata and what the
+//! leader puts in SyncGroup's assignments, plus the user data of Kafka's sticky assignors.
+//!
+//! Both blobs start with an `int16` version, then the body of
+//! [`ConsumerProtocolSubscription`] or [`ConsumerProtocolAssignment`] at that version (never
+//! flexible). A decoder must accept versions newer than it knows and read them with the newest
+//! format it has, because new versions may only append fields (Java `ConsumerProtocol`; the
+//! schema's own note). Some Rust codecs omit the prefix (kafka-protocol-rs #128); this module
+//! always writes it.
+//!
+//! # References
+//! - KIP-429 (owned partitions, v1), KIP-792 (generation id, v2), KIP-881 (rack id, v3)
+//! - KIP-54 and KIP-341 (sticky assignor user data v0 and v1)
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::codec::Message;
+use crate::error::{DecodeError, EncodeError};
+pub use crate::messages::consumer_protocol_assignment::TopicPartition as AssignedTopicPartitions;
+pub use crate::messages::consumer_protocol_subscription::TopicPartition as OwnedTopicPartitions;
+pub use crate::messages::{ConsumerProtocolAssignment, ConsumerProtocolSubscription};
+use crate::primitives::{
+    get_array_len, get_i32, get_string, initial_capacity, put_array_len, put_string,
+};
+use crate::types::StrBytes;
+
+/// The protocol type of consumer groups in JoinGroup.
+pub const PROTOCOL_TYPE: &str = "consumer";
+
+/// Kafka's `DEFAULT_GENERATION` for members that report none.
+pub const DEFAULT_GENERATION: i32 = -1;
+
+fn check_version(v: i16, what: &'static str) -> Result<(), DecodeError> {
+    if v < 0 {
+        return Err(DecodeError::Invalid {
+            what,
+            detail: format!("negative version {v}"),
+        });
+    }
+    Ok(())
+}
+
+fn encode_prefixed<M: Message>(m: &M, version: i16) -> Result<Bytes, EncodeError> {
+    let mut buf = BytesMut::with_capacity(2 + m.encoded_size(version)?);
+    buf.put_i16(version);
+    m.encode(&mut buf, version)?;
+    Ok(buf.freeze())
+}
+
+/// Decodes a version-prefixed blob; returns the version it announced and the message read with
+/// `min(version, newest known)`. Bytes after the known fields are ignored (newer versions append).
+fn decode_prefixed<M: Message>(
+    mut bytes: Bytes,
+    what: &'static str,
+) -> Result<(i16, M), DecodeError> {
+    if bytes.len() < 2 {
+        return Err(DecodeError::eof(2, bytes.len()));
+    }
+    let version = bytes.get_i16();
+    check_version(version, what)?;
+    let read_as = version.min(M::VERSIONS.max);
+    let m = M::decode(&mut bytes, read_as)?;
+    Ok((version, m))
+}
+
+/// Encodes a subscription with its version prefix.
+pub fn encode_subscription(
+    s: &ConsumerProtocolSubscription,
+    version: i16,
+) -> Result<Bytes, EncodeError> {
+    encode_prefixed(s, version)
+}
+
+/// Decodes a subscription; returns the announced version and the subscription.
+pub fn decode_subscription(
+    bytes: Bytes,
+) -> Result<(i16, ConsumerProtocolSubscription), DecodeError> {
+    decode_prefixed(bytes, "consumer subscription")
+}
+
+/// Encodes an assignment with its version prefix.
+pub fn encode_assignment(
+    a: &ConsumerProtocolAssignment,
+    version: i16,
+) -> Result<Bytes, EncodeError> {
+    encode_prefixed(a, version)
+}
+
+/// Decodes an assignment; returns the announced version and the assignment. An empty blob is an
+/// empty assignment (brokers send one to members that got nothing).
+pub fn decode_assignment(bytes: Bytes) -> Result<(i16, ConsumerProtocolAssignment), DecodeError> {
+    if bytes.is_empty() {
+        return Ok((0, ConsumerProtocolAssignment::default()));
+    }
+    decode_prefixed(bytes, "consumer assignment")
+}
+
+/// User data of Kafka's `sticky` assignor: the member's previous assignment and, from v1
+/// (KIP-341), the generation it was made in. No version prefix: readers try v1, then v0.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StickyUserData {
+    /// Previous assignment, topic by topic.
+    pub previous_assignment: Vec<(StrBytes, Vec<i32>)>,
+    /// Generation of the previous assignment; `None` in v0 user data.
+    pub generation: Option<i32>,
+}
+
+impl StickyUserData {
+    /// Encodes as v1 when a generation is set, else v0.
+    pub fn encode(&self) -> Result<Bytes, EncodeError> {
+        let mut buf = BytesMut::new();
+        put_array_len(&mut buf, self.previous_assignment.len(), false)?;
+        for (topic, partitions) in &self.previous_assignment {
+            put_string(&mut buf, topic, false)?;
+            put_array_len(&mut buf, partitions.len(), false)?;
+            for p in partitions {
+                buf.put_i32(*p);
+            }
+        }
+        if let Some(g) = self.generation {
+            buf.put_i32(g);
+        }
+        Ok(buf.freeze())
+    }
+
+    fn decode_v0(buf: &mut Bytes) -> Result<Vec<(StrBytes, Vec<i32>)>, DecodeError> {
+        let n = get_array_len(buf, false, 6, "previous_assignment", 0)?;
+        let mut out = Vec::with_capacity(initial_capacity(n));
+        for _ in 0..n {
+            let topic = get_string(buf, false, "topic", 0)?;
+            let np = get_array_len(buf, false, 4, "partitions", 0)?;
+            let mut ps = Vec::with_capacity(initial_capacity(np));
+            for _ in 0..np {
+                ps.push(get_i32(buf)?);
+            }
+            out.push((topic, ps));
+        }
+        Ok(out)
+    }
+
+    /// Decodes user data: v1, else v0 (generation `None`). Unparsable user data decodes as "no
+    /// previous assignment" at [`DEFAULT_GENERATION`], as Kafka's Java `StickyAssignor` does, so
+    /// that one foreign member cannot stop the group from being assigned. Returns `None` only for
+    /// absent or empty user data.
+    pub fn decode(user_data: Option<&Bytes>) -> Option<Self> {
+        let bytes = user_data.filter(|b| !b.is_empty())?;
+        let mut buf = bytes.clone();
+        if let Ok(previous) = Self::decode_v0(&mut buf) {
+            if buf.len() >= 4 {
+                let generation = buf.get_i32();
+                return Some(Self {
+                    previous_assignment: previous,
+                    generation: Some(generation),
+                });
+            }
+            return Some(Self {
+                previous_assignment: previous,
+                generation: None,
+            });
+        }
+        Some(Self {
+            previous_assignment: Vec::new(),
+            generation: Some(DEFAULT_GENERATION),
+        })
+    }
+}
+
+/// User data of Kafka's `cooperative-sticky` assignor: the generation only (an `int32`). From
+/// subscription v2 the generation is a field of the subscription itself (KIP-792) and this is
+/// redundant, but Java members still send it.
+pub fn encode_cooperative_user_data(generation: i32) -> Bytes {
+    Bytes::copy_from_slice(&generation.to_be_bytes())
+}
+
+/// Reads cooperative-sticky user data; [`DEFAULT_GENERATION`] when it cannot be parsed, `None`
+/// when absent (Java `CooperativeStickyAssignor.memberData`).
+pub fn decode_cooperative_user_data(user_data: Option<&Bytes>) -> Option<i32> {
+    let b = user_data?;
+    if b.len() < 4 {
+        return Some(DEFAULT_GENERATION);
+    }
+    Some(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::Encode;
+
+    fn sub() -> ConsumerProtocolSubscription {
+        ConsumerProtocolSubscription {
+            topics: vec!["a".into(), "b".into()],
+            user_data: Some(Bytes::from_static(b"ud")),
+            owned_partitions: vec![OwnedTopicPartitions {
+                topic: "a".into(),
+                partitions: vec![0, 2],
+            }],
+            generation_id: 7,
+            rack_id: Some("rack-1".into()),
+        }
+    }
+
+    #[test]
+    fn subscription_round_trips_with_prefix() {
+        let s = sub();
+        let bytes = encode_subscription(&s, 3).unwrap();
+        assert_eq!(&bytes[..2], &[0, 3]);
+        assert_eq!(decode_subscription(bytes).unwrap(), (3, s));
+    }
+
+    #[test]
+    fn newer_versions_are_read_with_the_newest_known_format() {
+        // A v7 subscription from a future client: v3 fields followed by fields we do not know.
+        let mut b = BytesMut::new();
+        b.put_i16(7);
+        sub().encode(&mut b, 3).unwrap();
+        b.put_slice(b"future fields");
+        let (v, s) = decode_subscription(b.freeze()).unwrap();
+        assert_eq!(v, 7);
+        assert_eq!(s, sub());
+    }
+
+    #[test]
+    fn negative_version_is_rejected() {
+        assert!(decode_subscription(Bytes::from_static(&[0xff, 0xff, 0, 0, 0, 0])).is_err());
+    }
+
+    #[test]
+    fn empty_assignment_blob_is_empty_assignment() {
+        assert_eq!(
+            decode_assignment(Bytes::new()).unwrap().1,
+            ConsumerProtocolAssignment::default()
+        );
+    }
+
+    #[test]
+    fn sticky_user_data_v0_v1_and_garbage() {
+        let v1 = StickyUserData {
+            previous_assignment: vec![("t".into(), vec![1, 3])],
+            generation: Some(4),
+        };
+        let b = v1.encode().unwrap();
+        assert_eq!(StickyUserData::decode(Some(&b)), Some(v1.clone()));
+        let v0 = StickyUserData {
+            generation: None,
+            ..v1
+        };
+        let b = v0.encode().unwrap();
+        assert_eq!(StickyUserData::decode(Some(&b)), Some(v0));
+        let garbage = Bytes::from_static(&[0x7f, 0xff, 0xff, 0xff, 1]);
+        assert_eq!(
+            StickyUserData::decode(Some(&garbage)),
+            Some(StickyUserData {
+                previous_assignment: vec![],
+                generation: Some(DEFAULT_GENERATION)
+            })
+        );
+        assert_eq!(StickyUserData::decode(None), None);
+    }
+
+    #[test]
+    fn cooperative_user_data() {
+        assert_eq!(
+            decode_cooperative_user_data(Some(&encode_cooperative_user_data(9))),
+            Some(9)
+        );
+        assert_eq!(
+            decode_cooperative_user_data(Some(&Bytes::from_static(b"x"))),
+            Some(-1)
+        );
+        assert_eq!(decode_cooperative_user_data(None), None);
+    }
+}
