@@ -1,0 +1,95 @@
+//! Resolving ownership claims by generation.
+//!
+//! Every member reports the partitions it owns and the generation it got them in. A partition
+//! claimed by several members belongs to the one claim with the highest generation; when two
+//! claims share the highest generation neither is trusted and nobody keeps the partition
+//! (Java `AbstractStickyAssignor.allSubscriptionsEqual`: "two members of the same generation own
+//! the same partition, revoke the partition"; KIP-341; KIP-792 for cooperative groups).
+
+/// No claim.
+pub(crate) const NONE: u32 = u32::MAX;
+/// Claimed by two members at the same, highest generation.
+pub(crate) const CONTESTED: u32 = u32::MAX - 1;
+
+/// Resolved ownership of every partition.
+pub(crate) struct Claims {
+    /// Owner (slot number of the caller's numbering), [`NONE`] or [`CONTESTED`].
+    pub(crate) owner: Vec<u32>,
+    generation: Vec<i32>,
+}
+
+impl Claims {
+    /// Resolves `claims[i]` (partitions claimed by member `i` at generation `generations[i]`),
+    /// members being numbered in Java order so that ties resolve as Java resolves them.
+    pub(crate) fn resolve(partitions: u32, claims: &[Vec<u32>], generations: &[i32]) -> Self {
+        let mut owner = vec![NONE; partitions as usize];
+        let mut generation = vec![i32::MIN; partitions as usize];
+        for (m, ps) in claims.iter().enumerate() {
+            let m = m as u32;
+            let g = generations[m as usize];
+            for &p in ps {
+                let p = p as usize;
+                let o = owner[p];
+                if o == m {
+                    continue;
+                }
+                if o == NONE || g > generation[p] {
+                    owner[p] = m;
+                    generation[p] = g;
+                } else if g == generation[p] {
+                    owner[p] = CONTESTED;
+                }
+            }
+        }
+        Self { owner, generation }
+    }
+
+    /// The partitions member `m` really owns, in its claim order.
+    pub(crate) fn valid(&self, m: u32, claimed: &[u32]) -> Vec<u32> {
+        let mut out: Vec<u32> = claimed
+            .iter()
+            .copied()
+            .filter(|&p| self.owner[p as usize] == m)
+            .collect();
+        // A member listing a partition twice keeps it once.
+        if out.len() > 1 {
+            let mut seen = std::collections::HashSet::with_capacity(out.len());
+            out.retain(|p| seen.insert(*p));
+        }
+        out
+    }
+
+    /// Generation of the winning claim on `p` (meaningless for unclaimed partitions).
+    #[allow(dead_code)]
+    pub(crate) fn generation(&self, p: u32) -> i32 {
+        self.generation[p as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn highest_generation_wins_and_ties_invalidate() {
+        // p0: m0@5, m1@7 -> m1. p1: m0@5, m2@5 -> contested. p2: m2@5 only.
+        let c = Claims::resolve(3, &[vec![0, 1], vec![0], vec![1, 2]], &[5, 7, 5]);
+        assert_eq!(c.owner, vec![1, CONTESTED, 2]);
+        assert_eq!(c.valid(0, &[0, 1]), Vec::<u32>::new());
+        assert_eq!(c.valid(1, &[0]), vec![0]);
+        assert_eq!(c.valid(2, &[1, 2]), vec![2]);
+    }
+
+    #[test]
+    fn a_higher_generation_overrides_a_contested_partition() {
+        let c = Claims::resolve(1, &[vec![0], vec![0], vec![0]], &[3, 3, 4]);
+        assert_eq!(c.owner, vec![2]);
+    }
+
+    #[test]
+    fn duplicate_claims_by_one_member_are_not_a_conflict() {
+        let c = Claims::resolve(1, &[vec![0, 0]], &[1]);
+        assert_eq!(c.owner, vec![0]);
+        assert_eq!(c.valid(0, &[0, 0]), vec![0]);
+    }
+}

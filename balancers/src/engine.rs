@@ -1,0 +1,700 @@
+//! The sticky engine shared by `sticky`, `cooperative-sticky` and the weighted balancer.
+//!
+//! Priorities, in order (Java `AbstractStickyAssignor`, KIP-54, KIP-881):
+//! 1. **Balance.** Members with identical subscriptions form a *class*; partitions whose topic is
+//!    subscribed by the same set of classes form a *signature*. How many partitions of each
+//!    signature each class gets is decided first: owned partitions stay where they are, the rest
+//!    are poured into the lowest classes (water-filling, most constrained signatures first), then
+//!    partitions are shifted between classes while a single move would still improve balance.
+//!    Within a class, counts differ by at most one. The result meets Java's balance rule: counts
+//!    differ by at most one, or no single partition move could reduce the difference.
+//! 2. **Rack locality** (KIP-881), when members report racks, partitions have replica racks, the
+//!    two intersect and not every partition has the same racks. Eager (`realign_racks`):
+//!    rack-matched owned partitions are kept first, then members receive rack-matched free
+//!    partitions, then their mismatched owned ones, then anything, so misaligned owners are
+//!    realigned as Java's sticky assignor does. Cooperative: owned partitions are kept (matched
+//!    ones first, so a member over its share sheds mismatched ones), and racks choose among free
+//!    partitions only; realigning owned partitions would be withheld for a round and could keep
+//!    the group moving.
+//! 3. **Stickiness.** Members keep what they own up to their share; the members that get the
+//!    extra partition of an uneven split are those that already own more than the base share.
+//!
+//! Members are *slots* here: one per member, or one per unit of weight for the weighted
+//! balancer. Every step is deterministic and linear in partitions plus members, except the
+//! class-level rebalancing, which is quadratic in the number of distinct subscriptions.
+
+use rustc_hash::FxHashMap;
+
+use crate::flow::Mcmf;
+use crate::plan::TopicTable;
+
+const NONE: u32 = u32::MAX;
+
+/// One slot of the engine.
+#[derive(Debug, Clone)]
+pub(crate) struct Slot {
+    /// Subscription class.
+    pub(crate) class: u32,
+    /// Partitions the slot validly owns (after generation resolution), in claim order.
+    pub(crate) owned: Vec<u32>,
+    /// Rack id in the topic table's numbering; `Some(u32::MAX)` for a rack no partition has.
+    pub(crate) rack: Option<u32>,
+}
+
+/// Per signature: the classes that may take its partitions and how many each gets.
+struct Sig {
+    classes: Vec<u32>,
+    total: u64,
+    /// Units each class keeps from what its members own.
+    owned: Vec<u64>,
+    /// Units each class receives that its members do not own.
+    poured: Vec<u64>,
+}
+
+/// Runs the engine; returns each slot's partitions, ascending.
+pub(crate) fn balance(
+    table: &TopicTable,
+    classes: &[Vec<u32>],
+    slots: &[Slot],
+    realign_racks: bool,
+) -> Vec<Vec<u32>> {
+    let n_parts = table.partitions() as usize;
+    let k = classes.len();
+    let mut class_slots: Vec<Vec<u32>> = vec![Vec::new(); k];
+    for (i, s) in slots.iter().enumerate() {
+        class_slots[s.class as usize].push(i as u32);
+    }
+
+    // Signatures: topics grouped by the set of classes that subscribe to them.
+    let mut topic_classes: Vec<Vec<u32>> = vec![Vec::new(); table.len()];
+    for (c, ts) in classes.iter().enumerate() {
+        if class_slots[c].is_empty() {
+            continue;
+        }
+        for &t in ts {
+            topic_classes[t as usize].push(c as u32);
+        }
+    }
+    let mut sig_of: FxHashMap<&[u32], u32> = FxHashMap::default();
+    let mut sigs: Vec<Sig> = Vec::new();
+    let mut topic_sig = vec![NONE; table.len()];
+    for (t, cs) in topic_classes.iter().enumerate() {
+        if cs.is_empty() {
+            continue;
+        }
+        let s = *sig_of.entry(cs.as_slice()).or_insert_with(|| {
+            sigs.push(Sig {
+                classes: cs.clone(),
+                total: 0,
+                owned: vec![0; cs.len()],
+                poured: vec![0; cs.len()],
+            });
+            sigs.len() as u32 - 1
+        });
+        topic_sig[t] = s;
+        sigs[s as usize].total += u64::from(table.range(t as u32).len() as u32);
+    }
+    let mut part_sig = vec![NONE; n_parts];
+    for (t, &s) in topic_sig.iter().enumerate() {
+        if s != NONE {
+            part_sig[table.range(t as u32).start as usize..table.range(t as u32).end as usize]
+                .fill(s);
+        }
+    }
+    let pos_in = |sig: &Sig, c: u32| sig.classes.iter().position(|&x| x == c).unwrap_or(0);
+
+    // Class totals start from what members own.
+    let sizes: Vec<u64> = class_slots.iter().map(|v| v.len() as u64).collect();
+    let mut totals = vec![0u64; k];
+    for s in slots {
+        for &p in &s.owned {
+            let sg = part_sig[p as usize];
+            if sg == NONE {
+                continue;
+            }
+            let sig = &mut sigs[sg as usize];
+            let j = pos_in(sig, s.class);
+            sig.owned[j] += 1;
+            totals[s.class as usize] += 1;
+        }
+    }
+
+    // Pour the unowned partitions, most constrained signatures first, into the least loaded
+    // eligible *members* (water-filling over member loads, which start at what each member owns).
+    // Filling members rather than class averages gives units to the classes whose owners would
+    // otherwise have to shed partitions, which is what keeps movement minimal and lets a
+    // cooperative group settle in two rounds.
+    let mut member_load: Vec<u64> = slots.iter().map(|s| s.owned.len() as u64).collect();
+    let mut pour_order: Vec<u32> = (0..sigs.len() as u32).collect();
+    pour_order.sort_by_key(|&s| {
+        let eligible: u64 = sigs[s as usize]
+            .classes
+            .iter()
+            .map(|&c| sizes[c as usize])
+            .sum();
+        (eligible, s)
+    });
+    for s in pour_order {
+        let sig = &mut sigs[s as usize];
+        let units = sig.total - sig.owned.iter().sum::<u64>();
+        if units == 0 {
+            continue;
+        }
+        let eligible: Vec<u32> = if sig.classes.len() == 1 {
+            class_slots[sig.classes[0] as usize].clone()
+        } else {
+            let mut e: Vec<u32> = sig
+                .classes
+                .iter()
+                .flat_map(|&c| class_slots[c as usize].iter().copied())
+                .collect();
+            e.sort_unstable();
+            e
+        };
+        water_fill_members(units, &eligible, &mut member_load);
+        // Attribute what each class's members received to the class.
+        for (j, &c) in sig.classes.iter().enumerate() {
+            let got: u64 = class_slots[c as usize]
+                .iter()
+                .map(|&i| member_load[i as usize])
+                .sum::<u64>()
+                - totals[c as usize];
+            sig.poured[j] += got;
+            totals[c as usize] += got;
+        }
+    }
+
+    let owned_before: Vec<Vec<u64>> = sigs.iter().map(|s| s.owned.clone()).collect();
+    rebalance_classes(&mut sigs, &mut totals, &sizes);
+    resplit(&mut sigs, &owned_before, &totals);
+
+    // Member targets within each class: base share, the extras to members already owning more.
+    let mut target = vec![0u64; slots.len()];
+    for (c, members) in class_slots.iter().enumerate() {
+        if members.is_empty() {
+            continue;
+        }
+        let m = members.len() as u64;
+        let base = totals[c] / m;
+        let mut extra = totals[c] % m;
+        for &i in members {
+            target[i as usize] = base;
+        }
+        for &i in members {
+            if extra == 0 {
+                break;
+            }
+            if slots[i as usize].owned.len() as u64 > base {
+                target[i as usize] += 1;
+                extra -= 1;
+            }
+        }
+        for &i in members {
+            if extra == 0 {
+                break;
+            }
+            if target[i as usize] == base {
+                target[i as usize] += 1;
+                extra -= 1;
+            }
+        }
+    }
+
+    // Units each class still needs of each signature.
+    let mut need: Vec<Vec<u64>> = sigs
+        .iter()
+        .map(|s| s.owned.iter().zip(&s.poured).map(|(a, b)| a + b).collect())
+        .collect();
+    let need_idx = |s: u32, c: u32| pos_in(&sigs[s as usize], c);
+
+    let mut taken = vec![false; n_parts];
+    let mut assigned: Vec<Vec<u32>> = slots
+        .iter()
+        .zip(&target)
+        .map(|(_, &t)| Vec::with_capacity(t as usize))
+        .collect();
+
+    let racks = table.racks();
+    let rack_aware = racks.is_some_and(|r| rack_aware(r, slots, n_parts));
+    let matched = |p: u32, rack: Option<u32>| -> bool {
+        match (racks, rack) {
+            (Some(r), Some(id)) => r.of(p).contains(&id),
+            _ => false,
+        }
+    };
+
+    // Keep owned partitions: rack-matched ones first when rack-aware.
+    let keep = |only_matched: bool,
+                assigned: &mut Vec<Vec<u32>>,
+                taken: &mut Vec<bool>,
+                need: &mut Vec<Vec<u64>>| {
+        for (i, s) in slots.iter().enumerate() {
+            for &p in &s.owned {
+                if assigned[i].len() as u64 >= target[i] {
+                    break;
+                }
+                if taken[p as usize] || (only_matched && !matched(p, s.rack)) {
+                    continue;
+                }
+                let sg = part_sig[p as usize];
+                if sg == NONE {
+                    continue;
+                }
+                let j = need_idx(sg, s.class);
+                if need[sg as usize][j] == 0 {
+                    continue;
+                }
+                need[sg as usize][j] -= 1;
+                taken[p as usize] = true;
+                assigned[i].push(p);
+            }
+        }
+    };
+    if rack_aware {
+        // Rack-matched owned partitions first, so that a member over its share sheds the
+        // mismatched ones.
+        keep(true, &mut assigned, &mut taken, &mut need);
+        if realign_racks {
+            // Eager: rack locality before stickiness (Java's sticky assignor realigns owned
+            // partitions that are on the wrong rack).
+            if let Some(r) = racks {
+                fill_matched(
+                    r,
+                    classes,
+                    &class_slots,
+                    slots,
+                    &target,
+                    &part_sig,
+                    &sigs,
+                    &mut need,
+                    &mut taken,
+                    &mut assigned,
+                );
+            }
+            keep(false, &mut assigned, &mut taken, &mut need);
+        } else {
+            // Cooperative: every owned partition within the member's share is kept, and only free
+            // partitions are matched to racks. A partition moved for locality would be withheld,
+            // and the next round could realign again: keeping owned partitions is what lets a
+            // cooperative group settle in two rounds.
+            keep(false, &mut assigned, &mut taken, &mut need);
+            if let Some(r) = racks {
+                fill_matched(
+                    r,
+                    classes,
+                    &class_slots,
+                    slots,
+                    &target,
+                    &part_sig,
+                    &sigs,
+                    &mut need,
+                    &mut taken,
+                    &mut assigned,
+                );
+            }
+        }
+    } else {
+        keep(false, &mut assigned, &mut taken, &mut need);
+    }
+
+    // Fill the rest, class by class, topic by topic, round-robin over members with room.
+    let mut cursor: Vec<u32> = (0..table.len() as u32)
+        .map(|t| table.range(t).start)
+        .collect();
+    for (c, members) in class_slots.iter().enumerate() {
+        let mut active: Vec<u32> = members
+            .iter()
+            .copied()
+            .filter(|&i| (assigned[i as usize].len() as u64) < target[i as usize])
+            .collect();
+        if active.is_empty() {
+            continue;
+        }
+        let mut at = 0usize;
+        'topics: for &t in &classes[c] {
+            let sg = topic_sig[t as usize];
+            if sg == NONE {
+                continue;
+            }
+            let j = need_idx(sg, c as u32);
+            let end = table.range(t).end;
+            while need[sg as usize][j] > 0 && cursor[t as usize] < end {
+                let p = cursor[t as usize];
+                cursor[t as usize] += 1;
+                if taken[p as usize] {
+                    continue;
+                }
+                taken[p as usize] = true;
+                need[sg as usize][j] -= 1;
+                let slot = active[at] as usize;
+                assigned[slot].push(p);
+                at += 1;
+                if at == active.len() {
+                    active.retain(|&i| (assigned[i as usize].len() as u64) < target[i as usize]);
+                    at = 0;
+                    if active.is_empty() {
+                        break 'topics;
+                    }
+                }
+            }
+        }
+        // Members that reached their target mid-round are dropped at the next compaction; a
+        // member over target would mean the class totals and targets disagree.
+        debug_assert!(
+            members
+                .iter()
+                .all(|&i| assigned[i as usize].len() as u64 <= target[i as usize] + 1)
+        );
+    }
+
+    // Safety net: the steps above assign every subscribed partition exactly once when the
+    // class plan is consistent. If a bug ever left one out, give it to the least loaded
+    // eligible member rather than lose it.
+    for (p, &sg) in part_sig.iter().enumerate() {
+        if sg == NONE || taken[p] {
+            continue;
+        }
+        debug_assert!(false, "partition {p} was left unassigned");
+        let best = sigs[sg as usize]
+            .classes
+            .iter()
+            .flat_map(|&c| class_slots[c as usize].iter().copied())
+            .min_by_key(|&i| (assigned[i as usize].len(), i));
+        if let Some(i) = best {
+            assigned[i as usize].push(p as u32);
+        }
+    }
+
+    for a in &mut assigned {
+        a.sort_unstable();
+    }
+    assigned
+}
+
+/// Adds `units` to the members `eligible` (slot numbers, ascending), raising the lowest loads
+/// first; ties at the final level go to the earliest members.
+fn water_fill_members(units: u64, eligible: &[u32], load: &mut [u64]) {
+    if eligible.is_empty() {
+        return;
+    }
+    let demand = |level: u64| -> u64 {
+        eligible
+            .iter()
+            .map(|&i| level.saturating_sub(load[i as usize]))
+            .fold(0u64, u64::saturating_add)
+    };
+    // Largest level every eligible member can be raised to.
+    let (mut lo, mut hi) = (
+        0u64,
+        eligible
+            .iter()
+            .map(|&i| load[i as usize])
+            .min()
+            .unwrap_or(0)
+            + units
+            + 1,
+    );
+    while lo + 1 < hi {
+        let mid = lo + (hi - lo) / 2;
+        if demand(mid) <= units {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    let mut rest = units - demand(lo);
+    for &i in eligible {
+        let l = &mut load[i as usize];
+        if *l < lo {
+            *l = lo;
+        }
+    }
+    for &i in eligible {
+        if rest == 0 {
+            break;
+        }
+        if load[i as usize] == lo {
+            load[i as usize] += 1;
+            rest -= 1;
+        }
+    }
+    debug_assert_eq!(rest, 0);
+}
+
+/// Shifts units between classes until no chain of moves could improve balance.
+///
+/// A chain `c1 -> c2 -> ... -> ck` moves one unit from each class to the next through a
+/// signature both subscribe to; the classes in between keep their totals, `c1` loses a unit and
+/// `ck` gains one. A chain improves balance when `c1`'s most loaded member has at least two more
+/// partitions than `ck`'s least loaded one. Single moves are the chains of length one, so the
+/// result meets Java's rule; longer chains reach the most balanced loads, which are unique, so a
+/// cooperative group that rebalances again from the withheld state lands on the same totals.
+/// Chains that move only units a class does not own are tried first; moving owned units (which
+/// moves partitions away from their owners) happens only when nothing else improves balance.
+fn rebalance_classes(sigs: &mut [Sig], totals: &mut [u64], sizes: &[u64]) {
+    let k = totals.len();
+    if sigs.iter().all(|s| s.classes.len() == 1) {
+        return;
+    }
+    let mut class_sigs: Vec<Vec<(u32, usize)>> = vec![Vec::new(); k];
+    for (s, sig) in sigs.iter().enumerate() {
+        for (j, &c) in sig.classes.iter().enumerate() {
+            class_sigs[c as usize].push((s as u32, j));
+        }
+    }
+    let max_load = |c: usize, totals: &[u64]| totals[c].div_ceil(sizes[c]);
+    let min_load = |c: usize, totals: &[u64]| totals[c] / sizes[c];
+    // Per class in the search: the edge it was reached by (signature, giver position, taker
+    // position).
+    let mut via: Vec<Option<(u32, usize, usize)>> = vec![None; k];
+    let mut queue: Vec<usize> = Vec::with_capacity(k);
+    for _round in 0..10_000_000u32 {
+        let mut order: Vec<usize> = (0..k).filter(|&c| sizes[c] > 0).collect();
+        order.sort_by_key(|&c| (std::cmp::Reverse(max_load(c, totals)), c));
+        let mut found: Option<(usize, usize)> = None;
+        'tiers: for owned_tier in [false, true] {
+            for &c1 in &order {
+                let hi = max_load(c1, totals);
+                if hi < 2 {
+                    break;
+                }
+                // Breadth-first search from c1 over signatures with movable units.
+                via.iter_mut().for_each(|v| *v = None);
+                queue.clear();
+                queue.push(c1);
+                let mut seen = vec![false; k];
+                seen[c1] = true;
+                let mut best: Option<(u64, usize)> = None;
+                let mut head = 0;
+                while head < queue.len() {
+                    let c = queue[head];
+                    head += 1;
+                    for &(s, j1) in &class_sigs[c] {
+                        let sig = &sigs[s as usize];
+                        let movable = if owned_tier {
+                            sig.owned[j1] + sig.poured[j1]
+                        } else {
+                            sig.poured[j1]
+                        };
+                        if movable == 0 {
+                            continue;
+                        }
+                        for (j2, &c2) in sig.classes.iter().enumerate() {
+                            let c2 = c2 as usize;
+                            if seen[c2] {
+                                continue;
+                            }
+                            seen[c2] = true;
+                            via[c2] = Some((s, j1, j2));
+                            queue.push(c2);
+                            let lo = min_load(c2, totals);
+                            if hi >= lo + 2 && best.is_none_or(|b| (lo, c2) < b) {
+                                best = Some((lo, c2));
+                            }
+                        }
+                    }
+                }
+                if let Some((_, c2)) = best {
+                    found = Some((c1, c2));
+                    break 'tiers;
+                }
+            }
+        }
+        let Some((c1, c2)) = found else {
+            return;
+        };
+        // Walk the chain back from c2 to c1: the amount is bounded by every edge's movable units
+        // and by the amount that equalizes c1 and c2.
+        let mut path: Vec<(u32, usize, usize)> = Vec::new();
+        let mut c = c2;
+        while c != c1 {
+            let (s, j1, j2) = via[c].unwrap_or((0, 0, 0));
+            path.push((s, j1, j2));
+            c = sigs[s as usize].classes[j1] as usize;
+        }
+        let (x1, m1, x2, m2) = (
+            totals[c1] as i128,
+            sizes[c1] as i128,
+            totals[c2] as i128,
+            sizes[c2] as i128,
+        );
+        let mut delta = ((x1 * m2 - x2 * m1) / (m1 + m2)).max(1) as u64;
+        for &(s, j1, _) in &path {
+            let sig = &sigs[s as usize];
+            let movable = if sig.poured[j1] > 0 {
+                sig.poured[j1]
+            } else {
+                sig.owned[j1]
+            };
+            delta = delta.min(movable);
+        }
+        let delta = delta.max(1);
+        for &(s, j1, j2) in &path {
+            let sig = &mut sigs[s as usize];
+            let from_poured = delta.min(sig.poured[j1]);
+            sig.poured[j1] -= from_poured;
+            sig.owned[j1] -= delta - from_poured;
+            sig.poured[j2] += delta;
+        }
+        totals[c1] -= delta;
+        totals[c2] += delta;
+    }
+    debug_assert!(false, "class rebalancing did not converge");
+}
+
+/// With the class totals fixed by [`rebalance_classes`], decides how many units of each signature
+/// each class gets so that as few owned units as possible change class: a minimum-cost flow from
+/// signatures to classes where a class's own units cost nothing and any other unit costs one.
+/// The balancing steps only ever see one chain at a time; this settles the split globally. Skipped
+/// for very diverse groups (many distinct subscriptions), where the flow graph would be large.
+fn resplit(sigs: &mut [Sig], owned_before: &[Vec<u64>], totals: &[u64]) {
+    let arcs: usize = sigs.iter().map(|s| s.classes.len()).sum();
+    if sigs.iter().all(|s| s.classes.len() == 1) || arcs > 20_000 {
+        return;
+    }
+    let k = totals.len();
+    let n_sigs = sigs.len();
+    // Nodes: 0 source, 1 sink, 2.. signatures, then classes.
+    let class_node = |c: usize| 2 + n_sigs + c;
+    let mut g = Mcmf::new(2 + n_sigs + k);
+    let mut arcs_of: Vec<Vec<(usize, usize)>> = Vec::with_capacity(n_sigs);
+    for (s, sig) in sigs.iter().enumerate() {
+        g.edge(0, 2 + s, sig.total as i64, 0);
+        let mut these = Vec::with_capacity(sig.classes.len());
+        for (j, &c) in sig.classes.iter().enumerate() {
+            let keep = g.edge(2 + s, class_node(c as usize), owned_before[s][j] as i64, 0);
+            let other = g.edge(2 + s, class_node(c as usize), i64::MAX / 4, 1);
+            these.push((keep, other));
+        }
+        arcs_of.push(these);
+    }
+    for (c, &t) in totals.iter().enumerate() {
+        g.edge(class_node(c), 1, t as i64, 0);
+    }
+    let total: u64 = sigs.iter().map(|s| s.total).sum();
+    let (flow, _cost) = g.run(0, 1);
+    if flow as u64 != total {
+        // The totals came from a feasible split, so this cannot happen; keep that split.
+        debug_assert!(false, "resplit flow {flow} != {total}");
+        return;
+    }
+    for (s, sig) in sigs.iter_mut().enumerate() {
+        for (j, &(keep, other)) in arcs_of[s].iter().enumerate() {
+            sig.owned[j] = g.flow(keep) as u64;
+            sig.poured[j] = g.flow(other) as u64;
+        }
+    }
+}
+
+/// Java's `useRackAwareAssignment`: some member rack matches some partition rack, and not every
+/// partition has the same racks (then locality cannot differ between members).
+fn rack_aware(racks: &crate::plan::Racks, slots: &[Slot], n_parts: usize) -> bool {
+    let member_racks: Vec<u32> = slots
+        .iter()
+        .filter_map(|s| s.rack)
+        .filter(|&r| r != u32::MAX)
+        .collect();
+    if member_racks.is_empty() || n_parts == 0 {
+        return false;
+    }
+    let any_match =
+        (0..n_parts as u32).any(|p| racks.of(p).iter().any(|r| member_racks.contains(r)));
+    if !any_match {
+        return false;
+    }
+    let first = racks.of(0);
+    (1..n_parts as u32).any(|p| racks.of(p) != first)
+}
+
+/// Gives members with a rack free partitions that have a replica on that rack, round-robin
+/// within each class, respecting what each class still needs of each signature.
+#[allow(clippy::too_many_arguments)]
+fn fill_matched(
+    racks: &crate::plan::Racks,
+    classes: &[Vec<u32>],
+    class_slots: &[Vec<u32>],
+    slots: &[Slot],
+    target: &[u64],
+    part_sig: &[u32],
+    sigs: &[Sig],
+    need: &mut [Vec<u64>],
+    taken: &mut [bool],
+    assigned: &mut [Vec<u32>],
+) {
+    // Partitions with a replica on each rack, ascending.
+    let mut by_rack: Vec<Vec<u32>> = vec![Vec::new(); racks.names.len()];
+    for p in 0..part_sig.len() as u32 {
+        for &r in racks.of(p) {
+            by_rack[r as usize].push(p);
+        }
+    }
+    for (c, members) in class_slots.iter().enumerate() {
+        let _ = &classes[c];
+        let mut cursors: FxHashMap<u32, usize> = FxHashMap::default();
+        let mut active: Vec<u32> = members
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let s = &slots[i as usize];
+                s.rack.is_some_and(|r| r != u32::MAX)
+                    && (assigned[i as usize].len() as u64) < target[i as usize]
+            })
+            .collect();
+        while !active.is_empty() {
+            let mut still = Vec::with_capacity(active.len());
+            for &i in &active {
+                let s = &slots[i as usize];
+                let Some(r) = s.rack else { continue };
+                let list = &by_rack[r as usize];
+                let cur = cursors.entry(r).or_insert(0);
+                let mut got = false;
+                while *cur < list.len() {
+                    let p = list[*cur];
+                    *cur += 1;
+                    let sg = part_sig[p as usize];
+                    if taken[p as usize] || sg == NONE {
+                        continue;
+                    }
+                    let Some(j) = sigs[sg as usize]
+                        .classes
+                        .iter()
+                        .position(|&x| x as usize == c)
+                    else {
+                        continue;
+                    };
+                    if need[sg as usize][j] == 0 {
+                        continue;
+                    }
+                    need[sg as usize][j] -= 1;
+                    taken[p as usize] = true;
+                    assigned[i as usize].push(p);
+                    got = true;
+                    break;
+                }
+                if got && (assigned[i as usize].len() as u64) < target[i as usize] {
+                    still.push(i);
+                }
+            }
+            active = still;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn water_fill_raises_the_lowest_members_first() {
+        // Members own 3, 3, 0 and 2, 0: four units go to the two empty members.
+        let mut load = vec![3, 3, 0, 2, 0];
+        water_fill_members(4, &[0, 1, 2, 3, 4], &mut load);
+        assert_eq!(load, vec![3, 3, 2, 2, 2]);
+        let mut load = vec![5, 0];
+        water_fill_members(3, &[1], &mut load);
+        assert_eq!(load, vec![5, 3]);
+        let mut load = vec![1, 1, 1];
+        water_fill_members(2, &[0, 1, 2], &mut load);
+        assert_eq!(load, vec![2, 2, 1]);
+    }
+}

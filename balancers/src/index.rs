@@ -1,0 +1,177 @@
+//! Turns members and topics into the indexed form the sticky engine works on: members in Java
+//! order, members grouped into subscription classes (identical topic sets), and claimed
+//! partitions as global numbers.
+//!
+//! Large groups repeat the same subscription on every member and list owned partitions in
+//! subscription order, so each member's topic list is first compared with the previous class's
+//! list and each owned topic with the next expected name; hash lookups are the fallback.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use cohort_protocol::StrBytes;
+use rustc_hash::FxHashMap;
+
+use crate::java::member_cmp;
+use crate::plan::TopicTable;
+use crate::{AssignError, GroupMember, TopicInfo};
+
+/// Members, classes and topics, indexed.
+pub(crate) struct Indexed {
+    pub(crate) table: Arc<TopicTable>,
+    /// Member positions (into the input) in Java's order.
+    pub(crate) order: Vec<u32>,
+    /// Class of each member, by input position.
+    pub(crate) member_class: Vec<u32>,
+    /// Topics of each class, ascending topic index.
+    pub(crate) classes: Vec<Vec<u32>>,
+    /// Per class, a bitset over topics.
+    class_bits: Vec<Vec<u64>>,
+    /// Rack id of each member (by input position) in the table's rack numbering.
+    pub(crate) member_rack: Vec<Option<u32>>,
+    pub(crate) warnings: Vec<String>,
+}
+
+impl Indexed {
+    pub(crate) fn new(members: &[GroupMember], topics: &[TopicInfo]) -> Result<Self, AssignError> {
+        if members.len() >= u32::MAX as usize / 2 {
+            return Err(AssignError::TooLarge(format!("{} members", members.len())));
+        }
+        let table = Arc::new(TopicTable::new(topics)?);
+        let mut order: Vec<u32> = (0..members.len() as u32).collect();
+        order.sort_by(|&a, &b| {
+            let (a, b) = (&members[a as usize], &members[b as usize]);
+            member_cmp(
+                &a.member_id,
+                a.group_instance_id.as_ref(),
+                &b.member_id,
+                b.group_instance_id.as_ref(),
+            )
+        });
+        {
+            let mut ids: Vec<&str> = members.iter().map(|m| m.member_id.as_str()).collect();
+            ids.sort_unstable();
+            if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+                return Err(AssignError::DuplicateMember(w[0].to_owned()));
+            }
+        }
+
+        let words = table.len().div_ceil(64);
+        let mut classes: Vec<Vec<u32>> = Vec::new();
+        let mut class_bits: Vec<Vec<u64>> = Vec::new();
+        let mut by_topics: FxHashMap<Vec<u32>, u32> = FxHashMap::default();
+        let mut member_class = vec![0u32; members.len()];
+        let mut unknown: BTreeSet<String> = BTreeSet::new();
+        // The raw topic list of the last member, and its class: most groups repeat it verbatim.
+        let mut last: Option<(&[StrBytes], u32)> = None;
+        // Classes are numbered in Java member order, so that the plan does not depend on the
+        // order members were listed in.
+        for &i in &order {
+            let i = i as usize;
+            let m = &members[i];
+            let raw = &m.subscription.topics[..];
+            if let Some((prev, c)) = last
+                && prev == raw
+            {
+                member_class[i] = c;
+                continue;
+            }
+            let mut ts: Vec<u32> = Vec::with_capacity(raw.len());
+            for name in raw {
+                match table.index(name) {
+                    Some(t) => ts.push(t),
+                    None => {
+                        unknown.insert(name.to_string());
+                    }
+                }
+            }
+            ts.sort_unstable();
+            ts.dedup();
+            let c = match by_topics.get(&ts) {
+                Some(&c) => c,
+                None => {
+                    let c = classes.len() as u32;
+                    let mut bits = vec![0u64; words];
+                    for &t in &ts {
+                        bits[t as usize / 64] |= 1 << (t % 64);
+                    }
+                    class_bits.push(bits);
+                    classes.push(ts.clone());
+                    by_topics.insert(ts, c);
+                    c
+                }
+            };
+            member_class[i] = c;
+            last = Some((raw, c));
+        }
+        let mut warnings: Vec<String> = unknown
+            .into_iter()
+            .map(|t| {
+                format!("topic {t:?} is subscribed to but not in metadata; it is not assigned")
+            })
+            .collect();
+
+        let mut member_rack = vec![None; members.len()];
+        for (i, m) in members.iter().enumerate() {
+            if let Some(r) = m.subscription.rack_id.as_deref().filter(|r| !r.is_empty()) {
+                member_rack[i] = Some(table.racks().and_then(|rk| rk.id(r)).unwrap_or(u32::MAX));
+            }
+        }
+        if members.iter().any(|m| m.member_id.is_empty()) {
+            warnings.push("a member has an empty member id".into());
+        }
+        Ok(Self {
+            table,
+            order,
+            member_class,
+            classes,
+            class_bits,
+            member_rack,
+            warnings,
+        })
+    }
+
+    /// Whether class `c` subscribes to topic `t`.
+    pub(crate) fn subscribes(&self, c: u32, t: u32) -> bool {
+        self.class_bits[c as usize][t as usize / 64] & (1 << (t % 64)) != 0
+    }
+
+    /// Topic index of a claimed topic name, if the member's class subscribes to it. `next` holds
+    /// the topic after the previous claim: owned lists usually follow topic order, so that name
+    /// is compared first and the hash lookup is the fallback.
+    #[inline]
+    pub(crate) fn claimed_topic(&self, class: u32, name: &str, next: &mut u32) -> Option<u32> {
+        let t = if (*next as usize) < self.table.len() && self.table.name(*next).as_str() == name {
+            *next
+        } else {
+            self.table.index(name)?
+        };
+        *next = t + 1;
+        self.subscribes(class, t).then_some(t)
+    }
+
+    /// Resolves one member's claimed partitions to global numbers, keeping only partitions that
+    /// exist and whose topic the member subscribes to (Java drops the others too; negative or
+    /// out-of-range partition numbers are ignored rather than trusted).
+    pub(crate) fn claims<'a, I>(&self, member: usize, owned: I, dropped: &mut usize) -> Vec<u32>
+    where
+        I: IntoIterator<Item = (&'a str, &'a [i32])>,
+    {
+        let class = self.member_class[member];
+        let mut out = Vec::new();
+        let mut next: u32 = 0;
+        for (topic, partitions) in owned {
+            let Some(t) = self.claimed_topic(class, topic, &mut next) else {
+                *dropped += partitions.len();
+                continue;
+            };
+            for &p in partitions {
+                match self.table.global(t, p) {
+                    Some(g) => out.push(g),
+                    None => *dropped += 1,
+                }
+            }
+        }
+        out
+    }
+}

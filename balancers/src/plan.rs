@@ -1,0 +1,263 @@
+//! Plans: who gets which partitions. Partitions are numbered globally (topic by topic, in Java's
+//! topic order) so that a plan for a million partitions is a few flat vectors, not a million
+//! small maps.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cohort_protocol::StrBytes;
+use cohort_protocol::consumer_protocol::{AssignedTopicPartitions, ConsumerProtocolAssignment};
+use rustc_hash::FxHashMap;
+
+use crate::java::java_cmp;
+use crate::{AssignError, TopicInfo};
+
+/// The topics of a group in Java's order, with a global number for every partition.
+#[derive(Debug, Clone)]
+pub struct TopicTable {
+    names: Vec<StrBytes>,
+    starts: Vec<u32>,
+    lookup: FxHashMap<StrBytes, u32>,
+    racks: Option<Racks>,
+}
+
+/// Replica racks of every partition, as rack numbers (compressed rows).
+#[derive(Debug, Clone)]
+pub(crate) struct Racks {
+    pub(crate) names: Vec<StrBytes>,
+    pub(crate) offsets: Vec<u32>,
+    pub(crate) ids: Vec<u32>,
+}
+
+impl Racks {
+    pub(crate) fn of(&self, global: u32) -> &[u32] {
+        let g = global as usize;
+        &self.ids[self.offsets[g] as usize..self.offsets[g + 1] as usize]
+    }
+
+    pub(crate) fn id(&self, name: &str) -> Option<u32> {
+        self.names
+            .iter()
+            .position(|n| n.as_str() == name)
+            .map(|i| i as u32)
+    }
+}
+
+impl TopicTable {
+    /// Builds the table; topics are sorted as Java sorts strings, duplicates keep the first.
+    pub fn new(topics: &[TopicInfo]) -> Result<Self, AssignError> {
+        let mut order: Vec<&TopicInfo> = topics.iter().collect();
+        order.sort_by(|a, b| java_cmp(&a.name, &b.name));
+        order.dedup_by(|b, a| a.name == b.name);
+        let mut names = Vec::with_capacity(order.len());
+        let mut starts = Vec::with_capacity(order.len() + 1);
+        let mut lookup = FxHashMap::with_capacity_and_hasher(order.len(), Default::default());
+        let mut total: u64 = 0;
+        for (i, t) in order.iter().enumerate() {
+            starts.push(total as u32);
+            names.push(t.name.clone());
+            lookup.insert(t.name.clone(), i as u32);
+            total += u64::from(t.partitions);
+            if total > u64::from(u32::MAX - 1) {
+                return Err(AssignError::TooLarge(format!("{total} partitions")));
+            }
+        }
+        starts.push(total as u32);
+        let racks = if order.iter().any(|t| !t.replica_racks.is_empty()) {
+            let mut rack_names: Vec<StrBytes> = Vec::new();
+            let mut rack_ids: FxHashMap<StrBytes, u32> = FxHashMap::default();
+            let mut offsets = Vec::with_capacity(total as usize + 1);
+            let mut ids = Vec::new();
+            for t in &order {
+                for p in 0..t.partitions as usize {
+                    offsets.push(ids.len() as u32);
+                    if let Some(rs) = t.replica_racks.get(p) {
+                        let mut these: Vec<u32> = rs
+                            .iter()
+                            .map(|r| {
+                                *rack_ids.entry(r.clone()).or_insert_with(|| {
+                                    rack_names.push(r.clone());
+                                    rack_names.len() as u32 - 1
+                                })
+                            })
+                            .collect();
+                        these.sort_unstable();
+                        these.dedup();
+                        ids.extend(these);
+                    }
+                }
+            }
+            offsets.push(ids.len() as u32);
+            Some(Racks {
+                names: rack_names,
+                offsets,
+                ids,
+            })
+        } else {
+            None
+        };
+        Ok(Self {
+            names,
+            starts,
+            lookup,
+            racks,
+        })
+    }
+
+    /// Number of topics.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether there are no topics.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Total number of partitions.
+    pub fn partitions(&self) -> u32 {
+        *self.starts.last().unwrap_or(&0)
+    }
+
+    /// Name of topic `t`.
+    pub fn name(&self, t: u32) -> &StrBytes {
+        &self.names[t as usize]
+    }
+
+    /// Index of a topic by name.
+    pub fn index(&self, name: &str) -> Option<u32> {
+        self.lookup.get(name).copied()
+    }
+
+    /// Global numbers of topic `t`'s partitions.
+    pub fn range(&self, t: u32) -> std::ops::Range<u32> {
+        self.starts[t as usize]..self.starts[t as usize + 1]
+    }
+
+    /// Global number of partition `p` of topic `t`, if it exists.
+    pub fn global(&self, t: u32, p: i32) -> Option<u32> {
+        let r = self.range(t);
+        let g = i64::from(r.start) + i64::from(p);
+        (p >= 0 && g < i64::from(r.end)).then_some(g as u32)
+    }
+
+    /// Topic index and partition of a global number.
+    pub fn locate(&self, global: u32) -> (u32, i32) {
+        let t = self.starts.partition_point(|&s| s <= global) - 1;
+        (t as u32, (global - self.starts[t]) as i32)
+    }
+
+    pub(crate) fn racks(&self) -> Option<&Racks> {
+        self.racks.as_ref()
+    }
+
+    /// Index of every topic start, for walking sorted global numbers topic by topic.
+    pub(crate) fn starts(&self) -> &[u32] {
+        &self.starts
+    }
+}
+
+/// One member's part of a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberPlan {
+    /// The member.
+    pub member_id: StrBytes,
+    /// Assigned partitions as global numbers, ascending.
+    pub partitions: Vec<u32>,
+    /// User data for the member's assignment.
+    pub user_data: Option<Bytes>,
+}
+
+/// The result of a balancer: one entry per member, in the order the members were given.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub(crate) table: Arc<TopicTable>,
+    /// Per member, in input order.
+    pub members: Vec<MemberPlan>,
+    /// Things the balancer ignored, as Kafka's Java client does (unknown topics, invalid owned
+    /// partitions, unparsable user data), for logs.
+    pub warnings: Vec<String>,
+}
+
+impl Plan {
+    /// The topic table the global numbers refer to.
+    pub fn table(&self) -> &TopicTable {
+        &self.table
+    }
+
+    /// Position of a member in the plan.
+    pub fn member_index(&self, member_id: &str) -> Option<usize> {
+        self.members
+            .iter()
+            .position(|m| m.member_id.as_str() == member_id)
+    }
+
+    /// A member's partitions, topic by topic (topics in Java order, partitions ascending).
+    pub fn topics_of(&self, member: usize) -> Vec<(StrBytes, Vec<i32>)> {
+        let mut out: Vec<(StrBytes, Vec<i32>)> = Vec::new();
+        let starts = self.table.starts();
+        let mut t = 0usize;
+        for &g in &self.members[member].partitions {
+            while starts[t + 1] <= g {
+                t += 1;
+            }
+            let p = (g - starts[t]) as i32;
+            match out.last_mut() {
+                Some((name, ps)) if name == self.table.name(t as u32) => ps.push(p),
+                _ => out.push((self.table.name(t as u32).clone(), vec![p])),
+            }
+        }
+        out
+    }
+
+    /// A member's partitions of one topic.
+    pub fn partitions_of(&self, member: usize, topic: &str) -> Vec<i32> {
+        let Some(t) = self.table.index(topic) else {
+            return Vec::new();
+        };
+        let r = self.table.range(t);
+        let ps = &self.members[member].partitions;
+        let lo = ps.partition_point(|&g| g < r.start);
+        let hi = ps.partition_point(|&g| g < r.end);
+        ps[lo..hi].iter().map(|g| (g - r.start) as i32).collect()
+    }
+
+    /// A member's assignment in the consumer protocol's form.
+    pub fn to_assignment(&self, member: usize) -> ConsumerProtocolAssignment {
+        ConsumerProtocolAssignment {
+            assigned_partitions: self
+                .topics_of(member)
+                .into_iter()
+                .map(|(topic, partitions)| AssignedTopicPartitions { topic, partitions })
+                .collect(),
+            user_data: self.members[member].user_data.clone(),
+        }
+    }
+
+    /// The whole plan as ordered maps: member id to topic to partitions.
+    pub fn to_map(&self) -> BTreeMap<String, BTreeMap<String, Vec<i32>>> {
+        (0..self.members.len())
+            .map(|i| {
+                (
+                    self.members[i].member_id.to_string(),
+                    self.topics_of(i)
+                        .into_iter()
+                        .map(|(t, ps)| (t.to_string(), ps))
+                        .collect(),
+                )
+            })
+            .collect()
+    }
+
+    /// Owner of every partition (member position), `u32::MAX` for unassigned ones.
+    pub fn owners(&self) -> Vec<u32> {
+        let mut owners = vec![u32::MAX; self.table.partitions() as usize];
+        for (i, m) in self.members.iter().enumerate() {
+            for &g in &m.partitions {
+                owners[g as usize] = i as u32;
+            }
+        }
+        owners
+    }
+}
