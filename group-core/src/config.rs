@@ -1,0 +1,313 @@
+//! Configuration, with the Java client's defaults and up-front validation.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cohort_balancers::Balancer;
+
+use crate::conn::Dialer;
+use crate::error::Error;
+
+/// Where a partition without a committed offset starts (`auto.offset.reset`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetReset {
+    /// The log start.
+    Earliest,
+    /// The log end: only records produced after the assignment.
+    Latest,
+    /// No default: the partition's start is an error unless a starting-offset hook decides.
+    None,
+}
+
+/// Subscribed topics: a fixed list or a pattern over the cluster's topics.
+#[derive(Debug, Clone)]
+pub enum Subscription {
+    /// These topics.
+    Topics(Vec<String>),
+    /// Every topic whose whole name matches the pattern (refreshed with metadata).
+    Pattern(regex::Regex),
+}
+
+impl Subscription {
+    /// Whether a topic name belongs to the subscription.
+    pub fn matches(&self, topic: &str) -> bool {
+        match self {
+            Subscription::Topics(ts) => ts.iter().any(|t| t == topic),
+            Subscription::Pattern(re) => re
+                .find(topic)
+                .is_some_and(|m| m.start() == 0 && m.end() == topic.len()),
+        }
+    }
+}
+
+/// Client settings shared by every connection.
+#[derive(Clone)]
+pub struct ClientConfig {
+    /// `host:port` addresses to bootstrap from.
+    pub bootstrap: Vec<String>,
+    /// `client.id` sent in request headers.
+    pub client_id: String,
+    /// Deadline of a request unless the API has its own (`request.timeout.ms`, 30 s).
+    pub request_timeout: Duration,
+    /// First reconnect delay (`reconnect.backoff.ms`, 50 ms).
+    pub reconnect_backoff: Duration,
+    /// Largest reconnect delay (`reconnect.backoff.max.ms`, 1 s).
+    pub reconnect_backoff_max: Duration,
+    /// Delay before retrying a failed request (`retry.backoff.ms`, 100 ms).
+    pub retry_backoff: Duration,
+    /// Largest retry delay (`retry.backoff.max.ms`, 1 s, KIP-580).
+    pub retry_backoff_max: Duration,
+    /// How often cached metadata is refreshed (`metadata.max.age.ms`, 5 min; the group leader
+    /// refreshes more often to watch partition counts).
+    pub metadata_max_age: Duration,
+    /// Largest frame accepted from a broker.
+    pub max_frame_size: usize,
+    /// Opens connections; replace it for TLS, a proxy, a custom resolver or fault injection.
+    pub dialer: Arc<dyn Dialer>,
+    /// `client.rack`, sent in the subscription for rack-aware assignment (KIP-881).
+    pub rack: Option<String>,
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("bootstrap", &self.bootstrap)
+            .field("client_id", &self.client_id)
+            .field("request_timeout", &self.request_timeout)
+            .field("rack", &self.rack)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientConfig {
+    /// Defaults for a bootstrap address list (`host:port,host:port`).
+    pub fn new(bootstrap: &str) -> Self {
+        Self {
+            bootstrap: bootstrap
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            client_id: "cohort".into(),
+            request_timeout: Duration::from_secs(30),
+            reconnect_backoff: Duration::from_millis(50),
+            reconnect_backoff_max: Duration::from_secs(1),
+            retry_backoff: Duration::from_millis(100),
+            retry_backoff_max: Duration::from_secs(1),
+            metadata_max_age: Duration::from_secs(300),
+            max_frame_size: cohort_protocol::frame::DEFAULT_MAX_FRAME_SIZE,
+            dialer: Arc::new(crate::conn::TcpDialer::default()),
+            rack: None,
+        }
+    }
+
+    pub(crate) fn validate(&self, problems: &mut Vec<String>) {
+        if self.bootstrap.is_empty() {
+            problems.push("bootstrap: at least one host:port is required".into());
+        }
+        for b in &self.bootstrap {
+            if b.rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_none()
+            {
+                problems.push(format!("bootstrap: {b:?} is not host:port"));
+            }
+        }
+        if self.request_timeout.is_zero() {
+            problems.push("request_timeout must be positive".into());
+        }
+        if self.reconnect_backoff > self.reconnect_backoff_max {
+            problems.push("reconnect_backoff must not exceed reconnect_backoff_max".into());
+        }
+        if self.retry_backoff > self.retry_backoff_max {
+            problems.push("retry_backoff must not exceed retry_backoff_max".into());
+        }
+    }
+}
+
+/// Consumer-group settings.
+pub struct GroupConfig {
+    /// Client settings.
+    pub client: ClientConfig,
+    /// `group.id`.
+    pub group_id: String,
+    /// What to consume.
+    pub subscription: Subscription,
+    /// Balancers in priority order; the coordinator picks the first all members support.
+    pub balancers: Vec<Box<dyn Balancer>>,
+    /// `group.instance.id` for static membership (KIP-345).
+    pub group_instance_id: Option<String>,
+    /// `session.timeout.ms` (45 s).
+    pub session_timeout: Duration,
+    /// `heartbeat.interval.ms` (3 s).
+    pub heartbeat_interval: Duration,
+    /// `max.poll.interval.ms` (5 min) doubles as the rebalance timeout sent in JoinGroup, as in
+    /// the Java client: how long the group waits for members to rejoin.
+    pub rebalance_timeout: Duration,
+    /// Bound on the time between two calls into the consumer (`max.poll.interval.ms`): past it,
+    /// the member is considered stalled, leaves the group (dynamic members) and reports it.
+    pub max_poll_interval: Duration,
+    /// Where partitions without a commit start.
+    pub offset_reset: OffsetReset,
+    /// Commit automatically on this interval (and on revocation); `None` for manual commits.
+    pub auto_commit_interval: Option<Duration>,
+    /// Also commit on revocation when auto-commit is off.
+    pub commit_on_revoke: bool,
+    /// Send LeaveGroup on close (dynamic members only; static members never leave, KIP-345).
+    pub leave_on_close: bool,
+    /// Pause before the follow-up JoinGroup of a cooperative rebalance (KIP-429's second
+    /// round). Zero (the default) rejoins at once, as the Java client does. Brokers that answer
+    /// a follower's SyncGroup late can strand the followers' assignments when the leader
+    /// rejoins at once: Tansu checks pending SyncGroups once a second, so against it a delay
+    /// of about a second makes cooperative rebalances converge in two rounds instead of four or
+    /// more (measured in `docs/BENCHMARKS.md`).
+    pub cooperative_rejoin_delay: Duration,
+    /// How often the leader checks partition counts of subscribed topics.
+    pub partition_watch_interval: Duration,
+    /// Fetch: bytes per partition per request (`max.partition.fetch.bytes`, 1 MiB).
+    pub max_partition_fetch_bytes: i32,
+    /// Fetch: bytes per request (`fetch.max.bytes`, 50 MiB).
+    pub fetch_max_bytes: i32,
+    /// Fetch: how long the broker may wait for data (`fetch.max.wait.ms`, 500 ms).
+    pub fetch_max_wait: Duration,
+    /// Records buffered per partition before fetching pauses (backpressure).
+    pub max_buffered_records: usize,
+    /// Skip records older than this when starting or resuming (optional maximum message age).
+    pub max_record_age: Option<Duration>,
+}
+
+impl fmt::Debug for GroupConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupConfig")
+            .field("client", &self.client)
+            .field("group_id", &self.group_id)
+            .field("subscription", &self.subscription)
+            .field(
+                "balancers",
+                &self
+                    .balancers
+                    .iter()
+                    .map(|b| b.protocol_name())
+                    .collect::<Vec<_>>(),
+            )
+            .field("group_instance_id", &self.group_instance_id)
+            .field("session_timeout", &self.session_timeout)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("rebalance_timeout", &self.rebalance_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GroupConfig {
+    /// Defaults (Java client's) for a group consuming `topics`.
+    pub fn new(bootstrap: &str, group_id: &str, topics: &[&str]) -> Self {
+        Self {
+            client: ClientConfig::new(bootstrap),
+            group_id: group_id.into(),
+            subscription: Subscription::Topics(topics.iter().map(|t| (*t).to_owned()).collect()),
+            balancers: vec![
+                Box::new(cohort_balancers::Range),
+                Box::new(cohort_balancers::CooperativeSticky),
+            ],
+            group_instance_id: None,
+            session_timeout: Duration::from_secs(45),
+            heartbeat_interval: Duration::from_secs(3),
+            rebalance_timeout: Duration::from_secs(300),
+            max_poll_interval: Duration::from_secs(300),
+            offset_reset: OffsetReset::Latest,
+            auto_commit_interval: Some(Duration::from_secs(5)),
+            commit_on_revoke: true,
+            leave_on_close: true,
+            cooperative_rejoin_delay: Duration::ZERO,
+            partition_watch_interval: Duration::from_secs(5),
+            max_partition_fetch_bytes: 1024 * 1024,
+            fetch_max_bytes: 50 * 1024 * 1024,
+            fetch_max_wait: Duration::from_millis(500),
+            max_buffered_records: 10_000,
+            max_record_age: None,
+        }
+    }
+
+    /// Checks the configuration, reporting every problem at once (like kafka-go's `Validate`).
+    pub fn validate(&self) -> Result<(), Error> {
+        let mut p = Vec::new();
+        self.client.validate(&mut p);
+        if self.group_id.is_empty() {
+            p.push("group_id must not be empty".into());
+        }
+        match &self.subscription {
+            Subscription::Topics(ts) if ts.is_empty() => p.push("subscription: no topics".into()),
+            Subscription::Topics(ts) => {
+                for t in ts {
+                    if t.is_empty()
+                        || t.len() > 249
+                        || !t
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+                    {
+                        p.push(format!("subscription: {t:?} is not a legal topic name"));
+                    }
+                }
+            }
+            Subscription::Pattern(_) => {}
+        }
+        if self.balancers.is_empty() {
+            p.push("balancers: at least one is required".into());
+        }
+        let mut names: Vec<&str> = self.balancers.iter().map(|b| b.protocol_name()).collect();
+        names.sort_unstable();
+        if names.windows(2).any(|w| w[0] == w[1]) {
+            p.push("balancers: the same protocol is listed twice".into());
+        }
+        if self.heartbeat_interval.is_zero() {
+            p.push("heartbeat_interval must be positive".into());
+        }
+        if self.heartbeat_interval >= self.session_timeout {
+            p.push(format!(
+                "heartbeat_interval ({:?}) must be lower than session_timeout ({:?}); a third of it is usual",
+                self.heartbeat_interval, self.session_timeout
+            ));
+        }
+        if self.session_timeout < Duration::from_millis(1)
+            || self.session_timeout > Duration::from_secs(3600)
+        {
+            p.push(
+                "session_timeout must be between 1 ms and 1 h (brokers narrow it further)".into(),
+            );
+        }
+        if self.rebalance_timeout < self.session_timeout {
+            p.push(format!(
+                "rebalance_timeout ({:?}) should not be lower than session_timeout ({:?})",
+                self.rebalance_timeout, self.session_timeout
+            ));
+        }
+        if self.max_poll_interval.is_zero() {
+            p.push("max_poll_interval must be positive".into());
+        }
+        if let Some(i) = &self.group_instance_id
+            && i.is_empty()
+        {
+            p.push("group_instance_id must not be empty when set".into());
+        }
+        if self.auto_commit_interval.is_some_and(|d| d.is_zero()) {
+            p.push("auto_commit_interval must be positive when set".into());
+        }
+        if self.max_partition_fetch_bytes <= 0 || self.fetch_max_bytes <= 0 {
+            p.push("fetch sizes must be positive".into());
+        }
+        if self.max_buffered_records == 0 {
+            p.push("max_buffered_records must be positive".into());
+        }
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Config(p))
+        }
+    }
+
+    /// Whether this member runs the cooperative protocol (every balancer supports it: Java's rule).
+    pub fn cooperative(&self) -> bool {
+        cohort_balancers::runs_cooperative(&self.balancers)
+    }
+}

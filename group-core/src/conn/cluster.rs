@@ -1,0 +1,474 @@
+//! The cluster as the client sees it: brokers, topic metadata, connections per broker (one for
+//! data, one for the group coordinator, as Java keeps them apart so that a long fetch never
+//! delays a heartbeat), reconnect backoff, coordinator discovery.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cohort_protocol::messages::{FindCoordinatorRequest, MetadataRequest, metadata_request};
+use cohort_protocol::{ApiKey, ErrorCode, Request};
+
+use super::Connection;
+use crate::backoff::Backoff;
+use crate::config::ClientConfig;
+use crate::error::Error;
+
+/// Which broker a request goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// Any broker (metadata, coordinator lookup, admin requests).
+    Any,
+    /// A broker, on its data connection (fetch, produce, list offsets).
+    Broker(i32),
+    /// A broker, on the connection reserved for group requests.
+    Coordinator(i32),
+}
+
+/// One partition in metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionMeta {
+    /// Partition number.
+    pub partition: i32,
+    /// Leader broker id, or -1.
+    pub leader: i32,
+    /// Leader epoch.
+    pub leader_epoch: i32,
+    /// Replica broker ids.
+    pub replicas: Vec<i32>,
+    /// Error code for the partition (0 when fine).
+    pub error_code: i16,
+}
+
+/// One topic in metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicMeta {
+    /// Partitions, by number.
+    pub partitions: Vec<PartitionMeta>,
+    /// Error code for the topic (0 when fine).
+    pub error_code: i16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum ConnKey {
+    Bootstrap(usize),
+    Broker(i32),
+    Group(i32),
+}
+
+#[derive(Default)]
+struct Slot {
+    conn: Option<Arc<Connection>>,
+    backoff: Option<Backoff>,
+    last_failure: Option<Instant>,
+    next_delay: Duration,
+}
+
+struct State {
+    brokers: BTreeMap<i32, (String, Option<String>)>,
+    topics: BTreeMap<String, TopicMeta>,
+    metadata_at: Option<Instant>,
+    next_any: usize,
+}
+
+struct Inner {
+    config: ClientConfig,
+    coordinators: Mutex<HashMap<String, i32>>,
+    state: Mutex<State>,
+    slots: Mutex<HashMap<ConnKey, Arc<tokio::sync::Mutex<Slot>>>>,
+}
+
+/// A handle on the cluster; cheap to clone.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("bootstrap", &self.inner.config.bootstrap)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// A cluster client; nothing is connected until the first request.
+    pub fn new(config: ClientConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                state: Mutex::new(State {
+                    brokers: BTreeMap::new(),
+                    topics: BTreeMap::new(),
+                    metadata_at: None,
+                    next_any: 0,
+                }),
+                slots: Mutex::new(HashMap::new()),
+                coordinators: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The client configuration.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn addr_of(&self, key: &ConnKey) -> Option<String> {
+        match key {
+            ConnKey::Bootstrap(i) => self.inner.config.bootstrap.get(*i).cloned(),
+            ConnKey::Broker(id) | ConnKey::Group(id) => {
+                self.state().brokers.get(id).map(|(a, _)| a.clone())
+            }
+        }
+    }
+
+    /// Returns a live connection for `key`, opening one (after the reconnect backoff) if needed.
+    async fn connection(&self, key: ConnKey) -> Result<Arc<Connection>, Error> {
+        let slot = {
+            let mut slots = self
+                .inner
+                .slots
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Arc::clone(slots.entry(key.clone()).or_default())
+        };
+        let mut slot = slot.lock().await;
+        if let Some(c) = &slot.conn {
+            if c.is_alive() {
+                return Ok(Arc::clone(c));
+            }
+            slot.conn = None;
+        }
+        let addr = self.addr_of(&key).ok_or_else(|| Error::Transport {
+            broker: format!("{key:?}"),
+            message: "broker unknown (not in metadata)".into(),
+        })?;
+        // Reconnect backoff (KIP-580): exponential with jitter after consecutive failures.
+        if let Some(at) = slot.last_failure {
+            let wait = slot.next_delay.saturating_sub(at.elapsed());
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        let cfg = &self.inner.config;
+        let opened = Connection::open(
+            &addr,
+            cfg.dialer.as_ref(),
+            &cfg.client_id,
+            cfg.max_frame_size,
+            cfg.request_timeout,
+        )
+        .await;
+        match opened {
+            Ok(c) => {
+                let c = Arc::new(c);
+                slot.conn = Some(Arc::clone(&c));
+                slot.backoff = None;
+                slot.last_failure = None;
+                tracing::debug!(broker = %addr, ?key, "connected");
+                Ok(c)
+            }
+            Err(e) => {
+                let b = slot.backoff.get_or_insert_with(|| {
+                    Backoff::new(cfg.reconnect_backoff, cfg.reconnect_backoff_max)
+                });
+                slot.next_delay = b.next_delay();
+                slot.last_failure = Some(Instant::now());
+                tracing::debug!(broker = %addr, error = %e, "connect failed");
+                Err(e)
+            }
+        }
+    }
+
+    fn any_keys(&self) -> Vec<ConnKey> {
+        let st = self.state();
+        let mut keys: Vec<ConnKey> = st.brokers.keys().map(|&id| ConnKey::Broker(id)).collect();
+        keys.extend((0..self.inner.config.bootstrap.len()).map(ConnKey::Bootstrap));
+        let n = keys.len().max(1);
+        let start = st.next_any % n;
+        keys.rotate_left(start);
+        keys
+    }
+
+    /// Sends a request and returns the version used and the response.
+    pub async fn send_versioned<R: Request>(
+        &self,
+        target: Target,
+        req: &R,
+        timeout: Duration,
+    ) -> Result<(i16, R::Response), Error> {
+        self.send_capped(target, req, timeout, None).await
+    }
+
+    /// Sends a request at a version no higher than `cap` (the client may need the layout of
+    /// an older version, e.g. Fetch with topic names rather than topic ids).
+    pub async fn send_capped<R: Request>(
+        &self,
+        target: Target,
+        req: &R,
+        timeout: Duration,
+        cap: Option<i16>,
+    ) -> Result<(i16, R::Response), Error> {
+        match target {
+            Target::Broker(id) => {
+                self.connection(ConnKey::Broker(id))
+                    .await?
+                    .send(req, timeout, cap)
+                    .await
+            }
+            Target::Coordinator(id) => {
+                self.connection(ConnKey::Group(id))
+                    .await?
+                    .send(req, timeout, cap)
+                    .await
+            }
+            Target::Any => {
+                let mut last = None;
+                for key in self.any_keys() {
+                    match self.connection(key).await {
+                        Ok(c) => match c.send(req, timeout, cap).await {
+                            Ok(r) => return Ok(r),
+                            Err(e) if e.is_retriable() => last = Some(e),
+                            Err(e) => return Err(e),
+                        },
+                        Err(e) => last = Some(e),
+                    }
+                    self.state().next_any += 1;
+                }
+                Err(last.unwrap_or_else(|| Error::Transport {
+                    broker: "bootstrap".into(),
+                    message: "no broker reachable".into(),
+                }))
+            }
+        }
+    }
+
+    /// Sends a request and returns its response.
+    pub async fn send<R: Request>(
+        &self,
+        target: Target,
+        req: &R,
+        timeout: Duration,
+    ) -> Result<R::Response, Error> {
+        self.send_versioned(target, req, timeout)
+            .await
+            .map(|(_, r)| r)
+    }
+
+    /// Whether the broker (or any broker, for [`Target::Any`]) supports `api` at `version`+.
+    pub async fn supports(&self, target: Target, api: ApiKey, version: i16) -> Result<bool, Error> {
+        let key = match target {
+            Target::Broker(id) => ConnKey::Broker(id),
+            Target::Coordinator(id) => ConnKey::Group(id),
+            Target::Any => self
+                .any_keys()
+                .into_iter()
+                .next()
+                .unwrap_or(ConnKey::Bootstrap(0)),
+        };
+        Ok(self.connection(key).await?.supports(api, version))
+    }
+
+    /// Closes the connection to a broker (after a transport error), so the next request
+    /// reconnects.
+    pub fn disconnect(&self, target: Target) {
+        let key = match target {
+            Target::Broker(id) => ConnKey::Broker(id),
+            Target::Coordinator(id) => ConnKey::Group(id),
+            Target::Any => return,
+        };
+        let slot = self
+            .inner
+            .slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        if let Some(slot) = slot
+            && let Ok(s) = slot.try_lock()
+            && let Some(c) = &s.conn
+        {
+            c.close("disconnected by client");
+        }
+    }
+
+    /// Fetches metadata for `topics` (all topics for `None`) and updates the cache.
+    pub async fn refresh_metadata(
+        &self,
+        topics: Option<&[String]>,
+    ) -> Result<BTreeMap<String, TopicMeta>, Error> {
+        let req = MetadataRequest {
+            topics: topics.map(|ts| {
+                ts.iter()
+                    .map(|t| metadata_request::MetadataRequestTopic {
+                        name: Some(t.clone().into()),
+                        ..Default::default()
+                    })
+                    .collect()
+            }),
+            allow_auto_topic_creation: false,
+            ..Default::default()
+        };
+        let resp = self
+            .send(Target::Any, &req, self.inner.config.request_timeout)
+            .await?;
+        let mut out = BTreeMap::new();
+        let mut st = self.state();
+        for b in &resp.brokers {
+            st.brokers.insert(
+                b.node_id,
+                (
+                    format!("{}:{}", b.host, b.port),
+                    b.rack.as_ref().map(|r| r.to_string()),
+                ),
+            );
+        }
+        for t in &resp.topics {
+            let Some(name) = t.name.as_ref() else {
+                continue;
+            };
+            let mut partitions: Vec<PartitionMeta> = t
+                .partitions
+                .iter()
+                .map(|p| PartitionMeta {
+                    partition: p.partition_index,
+                    leader: p.leader_id,
+                    leader_epoch: p.leader_epoch,
+                    replicas: p.replica_nodes.clone(),
+                    error_code: p.error_code,
+                })
+                .collect();
+            partitions.sort_by_key(|p| p.partition);
+            let meta = TopicMeta {
+                partitions,
+                error_code: t.error_code,
+            };
+            if t.error_code == 0 {
+                st.topics.insert(name.to_string(), meta.clone());
+            } else {
+                st.topics.remove(name.as_str());
+            }
+            out.insert(name.to_string(), meta);
+        }
+        st.metadata_at = Some(Instant::now());
+        Ok(out)
+    }
+
+    /// Cached metadata of a topic.
+    pub fn topic(&self, name: &str) -> Option<TopicMeta> {
+        self.state().topics.get(name).cloned()
+    }
+
+    /// Names of all cached topics.
+    pub fn topic_names(&self) -> Vec<String> {
+        self.state().topics.keys().cloned().collect()
+    }
+
+    /// Rack of a broker, from metadata.
+    pub fn broker_rack(&self, id: i32) -> Option<String> {
+        self.state().brokers.get(&id).and_then(|(_, r)| r.clone())
+    }
+
+    /// Leader of a partition, from cached metadata.
+    pub fn leader(&self, topic: &str, partition: i32) -> Option<i32> {
+        self.state()
+            .topics
+            .get(topic)
+            .and_then(|t| t.partitions.iter().find(|p| p.partition == partition))
+            .map(|p| p.leader)
+            .filter(|&l| l >= 0)
+    }
+
+    /// Finds the coordinator of `group` (FindCoordinator; batched form on v4+, KIP-699).
+    pub async fn find_coordinator(&self, group: &str) -> Result<i32, Error> {
+        let timeout = self.inner.config.request_timeout;
+        let batched = self
+            .supports(Target::Any, ApiKey::FindCoordinator, 4)
+            .await
+            .unwrap_or(false);
+        let req = if batched {
+            FindCoordinatorRequest {
+                key_type: 0,
+                coordinator_keys: vec![group.to_owned().into()],
+                ..Default::default()
+            }
+        } else {
+            FindCoordinatorRequest {
+                key: group.to_owned().into(),
+                key_type: 0,
+                ..Default::default()
+            }
+        };
+        let (version, resp) = self.send_versioned(Target::Any, &req, timeout).await?;
+        let (code, node, host, port) = if version >= 4 {
+            let c = resp.coordinators.first().ok_or_else(|| Error::Transport {
+                broker: "coordinator lookup".into(),
+                message: "FindCoordinator returned no coordinator".into(),
+            })?;
+            (c.error_code, c.node_id, c.host.to_string(), c.port)
+        } else {
+            (
+                resp.error_code,
+                resp.node_id,
+                resp.host.to_string(),
+                resp.port,
+            )
+        };
+        if let Err(code) = ErrorCode::check(code) {
+            return Err(Error::Broker {
+                api: ApiKey::FindCoordinator,
+                code,
+                context: format!("group {group}"),
+            });
+        }
+        {
+            let mut st = self.state();
+            let rack = st.brokers.get(&node).and_then(|(_, r)| r.clone());
+            st.brokers.insert(node, (format!("{host}:{port}"), rack));
+        }
+        self.inner
+            .coordinators
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(group.to_owned(), node);
+        Ok(node)
+    }
+
+    /// The coordinator of `group` from the last lookup, or a new lookup.
+    pub async fn coordinator(&self, group: &str) -> Result<i32, Error> {
+        let cached = self
+            .inner
+            .coordinators
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(group)
+            .copied();
+        match cached {
+            Some(c) => Ok(c),
+            None => self.find_coordinator(group).await,
+        }
+    }
+
+    /// Forgets the cached coordinator of `group` (after NOT_COORDINATOR or a transport error).
+    pub fn forget_coordinator(&self, group: &str) {
+        self.inner
+            .coordinators
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(group);
+    }
+
+    /// How old the cached metadata is.
+    pub fn metadata_age(&self) -> Option<Duration> {
+        self.state().metadata_at.map(|t| t.elapsed())
+    }
+}

@@ -1,0 +1,391 @@
+//! One connection to one broker: requests are pipelined and matched to responses by
+//! correlation id; versions are negotiated with ApiVersions when the connection opens.
+//!
+//! Two tasks own the socket halves. Any failure (write error, EOF, a frame that cannot be
+//! decoded, a response to an unknown correlation id, a request timeout) poisons the connection:
+//! every pending request fails once, and the next request opens a new connection. A broker
+//! that misbehaves costs its connection, never the process.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use cohort_protocol::frame::{FrameDecoder, decode_response, encode_request, peek_correlation_id};
+use cohort_protocol::messages::{ApiVersionsRequest, api_versions_response::ApiVersion};
+use cohort_protocol::{ApiKey, ErrorCode, Message, Request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+
+use super::Dialer;
+use crate::error::Error;
+
+type Reply = oneshot::Sender<Result<Bytes, Error>>;
+
+struct Outgoing {
+    frame: BytesMut,
+    reply: Reply,
+}
+
+struct Shared {
+    addr: String,
+    pending: Mutex<HashMap<i32, Reply>>,
+    dead: AtomicBool,
+    failure: Mutex<Option<Error>>,
+    shutdown: tokio::sync::Notify,
+}
+
+impl Shared {
+    /// Fails every pending request with `err` and marks the connection dead.
+    fn poison(&self, err: Error) {
+        self.dead.store(true, Ordering::SeqCst);
+        {
+            let mut f = self
+                .failure
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            f.get_or_insert_with(|| err.clone());
+        }
+        let drained: Vec<Reply> = {
+            let mut p = self
+                .pending
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            p.drain().map(|(_, r)| r).collect()
+        };
+        for r in drained {
+            let _ = r.send(Err(err.clone()));
+        }
+        self.shutdown.notify_waiters();
+    }
+}
+
+/// An open, version-negotiated connection.
+pub(crate) struct Connection {
+    shared: Arc<Shared>,
+    tx: mpsc::UnboundedSender<Outgoing>,
+    versions: HashMap<i16, (i16, i16)>,
+    client_id: String,
+    opened: Instant,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("addr", &self.shared.addr)
+            .field("alive", &self.is_alive())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.shared.dead.store(true, Ordering::SeqCst);
+        self.shared.shutdown.notify_waiters();
+    }
+}
+
+fn transport(addr: &str, message: impl std::fmt::Display) -> Error {
+    Error::Transport {
+        broker: addr.to_owned(),
+        message: message.to_string(),
+    }
+}
+
+impl Connection {
+    /// Dials `addr`, starts the connection's tasks and negotiates API versions.
+    pub(crate) async fn open(
+        addr: &str,
+        dialer: &dyn Dialer,
+        client_id: &str,
+        max_frame_size: usize,
+        timeout: Duration,
+    ) -> Result<Self, Error> {
+        let stream = dialer.dial(addr).await.map_err(|e| transport(addr, e))?;
+        let (mut rd, mut wr) = tokio::io::split(stream);
+        let shared = Arc::new(Shared {
+            addr: addr.to_owned(),
+            pending: Mutex::new(HashMap::new()),
+            dead: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            shutdown: tokio::sync::Notify::new(),
+        });
+        let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
+
+        // Writer: assigns correlation ids and writes frames in order.
+        let w = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let mut correlation: i32 = 0;
+            loop {
+                let next = tokio::select! {
+                    m = rx.recv() => m,
+                    () = w.shutdown.notified() => None,
+                };
+                let Some(mut out) = next else { break };
+                if w.dead.load(Ordering::SeqCst) {
+                    let f = w.failure.lock().ok().and_then(|f| f.clone());
+                    let _ = out.reply.send(Err(
+                        f.unwrap_or_else(|| transport(&w.addr, "connection closed"))
+                    ));
+                    continue;
+                }
+                correlation = correlation.wrapping_add(1);
+                // Bytes 8..12 of a request frame: size(4) api_key(2) api_version(2) correlation(4).
+                out.frame[8..12].copy_from_slice(&correlation.to_be_bytes());
+                w.pending
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(correlation, out.reply);
+                if let Err(e) = wr.write_all(&out.frame).await {
+                    w.poison(transport(&w.addr, format!("write: {e}")));
+                    break;
+                }
+            }
+            let _ = wr.shutdown().await;
+        });
+
+        // Reader: splits frames and hands each to the request it answers.
+        let r = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let decoder = FrameDecoder::new(max_frame_size);
+            let mut buf = BytesMut::with_capacity(64 * 1024);
+            loop {
+                loop {
+                    match decoder.decode(&mut buf) {
+                        Ok(Some(frame)) => {
+                            let corr = match peek_correlation_id(&frame) {
+                                Ok(c) => c,
+                                Err(e) => {
+                                    r.poison(Error::Protocol {
+                                        broker: r.addr.clone(),
+                                        error: e,
+                                    });
+                                    return;
+                                }
+                            };
+                            let waiter = r
+                                .pending
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .remove(&corr);
+                            match waiter {
+                                Some(w) => {
+                                    let _ = w.send(Ok(frame));
+                                }
+                                None => {
+                                    r.poison(transport(
+                                        &r.addr,
+                                        format!("response to unknown correlation id {corr}"),
+                                    ));
+                                    return;
+                                }
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            r.poison(Error::Protocol {
+                                broker: r.addr.clone(),
+                                error: e,
+                            });
+                            return;
+                        }
+                    }
+                }
+                let read = tokio::select! {
+                    n = rd.read_buf(&mut buf) => n,
+                    () = r.shutdown.notified() => return,
+                };
+                match read {
+                    Ok(0) => {
+                        r.poison(transport(&r.addr, "connection closed by broker"));
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        r.poison(transport(&r.addr, format!("read: {e}")));
+                        return;
+                    }
+                }
+            }
+        });
+
+        let mut conn = Connection {
+            shared,
+            tx,
+            versions: HashMap::new(),
+            client_id: client_id.to_owned(),
+            opened: Instant::now(),
+        };
+        conn.negotiate(timeout).await?;
+        Ok(conn)
+    }
+
+    async fn negotiate(&mut self, timeout: Duration) -> Result<(), Error> {
+        // v3 carries the client's name (KIP-511); a broker that does not know v3 answers with
+        // UNSUPPORTED_VERSION and its own ranges in the v0 layout.
+        let req = ApiVersionsRequest {
+            client_software_name: "cohort".into(),
+            client_software_version: env!("CARGO_PKG_VERSION").into(),
+            ..Default::default()
+        };
+        let mut version = 3;
+        for _ in 0..2 {
+            let frame = self
+                .round_trip::<ApiVersionsRequest>(&req, version, timeout)
+                .await?;
+            let (_, resp) = decode_response::<ApiVersionsRequest>(frame.clone(), version)
+                .or_else(|_| decode_response::<ApiVersionsRequest>(frame, 0))
+                .map_err(|e| Error::Protocol {
+                    broker: self.shared.addr.clone(),
+                    error: e,
+                })?;
+            self.versions = resp
+                .api_keys
+                .iter()
+                .map(
+                    |ApiVersion {
+                         api_key,
+                         min_version,
+                         max_version,
+                         ..
+                     }| (*api_key, (*min_version, *max_version)),
+                )
+                .collect();
+            match ErrorCode::check(resp.error_code) {
+                Ok(()) => return Ok(()),
+                Err(ErrorCode::UnsupportedVersion) => {
+                    version = self
+                        .versions
+                        .get(&ApiKey::ApiVersions.as_i16())
+                        .map_or(0, |&(_, max)| max.min(3));
+                }
+                Err(code) => {
+                    return Err(Error::Broker {
+                        api: ApiKey::ApiVersions,
+                        code,
+                        context: self.shared.addr.clone(),
+                    });
+                }
+            }
+        }
+        Err(transport(
+            &self.shared.addr,
+            "ApiVersions negotiation did not converge",
+        ))
+    }
+
+    /// Broker's address.
+    #[allow(dead_code)]
+    pub(crate) fn addr(&self) -> &str {
+        &self.shared.addr
+    }
+
+    /// Whether the connection can still carry requests.
+    pub(crate) fn is_alive(&self) -> bool {
+        !self.shared.dead.load(Ordering::SeqCst)
+    }
+
+    /// How long the connection has been open.
+    #[allow(dead_code)]
+    pub(crate) fn age(&self) -> Duration {
+        self.opened.elapsed()
+    }
+
+    /// Closes the connection; pending requests fail.
+    pub(crate) fn close(&self, why: &str) {
+        self.shared.poison(transport(&self.shared.addr, why));
+    }
+
+    /// The version to use for `R`: the highest both sides support (and at most `cap`).
+    pub(crate) fn version_for<R: Request>(&self, cap: Option<i16>) -> Result<i16, Error> {
+        let ours = (
+            R::VERSIONS.min,
+            cap.map_or(R::LATEST_STABLE, |c| c.min(R::LATEST_STABLE)),
+        );
+        let Some(&(bmin, bmax)) = self.versions.get(&R::API_KEY.as_i16()) else {
+            return Err(Error::UnsupportedVersion {
+                api: R::API_KEY,
+                broker_min: -1,
+                broker_max: -1,
+                client_min: ours.0,
+                client_max: ours.1,
+            });
+        };
+        let v = ours.1.min(bmax);
+        if v < ours.0.max(bmin) {
+            return Err(Error::UnsupportedVersion {
+                api: R::API_KEY,
+                broker_min: bmin,
+                broker_max: bmax,
+                client_min: ours.0,
+                client_max: ours.1,
+            });
+        }
+        Ok(v)
+    }
+
+    /// Whether the broker supports `api` at `version` or above.
+    pub(crate) fn supports(&self, api: ApiKey, version: i16) -> bool {
+        self.versions
+            .get(&api.as_i16())
+            .is_some_and(|&(_, max)| max >= version)
+    }
+
+    async fn round_trip<R: Request>(
+        &self,
+        req: &R,
+        version: i16,
+        timeout: Duration,
+    ) -> Result<Bytes, Error> {
+        if !self.is_alive() {
+            let f = self.shared.failure.lock().ok().and_then(|f| f.clone());
+            return Err(f.unwrap_or_else(|| transport(&self.shared.addr, "connection closed")));
+        }
+        let mut frame = BytesMut::new();
+        encode_request(&mut frame, 0, Some(&self.client_id), version, req)
+            .map_err(Error::Encode)?;
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Outgoing { frame, reply })
+            .map_err(|_| transport(&self.shared.addr, "connection closed"))?;
+        let started = Instant::now();
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(transport(&self.shared.addr, "connection closed")),
+            Err(_) => {
+                // Java closes the connection on a request timeout: a late response would
+                // otherwise arrive for a request nobody waits for.
+                let err = Error::Timeout {
+                    api: R::API_KEY,
+                    broker: self.shared.addr.clone(),
+                    elapsed_ms: started.elapsed().as_millis() as u64,
+                };
+                self.shared.poison(err.clone());
+                Err(err)
+            }
+        }
+    }
+
+    /// Sends `req` at the negotiated version (at most `cap`) and decodes the answer.
+    pub(crate) async fn send<R: Request>(
+        &self,
+        req: &R,
+        timeout: Duration,
+        cap: Option<i16>,
+    ) -> Result<(i16, R::Response), Error> {
+        let version = self.version_for::<R>(cap)?;
+        let frame = self.round_trip(req, version, timeout).await?;
+        let (_, body) = decode_response::<R>(frame, version).map_err(|e| {
+            let err = Error::Protocol {
+                broker: self.shared.addr.clone(),
+                error: e,
+            };
+            // The stream position can no longer be trusted.
+            self.shared.poison(err.clone());
+            err
+        })?;
+        let _ = <R::Response as Message>::NAME;
+        Ok((version, body))
+    }
+}

@@ -1,0 +1,12 @@
+//! Connections to brokers: a pluggable dialer, pipelined connections with version negotiation,
+//! and the cluster view (bootstrap, metadata cache, coordinator discovery).
+//!
+//! Only this module touches sockets.
+
+mod cluster;
+mod connection;
+mod dialer;
+
+pub use cluster::{Cluster, PartitionMeta, Target, TopicMeta};
+pub(crate) use connection::Connection;
+pub use dialer::{BoxedStream, Dialer, IoStream, TcpDialer};

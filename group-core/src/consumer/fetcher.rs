@@ -1,0 +1,435 @@
+//! Fetching: one loop per partition leader, long-polling Fetch for the partitions that are
+//! started, not paused and below their buffer limit.
+//!
+//! Fetch is capped at v12 so that topics are named (v13+ uses topic ids) and no fetch session
+//! is kept (session id 0, epoch -1: a full fetch every time, which brokers always accept).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cohort_protocol::messages::{FetchRequest, fetch_request};
+use cohort_protocol::records::{BatchIter, DecodeOptions};
+use cohort_protocol::{ApiKey, ErrorCode};
+
+use super::{ConsumerEvent, ConsumerRecord, Inner, StartOffset, Status};
+use crate::backoff::Backoff;
+use crate::config::OffsetReset;
+use crate::conn::Target;
+use crate::error::Error;
+use crate::offsets::{self, TopicPartition};
+
+const FETCH_VERSION_CAP: i16 = 12;
+
+/// Supervises the per-leader loops.
+pub(crate) async fn run(inner: Arc<Inner>) {
+    let mut loops: BTreeMap<i32, tokio::task::JoinHandle<()>> = BTreeMap::new();
+    loop {
+        let notified = inner.fetchable.notified();
+        let (closed, fetching): (bool, Vec<TopicPartition>) = {
+            let st = inner.lock();
+            (
+                st.closed,
+                st.partitions
+                    .iter()
+                    .filter(|(_, p)| matches!(p.status, Status::Fetching))
+                    .map(|(tp, _)| tp.clone())
+                    .collect(),
+            )
+        };
+        if closed {
+            for (_, h) in loops {
+                h.abort();
+            }
+            return;
+        }
+        let mut leaders = BTreeSet::new();
+        let mut unknown: BTreeSet<String> = BTreeSet::new();
+        for (t, p) in &fetching {
+            match inner.cluster.leader(t, *p) {
+                Some(l) => {
+                    leaders.insert(l);
+                }
+                None => {
+                    unknown.insert(t.clone());
+                }
+            }
+        }
+        if !unknown.is_empty() {
+            let topics: Vec<String> = unknown.into_iter().collect();
+            if let Err(e) = inner.cluster.refresh_metadata(Some(&topics)).await {
+                tracing::debug!(error = %e, "metadata refresh failed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            continue;
+        }
+        for l in leaders {
+            if loops.get(&l).is_none_or(|h| h.is_finished()) {
+                loops.insert(l, tokio::spawn(leader_loop(Arc::clone(&inner), l)));
+            }
+        }
+        tokio::select! {
+            () = notified => {}
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// One partition's part of a fetch response, decoded outside the consumer's lock.
+struct Decoded {
+    tp: TopicPartition,
+    sent_offset: i64,
+    epoch: u64,
+    error: i16,
+    high_watermark: i64,
+    records: Vec<(i64, ConsumerRecord)>,
+    /// The fetch position after these records.
+    next: i64,
+    corrupt: Option<cohort_protocol::DecodeError>,
+}
+
+async fn leader_loop(inner: Arc<Inner>, leader: i32) {
+    let cfg = inner.cluster.config().clone();
+    let mut backoff = Backoff::new(cfg.retry_backoff, cfg.retry_backoff_max);
+    let mut idle_rounds = 0u32;
+    loop {
+        let notified = inner.fetchable.notified();
+        // Partitions of this leader held back because their buffers are full: a long poll
+        // for the others would keep them waiting until it returns, so then the fetch does not
+        // wait on the broker (the buffers draining wakes the loop instead).
+        let mut held_back = false;
+        let batch: Vec<(TopicPartition, i64, u64)> = {
+            let st = inner.lock();
+            if st.closed {
+                return;
+            }
+            st.partitions
+                .iter()
+                .filter(|(tp, p)| {
+                    if !(matches!(p.status, Status::Fetching)
+                        && !p.paused
+                        && inner.cluster.leader(&tp.0, tp.1) == Some(leader))
+                    {
+                        return false;
+                    }
+                    let room = p.tracker.buffer.len() < inner.max_buffered;
+                    held_back |= !room;
+                    room
+                })
+                .map(|(tp, p)| (tp.clone(), p.tracker.fetch_offset, p.epoch))
+                .collect()
+        };
+        if batch.is_empty() {
+            idle_rounds += 1;
+            // A leader without partitions for a minute lets its loop go; the supervisor starts
+            // a new one when needed.
+            if idle_rounds > 60 {
+                return;
+            }
+            tokio::select! {
+                () = notified => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            continue;
+        }
+        idle_rounds = 0;
+        let mut topics: BTreeMap<&str, Vec<fetch_request::FetchPartition>> = BTreeMap::new();
+        for ((t, p), offset, _) in &batch {
+            topics
+                .entry(t.as_str())
+                .or_default()
+                .push(fetch_request::FetchPartition {
+                    partition: *p,
+                    current_leader_epoch: -1,
+                    fetch_offset: *offset,
+                    last_fetched_epoch: -1,
+                    log_start_offset: -1,
+                    partition_max_bytes: inner.max_partition_fetch_bytes,
+                    ..Default::default()
+                });
+        }
+        let req = FetchRequest {
+            replica_id: -1,
+            max_wait_ms: if held_back {
+                0
+            } else {
+                inner.fetch_max_wait.as_millis() as i32
+            },
+            min_bytes: 1,
+            max_bytes: inner.fetch_max_bytes,
+            isolation_level: 0,
+            session_id: 0,
+            session_epoch: -1,
+            topics: topics
+                .into_iter()
+                .map(|(t, partitions)| fetch_request::FetchTopic {
+                    topic: t.to_owned().into(),
+                    partitions,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let timeout = inner.fetch_max_wait + cfg.request_timeout;
+        let sent_at = std::time::Instant::now();
+        let resp = inner
+            .cluster
+            .send_capped(
+                Target::Broker(leader),
+                &req,
+                timeout,
+                Some(FETCH_VERSION_CAP),
+            )
+            .await;
+        let resp = match resp {
+            Ok((_, r)) => {
+                backoff.reset();
+                r
+            }
+            Err(e) => {
+                tracing::debug!(leader, error = %e, "fetch failed");
+                inner.cluster.disconnect(Target::Broker(leader));
+                let topics: Vec<String> = batch
+                    .iter()
+                    .map(|((t, _), _, _)| t.clone())
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                let _ = inner.cluster.refresh_metadata(Some(&topics)).await;
+                if backoff.attempts() >= 3 {
+                    inner.event(ConsumerEvent::Error(e));
+                }
+                tokio::time::sleep(backoff.next_delay()).await;
+                continue;
+            }
+        };
+        let epochs: BTreeMap<TopicPartition, (i64, u64)> =
+            batch.into_iter().map(|(tp, o, e)| (tp, (o, e))).collect();
+        let mut refresh = false;
+        let mut resets: Vec<(TopicPartition, i64, u64)> = Vec::new();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let min_ts = inner.max_record_age.map(|a| now_ms - a.as_millis() as i64);
+        let generation = inner.lock().generation;
+        // Decode outside the lock (the application keeps receiving meanwhile); apply under it.
+        let mut decoded: Vec<Decoded> = Vec::new();
+        for t in &resp.responses {
+            let topic: Arc<str> = Arc::from(t.topic.as_str());
+            for pd in &t.partitions {
+                let tp = (t.topic.to_string(), pd.partition_index);
+                let Some(&(sent_offset, epoch)) = epochs.get(&tp) else {
+                    continue;
+                };
+                let mut d = Decoded {
+                    tp,
+                    sent_offset,
+                    epoch,
+                    error: pd.error_code,
+                    high_watermark: pd.high_watermark,
+                    records: Vec::new(),
+                    next: sent_offset,
+                    corrupt: None,
+                };
+                if d.error == 0
+                    && let Some(records) = pd.records.clone()
+                {
+                    for batch in BatchIter::new(records, DecodeOptions::default()) {
+                        let batch = match batch {
+                            Ok(b) => b,
+                            Err(e) => {
+                                d.corrupt = Some(e);
+                                break;
+                            }
+                        };
+                        if !batch.header.is_control {
+                            for r in batch.records() {
+                                if r.offset() < d.next {
+                                    continue;
+                                }
+                                if min_ts.is_some_and(|m| r.timestamp() < m) {
+                                    d.next = d.next.max(r.offset() + 1);
+                                    continue;
+                                }
+                                d.records.push((
+                                    r.offset(),
+                                    ConsumerRecord {
+                                        topic: Arc::clone(&topic),
+                                        partition: pd.partition_index,
+                                        offset: r.offset(),
+                                        timestamp: r.timestamp(),
+                                        key: r.key_bytes(),
+                                        value: r.value_bytes(),
+                                        headers: r
+                                            .headers()
+                                            .map(|(k, v)| {
+                                                (k.to_owned(), v.map(bytes::Bytes::copy_from_slice))
+                                            })
+                                            .collect(),
+                                        generation,
+                                        epoch,
+                                    },
+                                ));
+                                d.next = r.offset() + 1;
+                            }
+                        }
+                        d.next = d.next.max(batch.header.next_offset());
+                    }
+                }
+                decoded.push(d);
+            }
+        }
+        let added = {
+            let mut st = inner.lock();
+            let mut added = 0u64;
+            for d in decoded {
+                let Some(p) = st.partitions.get_mut(&d.tp) else {
+                    continue;
+                };
+                // A revoke, a reset or a new assignment since the request was sent makes its
+                // data stale.
+                if p.epoch != d.epoch
+                    || !matches!(p.status, Status::Fetching)
+                    || p.tracker.fetch_offset != d.sent_offset
+                {
+                    continue;
+                }
+                match ErrorCode::check(d.error) {
+                    Ok(()) => {}
+                    Err(ErrorCode::OffsetOutOfRange) => {
+                        p.status = Status::Starting;
+                        resets.push((d.tp.clone(), d.sent_offset, d.epoch));
+                        continue;
+                    }
+                    Err(
+                        ErrorCode::NotLeaderOrFollower
+                        | ErrorCode::LeaderNotAvailable
+                        | ErrorCode::UnknownTopicOrPartition
+                        | ErrorCode::FencedLeaderEpoch
+                        | ErrorCode::UnknownLeaderEpoch
+                        | ErrorCode::KafkaStorageError
+                        | ErrorCode::ReplicaNotAvailable,
+                    ) => {
+                        refresh = true;
+                        continue;
+                    }
+                    Err(code) => {
+                        inner.event(ConsumerEvent::Error(Error::Broker {
+                            api: ApiKey::Fetch,
+                            code,
+                            context: format!("{}-{}", d.tp.0, d.tp.1),
+                        }));
+                        continue;
+                    }
+                }
+                p.high_watermark = d.high_watermark;
+                added += d.records.len() as u64;
+                for (offset, r) in d.records {
+                    p.tracker.push(offset, r);
+                }
+                p.tracker.skip_to(d.next);
+                if let Some(e) = d.corrupt {
+                    // A corrupt batch cannot be skipped safely: report and stop the partition
+                    // (as Java raises CorruptRecordException). What decoded before it stays.
+                    inner.event(ConsumerEvent::Error(Error::Protocol {
+                        broker: format!("broker {leader} ({}-{})", d.tp.0, d.tp.1),
+                        error: e,
+                    }));
+                    p.status = Status::Stalled;
+                }
+            }
+            added
+        };
+        tracing::trace!(
+            leader,
+            records = added,
+            took_us = sent_at.elapsed().as_micros() as u64,
+            "fetched"
+        );
+        if added > 0 {
+            inner.readable.notify_waiters();
+        } else if held_back {
+            // Nothing new for the partitions with room, and the others are full: wait for the
+            // application to drain a buffer rather than spin.
+            tokio::select! {
+                () = notified => {}
+                () = tokio::time::sleep(inner.fetch_max_wait) => {}
+            }
+        }
+        if refresh {
+            let _ = inner
+                .cluster
+                .refresh_metadata(Some(
+                    &epochs.keys().map(|(t, _)| t.clone()).collect::<Vec<_>>(),
+                ))
+                .await;
+            inner.fetchable.notify_waiters();
+        }
+        for (tp, offset, epoch) in resets {
+            let inner2 = Arc::clone(&inner);
+            tokio::spawn(async move { reset_offset(inner2, tp, offset, epoch).await });
+        }
+    }
+}
+
+/// OFFSET_OUT_OF_RANGE: the hook decides, else the reset policy.
+async fn reset_offset(inner: Arc<Inner>, tp: TopicPartition, offset: i64, epoch: u64) {
+    let choice = match &inner.out_of_range {
+        Some(h) => h(&tp.0, tp.1, offset),
+        None => match inner.offset_reset {
+            OffsetReset::Earliest => StartOffset::Earliest,
+            OffsetReset::Latest => StartOffset::Latest,
+            OffsetReset::None => {
+                inner.event(ConsumerEvent::Error(Error::Broker {
+                    api: ApiKey::Fetch,
+                    code: ErrorCode::OffsetOutOfRange,
+                    context: format!("{}-{} at offset {offset}; offset_reset is None", tp.0, tp.1),
+                }));
+                if let Some(p) = inner.lock().partitions.get_mut(&tp) {
+                    p.status = Status::Stalled;
+                }
+                return;
+            }
+        },
+    };
+    let target = match choice {
+        StartOffset::Offset(o) => Ok(o),
+        StartOffset::Earliest | StartOffset::Committed => {
+            offsets::list_offsets(&inner.cluster, std::slice::from_ref(&tp), offsets::EARLIEST)
+                .await
+                .map(|m| m.get(&tp).copied().unwrap_or(0))
+        }
+        StartOffset::Latest => {
+            offsets::list_offsets(&inner.cluster, std::slice::from_ref(&tp), offsets::LATEST)
+                .await
+                .map(|m| m.get(&tp).copied().unwrap_or(0))
+        }
+    };
+    let mut st = inner.lock();
+    match target {
+        Ok(o) => {
+            if let Some(p) = st.partitions.get_mut(&tp)
+                && p.epoch == epoch
+            {
+                tracing::info!(topic = %tp.0, partition = tp.1, from = offset, to = o, "offset out of range; reset");
+                p.tracker.seek(o);
+                p.status = Status::Fetching;
+            }
+        }
+        Err(e) => {
+            drop(st);
+            inner.event(ConsumerEvent::Error(e));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let mut st = inner.lock();
+            if let Some(p) = st.partitions.get_mut(&tp)
+                && p.epoch == epoch
+            {
+                // Try again through the normal fetch path.
+                p.status = Status::Fetching;
+            }
+            return;
+        }
+    }
+    drop(st);
+    inner.fetchable.notify_waiters();
+}

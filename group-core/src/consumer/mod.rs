@@ -1,0 +1,991 @@
+//! The consumer: records of the assigned partitions as a stream, acknowledgements in any order,
+//! commits of what is done.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), cohort::Error> {
+//! use cohort::{Consumer, GroupConfig};
+//!
+//! let mut config = GroupConfig::new("127.0.0.1:9092", "orders-processor", &["orders"]);
+//! config.balancers = vec![Box::new(cohort_balancers::CooperativeSticky)];
+//! let mut consumer = Consumer::new(config).await?;
+//! while let Some(record) = consumer.recv().await {
+//!     let record = record?;
+//!     // ... process ...
+//!     consumer.ack(&record); // in any order; commits advance below the first record not done
+//! }
+//! consumer.close().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Guarantees:
+//! - Records of a partition are delivered in offset order; a partition that is revoked or lost
+//!   has its buffered records dropped at once, and none is delivered after the event.
+//! - A commit names, per partition, the first record not yet acknowledged (or the next to fetch);
+//!   it is sent only for owned partitions and only in a stable generation. Revocation commits
+//!   what is done before the partition is given up (auto-commit or `commit_on_revoke`); lost
+//!   partitions are never committed.
+//! - Fetching pauses per partition when `max_buffered_records` are waiting (backpressure).
+
+mod fetcher;
+mod tracker;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{Notify, mpsc};
+
+use self::tracker::Tracker;
+use crate::config::{GroupConfig, OffsetReset, Subscription};
+use crate::conn::Cluster;
+use crate::driver::{self, DriverHandle, DriverStats, TopicSource};
+use crate::error::Error;
+use crate::member::{Assignment, CommitOffset, GroupEvent, Member, MemberConfig};
+use crate::offsets::{self, EARLIEST, LATEST, TopicPartition};
+
+/// One record, with where it came from.
+#[derive(Clone)]
+pub struct ConsumerRecord {
+    /// Topic.
+    pub topic: Arc<str>,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Timestamp (ms since the epoch).
+    pub timestamp: i64,
+    /// Key.
+    pub key: Option<Bytes>,
+    /// Value.
+    pub value: Option<Bytes>,
+    /// Headers.
+    pub headers: Vec<(String, Option<Bytes>)>,
+    /// Generation the record was delivered in.
+    pub generation: i32,
+    epoch: u64,
+}
+
+impl fmt::Debug for ConsumerRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConsumerRecord")
+            .field("topic", &self.topic)
+            .field("partition", &self.partition)
+            .field("offset", &self.offset)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a partition starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartOffset {
+    /// The committed offset, or the reset policy when there is none.
+    Committed,
+    /// The log start.
+    Earliest,
+    /// The log end.
+    Latest,
+    /// This offset.
+    Offset(i64),
+}
+
+/// Chooses the start of a partition given its committed offset (sarama-consumer's
+/// `StartingOffset` hook).
+pub type StartingOffsetHook = Arc<dyn Fn(&str, i32, Option<i64>) -> StartOffset + Send + Sync>;
+
+/// Chooses where to go when a fetch offset is out of range (default: the reset policy).
+pub type OutOfRangeHook = Arc<dyn Fn(&str, i32, i64) -> StartOffset + Send + Sync>;
+
+/// What the application can observe.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConsumerEvent {
+    /// A rebalance started.
+    Rebalancing {
+        /// Why.
+        reason: String,
+    },
+    /// A new generation: the whole assignment and what is new in it.
+    Assigned {
+        /// Generation.
+        generation: i32,
+        /// Member id.
+        member_id: String,
+        /// Whether this member computed the assignment (the group leader).
+        leader: bool,
+        /// The protocol (balancer) the group agreed on.
+        protocol: String,
+        /// Everything owned now.
+        assignment: Assignment,
+        /// What is new.
+        added: Assignment,
+    },
+    /// Partitions were revoked (their done records were committed first).
+    Revoked {
+        /// Generation they were owned in.
+        generation: i32,
+        /// The partitions.
+        partitions: Assignment,
+    },
+    /// Partitions were lost: the member is no longer part of their generation.
+    Lost {
+        /// The partitions.
+        partitions: Assignment,
+    },
+    /// Offsets were committed.
+    Committed {
+        /// What.
+        offsets: Vec<CommitOffset>,
+    },
+    /// A problem; the consumer keeps going unless it is fatal.
+    Error(Error),
+}
+
+/// Lag and rebalance figures.
+#[derive(Debug, Clone, Default)]
+pub struct ConsumerMetrics {
+    /// Per partition: high watermark minus committed offset (or fetch position when nothing
+    /// is committed).
+    pub lag: BTreeMap<TopicPartition, i64>,
+    /// Records delivered.
+    pub delivered: u64,
+    /// Rebalances completed.
+    pub rebalances: u64,
+    /// Duration of the last rebalance.
+    pub last_rebalance: Duration,
+    /// Time spent rebalancing.
+    pub rebalancing_total: Duration,
+    /// Current generation.
+    pub generation: i32,
+}
+
+#[derive(Debug)]
+pub(crate) enum Status {
+    /// Waiting for its starting offset.
+    Starting,
+    /// Being fetched.
+    Fetching,
+    /// Stopped by an error (offset out of range with no policy, ...).
+    Stalled,
+}
+
+pub(crate) struct PartitionState {
+    pub(crate) epoch: u64,
+    pub(crate) status: Status,
+    pub(crate) tracker: Tracker<ConsumerRecord>,
+    pub(crate) high_watermark: i64,
+    pub(crate) paused: bool,
+}
+
+pub(crate) struct State {
+    pub(crate) partitions: BTreeMap<TopicPartition, PartitionState>,
+    pub(crate) generation: i32,
+    pub(crate) next_epoch: u64,
+    pub(crate) closed: bool,
+    pub(crate) fatal: Option<Error>,
+    /// Where round-robin delivery resumes (index in key order).
+    pub(crate) cursor: usize,
+    /// The partition being delivered from, and how many records in a row it gave.
+    pub(crate) current: Option<(TopicPartition, usize)>,
+    /// Partition by assignment epoch, so an acknowledgement finds its partition without
+    /// building a key.
+    pub(crate) by_epoch: std::collections::HashMap<u64, TopicPartition>,
+    pub(crate) delivered: u64,
+    pub(crate) paused: BTreeSet<TopicPartition>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) state: Mutex<State>,
+    /// Records (or an error) became available.
+    pub(crate) readable: Notify,
+    /// Buffers drained or partitions changed: fetchers may have work.
+    pub(crate) fetchable: Notify,
+    pub(crate) cluster: Cluster,
+    pub(crate) driver: DriverHandle,
+    pub(crate) group_id: String,
+    pub(crate) max_buffered: usize,
+    pub(crate) max_partition_fetch_bytes: i32,
+    pub(crate) fetch_max_bytes: i32,
+    pub(crate) fetch_max_wait: Duration,
+    pub(crate) max_record_age: Option<Duration>,
+    pub(crate) offset_reset: OffsetReset,
+    pub(crate) starting_offset: Option<StartingOffsetHook>,
+    pub(crate) out_of_range: Option<OutOfRangeHook>,
+    pub(crate) events: mpsc::UnboundedSender<ConsumerEvent>,
+    pub(crate) in_order: bool,
+}
+
+impl Inner {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn event(&self, e: ConsumerEvent) {
+        let _ = self.events.send(e);
+    }
+}
+
+/// Options of a consumer beyond the group configuration.
+#[derive(Clone, Default)]
+pub struct ConsumerOptions {
+    /// Chooses where each newly assigned partition starts.
+    pub starting_offset: Option<StartingOffsetHook>,
+    /// Chooses where to go after OFFSET_OUT_OF_RANGE.
+    pub out_of_range: Option<OutOfRangeHook>,
+    /// Acknowledging a record acknowledges every earlier delivered record of its partition.
+    pub in_order: bool,
+}
+
+impl fmt::Debug for ConsumerOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConsumerOptions")
+            .field("starting_offset", &self.starting_offset.is_some())
+            .field("out_of_range", &self.out_of_range.is_some())
+            .field("in_order", &self.in_order)
+            .finish()
+    }
+}
+
+/// A group consumer.
+pub struct Consumer {
+    inner: Arc<Inner>,
+    events: Option<mpsc::UnboundedReceiver<ConsumerEvent>>,
+    last_poll: Instant,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    auto_commit: Option<Duration>,
+    commit_on_close: bool,
+}
+
+impl fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Consumer")
+            .field("group", &self.inner.group_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds the member state machine for a configuration and resolves a pattern subscription.
+pub(crate) async fn start_member(
+    mut config: GroupConfig,
+) -> Result<
+    (
+        Cluster,
+        DriverHandle,
+        mpsc::UnboundedReceiver<GroupEvent>,
+        GroupConfigRest,
+    ),
+    Error,
+> {
+    config.validate()?;
+    let cluster = Cluster::new(config.client.clone());
+    let (topics, source) = match &config.subscription {
+        Subscription::Topics(ts) => (ts.clone(), TopicSource::Fixed),
+        Subscription::Pattern(re) => {
+            let all = cluster.refresh_metadata(None).await?;
+            let topics = all
+                .keys()
+                .filter(|t| config.subscription.matches(t))
+                .cloned()
+                .collect();
+            (topics, TopicSource::Pattern(re.clone()))
+        }
+    };
+    let mcfg = MemberConfig {
+        group_id: config.group_id.clone(),
+        group_instance_id: config.group_instance_id.clone(),
+        session_timeout: config.session_timeout,
+        rebalance_timeout: config.rebalance_timeout,
+        heartbeat_interval: config.heartbeat_interval,
+        max_poll_interval: config.max_poll_interval,
+        request_timeout: config.client.request_timeout,
+        retry_backoff: config.client.retry_backoff,
+        retry_backoff_max: config.client.retry_backoff_max,
+        rack: config.client.rack.clone(),
+        leave_on_close: config.leave_on_close,
+        cooperative_rejoin_delay: config.cooperative_rejoin_delay,
+    };
+    let balancers = std::mem::take(&mut config.balancers);
+    let member = Member::new(
+        mcfg,
+        balancers,
+        topics,
+        tokio::time::Instant::now().into_std(),
+    );
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let handle = driver::spawn(
+        member,
+        cluster.clone(),
+        config.group_id.clone(),
+        source,
+        config.partition_watch_interval,
+        events_tx,
+    );
+    let rest = GroupConfigRest {
+        group_id: config.group_id,
+        offset_reset: config.offset_reset,
+        auto_commit_interval: config.auto_commit_interval,
+        commit_on_revoke: config.commit_on_revoke,
+        rebalance_timeout: config.rebalance_timeout,
+        max_buffered_records: config.max_buffered_records,
+        max_partition_fetch_bytes: config.max_partition_fetch_bytes,
+        fetch_max_bytes: config.fetch_max_bytes,
+        fetch_max_wait: config.fetch_max_wait,
+        max_record_age: config.max_record_age,
+        heartbeat_interval: config.heartbeat_interval,
+    };
+    Ok((cluster, handle, events_rx, rest))
+}
+
+/// The parts of a [`GroupConfig`] the layers above the member keep.
+#[derive(Debug, Clone)]
+pub(crate) struct GroupConfigRest {
+    pub(crate) group_id: String,
+    pub(crate) offset_reset: OffsetReset,
+    pub(crate) auto_commit_interval: Option<Duration>,
+    pub(crate) commit_on_revoke: bool,
+    pub(crate) rebalance_timeout: Duration,
+    pub(crate) max_buffered_records: usize,
+    pub(crate) max_partition_fetch_bytes: i32,
+    pub(crate) fetch_max_bytes: i32,
+    pub(crate) fetch_max_wait: Duration,
+    pub(crate) max_record_age: Option<Duration>,
+    pub(crate) heartbeat_interval: Duration,
+}
+
+/// Resolves where partitions start: committed offsets, else the reset policy; the hook may
+/// override either.
+pub(crate) async fn resolve_starts(
+    cluster: &Cluster,
+    group: &str,
+    partitions: &[TopicPartition],
+    reset: OffsetReset,
+    hook: Option<&StartingOffsetHook>,
+    deadline: Duration,
+) -> Result<BTreeMap<TopicPartition, i64>, Error> {
+    if partitions.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let committed = offsets::fetch_committed(cluster, group, partitions, deadline).await?;
+    let mut want: BTreeMap<TopicPartition, StartOffset> = BTreeMap::new();
+    for tp in partitions {
+        let c = committed.get(tp).copied().flatten();
+        let choice = match hook {
+            Some(h) => h(&tp.0, tp.1, c),
+            None => StartOffset::Committed,
+        };
+        let choice = match (choice, c) {
+            (StartOffset::Committed, Some(o)) => StartOffset::Offset(o),
+            (StartOffset::Committed, None) => match reset {
+                OffsetReset::Earliest => StartOffset::Earliest,
+                OffsetReset::Latest => StartOffset::Latest,
+                OffsetReset::None => {
+                    return Err(Error::NoOffset {
+                        topic: tp.0.clone(),
+                        partition: tp.1,
+                    });
+                }
+            },
+            (other, _) => other,
+        };
+        want.insert(tp.clone(), choice);
+    }
+    let mut out = BTreeMap::new();
+    for (kind, ts) in [
+        (StartOffset::Earliest, EARLIEST),
+        (StartOffset::Latest, LATEST),
+    ] {
+        let tps: Vec<TopicPartition> = want
+            .iter()
+            .filter(|(_, c)| **c == kind)
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        if !tps.is_empty() {
+            out.extend(offsets::list_offsets(cluster, &tps, ts).await?);
+        }
+    }
+    for (tp, c) in want {
+        if let StartOffset::Offset(o) = c {
+            out.insert(tp, o);
+        }
+    }
+    Ok(out)
+}
+
+fn flatten(a: &Assignment) -> Vec<TopicPartition> {
+    a.iter()
+        .flat_map(|(t, ps)| ps.iter().map(move |&p| (t.clone(), p)))
+        .collect()
+}
+
+impl Consumer {
+    /// Validates the configuration, starts the member and the fetchers.
+    pub async fn new(config: GroupConfig) -> Result<Consumer, Error> {
+        Self::with_options(config, ConsumerOptions::default()).await
+    }
+
+    /// A consumer with hooks and modes.
+    pub async fn with_options(
+        config: GroupConfig,
+        options: ConsumerOptions,
+    ) -> Result<Consumer, Error> {
+        let (cluster, driver, group_events, rest) = start_member(config).await?;
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State {
+                partitions: BTreeMap::new(),
+                generation: -1,
+                next_epoch: 1,
+                closed: false,
+                fatal: None,
+                cursor: 0,
+                current: None,
+                by_epoch: std::collections::HashMap::new(),
+                delivered: 0,
+                paused: BTreeSet::new(),
+            }),
+            readable: Notify::new(),
+            fetchable: Notify::new(),
+            cluster,
+            driver,
+            group_id: rest.group_id.clone(),
+            max_buffered: rest.max_buffered_records,
+            max_partition_fetch_bytes: rest.max_partition_fetch_bytes,
+            fetch_max_bytes: rest.fetch_max_bytes,
+            fetch_max_wait: rest.fetch_max_wait,
+            max_record_age: rest.max_record_age,
+            offset_reset: rest.offset_reset,
+            starting_offset: options.starting_offset.clone(),
+            out_of_range: options.out_of_range.clone(),
+            events: events_tx,
+            in_order: options.in_order,
+        });
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(group_loop(
+            Arc::clone(&inner),
+            group_events,
+            rest.clone(),
+        )));
+        tasks.push(tokio::spawn(fetcher::run(Arc::clone(&inner))));
+        if let Some(every) = rest.auto_commit_interval {
+            tasks.push(tokio::spawn(auto_commit(Arc::clone(&inner), every)));
+        }
+        // Stall detection applies to `recv`; until the first call the member counts as polling.
+        inner.driver.poll();
+        Ok(Consumer {
+            inner,
+            events: Some(events_rx),
+            last_poll: Instant::now(),
+            tasks,
+            auto_commit: rest.auto_commit_interval,
+            commit_on_close: rest.auto_commit_interval.is_some() || rest.commit_on_revoke,
+        })
+    }
+
+    /// Takes the event stream (assigned, revoked, lost, committed, errors). Only the first call
+    /// gets it; events are buffered until taken.
+    pub fn events(&mut self) -> Option<mpsc::UnboundedReceiver<ConsumerEvent>> {
+        self.events.take()
+    }
+
+    /// The next record, or a fatal error, or `None` once closed.
+    pub async fn recv(&mut self) -> Option<Result<ConsumerRecord, Error>> {
+        loop {
+            // Each call counts as progress for `max_poll_interval` (KIP-62).
+            if self.last_poll.elapsed() > Duration::from_millis(200) {
+                self.last_poll = Instant::now();
+                self.inner.driver.poll();
+            }
+            let notified = self.inner.readable.notified();
+            {
+                let mut st = self.inner.lock();
+                if let Some(e) = st.fatal.take() {
+                    st.closed = true;
+                    return Some(Err(e));
+                }
+                if st.closed {
+                    return None;
+                }
+                // A member cut off from its coordinator for (almost) a session may have lost
+                // its partitions already: hold records back until it hears again or gives
+                // them up (see `Member::deliverable_until`).
+                let held = !self.inner.driver.may_deliver();
+                if !held && let Some((r, refill)) = take_next(&mut st, self.inner.max_buffered) {
+                    drop(st);
+                    if refill {
+                        self.inner.fetchable.notify_waiters();
+                    }
+                    return Some(Ok(r));
+                }
+            }
+            tokio::select! {
+                () = notified => {}
+                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        }
+    }
+
+    /// Marks a record done. Records may be acknowledged in any order (or, with
+    /// [`ConsumerOptions::in_order`], every earlier record of the partition too).
+    /// Acknowledgements for partitions no longer owned are ignored.
+    pub fn ack(&self, record: &ConsumerRecord) {
+        let mut st = self.inner.lock();
+        let st = &mut *st;
+        if let Some(tp) = st.by_epoch.get(&record.epoch)
+            && let Some(p) = st.partitions.get_mut(tp)
+            && p.epoch == record.epoch
+        {
+            if self.inner.in_order {
+                p.tracker.ack_through(record.offset);
+            } else {
+                p.tracker.ack(record.offset);
+            }
+        }
+    }
+
+    /// Marks every delivered record of the record's partition up to it done.
+    pub fn ack_through(&self, record: &ConsumerRecord) {
+        let mut st = self.inner.lock();
+        let st = &mut *st;
+        if let Some(tp) = st.by_epoch.get(&record.epoch)
+            && let Some(p) = st.partitions.get_mut(tp)
+            && p.epoch == record.epoch
+        {
+            p.tracker.ack_through(record.offset);
+        }
+    }
+
+    /// Commits what is done now, for every owned partition.
+    pub async fn commit(&self) -> Result<Vec<CommitOffset>, Error> {
+        commit_done(&self.inner, None).await
+    }
+
+    /// Stops fetching and delivering a partition (buffered records stay).
+    pub fn pause(&self, topic: &str, partition: i32) {
+        let mut st = self.inner.lock();
+        st.paused.insert((topic.to_owned(), partition));
+        if let Some(p) = st.partitions.get_mut(&(topic.to_owned(), partition)) {
+            p.paused = true;
+        }
+    }
+
+    /// Resumes a paused partition.
+    pub fn resume(&self, topic: &str, partition: i32) {
+        {
+            let mut st = self.inner.lock();
+            st.paused.remove(&(topic.to_owned(), partition));
+            if let Some(p) = st.partitions.get_mut(&(topic.to_owned(), partition)) {
+                p.paused = false;
+            }
+        }
+        self.inner.fetchable.notify_waiters();
+        self.inner.readable.notify_waiters();
+    }
+
+    /// Partitions currently owned and being consumed.
+    pub fn assignment(&self) -> Assignment {
+        let st = self.inner.lock();
+        let mut a = Assignment::new();
+        for (t, p) in st.partitions.keys() {
+            a.entry(t.clone()).or_default().insert(*p);
+        }
+        a
+    }
+
+    /// Current generation (-1 before the first).
+    pub fn generation(&self) -> i32 {
+        self.inner.lock().generation
+    }
+
+    /// Lag per partition and rebalance figures.
+    pub async fn metrics(&self) -> ConsumerMetrics {
+        let (lag, delivered, generation) = {
+            let st = self.inner.lock();
+            let lag = st
+                .partitions
+                .iter()
+                .filter(|(_, p)| p.high_watermark >= 0)
+                .map(|(tp, p)| {
+                    let base = p.tracker.committed.unwrap_or(p.tracker.fetch_offset);
+                    (tp.clone(), (p.high_watermark - base).max(0))
+                })
+                .collect();
+            (lag, st.delivered, st.generation)
+        };
+        let stats = self.inner.driver.stats().await.unwrap_or_default();
+        ConsumerMetrics {
+            lag,
+            delivered,
+            rebalances: stats.member.rebalances,
+            last_rebalance: stats.member.last_rebalance,
+            rebalancing_total: stats.member.rebalancing_total,
+            generation,
+        }
+    }
+
+    /// Member details from the driver.
+    pub async fn member_stats(&self) -> Option<DriverStats> {
+        self.inner.driver.stats().await
+    }
+
+    /// Stops at once, as a crashed process would: no commit, no LeaveGroup, no more heartbeats.
+    /// The coordinator notices after the session timeout. For tests and chaos runs.
+    pub fn abort(mut self) {
+        self.inner.driver.abort();
+        self.inner.lock().closed = true;
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+
+    /// Asks the group to rebalance.
+    pub fn rejoin(&self, reason: &str) {
+        self.inner.driver.rejoin(reason);
+    }
+
+    /// Closes the consumer: stops delivering, commits what is done (with auto-commit or
+    /// `commit_on_revoke`), leaves the group (dynamic members) and returns when done.
+    pub async fn close(mut self) -> Result<(), Error> {
+        let result = if self.commit_on_close {
+            commit_done(&self.inner, None).await.map(|_| ())
+        } else {
+            Ok(())
+        };
+        {
+            let mut st = self.inner.lock();
+            st.closed = true;
+            for p in st.partitions.values_mut() {
+                p.tracker.clear_buffer();
+            }
+        }
+        self.inner.driver.leave().await;
+        self.inner.readable.notify_waiters();
+        self.inner.fetchable.notify_waiters();
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        let _ = self.auto_commit;
+        match result {
+            Err(Error::CommitFailed(_)) => Ok(()),
+            other => other,
+        }
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+/// Records delivered from one partition before the next gets its turn (Java's consumer also
+/// drains a partition's fetched batch before moving on): fair across partitions, and the hot
+/// path is one map lookup per record.
+const BURST: usize = 500;
+
+/// Takes the next deliverable record, round-robin over partitions in bursts. The flag says
+/// whether the partition's buffer has room for another fetch now (wake the fetchers).
+fn take_next(st: &mut State, max_buffered: usize) -> Option<(ConsumerRecord, bool)> {
+    let refill = |len: usize| len == 0 || len == max_buffered / 2;
+    if let Some((tp, n)) = &mut st.current
+        && *n < BURST
+        && let Some(p) = st.partitions.get_mut(tp)
+        && !p.paused
+        && let Some(r) = p.tracker.deliver()
+    {
+        *n += 1;
+        st.delivered += 1;
+        return Some((r, refill(p.tracker.buffer.len())));
+    }
+    let n = st.partitions.len();
+    if n == 0 {
+        return None;
+    }
+    let start = st.cursor % n;
+    for (i, (tp, p)) in st.partitions.iter_mut().enumerate().skip(start) {
+        if p.paused {
+            continue;
+        }
+        if let Some(r) = p.tracker.deliver() {
+            let more = refill(p.tracker.buffer.len());
+            st.cursor = i + 1;
+            st.current = Some((tp.clone(), 1));
+            st.delivered += 1;
+            return Some((r, more));
+        }
+    }
+    for (i, (tp, p)) in st.partitions.iter_mut().enumerate().take(start) {
+        if p.paused {
+            continue;
+        }
+        if let Some(r) = p.tracker.deliver() {
+            let more = refill(p.tracker.buffer.len());
+            st.cursor = i + 1;
+            st.current = Some((tp.clone(), 1));
+            st.delivered += 1;
+            return Some((r, more));
+        }
+    }
+    st.current = None;
+    None
+}
+
+/// Commits the committable offsets of `only` (or every owned partition).
+async fn commit_done(
+    inner: &Arc<Inner>,
+    only: Option<&BTreeSet<TopicPartition>>,
+) -> Result<Vec<CommitOffset>, Error> {
+    let offsets: Vec<CommitOffset> = {
+        let st = inner.lock();
+        st.partitions
+            .iter()
+            .filter(|(tp, p)| {
+                only.is_none_or(|o| o.contains(*tp))
+                    && matches!(p.status, Status::Fetching)
+                    && p.tracker.needs_commit()
+            })
+            .map(|((t, part), p)| CommitOffset {
+                topic: t.clone(),
+                partition: *part,
+                offset: p.tracker.committable(),
+            })
+            .collect()
+    };
+    if offsets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let done = inner.driver.commit(offsets).await?;
+    {
+        let mut st = inner.lock();
+        for o in &done {
+            if let Some(p) = st.partitions.get_mut(&(o.topic.clone(), o.partition)) {
+                p.tracker.committed = Some(o.offset);
+            }
+        }
+    }
+    inner.event(ConsumerEvent::Committed {
+        offsets: done.clone(),
+    });
+    Ok(done)
+}
+
+async fn auto_commit(inner: Arc<Inner>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if inner.lock().closed {
+            return;
+        }
+        // Commits only reach the coordinator in a stable generation; during a rebalance they
+        // fail locally without a request (librdkafka 1.7: no timed auto-commit mid-rebalance).
+        match commit_done(&inner, None).await {
+            Ok(_) | Err(Error::CommitFailed(_)) => {}
+            Err(e) => inner.event(ConsumerEvent::Error(e)),
+        }
+    }
+}
+
+/// Gives up partitions: stops fetching, drops buffers, waits (bounded) for records already
+/// delivered to be acknowledged, commits what is done if asked, then forgets them.
+async fn give_up(inner: &Arc<Inner>, partitions: &Assignment, commit: bool, grace: Duration) {
+    let tps: BTreeSet<TopicPartition> = flatten(partitions).into_iter().collect();
+    {
+        let mut st = inner.lock();
+        for tp in &tps {
+            if let Some(p) = st.partitions.get_mut(tp) {
+                p.tracker.clear_buffer();
+                p.paused = true;
+            }
+        }
+    }
+    if commit {
+        let start = tokio::time::Instant::now();
+        loop {
+            let outstanding: usize = {
+                let st = inner.lock();
+                tps.iter()
+                    .filter_map(|tp| st.partitions.get(tp))
+                    .map(|p| p.tracker.outstanding())
+                    .sum()
+            };
+            if outstanding == 0 || start.elapsed() >= grace {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if let Err(e) = commit_done(inner, Some(&tps)).await {
+            inner.event(ConsumerEvent::Error(e));
+        }
+    }
+    let mut st = inner.lock();
+    for tp in &tps {
+        if let Some(p) = st.partitions.remove(tp) {
+            st.by_epoch.remove(&p.epoch);
+        }
+    }
+}
+
+async fn group_loop(
+    inner: Arc<Inner>,
+    mut events: mpsc::UnboundedReceiver<GroupEvent>,
+    rest: GroupConfigRest,
+) {
+    let commit_on_revoke = rest.auto_commit_interval.is_some() || rest.commit_on_revoke;
+    // The application has this long to finish records it already received before the
+    // revocation commit (half the rebalance timeout leaves the other half for the rejoin).
+    let grace = rest.rebalance_timeout / 2;
+    while let Some(ev) = events.recv().await {
+        match ev {
+            GroupEvent::Rebalancing { reason } => {
+                inner.event(ConsumerEvent::Rebalancing { reason })
+            }
+            GroupEvent::Assigned {
+                generation,
+                member_id,
+                leader,
+                protocol,
+                assignment,
+                added,
+            } => {
+                let new: Vec<TopicPartition> = flatten(&added);
+                {
+                    let mut st = inner.lock();
+                    st.generation = generation;
+                    for tp in &new {
+                        let epoch = st.next_epoch;
+                        st.next_epoch += 1;
+                        if let Some(old) = st.partitions.get(tp) {
+                            let old = old.epoch;
+                            st.by_epoch.remove(&old);
+                        }
+                        st.by_epoch.insert(epoch, tp.clone());
+                        let paused = st.paused.contains(tp);
+                        st.partitions.insert(
+                            tp.clone(),
+                            PartitionState {
+                                epoch,
+                                status: Status::Starting,
+                                tracker: Tracker::new(0),
+                                high_watermark: -1,
+                                paused,
+                            },
+                        );
+                    }
+                }
+                inner.event(ConsumerEvent::Assigned {
+                    generation,
+                    member_id,
+                    leader,
+                    protocol,
+                    assignment,
+                    added,
+                });
+                let inner2 = Arc::clone(&inner);
+                let rest2 = rest.clone();
+                tokio::spawn(async move { start_partitions(inner2, new, rest2).await });
+            }
+            GroupEvent::Revoked {
+                generation,
+                partitions,
+                token,
+            } => {
+                give_up(&inner, &partitions, commit_on_revoke, grace).await;
+                inner.event(ConsumerEvent::Revoked {
+                    generation,
+                    partitions,
+                });
+                inner.driver.revoked(token);
+            }
+            GroupEvent::Lost { partitions, token } => {
+                give_up(&inner, &partitions, false, Duration::ZERO).await;
+                inner.event(ConsumerEvent::Lost { partitions });
+                inner.driver.revoked(token);
+            }
+            GroupEvent::Error(e) => inner.event(ConsumerEvent::Error(e)),
+            GroupEvent::Fatal(e) => {
+                inner.event(ConsumerEvent::Error(e.clone()));
+                inner.lock().fatal = Some(e);
+                inner.readable.notify_waiters();
+            }
+            GroupEvent::Left => {
+                inner.lock().closed = true;
+                inner.readable.notify_waiters();
+            }
+            GroupEvent::Committed { .. } => {}
+        }
+    }
+}
+
+async fn start_partitions(
+    inner: Arc<Inner>,
+    partitions: Vec<TopicPartition>,
+    rest: GroupConfigRest,
+) {
+    let mut backoff =
+        crate::backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+    loop {
+        // Only partitions still assigned (a quick rebalance may have taken some away).
+        let wanted: Vec<TopicPartition> = {
+            let st = inner.lock();
+            partitions
+                .iter()
+                .filter(|tp| {
+                    st.partitions
+                        .get(*tp)
+                        .is_some_and(|p| matches!(p.status, Status::Starting))
+                })
+                .cloned()
+                .collect()
+        };
+        if wanted.is_empty() {
+            return;
+        }
+        match resolve_starts(
+            &inner.cluster,
+            &rest.group_id,
+            &wanted,
+            inner.offset_reset,
+            inner.starting_offset.as_ref(),
+            rest.rebalance_timeout,
+        )
+        .await
+        {
+            Ok(starts) => {
+                let mut st = inner.lock();
+                for (tp, offset) in starts {
+                    if let Some(p) = st.partitions.get_mut(&tp)
+                        && matches!(p.status, Status::Starting)
+                    {
+                        p.tracker = Tracker::new(offset);
+                        p.status = Status::Fetching;
+                        tracing::debug!(topic = %tp.0, partition = tp.1, offset, "partition starts");
+                    }
+                }
+                drop(st);
+                inner.fetchable.notify_waiters();
+                return;
+            }
+            Err(e @ Error::NoOffset { .. }) => {
+                inner.event(ConsumerEvent::Error(e));
+                let mut st = inner.lock();
+                for tp in &wanted {
+                    if let Some(p) = st.partitions.get_mut(tp) {
+                        p.status = Status::Stalled;
+                    }
+                }
+                return;
+            }
+            Err(e) => {
+                inner.event(ConsumerEvent::Error(e));
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+        }
+    }
+}

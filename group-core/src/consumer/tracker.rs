@@ -1,0 +1,245 @@
+//! Per-partition progress: what is buffered, what was delivered, what the application finished,
+//! and hence what may be committed.
+//!
+//! Acknowledgements may arrive in any order (mistsys/sarama-consumer's out-of-order `Done()`).
+//! The committable offset is the lowest offset that is delivered but not yet done, or, when
+//! nothing is outstanding, the first buffered record, or else the next offset to fetch. So a
+//! commit never passes a record that was not processed, and gaps in offsets (compaction,
+//! transaction markers) never hold a commit back.
+
+use std::collections::VecDeque;
+
+/// Progress of one partition.
+#[derive(Debug, Clone)]
+pub(crate) struct Tracker<R> {
+    /// Next offset to fetch.
+    pub(crate) fetch_offset: i64,
+    /// Records fetched, not yet delivered.
+    pub(crate) buffer: VecDeque<(i64, R)>,
+    /// Delivered records in offset order with whether each is done; done records leave from
+    /// the front, so the front is the first record not yet done. Deliveries come in offset
+    /// order, so this stays sorted and an acknowledgement is a binary search, with no
+    /// allocation per record.
+    delivered: VecDeque<(i64, bool)>,
+    /// Delivered and not done.
+    pending: usize,
+    /// Last committed offset.
+    pub(crate) committed: Option<i64>,
+}
+
+impl<R> Tracker<R> {
+    pub(crate) fn new(start: i64) -> Self {
+        Self {
+            fetch_offset: start,
+            buffer: VecDeque::new(),
+            delivered: VecDeque::new(),
+            pending: 0,
+            committed: None,
+        }
+    }
+
+    /// Appends a fetched record (offsets must increase).
+    pub(crate) fn push(&mut self, offset: i64, r: R) {
+        self.buffer.push_back((offset, r));
+        self.fetch_offset = offset + 1;
+    }
+
+    /// Moves the fetch position past records that will not be delivered (control records,
+    /// records older than the maximum age).
+    pub(crate) fn skip_to(&mut self, next: i64) {
+        if next > self.fetch_offset {
+            self.fetch_offset = next;
+        }
+    }
+
+    /// Takes the next record for delivery.
+    pub(crate) fn deliver(&mut self) -> Option<R> {
+        let (offset, r) = self.buffer.pop_front()?;
+        self.delivered.push_back((offset, false));
+        self.pending += 1;
+        Some(r)
+    }
+
+    /// Marks one delivered record done.
+    pub(crate) fn ack(&mut self, offset: i64) {
+        if let Ok(i) = self.delivered.binary_search_by_key(&offset, |(o, _)| *o)
+            && !self.delivered[i].1
+        {
+            self.delivered[i].1 = true;
+            self.pending -= 1;
+            while self.delivered.front().is_some_and(|(_, done)| *done) {
+                self.delivered.pop_front();
+            }
+        }
+    }
+
+    /// Marks every delivered record up to and including `offset` done (in-order mode).
+    pub(crate) fn ack_through(&mut self, offset: i64) {
+        while let Some(&(o, done)) = self.delivered.front() {
+            if o > offset && !done {
+                break;
+            }
+            if !done {
+                self.pending -= 1;
+            }
+            self.delivered.pop_front();
+        }
+    }
+
+    /// Records delivered and not done.
+    pub(crate) fn outstanding(&self) -> usize {
+        self.pending
+    }
+
+    /// The offset a commit may name now.
+    pub(crate) fn committable(&self) -> i64 {
+        if let Some(&(o, _)) = self.delivered.front() {
+            return o;
+        }
+        if let Some((o, _)) = self.buffer.front() {
+            return *o;
+        }
+        self.fetch_offset
+    }
+
+    /// Whether the committable offset is ahead of the last commit.
+    pub(crate) fn needs_commit(&self) -> bool {
+        self.committed.is_none_or(|c| self.committable() > c)
+    }
+
+    /// Drops buffered records; the fetch position goes back to the first of them, so the
+    /// committable offset does not move past records nobody received.
+    pub(crate) fn clear_buffer(&mut self) {
+        if let Some((o, _)) = self.buffer.front() {
+            self.fetch_offset = *o;
+        }
+        self.buffer.clear();
+    }
+
+    /// Moves the fetch position, dropping what was buffered.
+    pub(crate) fn seek(&mut self, offset: i64) {
+        self.buffer.clear();
+        self.fetch_offset = offset;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill(t: &mut Tracker<i64>, offsets: &[i64]) {
+        for &o in offsets {
+            t.push(o, o);
+        }
+    }
+
+    #[test]
+    fn out_of_order_acks_commit_below_the_first_gap() {
+        let mut t = Tracker::new(10);
+        fill(&mut t, &[10, 11, 12, 13]);
+        assert_eq!(t.committable(), 10);
+        for _ in 0..4 {
+            t.deliver();
+        }
+        t.ack(12);
+        t.ack(11);
+        assert_eq!(t.committable(), 10, "10 is not done");
+        t.ack(10);
+        assert_eq!(t.committable(), 13, "13 is outstanding");
+        t.ack(13);
+        assert_eq!(t.committable(), 14);
+    }
+
+    #[test]
+    fn gaps_in_offsets_do_not_hold_commits_back() {
+        let mut t = Tracker::new(0);
+        fill(&mut t, &[0, 5, 9]);
+        t.skip_to(12); // a control batch ends the fetch at 12
+        for _ in 0..3 {
+            t.deliver();
+        }
+        t.ack(0);
+        t.ack(5);
+        assert_eq!(t.committable(), 9);
+        t.ack(9);
+        assert_eq!(t.committable(), 12);
+    }
+
+    #[test]
+    fn buffered_records_are_never_skipped() {
+        let mut t = Tracker::new(0);
+        fill(&mut t, &[0, 1, 2]);
+        t.deliver();
+        t.ack(0);
+        assert_eq!(t.committable(), 1, "1 and 2 are buffered, not delivered");
+        t.clear_buffer();
+        assert_eq!(
+            t.committable(),
+            1,
+            "dropping the buffer does not skip its records"
+        );
+    }
+
+    #[test]
+    fn in_order_mode_acknowledges_everything_up_to_a_record() {
+        let mut t = Tracker::new(0);
+        fill(&mut t, &[0, 1, 2, 3]);
+        for _ in 0..4 {
+            t.deliver();
+        }
+        t.ack_through(2);
+        assert_eq!(t.committable(), 3);
+        assert_eq!(t.outstanding(), 1);
+    }
+
+    proptest::proptest! {
+        /// Against a model (the set of delivered, not-done offsets): any interleaving of
+        /// deliveries, out-of-order acks, in-order acks and repeated acks commits below the
+        /// first record not done, and never past a record that was not delivered.
+        #[test]
+        fn matches_a_set_model(
+            gaps in proptest::collection::vec(1i64..4, 1..60),
+            ops in proptest::collection::vec((0u8..4, 0usize..60), 0..200),
+        ) {
+            let mut t = Tracker::new(0);
+            let mut offsets = Vec::new();
+            let mut o = 0;
+            for g in gaps {
+                offsets.push(o);
+                t.push(o, o);
+                o += g;
+            }
+            let mut model = std::collections::BTreeSet::new();
+            let mut delivered = Vec::new();
+            for (op, i) in ops {
+                match op {
+                    0 | 1 => {
+                        if let Some(r) = t.deliver() {
+                            model.insert(r);
+                            delivered.push(r);
+                        }
+                    }
+                    2 => {
+                        if let Some(&r) = delivered.get(i % delivered.len().max(1)) {
+                            t.ack(r);
+                            model.remove(&r);
+                        }
+                    }
+                    _ => {
+                        if let Some(&r) = delivered.get(i % delivered.len().max(1)) {
+                            t.ack_through(r);
+                            model.retain(|x| *x > r);
+                        }
+                    }
+                }
+                proptest::prop_assert_eq!(t.outstanding(), model.len());
+                let want = model
+                    .first()
+                    .copied()
+                    .or_else(|| t.buffer.front().map(|(o, _)| *o))
+                    .unwrap_or(t.fetch_offset);
+                proptest::prop_assert_eq!(t.committable(), want);
+            }
+        }
+    }
+}

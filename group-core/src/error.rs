@@ -1,0 +1,138 @@
+//! The error type of the group client.
+
+use cohort_protocol::{ApiKey, DecodeError, EncodeError, ErrorCode};
+
+/// What went wrong. Cloneable, so one error can reach every interested caller.
+///
+/// Rejoining the group is a state transition, never an error: only what the application must
+/// know or act on surfaces here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is invalid; every problem is listed.
+    #[error("invalid configuration: {}", .0.join("; "))]
+    Config(Vec<String>),
+    /// A connection could not be made or was lost.
+    #[error("{broker}: {message}")]
+    Transport {
+        /// The broker address.
+        broker: String,
+        /// What failed.
+        message: String,
+    },
+    /// A broker answered with an error code.
+    #[error("{api:?} failed with {code}{}", if context.is_empty() { String::new() } else { format!(" ({context})") })]
+    Broker {
+        /// The request.
+        api: ApiKey,
+        /// The error code.
+        code: ErrorCode,
+        /// What the request was about (group, topic, partition).
+        context: String,
+    },
+    /// A response could not be decoded; the connection was closed.
+    #[error("malformed response from {broker}: {error}")]
+    Protocol {
+        /// The broker address.
+        broker: String,
+        /// The decode error.
+        error: DecodeError,
+    },
+    /// A request could not be encoded (a bug or an unsupported field/version combination).
+    #[error("cannot encode request: {0}")]
+    Encode(EncodeError),
+    /// A request got no answer in time.
+    #[error("{api:?} to {broker} timed out after {elapsed_ms} ms")]
+    Timeout {
+        /// The request.
+        api: ApiKey,
+        /// The broker address.
+        broker: String,
+        /// How long it waited.
+        elapsed_ms: u64,
+    },
+    /// No common version of an API between this client and the broker.
+    #[error(
+        "{api:?}: broker supports versions {broker_min}-{broker_max}, this client {client_min}-{client_max}"
+    )]
+    UnsupportedVersion {
+        /// The API.
+        api: ApiKey,
+        /// Lowest version the broker supports.
+        broker_min: i16,
+        /// Highest version the broker supports.
+        broker_max: i16,
+        /// Lowest version this client implements.
+        client_min: i16,
+        /// Highest version this client implements.
+        client_max: i16,
+    },
+    /// Another member with the same `group.instance.id` took this member's place (KIP-345).
+    /// Fatal: rejoining would fight the other instance for the slot.
+    #[error("fenced by another instance with group.instance.id {instance_id:?}")]
+    Fenced {
+        /// The instance id.
+        instance_id: String,
+    },
+    /// The group rejected the member for a reason that retrying cannot fix (authorization,
+    /// invalid session timeout, inconsistent protocols, group full, ...).
+    #[error("fatal group error: {code} ({context})")]
+    Fatal {
+        /// The error code.
+        code: ErrorCode,
+        /// Where it happened.
+        context: String,
+    },
+    /// A commit could not be made: the member no longer owns the partitions or the group is
+    /// rebalancing. The records will be delivered again (at least once).
+    #[error("commit failed: {0}")]
+    CommitFailed(String),
+    /// The application stalled longer than `max_poll_interval`; the member left the group.
+    #[error(
+        "no progress for {elapsed_ms} ms (max_poll_interval {limit_ms} ms); the member left the group"
+    )]
+    PollTimeout {
+        /// Time since the last poll.
+        elapsed_ms: u64,
+        /// The configured limit.
+        limit_ms: u64,
+    },
+    /// A partition has no committed offset and the reset policy is `None`.
+    #[error("no committed offset for {topic}-{partition} and offset_reset is None")]
+    NoOffset {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+    },
+    /// The client or group was closed.
+    #[error("closed")]
+    Closed,
+}
+
+impl Error {
+    /// Whether retrying the same operation later may succeed.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Error::Transport { .. } | Error::Timeout { .. } => true,
+            Error::Broker { code, .. } => code.is_retriable(),
+            _ => false,
+        }
+    }
+
+    /// Whether the group member cannot continue (it must be recreated).
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            Error::Fenced { .. } | Error::Fatal { .. } | Error::Config(_)
+        )
+    }
+
+    /// The broker error code, if this is a broker error.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Error::Broker { code, .. } | Error::Fatal { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}

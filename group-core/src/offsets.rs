@@ -1,0 +1,235 @@
+//! Committed offsets (OffsetFetch) and log positions (ListOffsets).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use cohort_protocol::messages::{
+    ListOffsetsRequest, OffsetFetchRequest, list_offsets_request, offset_fetch_request,
+};
+use cohort_protocol::{ApiKey, ErrorCode};
+
+use crate::backoff::Backoff;
+use crate::conn::{Cluster, Target};
+use crate::error::Error;
+
+/// A topic-partition.
+pub type TopicPartition = (String, i32);
+
+/// `ListOffsets` timestamp for the log start.
+pub const EARLIEST: i64 = -2;
+/// `ListOffsets` timestamp for the log end.
+pub const LATEST: i64 = -1;
+
+fn by_topic(partitions: &[TopicPartition]) -> BTreeMap<&str, Vec<i32>> {
+    let mut m: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (t, p) in partitions {
+        m.entry(t.as_str()).or_default().push(*p);
+    }
+    m
+}
+
+/// Committed offsets of `group` for `partitions`; `None` where nothing is committed. Retries
+/// coordinator moves and loading (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS,
+/// UNSTABLE_OFFSET_COMMIT) until `deadline` passes.
+pub async fn fetch_committed(
+    cluster: &Cluster,
+    group: &str,
+    partitions: &[TopicPartition],
+    deadline: Duration,
+) -> Result<BTreeMap<TopicPartition, Option<i64>>, Error> {
+    let cfg = cluster.config();
+    let start = tokio::time::Instant::now();
+    let mut backoff = Backoff::new(cfg.retry_backoff, cfg.retry_backoff_max);
+    loop {
+        let attempt = fetch_committed_once(cluster, group, partitions).await;
+        match attempt {
+            Ok(r) => return Ok(r),
+            Err(e) => {
+                let retry = e.is_retriable()
+                    || matches!(
+                        e.code(),
+                        Some(
+                            ErrorCode::NotCoordinator
+                                | ErrorCode::CoordinatorNotAvailable
+                                | ErrorCode::CoordinatorLoadInProgress
+                                | ErrorCode::UnstableOffsetCommit
+                        )
+                    );
+                if matches!(
+                    e.code(),
+                    Some(ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable)
+                ) || matches!(e, Error::Transport { .. } | Error::Timeout { .. })
+                {
+                    cluster.forget_coordinator(group);
+                }
+                if !retry || start.elapsed() > deadline {
+                    return Err(e);
+                }
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+        }
+    }
+}
+
+async fn fetch_committed_once(
+    cluster: &Cluster,
+    group: &str,
+    partitions: &[TopicPartition],
+) -> Result<BTreeMap<TopicPartition, Option<i64>>, Error> {
+    let coordinator = cluster.coordinator(group).await?;
+    let target = Target::Coordinator(coordinator);
+    let timeout = cluster.config().request_timeout;
+    let topics = by_topic(partitions);
+    // v8+ batches groups (KIP-709); older versions name one group at the top level.
+    let batched = cluster.supports(target, ApiKey::OffsetFetch, 8).await?;
+    let req = if batched {
+        OffsetFetchRequest {
+            groups: vec![offset_fetch_request::OffsetFetchRequestGroup {
+                group_id: group.to_owned().into(),
+                topics: Some(
+                    topics
+                        .iter()
+                        .map(|(t, ps)| offset_fetch_request::OffsetFetchRequestTopics {
+                            name: (*t).to_owned().into(),
+                            partition_indexes: ps.clone(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            }],
+            require_stable: true,
+            ..Default::default()
+        }
+    } else {
+        OffsetFetchRequest {
+            group_id: group.to_owned().into(),
+            topics: Some(
+                topics
+                    .iter()
+                    .map(|(t, ps)| offset_fetch_request::OffsetFetchRequestTopic {
+                        name: (*t).to_owned().into(),
+                        partition_indexes: ps.clone(),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            require_stable: true,
+            ..Default::default()
+        }
+    };
+    let (version, resp) = cluster.send_versioned(target, &req, timeout).await?;
+    let mut out = BTreeMap::new();
+    let check = |code: i16, what: String| -> Result<(), Error> {
+        ErrorCode::check(code).map_err(|code| Error::Broker {
+            api: ApiKey::OffsetFetch,
+            code,
+            context: what,
+        })
+    };
+    if version >= 8 {
+        for g in &resp.groups {
+            check(g.error_code, format!("group {group}"))?;
+            for t in &g.topics {
+                for p in &t.partitions {
+                    check(p.error_code, format!("{}-{}", t.name, p.partition_index))?;
+                    out.insert(
+                        (t.name.to_string(), p.partition_index),
+                        (p.committed_offset >= 0).then_some(p.committed_offset),
+                    );
+                }
+            }
+        }
+    } else {
+        check(resp.error_code, format!("group {group}"))?;
+        for t in &resp.topics {
+            for p in &t.partitions {
+                check(p.error_code, format!("{}-{}", t.name, p.partition_index))?;
+                out.insert(
+                    (t.name.to_string(), p.partition_index),
+                    (p.committed_offset >= 0).then_some(p.committed_offset),
+                );
+            }
+        }
+    }
+    for tp in partitions {
+        out.entry(tp.clone()).or_insert(None);
+    }
+    Ok(out)
+}
+
+/// Offsets of `partitions` at `timestamp` ([`EARLIEST`], [`LATEST`] or a time in ms), asking
+/// each partition's leader.
+pub async fn list_offsets(
+    cluster: &Cluster,
+    partitions: &[TopicPartition],
+    timestamp: i64,
+) -> Result<BTreeMap<TopicPartition, i64>, Error> {
+    let topics: Vec<String> = by_topic(partitions)
+        .keys()
+        .map(|t| (*t).to_owned())
+        .collect();
+    if partitions
+        .iter()
+        .any(|(t, p)| cluster.leader(t, *p).is_none())
+    {
+        cluster.refresh_metadata(Some(&topics)).await?;
+    }
+    let mut by_leader: BTreeMap<i32, Vec<&TopicPartition>> = BTreeMap::new();
+    for tp in partitions {
+        let leader = cluster.leader(&tp.0, tp.1).ok_or_else(|| Error::Broker {
+            api: ApiKey::ListOffsets,
+            code: ErrorCode::LeaderNotAvailable,
+            context: format!("{}-{}", tp.0, tp.1),
+        })?;
+        by_leader.entry(leader).or_default().push(tp);
+    }
+    let mut out = BTreeMap::new();
+    for (leader, tps) in by_leader {
+        let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for (t, p) in tps {
+            topics.entry(t.as_str()).or_default().push(*p);
+        }
+        let req = ListOffsetsRequest {
+            replica_id: -1,
+            isolation_level: 0,
+            topics: topics
+                .iter()
+                .map(|(t, ps)| list_offsets_request::ListOffsetsTopic {
+                    name: (*t).to_owned().into(),
+                    partitions: ps
+                        .iter()
+                        .map(|&p| list_offsets_request::ListOffsetsPartition {
+                            partition_index: p,
+                            current_leader_epoch: -1,
+                            timestamp,
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let resp = cluster
+            .send(
+                Target::Broker(leader),
+                &req,
+                cluster.config().request_timeout,
+            )
+            .await?;
+        for t in &resp.topics {
+            for p in &t.partitions {
+                if let Err(code) = ErrorCode::check(p.error_code) {
+                    return Err(Error::Broker {
+                        api: ApiKey::ListOffsets,
+                        code,
+                        context: format!("{}-{}", t.name, p.partition_index),
+                    });
+                }
+                out.insert((t.name.to_string(), p.partition_index), p.offset);
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,396 @@
+//! The group core against the real broker (Tansu, see `cohort-testbroker`): members join and
+//! split partitions, leave cleanly, crash, restart at the committed offset; cooperative-sticky
+//! moves only what must move; added partitions are consumed; every record is consumed at least
+//! once through all of it.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use cohort::{Consumer, ConsumerEvent};
+use cohort_balancers::{CooperativeSticky, Range};
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_members_split_partitions_and_a_clean_leave_hands_over_quickly() {
+    let broker = TestBroker::start().expect("broker");
+    let (topic, group) = (unique_name("split"), unique_name("g"));
+    let p = common::topic(&broker, &topic, 6).await;
+    let produced = produce(&p, &topic, 6, 20, "a").await;
+    let cfg = || group_config(broker.bootstrap(), &group, &[&topic], Box::new(Range));
+    let a = Running::start(cfg()).await;
+    let b = Running::start(cfg()).await;
+    let c = Running::start(cfg()).await;
+    wait_for(
+        Duration::from_secs(30),
+        "3 members with 2 partitions each",
+        || [&a, &b, &c].iter().all(|m| m.count() == 2) && exclusive_cover(&[&a, &b, &c], &topic, 6),
+    )
+    .await;
+    wait_for(Duration::from_secs(20), "all records consumed", || {
+        let all: BTreeSet<String> = [&a, &b, &c]
+            .iter()
+            .flat_map(|m| m.snapshot().values())
+            .collect();
+        all == produced
+    })
+    .await;
+
+    // c leaves cleanly: a and b take its partitions within one rebalance (a round trip of
+    // JoinGroup/SyncGroup, which Tansu holds for half the session timeout).
+    let _ = c.stop(Stop::Close).await;
+    let took = wait_for(
+        Duration::from_secs(15),
+        "2 members cover all 6 partitions",
+        || a.count() == 3 && b.count() == 3 && exclusive_cover(&[&a, &b], &topic, 6),
+    )
+    .await;
+    // One heartbeat interval to hear of the rebalance, one JoinGroup hold (3 s on Tansu),
+    // SyncGroup and the first fetch: 6 s leaves room for a slow machine, while a leave that
+    // never reached the broker costs the session timeout plus the hold (9 s or more).
+    eprintln!("clean-leave handover took {took:?}");
+    assert!(took < Duration::from_secs(6), "handover took {took:?}");
+    let more = produce(&p, &topic, 6, 5, "b").await;
+    wait_for(
+        Duration::from_secs(20),
+        "new records consumed by the two",
+        || {
+            let all: BTreeSet<String> = [&a, &b]
+                .iter()
+                .flat_map(|m| m.snapshot().values())
+                .collect();
+            more.is_subset(&all)
+        },
+    )
+    .await;
+    a.stop(Stop::Close).await;
+    b.stop(Stop::Close).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_member_is_replaced_after_the_session_timeout() {
+    let broker = TestBroker::start().expect("broker");
+    let (topic, group) = (unique_name("crash"), unique_name("g"));
+    let p = common::topic(&broker, &topic, 4).await;
+    let cfg = || group_config(broker.bootstrap(), &group, &[&topic], Box::new(Range));
+    let a = Running::start(cfg()).await;
+    let b = Running::start(cfg()).await;
+    wait_for(
+        Duration::from_secs(30),
+        "2 members with 2 partitions each",
+        || a.count() == 2 && b.count() == 2 && exclusive_cover(&[&a, &b], &topic, 4),
+    )
+    .await;
+    // b dies without leaving: no LeaveGroup, no more heartbeats.
+    let killed_at = tokio::time::Instant::now();
+    let _ = b.stop(Stop::Crash).await;
+    // Before the session timeout (6 s) the coordinator still counts b in.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(a.count(), 2, "a took over before b's session expired");
+    wait_for(Duration::from_secs(30), "a owns all 4 partitions", || {
+        a.count() == 4
+    })
+    .await;
+    let took = killed_at.elapsed();
+    assert!(
+        took >= Duration::from_secs(5),
+        "recovered in {took:?}, before the session timeout"
+    );
+    let produced = produce(&p, &topic, 4, 5, "after").await;
+    wait_for(Duration::from_secs(20), "a consumes everything", || {
+        produced.is_subset(&a.snapshot().values())
+    })
+    .await;
+    a.stop(Stop::Close).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_member_resumes_exactly_at_the_committed_offset() {
+    let broker = TestBroker::start().expect("broker");
+    let (topic, group) = (unique_name("resume"), unique_name("g"));
+    let p = common::topic(&broker, &topic, 1).await;
+    produce(&p, &topic, 1, 30, "r").await;
+    let mut cfg = group_config(broker.bootstrap(), &group, &[&topic], Box::new(Range));
+    cfg.auto_commit_interval = None;
+    cfg.commit_on_revoke = false;
+    let mut c = Consumer::new(cfg).await.expect("consumer");
+    for expected in 0..20 {
+        let r = tokio::time::timeout(Duration::from_secs(30), c.recv())
+            .await
+            .expect("record")
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.offset, expected);
+        c.ack(&r);
+    }
+    let committed = c.commit().await.expect("commit");
+    assert_eq!(committed.len(), 1);
+    assert_eq!(committed[0].offset, 20, "the first record not acknowledged");
+    c.close().await.expect("close");
+
+    let cfg = group_config(broker.bootstrap(), &group, &[&topic], Box::new(Range));
+    let mut c = Consumer::new(cfg).await.expect("consumer");
+    let r = tokio::time::timeout(Duration::from_secs(30), c.recv())
+        .await
+        .expect("record")
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.offset, 20, "resumed at the committed offset");
+    c.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn out_of_order_acknowledgements_commit_below_the_first_gap() {
+    let broker = TestBroker::start().expect("broker");
+    let (topic, group) = (unique_name("ooo"), unique_name("g"));
+    let p = common::topic(&broker, &topic, 1).await;
+    produce(&p, &topic, 1, 10, "o").await;
+    let mut cfg = group_config(broker.bootstrap(), &group, &[&topic], Box::new(Range));
+    cfg.auto_commit_interval = None;
+    let mut c = Consumer::new(cfg).await.expect("consumer");
+    let mut recs = Vec::new();
+    for _ in 0..10 {
+        recs.push(
+            tokio::time::timeout(Duration::from_secs(30), c.recv())
+                .await
+                .expect("record")
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    // Everything but offset 4 is done, acknowledged out of order.
+    for r in recs.iter().rev().filter(|r| r.offset != 4) {
+        c.ack(r);
+    }
+    assert_eq!(c.commit().await.unwrap()[0].offset, 4);
+    c.ack(&recs[4]);
+    assert_eq!(c.commit().await.unwrap()[0].offset, 10);
+    c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cooperative_sticky_moves_only_what_must_and_the_rest_keeps_flowing() {
+    let broker = TestBroker::start().expect("broker");
+    let (topic, group) = (unique_name("coop"), unique_name("g"));
+    let p = common::topic(&broker, &topic, 6).await;
+    let cfg = || {
+        group_config(
+            broker.bootstrap(),
+            &group,
+            &[&topic],
+            Box::new(CooperativeSticky),
+        )
+    };
+    let a = Running::start(cfg()).await;
+    wait_for(Duration::from_secs(20), "a owns all 6", || a.count() == 6).await;
+    // Keep producing to every partition through the rebalance.
+    let producing = {
+        let p = p.clone();
+        let topic = topic.clone();
+        tokio::spawn(async move {
+            let mut i = 0;
+            loop {
+                for part in 0..6 {
+                    let _ = p
+                        .send(
+                            &topic,
+                            part,
+                            &[cohort::ProducerRecord::value(format!("live-{part}-{i}"))],
+                        )
+                        .await;
+                }
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let b = Running::start(cfg()).await;
+    wait_for(Duration::from_secs(30), "3 and 3", || {
+        a.count() == 3 && b.count() == 3 && exclusive_cover(&[&a, &b], &topic, 6)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    producing.abort();
+    let sa = a.snapshot();
+    // a revoked exactly the three partitions b got, never all six.
+    let revoked: Vec<BTreeSet<i32>> = sa
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            ConsumerEvent::Revoked { partitions, .. } => {
+                Some(partitions.get(&topic).cloned().unwrap_or_default())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(revoked.len(), 1, "one revocation: {revoked:?}");
+    assert_eq!(revoked[0].len(), 3);
+    assert!(
+        !sa.events
+            .iter()
+            .any(|(_, e)| matches!(e, ConsumerEvent::Lost { .. }))
+    );
+    let kept: BTreeSet<i32> = a.assignment()[&topic].clone();
+    assert!(kept.is_disjoint(&revoked[0]));
+    // The partitions a kept were consumed while the rebalance was in progress: between b's
+    // start and b's first assignment a received records of kept partitions.
+    let sb = b.snapshot();
+    let b_assigned_at = sb
+        .events
+        .iter()
+        .find_map(|(t, e)| {
+            matches!(e, ConsumerEvent::Assigned { added, .. } if !added.is_empty()).then_some(*t)
+        })
+        .expect("b assigned");
+    let rebalance_started = sa
+        .events
+        .iter()
+        .filter_map(|(t, e)| matches!(e, ConsumerEvent::Rebalancing { .. }).then_some(*t))
+        .next_back()
+        .expect("a saw the rebalance");
+    let during: usize = sa
+        .records
+        .iter()
+        .filter(|r| {
+            kept.contains(&r.1)
+                && r.4 > rebalance_started
+                && r.4 < rebalance_started + (b_assigned_at.min(Duration::from_secs(60)))
+        })
+        .count();
+    assert!(
+        during > 0,
+        "no records of kept partitions flowed during the rebalance"
+    );
+    // No partition was consumed by both at once: every record of a moved partition that b got
+    // has a higher offset than anything a consumed of it after the revoke.
+    for part in &revoked[0] {
+        let a_max = sa
+            .records
+            .iter()
+            .filter(|r| r.1 == *part)
+            .map(|r| r.2)
+            .max()
+            .unwrap_or(-1);
+        let b_min = sb
+            .records
+            .iter()
+            .filter(|r| r.1 == *part)
+            .map(|r| r.2)
+            .min()
+            .unwrap_or(i64::MAX);
+        assert!(
+            b_min <= a_max + 1,
+            "b skipped records of partition {part}: a stopped at {a_max}, b started at {b_min}"
+        );
+    }
+    a.stop(Stop::Close).await;
+    b.stop(Stop::Close).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn partitions_added_to_a_topic_get_consumed() {
+    let broker = TestBroker::start().expect("broker");
+    let (topic, group) = (unique_name("grow"), unique_name("g"));
+    let p = common::topic(&broker, &topic, 2).await;
+    let cfg = || group_config(broker.bootstrap(), &group, &[&topic], Box::new(Range));
+    let a = Running::start(cfg()).await;
+    let b = Running::start(cfg()).await;
+    wait_for(Duration::from_secs(30), "1 and 1", || {
+        a.count() == 1 && b.count() == 1
+    })
+    .await;
+    // Apache Kafka grows the topic with CreatePartitions. Tansu does not implement that API
+    // (BROKER.md), so there the topic is recreated with more partitions: the client path is the
+    // same (the leader sees the count change in metadata, rejoins, the new partitions are
+    // assigned and consumed).
+    let grew = p.create_partitions(&topic, 4).await;
+    if grew.is_err() {
+        assert!(
+            broker.is_tansu(),
+            "CreatePartitions failed on a broker that should support it: {grew:?}"
+        );
+        p.delete_topics(&[&topic]).await.expect("delete");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        p.create_topic(&topic, 4, 1)
+            .await
+            .expect("recreate with 4 partitions");
+    }
+    wait_for(Duration::from_secs(40), "2 and 2 over 4 partitions", || {
+        a.count() == 2 && b.count() == 2 && exclusive_cover(&[&a, &b], &topic, 4)
+    })
+    .await;
+    let produced = produce(&p, &topic, 4, 5, "new").await;
+    wait_for(
+        Duration::from_secs(30),
+        "records of the new partitions consumed",
+        || {
+            let all: BTreeSet<String> = [&a, &b]
+                .iter()
+                .flat_map(|m| m.snapshot().values())
+                .collect();
+            produced.is_subset(&all)
+        },
+    )
+    .await;
+    a.stop(Stop::Close).await;
+    b.stop(Stop::Close).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_record_is_consumed_at_least_once_through_joins_leaves_and_crashes() {
+    let broker = TestBroker::start().expect("broker");
+    let (topic, group) = (unique_name("churn"), unique_name("g"));
+    let p = common::topic(&broker, &topic, 6).await;
+    let produced = std::sync::Arc::new(std::sync::Mutex::new(BTreeSet::new()));
+    let producing = {
+        let (p, topic, produced) = (p.clone(), topic.clone(), std::sync::Arc::clone(&produced));
+        tokio::spawn(async move {
+            for i in 0..400 {
+                let part = i % 6;
+                let v = format!("c-{i}");
+                if p.send(&topic, part, &[cohort::ProducerRecord::value(v.clone())])
+                    .await
+                    .is_ok()
+                {
+                    produced.lock().unwrap().insert(v);
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        })
+    };
+    let cfg = || {
+        group_config(
+            broker.bootstrap(),
+            &group,
+            &[&topic],
+            Box::new(CooperativeSticky),
+        )
+    };
+    let a = Running::start(cfg()).await;
+    let b = Running::start(cfg()).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let b_seen = b.stop(Stop::Crash).await;
+    let c = Running::start(cfg()).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let c_seen = c.stop(Stop::Close).await;
+    let d = Running::start(cfg()).await;
+    producing.await.unwrap();
+    let expected = produced.lock().unwrap().clone();
+    assert_eq!(expected.len(), 400);
+    wait_for(
+        Duration::from_secs(60),
+        "every produced record consumed",
+        || {
+            let mut all = b_seen.values();
+            all.extend(c_seen.values());
+            all.extend(a.snapshot().values());
+            all.extend(d.snapshot().values());
+            expected.is_subset(&all)
+        },
+    )
+    .await;
+    a.stop(Stop::Close).await;
+    d.stop(Stop::Close).await;
+}

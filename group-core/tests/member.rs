@@ -1,0 +1,788 @@
+//! The member state machine against the scripted fake coordinator, with virtual time: the join
+//! protocol, every row of the error table, stale responses, commit/rebalance races, coordinator
+//! moves, heartbeats during slow processing, static membership, eager and cooperative
+//! revocation. Every case builds its own simulation.
+
+use std::time::Duration;
+
+use cohort::member::{CommitOffset, GroupEvent, Member, MemberConfig, Phase};
+use cohort::testing::Sim;
+use cohort_balancers::{Balancer, CooperativeSticky, Range, TopicInfo};
+use cohort_protocol::{ApiKey, ErrorCode};
+
+fn cfg() -> MemberConfig {
+    MemberConfig {
+        group_id: "g".into(),
+        group_instance_id: None,
+        session_timeout: Duration::from_secs(6),
+        rebalance_timeout: Duration::from_secs(10),
+        heartbeat_interval: Duration::from_secs(1),
+        max_poll_interval: Duration::from_secs(60),
+        request_timeout: Duration::from_secs(5),
+        retry_backoff: Duration::from_millis(100),
+        retry_backoff_max: Duration::from_secs(1),
+        rack: None,
+        leave_on_close: true,
+        cooperative_rejoin_delay: Duration::ZERO,
+    }
+}
+
+fn sim() -> Sim {
+    Sim::new(vec![TopicInfo::new("t", 6)])
+}
+
+fn member(s: &Sim, c: MemberConfig, balancer: Box<dyn Balancer>) -> Member {
+    Member::new(c, vec![balancer], vec!["t".into()], s.now)
+}
+
+fn assigned(events: &[GroupEvent]) -> Vec<usize> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            GroupEvent::Assigned { assignment, .. } => {
+                Some(assignment.values().map(|p| p.len()).sum())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn stable(s: &Sim) -> bool {
+    s.members.iter().all(|m| m.phase() == Phase::Stable)
+}
+
+/// Acknowledges every revocation and loss the members reported, as an application would.
+fn ack_revocations(s: &mut Sim) {
+    for i in 0..s.members.len() {
+        let evs = s.events[i].clone();
+        for e in evs {
+            if let GroupEvent::Revoked { token, .. } | GroupEvent::Lost { token, .. } = e {
+                let now = s.now;
+                s.members[i].handle_revoked(now, token);
+            }
+        }
+    }
+}
+
+#[test]
+fn single_member_joins_with_member_id_required_and_gets_everything() {
+    let mut s = sim();
+    let m = member(&s, cfg(), Box::new(Range));
+    s.add(m);
+    assert!(s.run_until(Duration::from_secs(5), stable));
+    let ev = s.take_events(0);
+    assert_eq!(assigned(&ev), vec![6]);
+    // FindCoordinator, JoinGroup (MEMBER_ID_REQUIRED), JoinGroup, Metadata (leader), SyncGroup.
+    assert_eq!(
+        &s.sent[0][..5],
+        &[
+            ApiKey::FindCoordinator,
+            ApiKey::JoinGroup,
+            ApiKey::JoinGroup,
+            ApiKey::Metadata,
+            ApiKey::SyncGroup
+        ]
+    );
+    assert!(s.members[0].is_leader());
+    assert_eq!(s.members[0].member_id(), "member-1");
+    // Heartbeats keep flowing.
+    s.run(Duration::from_secs(5));
+    assert!(
+        s.sent[0]
+            .iter()
+            .filter(|a| **a == ApiKey::Heartbeat)
+            .count()
+            >= 4
+    );
+}
+
+#[test]
+fn two_members_split_partitions_and_a_leave_rebalances() {
+    let mut s = sim();
+    let a = member(&s, cfg(), Box::new(Range));
+    let b = member(&s, cfg(), Box::new(Range));
+    s.add(a);
+    s.add(b);
+    assert!(s.run_until(Duration::from_secs(10), |s| {
+        stable(s)
+            && s.members
+                .iter()
+                .all(|m| m.assignment().values().map(|p| p.len()).sum::<usize>() == 3)
+    }));
+    // b leaves cleanly: a is told to rebalance through its heartbeat, revokes (eager), rejoins
+    // and gets all six partitions.
+    let now = s.now;
+    s.members[1].leave(now);
+    s.run_until(Duration::from_secs(5), |s| {
+        s.members[1].phase() == Phase::Left
+    });
+    assert!(s.take_events(1).contains(&GroupEvent::Left));
+    for _ in 0..100 {
+        ack_revocations(&mut s);
+        s.run(Duration::from_millis(100));
+        if s.members[0].phase() == Phase::Stable
+            && s.members[0]
+                .assignment()
+                .values()
+                .map(|p| p.len())
+                .sum::<usize>()
+                == 6
+        {
+            break;
+        }
+    }
+    assert_eq!(
+        s.members[0]
+            .assignment()
+            .values()
+            .map(|p| p.len())
+            .sum::<usize>(),
+        6
+    );
+    let ev = s.take_events(0);
+    assert!(
+        ev.iter().any(|e| matches!(e, GroupEvent::Revoked { .. })),
+        "eager members revoke before rejoining: {ev:?}"
+    );
+}
+
+#[test]
+fn member_id_required_then_unknown_member_id_resets_the_id() {
+    let mut s = sim();
+    s.fail_next(ApiKey::JoinGroup, ErrorCode::MemberIdRequired);
+    s.fail_next(ApiKey::JoinGroup, ErrorCode::UnknownMemberId);
+    let m = member(&s, cfg(), Box::new(Range));
+    s.add(m);
+    assert!(s.run_until(Duration::from_secs(5), stable));
+    // MEMBER_ID_REQUIRED (scripted, id member-1), UNKNOWN_MEMBER_ID (scripted, id reset), then
+    // the fake's own MEMBER_ID_REQUIRED hands out member-2 and the join succeeds.
+    assert_eq!(
+        s.sent[0]
+            .iter()
+            .filter(|a| **a == ApiKey::JoinGroup)
+            .count(),
+        4
+    );
+    assert_eq!(s.members[0].member_id(), "member-2");
+}
+
+#[test]
+fn join_retriable_errors_back_off_and_fatal_errors_stop() {
+    for (code, fatal) in [
+        (ErrorCode::CoordinatorLoadInProgress, false),
+        (ErrorCode::RebalanceInProgress, false),
+        (ErrorCode::InconsistentGroupProtocol, true),
+        (ErrorCode::InvalidSessionTimeout, true),
+        (ErrorCode::GroupAuthorizationFailed, true),
+        (ErrorCode::GroupMaxSizeReached, true),
+        (ErrorCode::FencedInstanceId, true),
+    ] {
+        let mut s = sim();
+        let m = member(&s, cfg(), Box::new(Range));
+        s.add(m);
+        assert!(s.run_until(Duration::from_secs(5), stable), "{code:?}");
+        // Force a rejoin and answer it with the code.
+        s.fail_next(ApiKey::Heartbeat, ErrorCode::RebalanceInProgress);
+        s.fail_next(ApiKey::JoinGroup, code);
+        s.run(Duration::from_secs(3));
+        ack_revocations(&mut s);
+        s.run(Duration::from_secs(3));
+        let ev = s.take_events(0);
+        if fatal {
+            assert_eq!(s.members[0].phase(), Phase::Failed, "{code:?}");
+            assert!(
+                ev.iter().any(|e| matches!(e, GroupEvent::Fatal(_))),
+                "{code:?}"
+            );
+        } else {
+            assert_eq!(s.members[0].phase(), Phase::Stable, "{code:?}");
+            assert!(
+                !ev.iter().any(|e| matches!(e, GroupEvent::Fatal(_))),
+                "{code:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn sync_errors() {
+    // REBALANCE_IN_PROGRESS: rejoin, keep id. UNKNOWN_MEMBER_ID: reset id. ILLEGAL_GENERATION:
+    // keep id. NOT_COORDINATOR: rediscover. FENCED_INSTANCE_ID: fatal.
+    for (code, keeps_id, rediscovers, fatal) in [
+        (ErrorCode::RebalanceInProgress, true, false, false),
+        (ErrorCode::UnknownMemberId, false, false, false),
+        (ErrorCode::IllegalGeneration, true, false, false),
+        (ErrorCode::NotCoordinator, true, true, false),
+        (ErrorCode::FencedInstanceId, true, false, true),
+    ] {
+        let mut s = sim();
+        s.fail_next(ApiKey::SyncGroup, code);
+        let m = member(&s, cfg(), Box::new(Range));
+        s.add(m);
+        s.run(Duration::from_secs(4));
+        let finds = s.sent[0]
+            .iter()
+            .filter(|a| **a == ApiKey::FindCoordinator)
+            .count();
+        if fatal {
+            assert_eq!(s.members[0].phase(), Phase::Failed, "{code:?}");
+            continue;
+        }
+        assert!(
+            s.run_until(Duration::from_secs(5), stable),
+            "{code:?} did not recover"
+        );
+        assert_eq!(finds >= 2, rediscovers, "{code:?} finds={finds}");
+        let joins = s.sent[0]
+            .iter()
+            .filter(|a| **a == ApiKey::JoinGroup)
+            .count();
+        // Initial MEMBER_ID_REQUIRED round + join, then one more join after the error; an id
+        // reset costs another MEMBER_ID_REQUIRED round.
+        let expected = if keeps_id { 3 } else { 4 };
+        assert_eq!(joins, expected, "{code:?}: {:?}", s.sent[0]);
+    }
+}
+
+#[test]
+fn heartbeat_errors_and_lost_partitions() {
+    for code in [ErrorCode::UnknownMemberId, ErrorCode::IllegalGeneration] {
+        let mut s = sim();
+        let m = member(&s, cfg(), Box::new(Range));
+        s.add(m);
+        assert!(s.run_until(Duration::from_secs(5), stable));
+        let id_before = s.members[0].member_id().to_owned();
+        s.take_events(0);
+        s.fail_next(ApiKey::Heartbeat, code);
+        s.run(Duration::from_millis(1500));
+        let ev = s.take_events(0);
+        // The generation is gone: partitions are lost (not revoked), never committed.
+        assert!(
+            ev.iter().any(|e| matches!(e, GroupEvent::Lost { .. })),
+            "{code:?}: {ev:?}"
+        );
+        assert!(
+            !ev.iter().any(|e| matches!(e, GroupEvent::Revoked { .. })),
+            "{code:?}"
+        );
+        ack_revocations(&mut s);
+        assert!(s.run_until(Duration::from_secs(5), stable));
+        if code == ErrorCode::IllegalGeneration {
+            assert_eq!(
+                s.members[0].member_id(),
+                id_before,
+                "ILLEGAL_GENERATION keeps the member id"
+            );
+        } else {
+            assert_ne!(
+                s.members[0].member_id(),
+                id_before,
+                "UNKNOWN_MEMBER_ID resets it"
+            );
+        }
+    }
+}
+
+#[test]
+fn heartbeat_rebalance_in_progress_keeps_heartbeating_while_revoking() {
+    let mut s = sim();
+    let m = member(&s, cfg(), Box::new(Range));
+    s.add(m);
+    assert!(s.run_until(Duration::from_secs(5), stable));
+    s.take_events(0);
+    s.fail_next(ApiKey::Heartbeat, ErrorCode::RebalanceInProgress);
+    s.run(Duration::from_millis(1200));
+    let ev = s.take_events(0);
+    let token = ev
+        .iter()
+        .find_map(|e| match e {
+            GroupEvent::Revoked { token, .. } => Some(*token),
+            _ => None,
+        })
+        .expect("eager revoke");
+    assert_eq!(s.members[0].phase(), Phase::Revoking);
+    // The application is slow to give the partitions up: heartbeats continue meanwhile, and a
+    // commit in this generation still goes through.
+    let hb_before = s.sent[0]
+        .iter()
+        .filter(|a| **a == ApiKey::Heartbeat)
+        .count();
+    let now = s.now;
+    s.members[0].commit(
+        now,
+        vec![CommitOffset {
+            topic: "t".into(),
+            partition: 0,
+            offset: 5,
+        }],
+    );
+    s.run(Duration::from_secs(3));
+    let hb_after = s.sent[0]
+        .iter()
+        .filter(|a| **a == ApiKey::Heartbeat)
+        .count();
+    assert!(
+        hb_after >= hb_before + 2,
+        "heartbeats continued: {hb_before} -> {hb_after}"
+    );
+    assert_eq!(s.committed.get(&("t".into(), 0)), Some(&5));
+    let now = s.now;
+    s.members[0].handle_revoked(now, token);
+    assert!(s.run_until(Duration::from_secs(5), stable));
+}
+
+#[test]
+fn stale_heartbeat_errors_are_ignored() {
+    let mut s = sim();
+    let m = member(&s, cfg(), Box::new(Range));
+    s.add(m);
+    assert!(s.run_until(Duration::from_secs(5), stable));
+    // Hold the next heartbeat response, force a new generation, then deliver an
+    // ILLEGAL_GENERATION for the old one: it must not reset the new generation.
+    s.hold(ApiKey::Heartbeat, 1);
+    s.fail_next(ApiKey::Heartbeat, ErrorCode::IllegalGeneration);
+    s.run(Duration::from_millis(1100));
+    let now = s.now;
+    s.members[0].request_rejoin("test");
+    s.members[0].handle_timeout(now);
+    for _ in 0..50 {
+        ack_revocations(&mut s);
+        s.run(Duration::from_millis(100));
+    }
+    assert_eq!(s.members[0].phase(), Phase::Stable);
+    let gen_now = s.members[0].generation();
+    s.take_events(0);
+    s.release();
+    s.run(Duration::from_millis(200));
+    assert_eq!(
+        s.members[0].generation(),
+        gen_now,
+        "a stale ILLEGAL_GENERATION reset the generation"
+    );
+    assert!(
+        !s.take_events(0)
+            .iter()
+            .any(|e| matches!(e, GroupEvent::Lost { .. }))
+    );
+}
+
+#[test]
+fn coordinator_move_is_followed() {
+    let mut s = sim();
+    let m = member(&s, cfg(), Box::new(Range));
+    s.add(m);
+    assert!(s.run_until(Duration::from_secs(5), stable));
+    assert_eq!(s.members[0].coordinator(), Some(1));
+    // The coordinator moves to broker 2: heartbeats to 1 get NOT_COORDINATOR, the member looks
+    // it up again and heartbeats to 2 without leaving the generation.
+    s.coordinator_id = 2;
+    let gen_before = s.members[0].generation();
+    s.run(Duration::from_secs(3));
+    assert_eq!(s.members[0].coordinator(), Some(2));
+    assert_eq!(s.members[0].generation(), gen_before);
+    assert_eq!(s.members[0].phase(), Phase::Stable);
+}
+
+#[test]
+fn commits_are_gated_by_generation_and_ownership() {
+    let mut s = sim();
+    let m = member(&s, cfg(), Box::new(Range));
+    s.add(m);
+    // Before joining: refused locally, nothing sent.
+    let now = s.now;
+    let id = s.members[0].commit(
+        now,
+        vec![CommitOffset {
+            topic: "t".into(),
+            partition: 0,
+            offset: 1,
+        }],
+    );
+    s.run(Duration::from_millis(50));
+    let ev = s.take_events(0);
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, GroupEvent::Committed { id: i, result: Err(_) } if *i == id))
+    );
+    assert!(!s.sent[0].contains(&ApiKey::OffsetCommit));
+    assert!(s.run_until(Duration::from_secs(5), stable));
+    // A partition the member does not own is never committed.
+    let now = s.now;
+    s.members[0].commit(
+        now,
+        vec![
+            CommitOffset {
+                topic: "t".into(),
+                partition: 1,
+                offset: 7,
+            },
+            CommitOffset {
+                topic: "other".into(),
+                partition: 0,
+                offset: 9,
+            },
+        ],
+    );
+    s.run(Duration::from_millis(100));
+    assert_eq!(s.committed.get(&("t".into(), 1)), Some(&7));
+    assert!(!s.committed.contains_key(&("other".into(), 0)));
+}
+
+#[test]
+fn no_join_while_a_commit_is_in_flight() {
+    let mut s = sim();
+    let m = Member::new(
+        cfg(),
+        vec![Box::new(CooperativeSticky) as Box<dyn Balancer>],
+        vec!["t".into()],
+        s.now,
+    );
+    s.add(m);
+    assert!(s.run_until(Duration::from_secs(5), stable));
+    s.hold(ApiKey::OffsetCommit, 1);
+    let now = s.now;
+    s.members[0].commit(
+        now,
+        vec![CommitOffset {
+            topic: "t".into(),
+            partition: 0,
+            offset: 3,
+        }],
+    );
+    s.members[0].request_rejoin("test");
+    let joins_before = s.sent[0]
+        .iter()
+        .filter(|a| **a == ApiKey::JoinGroup)
+        .count();
+    s.run(Duration::from_secs(2));
+    assert_eq!(
+        s.sent[0]
+            .iter()
+            .filter(|a| **a == ApiKey::JoinGroup)
+            .count(),
+        joins_before,
+        "JoinGroup sent while a commit was in flight"
+    );
+    s.release();
+    s.run(Duration::from_secs(2));
+    assert!(
+        s.sent[0]
+            .iter()
+            .filter(|a| **a == ApiKey::JoinGroup)
+            .count()
+            > joins_before
+    );
+}
+
+#[test]
+fn commit_failure_during_a_rebalance_does_not_lose_the_assignment() {
+    // librdkafka #4908: ILLEGAL_GENERATION on a commit while rebalancing must not be treated as
+    // "assignment lost".
+    let mut s = sim();
+    let m = Member::new(
+        cfg(),
+        vec![Box::new(CooperativeSticky) as Box<dyn Balancer>],
+        vec!["t".into()],
+        s.now,
+    );
+    s.add(m);
+    assert!(s.run_until(Duration::from_secs(5), stable));
+    s.take_events(0);
+    s.hold(ApiKey::OffsetCommit, 1);
+    s.fail_next(ApiKey::OffsetCommit, ErrorCode::IllegalGeneration);
+    let now = s.now;
+    s.members[0].commit(
+        now,
+        vec![CommitOffset {
+            topic: "t".into(),
+            partition: 0,
+            offset: 3,
+        }],
+    );
+    // A rebalance begins while the commit is in flight (the JoinGroup waits for it).
+    s.members[0].request_rejoin("another member joined");
+    s.run(Duration::from_millis(50));
+    s.release();
+    s.run(Duration::from_millis(50));
+    let ev = s.take_events(0);
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, GroupEvent::Committed { result: Err(_), .. }))
+    );
+    assert!(
+        !ev.iter().any(|e| matches!(e, GroupEvent::Lost { .. })),
+        "{ev:?}"
+    );
+    // The rebalance goes on and the member keeps its generation's partitions.
+    assert!(s.run_until(Duration::from_secs(5), stable));
+    assert_eq!(s.members[0].assignment()["t"].len(), 6);
+}
+
+#[test]
+fn commit_retriable_errors_are_retried_and_rebalance_in_progress_requests_rejoin() {
+    let mut s = sim();
+    let m = Member::new(
+        cfg(),
+        vec![Box::new(CooperativeSticky) as Box<dyn Balancer>],
+        vec!["t".into()],
+        s.now,
+    );
+    s.add(m);
+    assert!(s.run_until(Duration::from_secs(5), stable));
+    s.fail_next(ApiKey::OffsetCommit, ErrorCode::CoordinatorLoadInProgress);
+    let now = s.now;
+    s.members[0].commit(
+        now,
+        vec![CommitOffset {
+            topic: "t".into(),
+            partition: 2,
+            offset: 11,
+        }],
+    );
+    s.run(Duration::from_secs(1));
+    assert_eq!(
+        s.committed.get(&("t".into(), 2)),
+        Some(&11),
+        "retried after the backoff"
+    );
+    s.take_events(0);
+    s.fail_next(ApiKey::OffsetCommit, ErrorCode::RebalanceInProgress);
+    let now = s.now;
+    s.members[0].commit(
+        now,
+        vec![CommitOffset {
+            topic: "t".into(),
+            partition: 2,
+            offset: 12,
+        }],
+    );
+    s.run(Duration::from_millis(100));
+    let ev = s.take_events(0);
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, GroupEvent::Committed { result: Err(_), .. }))
+    );
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, GroupEvent::Rebalancing { .. })),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn stalled_application_leaves_the_group_and_says_so() {
+    let mut c = cfg();
+    c.max_poll_interval = Duration::from_secs(3);
+    let mut s = sim();
+    let m = member(&s, c, Box::new(Range));
+    s.add(m);
+    assert!(s.run_until(Duration::from_secs(5), stable));
+    s.take_events(0);
+    // Nobody polls: after max_poll_interval the member reports it, loses its partitions and
+    // leaves (LeaveGroup, dynamic member).
+    s.run(Duration::from_secs(4));
+    let ev = s.take_events(0);
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, GroupEvent::Error(cohort::Error::PollTimeout { .. }))),
+        "{ev:?}"
+    );
+    assert!(ev.iter().any(|e| matches!(e, GroupEvent::Lost { .. })));
+    assert!(s.sent[0].contains(&ApiKey::LeaveGroup));
+    assert_eq!(s.members[0].phase(), Phase::Unjoined);
+    // Polling again rejoins.
+    let now = s.now;
+    s.members[0].handle_poll(now);
+    assert!(s.run_until(Duration::from_secs(5), stable));
+}
+
+#[test]
+fn static_members_do_not_leave_and_fencing_is_fatal() {
+    let mut c = cfg();
+    c.group_instance_id = Some("instance-a".into());
+    let mut s = sim();
+    let m = member(&s, c, Box::new(Range));
+    s.add(m);
+    assert!(s.run_until(Duration::from_secs(5), stable));
+    // Static members are given a member id without the MEMBER_ID_REQUIRED round.
+    assert_eq!(
+        s.sent[0]
+            .iter()
+            .filter(|a| **a == ApiKey::JoinGroup)
+            .count(),
+        1
+    );
+    let now = s.now;
+    s.members[0].leave(now);
+    s.run(Duration::from_millis(100));
+    assert!(
+        !s.sent[0].contains(&ApiKey::LeaveGroup),
+        "static members never send LeaveGroup (KIP-345)"
+    );
+    assert!(s.take_events(0).contains(&GroupEvent::Left));
+
+    let mut c = cfg();
+    c.group_instance_id = Some("instance-b".into());
+    let mut s = sim();
+    let m = member(&s, c, Box::new(Range));
+    s.add(m);
+    assert!(s.run_until(Duration::from_secs(5), stable));
+    s.fail_next(ApiKey::Heartbeat, ErrorCode::FencedInstanceId);
+    s.run(Duration::from_secs(2));
+    assert_eq!(s.members[0].phase(), Phase::Failed);
+    let ev = s.take_events(0);
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, GroupEvent::Fatal(cohort::Error::Fenced { .. }))),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn cooperative_members_revoke_only_what_moves_and_keep_the_rest() {
+    let mut s = sim();
+    let a = Member::new(
+        cfg(),
+        vec![Box::new(CooperativeSticky) as Box<dyn Balancer>],
+        vec!["t".into()],
+        s.now,
+    );
+    s.add(a);
+    assert!(s.run_until(Duration::from_secs(5), stable));
+    assert_eq!(s.members[0].assignment()["t"].len(), 6);
+    s.take_events(0);
+    // b joins: a keeps consuming through the rebalance and is asked to give up three.
+    let b = Member::new(
+        cfg(),
+        vec![Box::new(CooperativeSticky) as Box<dyn Balancer>],
+        vec!["t".into()],
+        s.now,
+    );
+    s.add(b);
+    let mut revoked = None;
+    for _ in 0..200 {
+        s.run(Duration::from_millis(50));
+        for e in s.events[0].clone() {
+            if let GroupEvent::Revoked {
+                partitions, token, ..
+            } = e
+            {
+                revoked = Some(partitions.clone());
+                let now = s.now;
+                s.members[0].handle_revoked(now, token);
+            }
+        }
+        s.events[0].clear();
+        if s.members.iter().all(|m| {
+            m.phase() == Phase::Stable
+                && m.assignment().values().map(|p| p.len()).sum::<usize>() == 3
+        }) {
+            break;
+        }
+    }
+    let revoked = revoked.expect("a revoked a subset");
+    assert_eq!(revoked["t"].len(), 3, "only what moves is revoked");
+    assert_eq!(s.members[0].assignment()["t"].len(), 3);
+    assert_eq!(s.members[1].assignment()["t"].len(), 3);
+    let a_parts = &s.members[0].assignment()["t"];
+    assert!(a_parts.is_disjoint(&revoked["t"]));
+}
+
+#[test]
+fn session_expiry_of_a_member_rebalances_the_others() {
+    let mut s = sim();
+    let a = member(&s, cfg(), Box::new(Range));
+    let b = member(&s, cfg(), Box::new(Range));
+    s.add(a);
+    s.add(b);
+    assert!(s.run_until(Duration::from_secs(10), |s| stable(s)
+        && s.group_members().len() == 2));
+    // b stops talking (crashed): the fake expires it after the session timeout and a gets all.
+    let mut b = s.members.pop().unwrap();
+    s.events.pop();
+    s.sent.pop();
+    let _ = b.poll_request();
+    for _ in 0..200 {
+        ack_revocations(&mut s);
+        s.run(Duration::from_millis(100));
+        if s.members[0].phase() == Phase::Stable
+            && s.members[0]
+                .assignment()
+                .values()
+                .map(|p| p.len())
+                .sum::<usize>()
+                == 6
+        {
+            break;
+        }
+    }
+    assert_eq!(
+        s.members[0]
+            .assignment()
+            .values()
+            .map(|p| p.len())
+            .sum::<usize>(),
+        6
+    );
+}
+
+#[test]
+fn a_member_without_heartbeat_responses_for_a_session_gives_its_partitions_up_as_lost() {
+    let mut s = sim();
+    let m = member(&s, cfg(), Box::new(Range));
+    s.add(m);
+    assert!(s.run_until(Duration::from_secs(5), stable));
+    let id_before = s.members[0].member_id().to_owned();
+    s.take_events(0);
+    // The coordinator stops answering (a partition between member and broker): after a whole
+    // session the coordinator has expired the member, so its partitions are lost, not revoked,
+    // and nothing is committed for them.
+    s.hold(ApiKey::Heartbeat, 1000);
+    s.run(Duration::from_millis(5_500));
+    assert!(
+        !s.take_events(0)
+            .iter()
+            .any(|e| matches!(e, GroupEvent::Lost { .. })),
+        "not before the session timeout"
+    );
+    s.run(Duration::from_millis(1_500));
+    let ev = s.take_events(0);
+    assert!(
+        ev.iter().any(|e| matches!(e, GroupEvent::Lost { .. })),
+        "lost after the session timeout: {ev:?}"
+    );
+    assert!(!ev.iter().any(|e| matches!(e, GroupEvent::Revoked { .. })));
+    assert_ne!(
+        s.members[0].member_id(),
+        id_before,
+        "a dynamic member's id is gone"
+    );
+    // The path heals: the member joins again and gets its partitions back.
+    s.hold(ApiKey::Heartbeat, 0);
+    s.release();
+    ack_revocations(&mut s);
+    assert!(s.run_until(Duration::from_secs(10), stable));
+    assert_eq!(assigned(&s.take_events(0)), vec![6]);
+}
+
+#[test]
+fn records_are_held_back_when_the_coordinator_has_been_silent_for_almost_a_session() {
+    let mut s = sim();
+    let m = member(&s, cfg(), Box::new(Range));
+    s.add(m);
+    assert!(s.run_until(Duration::from_secs(5), stable));
+    let until = s.members[0]
+        .deliverable_until()
+        .expect("a stable member has a limit");
+    assert!(until > s.now, "deliverable while heartbeats are answered");
+    s.hold(ApiKey::Heartbeat, 1000);
+    // Session 6 s, heartbeat 1 s: after 5 s of silence the member holds records back, a
+    // second before it would give the partitions up.
+    s.run(Duration::from_millis(5_200));
+    let until = s.members[0].deliverable_until().expect("still stable");
+    assert!(
+        s.now > until,
+        "records held back after 5 s without an answer"
+    );
+    assert_eq!(s.members[0].phase(), Phase::Stable);
+}
