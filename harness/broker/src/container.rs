@@ -1,0 +1,352 @@
+//! The container backend: testcontainers-rs on a thread of its own.
+//!
+//! testcontainers' API is async and its containers must be dropped inside a tokio runtime. Tests
+//! may be sync or async, so the container lives on a dedicated thread with a current-thread
+//! runtime, and the public methods talk to it over channels; they can be called from anywhere,
+//! including from inside another runtime.
+
+use std::io::{Read, Write};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use testcontainers::core::{ContainerPort, IntoContainerPort};
+use testcontainers::runners::{AsyncBuilder, AsyncRunner};
+use testcontainers::{ContainerAsync, GenericBuildableImage, GenericImage, ImageExt};
+
+use crate::{Backend, BrokerError, TANSU_VERSION, free_port, install_tansu, probe};
+
+/// Name of the locally built image.
+const TANSU_IMAGE: &str = "cohort-tansu";
+/// Port the broker listens on inside the container.
+const BROKER_PORT: u16 = 9092;
+
+/// Whether a Docker engine answers: `DOCKER_HOST` is set, or `/var/run/docker.sock` answers a
+/// ping.
+pub(crate) fn docker_available() -> bool {
+    if std::env::var_os("DOCKER_HOST").is_some() {
+        return true;
+    }
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect("/var/run/docker.sock") else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    reply.starts_with("HTTP/1.") && reply.contains(" 200 ")
+}
+
+enum Cmd {
+    Pause(mpsc::Sender<Result<(), String>>),
+    Unpause(mpsc::Sender<Result<(), String>>),
+    Logs(mpsc::Sender<String>),
+    Restart(mpsc::Sender<Result<(), String>>),
+}
+
+pub(crate) struct ContainerBroker {
+    tx: Option<tokio::sync::mpsc::UnboundedSender<Cmd>>,
+    thread: Option<JoinHandle<()>>,
+    addr: String,
+    image: String,
+    id: String,
+    tansu: bool,
+}
+
+struct Started {
+    addr: String,
+    image: String,
+    id: String,
+}
+
+/// What to run: the locally built Tansu image, or a user-supplied image.
+enum Source {
+    Tansu(std::path::PathBuf),
+    Image(String),
+}
+
+async fn run_container(
+    source: &Source,
+    host_port: u16,
+    timeout: Duration,
+) -> Result<(ContainerAsync<GenericImage>, String), String> {
+    let advertised = format!("127.0.0.1:{host_port}");
+    match source {
+        Source::Tansu(bin) => {
+            let image = GenericBuildableImage::new(TANSU_IMAGE, TANSU_VERSION)
+                // The binary is static, so the image needs nothing else: no base image is
+                // pulled, which matters where no registry can be reached.
+                .with_dockerfile_string(
+                    "FROM scratch\nCOPY tansu /tansu\nENTRYPOINT [\"/tansu\"]\n",
+                )
+                .with_file(bin.clone(), "tansu")
+                .build_image_with(
+                    testcontainers::core::BuildImageOptions::new().with_skip_if_exists(true),
+                )
+                .await
+                .map_err(|e| format!("building {TANSU_IMAGE}:{TANSU_VERSION}: {e}"))?;
+            let c = image
+                .with_cmd([
+                    "broker".to_owned(),
+                    "--listener-url".into(),
+                    format!("tcp://0.0.0.0:{BROKER_PORT}"),
+                    "--advertised-listener-url".into(),
+                    format!("tcp://{advertised}"),
+                    "--storage-engine".into(),
+                    "memory://tansu/".into(),
+                ])
+                .with_env_var("RUST_LOG", "warn")
+                .with_mapped_port(host_port, BROKER_PORT.tcp())
+                .with_startup_timeout(timeout)
+                .start()
+                .await
+                .map_err(|e| format!("starting container: {e}"))?;
+            Ok((c, format!("{TANSU_IMAGE}:{TANSU_VERSION}")))
+        }
+        Source::Image(reference) => {
+            let (name, tag) = reference.rsplit_once(':').unwrap_or((reference, "latest"));
+            let mut req = GenericImage::new(name, tag)
+                .with_exposed_port(ContainerPort::Tcp(BROKER_PORT))
+                .with_mapped_port(host_port, BROKER_PORT.tcp())
+                .with_startup_timeout(timeout);
+            if name.contains("kafka") {
+                // Apache Kafka's image in KRaft mode, one combined broker/controller, listening
+                // on 9092 and advertising the host's mapped port.
+                for (k, v) in [
+                    ("KAFKA_NODE_ID", "1".to_owned()),
+                    ("KAFKA_PROCESS_ROLES", "broker,controller".into()),
+                    (
+                        "KAFKA_LISTENERS",
+                        format!("PLAINTEXT://0.0.0.0:{BROKER_PORT},CONTROLLER://0.0.0.0:9093"),
+                    ),
+                    (
+                        "KAFKA_ADVERTISED_LISTENERS",
+                        format!("PLAINTEXT://{advertised}"),
+                    ),
+                    (
+                        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
+                        "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT".into(),
+                    ),
+                    ("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER".into()),
+                    ("KAFKA_CONTROLLER_QUORUM_VOTERS", "1@localhost:9093".into()),
+                    ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1".into()),
+                    ("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1".into()),
+                    ("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1".into()),
+                    ("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0".into()),
+                    ("KAFKA_NUM_PARTITIONS", "4".into()),
+                ] {
+                    req = req.with_env_var(k, v);
+                }
+            } else {
+                // Anything else is assumed to take Tansu's command line.
+                req = req.with_cmd([
+                    "broker".to_owned(),
+                    "--listener-url".into(),
+                    format!("tcp://0.0.0.0:{BROKER_PORT}"),
+                    "--advertised-listener-url".into(),
+                    format!("tcp://{advertised}"),
+                ]);
+            }
+            let c = req
+                .start()
+                .await
+                .map_err(|e| format!("starting {reference}: {e}"))?;
+            Ok((c, reference.clone()))
+        }
+    }
+}
+
+async fn logs_of(c: &ContainerAsync<GenericImage>) -> String {
+    let mut out = c.stdout_to_vec().await.unwrap_or_default();
+    out.extend(c.stderr_to_vec().await.unwrap_or_default());
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+impl ContainerBroker {
+    pub(crate) fn start(image: Option<&str>, timeout: Duration) -> Result<Self, BrokerError> {
+        let source = match image {
+            None => Source::Tansu(install_tansu()?),
+            Some(i) => Source::Image(i.to_owned()),
+        };
+        let tansu =
+            matches!(source, Source::Tansu(_)) || image.is_some_and(|i| i.contains("tansu"));
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<Started, String>>();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Cmd>();
+        let thread = std::thread::Builder::new()
+            .name("cohort-testbroker-container".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(format!("tokio runtime: {e}")));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let mut result = Err(String::from("no attempt"));
+                    for _attempt in 0..3 {
+                        let port = match free_port() {
+                            Ok(p) => p,
+                            Err(e) => {
+                                result = Err(format!("free port: {e}"));
+                                break;
+                            }
+                        };
+                        result = run_container(&source, port, timeout)
+                            .await
+                            .map(|(c, img)| (c, img, port));
+                        // Retry only when the host port was taken in the meantime.
+                        match &result {
+                            Err(e)
+                                if e.contains("address already in use")
+                                    || e.contains("port is already allocated") =>
+                            {
+                                continue;
+                            }
+                            _ => break,
+                        }
+                    }
+                    let (container, image, port) = match result {
+                        Ok(v) => v,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(Started {
+                        addr: format!("127.0.0.1:{port}"),
+                        image,
+                        id: container.id().to_owned(),
+                    }));
+                    while let Some(cmd) = rx.recv().await {
+                        match cmd {
+                            Cmd::Pause(reply) => {
+                                let _ =
+                                    reply.send(container.pause().await.map_err(|e| e.to_string()));
+                            }
+                            Cmd::Unpause(reply) => {
+                                let _ = reply
+                                    .send(container.unpause().await.map_err(|e| e.to_string()));
+                            }
+                            Cmd::Logs(reply) => {
+                                let _ = reply.send(logs_of(&container).await);
+                            }
+                            Cmd::Restart(reply) => {
+                                // The host port is mapped explicitly, so it survives the
+                                // restart and the advertised address stays right.
+                                let _ = container.unpause().await;
+                                let r = async {
+                                    container.stop_with_timeout(Some(0)).await?;
+                                    container.start().await
+                                }
+                                .await
+                                .map_err(|e| e.to_string());
+                                let _ = reply.send(r);
+                            }
+                        }
+                    }
+                    // The sender is gone: the broker is being dropped. A paused container must be
+                    // resumed before it can be removed.
+                    let _ = container.unpause().await;
+                    drop(container);
+                });
+            })
+            .map_err(|e| BrokerError::Container(format!("spawning thread: {e}")))?;
+        let started = match ready_rx.recv() {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                return Err(BrokerError::Container(e));
+            }
+            Err(_) => {
+                let _ = thread.join();
+                return Err(BrokerError::Container("container thread ended".into()));
+            }
+        };
+        let broker = ContainerBroker {
+            tx: Some(tx),
+            thread: Some(thread),
+            addr: started.addr,
+            image: started.image,
+            id: started.id,
+            tansu,
+        };
+        if let Err(reason) = probe::wait_ready(&broker.addr, timeout) {
+            return Err(BrokerError::NotReady {
+                backend: Backend::Container,
+                addr: broker.addr.clone(),
+                reason,
+                log: broker.log_tail(),
+            });
+        }
+        Ok(broker)
+    }
+
+    pub(crate) fn addr(&self) -> String {
+        self.addr.clone()
+    }
+
+    pub(crate) fn is_tansu(&self) -> bool {
+        self.tansu
+    }
+
+    pub(crate) fn description(&self) -> String {
+        format!(
+            "image {} in container {}",
+            self.image,
+            &self.id[..self.id.len().min(12)]
+        )
+    }
+
+    fn call<T>(&self, make: impl FnOnce(mpsc::Sender<T>) -> Cmd) -> Option<T> {
+        let (reply_tx, reply_rx) = mpsc::channel();
+        self.tx.as_ref()?.send(make(reply_tx)).ok()?;
+        reply_rx.recv().ok()
+    }
+
+    pub(crate) fn restart(&self, timeout: Duration) -> Result<(), BrokerError> {
+        self.call(Cmd::Restart)
+            .unwrap_or_else(|| Err("container thread ended".into()))
+            .map_err(BrokerError::Container)?;
+        probe::wait_ready(&self.addr, timeout).map_err(|reason| BrokerError::NotReady {
+            backend: Backend::Container,
+            addr: self.addr.clone(),
+            reason,
+            log: self.log_tail(),
+        })
+    }
+
+    pub(crate) fn pause(&self) -> Result<(), BrokerError> {
+        self.call(Cmd::Pause)
+            .unwrap_or_else(|| Err("container thread ended".into()))
+            .map_err(BrokerError::Container)
+    }
+
+    pub(crate) fn unpause(&self) -> Result<(), BrokerError> {
+        self.call(Cmd::Unpause)
+            .unwrap_or_else(|| Err("container thread ended".into()))
+            .map_err(BrokerError::Container)
+    }
+
+    pub(crate) fn log_tail(&self) -> String {
+        self.call(Cmd::Logs).unwrap_or_default()
+    }
+}
+
+impl Drop for ContainerBroker {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The process backend: Tansu as a child process on a free loopback port.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::{Backend, BrokerError, free_port, install_tansu, probe};
+
+pub(crate) struct ProcessBroker {
+    child: Mutex<Child>,
+    port: u16,
+    log: PathBuf,
+}
+
+fn spawn(bin: &std::path::Path, port: u16, log: &std::path::Path) -> Result<Child, BrokerError> {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| BrokerError::Process(format!("{}: {e}", log.display())))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| BrokerError::Process(e.to_string()))?;
+    let url = format!("tcp://127.0.0.1:{port}");
+    Command::new(bin)
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", "memory://tansu/"])
+        .env(
+            "RUST_LOG",
+            std::env::var("COHORT_BROKER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| BrokerError::Process(format!("spawning {}: {e}", bin.display())))
+}
+
+pub(crate) fn tail(path: &std::path::Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+impl ProcessBroker {
+    pub(crate) fn start(timeout: Duration) -> Result<Self, BrokerError> {
+        let bin = install_tansu()?;
+        let mut last_err = None;
+        // A port picked by `free_port` can be taken by someone else before Tansu binds it; a new
+        // port is tried when that happens.
+        for _attempt in 0..3 {
+            let port = free_port().map_err(|e| BrokerError::Process(format!("free port: {e}")))?;
+            let log = std::env::temp_dir()
+                .join(format!("cohort-tansu-{}-{port}.log", std::process::id()));
+            let child = spawn(&bin, port, &log)?;
+            let broker = ProcessBroker {
+                child: Mutex::new(child),
+                port,
+                log,
+            };
+            match probe::wait_ready(&broker.addr(), timeout) {
+                Ok(()) => return Ok(broker),
+                Err(reason) => {
+                    let exited = broker.exited();
+                    last_err = Some(BrokerError::NotReady {
+                        backend: Backend::Process,
+                        addr: broker.addr(),
+                        reason: match exited {
+                            Some(status) => format!("broker exited ({status}); {reason}"),
+                            None => reason,
+                        },
+                        log: broker.log_tail(),
+                    });
+                    if exited.is_none() {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| BrokerError::Process("broker did not start".into())))
+    }
+
+    fn exited(&self) -> Option<std::process::ExitStatus> {
+        let mut c = self
+            .child
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        c.try_wait().ok().flatten()
+    }
+
+    pub(crate) fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .id()
+    }
+
+    pub(crate) fn signal(&self, sig: &str) -> Result<(), BrokerError> {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .map_err(|e| BrokerError::Process(format!("kill -{sig}: {e}")))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(BrokerError::Process(format!(
+                "kill -{sig} {} failed: {status}",
+                self.pid()
+            )))
+        }
+    }
+
+    pub(crate) fn log_tail(&self) -> String {
+        tail(&self.log, 40)
+    }
+
+    /// Kills the broker and starts it again on the same port.
+    pub(crate) fn restart(&self, timeout: Duration) -> Result<(), BrokerError> {
+        let bin = install_tansu()?;
+        {
+            let mut c = self
+                .child
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let _ = c.kill();
+            let _ = c.wait();
+            // The port is free once the old process is gone; retry briefly if the kernel
+            // has not released it yet.
+            let mut last = None;
+            for _ in 0..20 {
+                let child = spawn(&bin, self.port, &self.log)?;
+                *c = child;
+                std::thread::sleep(Duration::from_millis(100));
+                match c.try_wait() {
+                    Ok(Some(status)) => last = Some(status),
+                    _ => {
+                        last = None;
+                        break;
+                    }
+                }
+            }
+            if let Some(status) = last {
+                return Err(BrokerError::Process(format!(
+                    "restarted broker exited: {status}"
+                )));
+            }
+        }
+        probe::wait_ready(&self.addr(), timeout).map_err(|reason| BrokerError::NotReady {
+            backend: Backend::Process,
+            addr: self.addr(),
+            reason,
+            log: self.log_tail(),
+        })
+    }
+}
+
+impl Drop for ProcessBroker {
+    fn drop(&mut self) {
+        let c = self
+            .child
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // SIGKILL also ends a broker stopped with SIGSTOP.
+        let _ = c.kill();
+        let _ = c.wait();
+        if std::env::var_os("COHORT_KEEP_BROKER_LOGS").is_none() {
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
+}

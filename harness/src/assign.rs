@@ -1,0 +1,413 @@
+//! `cohort assign`: a group description in, the plan and its metrics out, through the same
+//! path a group leader takes. Each member's balancer is given the member's last assignment (as
+//! SyncGroup would have), builds its subscription with userdata, the subscription is encoded as
+//! JoinGroup metadata, and the leader function of the group core decodes it, runs the balancer
+//! and encodes the assignments, which are decoded again for the output.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use bytes::Bytes;
+use cohort::member::{Led, lead, subscription};
+use cohort_balancers::metrics::{self, Previous};
+use cohort_balancers::{Balancer, GroupMember, TopicInfo, WeightedSticky};
+use cohort_protocol::StrBytes;
+use cohort_protocol::consumer_protocol::{
+    AssignedTopicPartitions, ConsumerProtocolAssignment, decode_assignment, decode_subscription,
+    encode_subscription,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// A topic: a partition count, or partitions with the racks of each partition's replicas.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum TopicSpec {
+    /// `"t1": 6`
+    Count(u32),
+    /// `"t2": {"partitions": 4, "racks": [["a","b"], ...]}`
+    Full {
+        /// Partition count.
+        partitions: u32,
+        /// Racks of each partition's replicas.
+        #[serde(default)]
+        racks: Vec<Vec<String>>,
+    },
+}
+
+/// A member of the described group.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberSpec {
+    /// Member id.
+    pub id: String,
+    /// `group.instance.id`.
+    #[serde(default)]
+    pub instance_id: Option<String>,
+    /// Subscribed topics.
+    pub topics: Vec<String>,
+    /// Rack (KIP-881).
+    #[serde(default)]
+    pub rack: Option<String>,
+    /// What it owns now.
+    #[serde(default)]
+    pub owned: BTreeMap<String, Vec<i32>>,
+    /// Generation of what it owns.
+    #[serde(default = "no_generation")]
+    pub generation: i32,
+    /// Weight (weighted sticky balancer).
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+fn no_generation() -> i32 {
+    -1
+}
+fn one() -> u32 {
+    1
+}
+
+/// A change of the group for `--steps`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Step {
+    /// A member joins.
+    Join(MemberSpec),
+    /// A member leaves.
+    Leave(String),
+    /// Topics change (new partition counts or new topics).
+    Topics(BTreeMap<String, TopicSpec>),
+    /// Everyone rejoins with what they own (a rebalance without a change).
+    Rebalance,
+}
+
+/// The input document.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    /// Balancer protocol name.
+    #[serde(default)]
+    pub balancer: Option<String>,
+    /// Topics.
+    pub topics: BTreeMap<String, TopicSpec>,
+    /// Members.
+    pub members: Vec<MemberSpec>,
+    /// Changes for `--steps`.
+    #[serde(default)]
+    pub steps: Vec<Step>,
+}
+
+fn topic_infos(topics: &BTreeMap<String, TopicSpec>) -> Result<Vec<TopicInfo>, String> {
+    topics
+        .iter()
+        .map(|(name, spec)| match spec {
+            TopicSpec::Count(n) => Ok(TopicInfo::new(name.clone(), *n)),
+            TopicSpec::Full { partitions, racks } => {
+                if !racks.is_empty() && racks.len() != *partitions as usize {
+                    return Err(format!(
+                        "topic {name}: {} rack lists for {partitions} partitions",
+                        racks.len()
+                    ));
+                }
+                Ok(TopicInfo::new(name.clone(), *partitions).with_racks(racks))
+            }
+        })
+        .collect()
+}
+
+fn balancer_for(name: &str, weight: u32) -> Result<Box<dyn Balancer>, String> {
+    if name == cohort_balancers::WEIGHTED_PROTOCOL_NAME {
+        return Ok(Box::new(WeightedSticky::new(weight)));
+    }
+    cohort_balancers::by_name(name).ok_or_else(|| {
+        format!(
+            "unknown balancer {name:?} (known: {})",
+            cohort_balancers::PROTOCOL_NAMES.join(", ")
+        )
+    })
+}
+
+/// One rebalance through the leader path.
+struct Round {
+    led: Led,
+    members: Vec<GroupMember>,
+    elapsed_us: u128,
+}
+
+fn to_assignment(owned: &BTreeMap<String, Vec<i32>>) -> ConsumerProtocolAssignment {
+    ConsumerProtocolAssignment {
+        assigned_partitions: owned
+            .iter()
+            .map(|(t, ps)| AssignedTopicPartitions {
+                topic: t.clone().into(),
+                partitions: ps.clone(),
+            })
+            .collect(),
+        user_data: None,
+    }
+}
+
+fn rebalance(name: &str, members: &[MemberSpec], topics: &[TopicInfo]) -> Result<Round, String> {
+    let mut metadata = Vec::with_capacity(members.len());
+    for m in members {
+        let mut b = balancer_for(name, m.weight)?;
+        // What the member's balancer kept from its last SyncGroup.
+        if !m.owned.is_empty() || m.generation >= 0 {
+            b.on_assignment(&to_assignment(&m.owned), m.generation);
+        }
+        let owned: cohort::member::Assignment = m
+            .owned
+            .iter()
+            .map(|(t, ps)| (t.clone(), ps.iter().copied().collect()))
+            .collect();
+        let sub = subscription(
+            b.as_ref(),
+            &m.topics,
+            b.supports_cooperative().then_some(&owned),
+            m.generation,
+            m.rack.as_deref(),
+        );
+        let bytes: Bytes = encode_subscription(&sub, 3).map_err(|e| e.to_string())?;
+        metadata.push((
+            StrBytes::from(m.id.clone()),
+            m.instance_id.clone().map(StrBytes::from),
+            bytes,
+        ));
+    }
+    let leader = balancer_for(name, 1)?;
+    let start = Instant::now();
+    let led = lead(leader.as_ref(), &metadata, topics).map_err(|e| e.to_string())?;
+    let elapsed_us = start.elapsed().as_micros();
+    let members = metadata
+        .iter()
+        .map(|(id, instance, bytes)| GroupMember {
+            member_id: id.clone(),
+            group_instance_id: instance.clone(),
+            subscription: decode_subscription(bytes.clone())
+                .map(|(_, s)| s)
+                .unwrap_or_default(),
+        })
+        .collect();
+    Ok(Round {
+        led,
+        members,
+        elapsed_us,
+    })
+}
+
+/// Member id → topic → partitions.
+type PlanMap = BTreeMap<String, BTreeMap<String, Vec<i32>>>;
+
+fn decoded(led: &Led) -> Result<PlanMap, String> {
+    let mut out = BTreeMap::new();
+    for (id, bytes) in &led.assignments {
+        let (_, a) = decode_assignment(bytes.clone()).map_err(|e| e.to_string())?;
+        let mut m: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+        for tp in a.assigned_partitions {
+            let ps = m.entry(tp.topic.to_string()).or_default();
+            ps.extend(tp.partitions);
+            ps.sort_unstable();
+        }
+        m.retain(|_, ps| !ps.is_empty());
+        out.insert(id.to_string(), m);
+    }
+    Ok(out)
+}
+
+/// Plans one group: `{"assignment": ..., "metrics": ...}` (plus `stable_assignment` when a
+/// cooperative balancer needs a follow-up round, and `warnings` when something was ignored).
+fn plan_once(
+    name: &str,
+    members: &[MemberSpec],
+    topics: &[TopicInfo],
+) -> Result<(Value, PlanMap), String> {
+    let round = rebalance(name, members, topics)?;
+    let assignment = decoded(&round.led)?;
+    let previous: Vec<Previous> = members
+        .iter()
+        .map(|m| Previous {
+            owned: m
+                .owned
+                .iter()
+                .map(|(t, ps)| (StrBytes::from(t.clone()), ps.clone()))
+                .collect(),
+            generation: m.generation,
+        })
+        .collect();
+    let leader = balancer_for(name, 1)?;
+    let eval = metrics::evaluate(leader.as_ref(), &round.members, topics, &previous)
+        .map_err(|e| e.to_string())?;
+    let m = eval.metrics;
+    let mut metrics = json!({
+        "spread": m.spread,
+        "moved": m.moved,
+        "moved_lower_bound": m.moved_lower_bound,
+        "elapsed_us": round.elapsed_us,
+        "partitions": m.partitions,
+        "unassigned": m.unassigned,
+    });
+    if let Some(r) = m.rounds {
+        metrics["rounds"] = json!(r);
+    }
+    let stable = eval.stable.to_map();
+    let mut out = json!({ "assignment": assignment, "metrics": metrics });
+    if m.rounds.unwrap_or(1) > 1 {
+        out["stable_assignment"] = json!(stable);
+    }
+    if !round.led.warnings.is_empty() {
+        out["warnings"] = json!(round.led.warnings);
+    }
+    let final_assignment = if m.rounds.unwrap_or(1) > 1 {
+        stable
+    } else {
+        assignment
+    };
+    Ok((out, final_assignment))
+}
+
+/// Runs the command on a JSON document.
+pub fn run(input: &str, balancer: Option<&str>, steps: bool) -> Result<Value, String> {
+    let input: Input = serde_json::from_str(input).map_err(|e| format!("input: {e}"))?;
+    let name = balancer
+        .map(str::to_owned)
+        .or(input.balancer.clone())
+        .ok_or("no balancer: give \"balancer\" in the input or --balancer")?;
+    balancer_for(&name, 1)?;
+    let mut topic_specs = input.topics.clone();
+    let topics = topic_infos(&topic_specs)?;
+    let (first, mut current) = plan_once(&name, &input.members, &topics)?;
+    if !steps {
+        return Ok(first);
+    }
+    if input.steps.is_empty() {
+        return Err("--steps needs a \"steps\" list in the input".into());
+    }
+    let mut members = input.members.clone();
+    let first_generation = members
+        .iter()
+        .map(|m| m.generation)
+        .max()
+        .unwrap_or(-1)
+        .max(0)
+        + 1;
+    let mut out = vec![json!({"step": 0, "change": "initial", "result": first})];
+    for (i, step) in input.steps.iter().enumerate() {
+        let generation = first_generation + i as i32;
+        // Everyone owns what the last step gave it, at the generation that gave it.
+        for m in &mut members {
+            m.owned = current.get(&m.id).cloned().unwrap_or_default();
+            m.generation = generation;
+        }
+        let change = match step {
+            Step::Join(m) => {
+                if members.iter().any(|x| x.id == m.id) {
+                    return Err(format!("step {}: {} is already a member", i + 1, m.id));
+                }
+                members.push(m.clone());
+                format!("join {}", m.id)
+            }
+            Step::Leave(id) => {
+                let before = members.len();
+                members.retain(|m| &m.id != id);
+                if members.len() == before {
+                    return Err(format!("step {}: no member {id}", i + 1));
+                }
+                format!("leave {id}")
+            }
+            Step::Topics(t) => {
+                topic_specs.extend(t.clone());
+                "topics changed".to_owned()
+            }
+            Step::Rebalance => "rebalance".to_owned(),
+        };
+        let topics = topic_infos(&topic_specs)?;
+        let (result, next) = plan_once(&name, &members, &topics)?;
+        current = next;
+        out.push(json!({"step": i + 1, "change": change, "result": result}));
+    }
+    Ok(json!({ "steps": out }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"{"balancer": "sticky", "topics": {"t1": 6, "t2": {"partitions": 4, "racks": [["a","b"],["b","c"],["a","c"],["a","b"]]}},
+        "members": [{"id": "m1", "instance_id": null, "topics": ["t1","t2"], "rack": "a", "owned": {"t1": [0,1]},
+        "generation": 3, "weight": 1}]}"#;
+
+    #[test]
+    fn the_documented_example() {
+        let v = run(EXAMPLE, None, false).unwrap();
+        assert_eq!(
+            v["assignment"]["m1"],
+            json!({"t1": [0, 1, 2, 3, 4, 5], "t2": [0, 1, 2, 3]})
+        );
+        assert_eq!(v["metrics"]["spread"], 0);
+        assert_eq!(v["metrics"]["moved"], 0);
+        assert_eq!(v["metrics"]["moved_lower_bound"], 0);
+        assert!(v["metrics"]["elapsed_us"].is_u64());
+    }
+
+    #[test]
+    fn override_and_cooperative_rounds() {
+        let input = r#"{"topics": {"t": 6}, "members": [
+            {"id": "a", "topics": ["t"], "owned": {"t": [0,1,2,3,4,5]}, "generation": 2},
+            {"id": "b", "topics": ["t"]}]}"#;
+        let v = run(input, Some("cooperative-sticky"), false).unwrap();
+        // The first round only takes away: b gets nothing yet, a keeps 3 (KIP-429).
+        assert_eq!(v["assignment"]["a"]["t"].as_array().unwrap().len(), 3);
+        assert!(v["assignment"]["b"].as_object().unwrap().is_empty());
+        assert_eq!(
+            v["stable_assignment"]["b"]["t"].as_array().unwrap().len(),
+            3
+        );
+        assert_eq!(v["metrics"]["rounds"], 2);
+        assert_eq!(v["metrics"]["moved"], 3);
+        assert!(run(input, None, false).unwrap_err().contains("no balancer"));
+        assert!(
+            run(input, Some("nope"), false)
+                .unwrap_err()
+                .contains("unknown balancer")
+        );
+    }
+
+    #[test]
+    fn steps_report_each_change() {
+        let input = r#"{"balancer": "sticky", "topics": {"t": 12}, "members": [
+            {"id": "a", "topics": ["t"]}, {"id": "b", "topics": ["t"]}, {"id": "c", "topics": ["t"]}],
+            "steps": [{"join": {"id": "d", "topics": ["t"]}}, {"leave": "a"}, {"topics": {"t": 16}}, "rebalance"]}"#;
+        let v = run(input, None, true).unwrap();
+        let steps = v["steps"].as_array().unwrap();
+        assert_eq!(steps.len(), 5);
+        // A join moves exactly floor(P/(N+1)) = 3; a leave moves nothing that stays.
+        assert_eq!(steps[1]["result"]["metrics"]["moved"], 3);
+        assert_eq!(steps[1]["result"]["metrics"]["moved_lower_bound"], 3);
+        assert_eq!(steps[2]["result"]["metrics"]["moved"], 0);
+        assert_eq!(
+            steps[4]["result"]["metrics"]["moved"], 0,
+            "a plain rebalance moves nothing"
+        );
+        assert_eq!(steps[3]["result"]["metrics"]["spread"], 1);
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_panic() {
+        for bad in [
+            "",
+            "{}",
+            r#"{"balancer":"range","topics":{"t":{"partitions":2,"racks":[["a"]]}},"members":[]}"#,
+            r#"{"balancer":"range","topics":{},"members":[{"id":"a"}]}"#,
+            r#"{"balancer":"range","topics":{},"members":[{"id":"a","topics":[],"colour":1}]}"#,
+        ] {
+            assert!(run(bad, None, false).is_err(), "{bad}");
+        }
+        // Unknown topics and duplicate ids are handled as the Java client does or reported.
+        let dup = r#"{"balancer":"range","topics":{"t":2},"members":[{"id":"a","topics":["t"]},{"id":"a","topics":["t"]}]}"#;
+        assert!(run(dup, None, false).is_err());
+        let unknown =
+            r#"{"balancer":"range","topics":{"t":2},"members":[{"id":"a","topics":["t","zz"]}]}"#;
+        let v = run(unknown, None, false).unwrap();
+        assert_eq!(v["assignment"]["a"]["t"], json!([0, 1]));
+    }
+}

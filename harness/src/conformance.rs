@@ -1,0 +1,1086 @@
+//! `cohort conformance`: probes a broker's group coordinator and offset handling, one named
+//! check per behaviour clients rely on, with evidence. The harness runs the checks a scenario
+//! `requires` before running it, and reports the scenario as not run when one fails.
+//!
+//! Every check talks the protocol directly (each simulated member on a connection of its own,
+//! since a broker serves one request per connection at a time), on a group and topic of its
+//! own, so the checks run concurrently.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cohort::conn::{Cluster, Target};
+use cohort::{ClientConfig, Producer, ProducerRecord};
+use cohort_protocol::consumer_protocol::{
+    ConsumerProtocolSubscription, PROTOCOL_TYPE, encode_subscription,
+};
+use cohort_protocol::messages::{
+    DescribeGroupsRequest, HeartbeatRequest, JoinGroupRequest, JoinGroupResponse,
+    LeaveGroupRequest, OffsetCommitRequest, SyncGroupRequest, SyncGroupResponse,
+    join_group_request, leave_group_request, offset_commit_request, sync_group_request,
+};
+use cohort_protocol::{ApiKey, ErrorCode};
+use serde::Serialize;
+
+/// The result of one check.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    /// Name (what scenarios list in `requires`).
+    pub name: &'static str,
+    /// What the behaviour is.
+    pub description: &'static str,
+    /// Whether the broker behaves as Apache Kafka does.
+    pub passed: bool,
+    /// What was observed.
+    pub evidence: String,
+    /// How long the check took (ms).
+    pub elapsed_ms: u64,
+}
+
+type CheckFn = fn(String) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
+
+/// Every check: name, description, function. `Ok(evidence)` passes, `Err(evidence)` fails.
+pub const CHECKS: &[(&str, &str, CheckFn)] = &[
+    (
+        "api-versions",
+        "ApiVersions lists the group and offset APIs at the versions clients use (JoinGroup v4+, LeaveGroup v3+)",
+        |b| Box::pin(api_versions(b)),
+    ),
+    (
+        "unsupported-version-answered",
+        "an ApiVersions request at a version the broker does not know gets UNSUPPORTED_VERSION with the supported range, not a closed connection",
+        |b| Box::pin(unsupported_version(b)),
+    ),
+    (
+        "member-id-required",
+        "JoinGroup v4+ without a member id is answered MEMBER_ID_REQUIRED with an id to use (KIP-394)",
+        |b| Box::pin(member_id_required(b)),
+    ),
+    (
+        "join-sync-heartbeat",
+        "a member joins, leads, receives its assignment through SyncGroup and heartbeats",
+        |b| Box::pin(join_sync_heartbeat(b)),
+    ),
+    (
+        "rebalance-on-join",
+        "a second member joining makes the first one's heartbeat answer REBALANCE_IN_PROGRESS, and both land in the next generation",
+        |b| Box::pin(rebalance_on_join(b)),
+    ),
+    (
+        "leave-triggers-rebalance",
+        "LeaveGroup starts a rebalance at once",
+        |b| Box::pin(leave_triggers_rebalance(b)),
+    ),
+    (
+        "session-expiry",
+        "a member that stops heartbeating is removed after the session timeout",
+        |b| Box::pin(session_expiry(b)),
+    ),
+    (
+        "rebalance-timeout-expiry",
+        "a member that keeps heartbeating but does not rejoin is removed after the rebalance timeout",
+        |b| Box::pin(rebalance_timeout_expiry(b)),
+    ),
+    (
+        "leader-rejoin-rebalances",
+        "a JoinGroup from the leader of a stable group starts a new generation (how a leader acts on new partitions)",
+        |b| Box::pin(leader_rejoin_rebalances(b)),
+    ),
+    (
+        "leader-leaves-mid-rebalance",
+        "when the leader leaves during a rebalance, another member is elected and the group completes the generation",
+        |b| Box::pin(leader_leaves_mid_rebalance(b)),
+    ),
+    (
+        "protocol-vote",
+        "the coordinator picks a protocol every member supports",
+        |b| Box::pin(protocol_vote(b)),
+    ),
+    (
+        "static-member-fencing",
+        "a second member with the same group.instance.id fences the first (FENCED_INSTANCE_ID, KIP-345)",
+        |b| Box::pin(static_fencing(b)),
+    ),
+    (
+        "static-member-rejoin",
+        "a static member that rejoins with new metadata (a restart, a cooperative second round) leads to a generation every member completes",
+        |b| Box::pin(static_member_rejoin(b)),
+    ),
+    (
+        "stale-generation",
+        "a heartbeat with an old generation is answered ILLEGAL_GENERATION",
+        |b| Box::pin(stale_generation(b)),
+    ),
+    (
+        "stale-commit",
+        "a commit with an old generation is answered ILLEGAL_GENERATION",
+        |b| Box::pin(stale_commit(b)),
+    ),
+    (
+        "offset-commit-fetch",
+        "a committed offset is fetched back; an uncommitted partition answers -1",
+        |b| Box::pin(offset_commit_fetch(b)),
+    ),
+    (
+        "list-offsets-latest",
+        "ListOffsets LATEST returns the log end offset",
+        |b| Box::pin(list_offsets_latest(b)),
+    ),
+    (
+        "fetch-inside-batch",
+        "a Fetch starting in the middle of a record batch returns the records from that offset",
+        |b| Box::pin(fetch_inside_batch(b)),
+    ),
+    (
+        "fetch-beyond-end",
+        "a Fetch from an offset beyond the log end is answered OFFSET_OUT_OF_RANGE, so a consumer resets",
+        |b| Box::pin(fetch_beyond_end(b)),
+    ),
+    ("create-partitions", "CreatePartitions grows a topic", |b| {
+        Box::pin(create_partitions(b))
+    }),
+    (
+        "describe-groups",
+        "DescribeGroups reports the members with their client ids and assignments",
+        |b| Box::pin(describe_groups(b)),
+    ),
+];
+
+/// Runs the named checks (all when `only` is empty), concurrently.
+pub async fn run(bootstrap: &str, only: &[String]) -> Result<Vec<CheckResult>, String> {
+    for n in only {
+        if !CHECKS.iter().any(|(name, _, _)| name == n) {
+            return Err(format!(
+                "unknown check {n:?} (known: {})",
+                CHECKS.iter().map(|c| c.0).collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    let mut tasks = Vec::new();
+    for (name, description, f) in CHECKS {
+        if !only.is_empty() && !only.iter().any(|n| n == name) {
+            continue;
+        }
+        let b = bootstrap.to_owned();
+        let f = *f;
+        tasks.push(tokio::spawn(async move {
+            let start = Instant::now();
+            let r = tokio::time::timeout(Duration::from_secs(60), f(b))
+                .await
+                .unwrap_or_else(|_| Err("no answer within 60 s".into()));
+            let (passed, evidence) = match r {
+                Ok(e) => (true, e),
+                Err(e) => (false, e),
+            };
+            CheckResult {
+                name,
+                description,
+                passed,
+                evidence,
+                elapsed_ms: start.elapsed().as_millis() as u64,
+            }
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.map_err(|e| e.to_string())?);
+    }
+    Ok(out)
+}
+
+/// A table for people.
+pub fn table(results: &[CheckResult]) -> String {
+    let mut s = String::new();
+    let w = results.iter().map(|r| r.name.len()).max().unwrap_or(10);
+    for r in results {
+        s.push_str(&format!(
+            "{:<w$}  {}  {}\n",
+            r.name,
+            if r.passed { "pass" } else { "FAIL" },
+            r.evidence
+        ));
+    }
+    let passed = results.iter().filter(|r| r.passed).count();
+    s.push_str(&format!("{passed}/{} checks pass\n", results.len()));
+    s
+}
+
+// ---------------------------------------------------------------------------------------------
+// A raw group member: one connection, explicit requests.
+
+const SESSION_MS: i32 = 6_000;
+const TIMEOUT: Duration = Duration::from_secs(40);
+
+fn name(prefix: &str) -> String {
+    cohort_testbroker::unique_name(prefix)
+}
+
+fn metadata(topic: &str) -> Bytes {
+    encode_subscription(
+        &ConsumerProtocolSubscription {
+            topics: vec![topic.to_owned().into()],
+            ..Default::default()
+        },
+        0,
+    )
+    .unwrap_or_default()
+}
+
+struct Raw {
+    cluster: Cluster,
+    coord: i32,
+    group: String,
+    member_id: String,
+    instance: Option<String>,
+    generation: i32,
+    topic: String,
+    leader: bool,
+}
+
+impl Raw {
+    async fn new(bootstrap: &str, group: &str, topic: &str) -> Result<Self, String> {
+        let cluster = Cluster::new(ClientConfig::new(bootstrap));
+        let coord = cluster
+            .find_coordinator(group)
+            .await
+            .map_err(|e| format!("FindCoordinator: {e}"))?;
+        Ok(Self {
+            cluster,
+            coord,
+            group: group.to_owned(),
+            member_id: String::new(),
+            instance: None,
+            generation: -1,
+            topic: topic.to_owned(),
+            leader: false,
+        })
+    }
+
+    fn target(&self) -> Target {
+        Target::Coordinator(self.coord)
+    }
+
+    async fn join_once(
+        &self,
+        protocols: &[&str],
+        rebalance_ms: i32,
+    ) -> Result<JoinGroupResponse, String> {
+        let req = JoinGroupRequest {
+            group_id: self.group.clone().into(),
+            session_timeout_ms: SESSION_MS,
+            rebalance_timeout_ms: rebalance_ms,
+            member_id: self.member_id.clone().into(),
+            group_instance_id: self.instance.clone().map(Into::into),
+            protocol_type: PROTOCOL_TYPE.into(),
+            protocols: protocols
+                .iter()
+                .map(|p| join_group_request::JoinGroupRequestProtocol {
+                    name: (*p).to_owned().into(),
+                    metadata: metadata(&self.topic),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        self.cluster
+            .send(self.target(), &req, TIMEOUT)
+            .await
+            .map_err(|e| format!("JoinGroup: {e}"))
+    }
+
+    /// Joins (adopting the member id of MEMBER_ID_REQUIRED) and returns the response.
+    async fn join(
+        &mut self,
+        protocols: &[&str],
+        rebalance_ms: i32,
+    ) -> Result<JoinGroupResponse, String> {
+        for _ in 0..3 {
+            let r = self.join_once(protocols, rebalance_ms).await?;
+            match ErrorCode::check(r.error_code) {
+                Ok(()) => {
+                    self.member_id = r.member_id.to_string();
+                    self.generation = r.generation_id;
+                    self.leader = r.leader == r.member_id;
+                    return Ok(r);
+                }
+                Err(ErrorCode::MemberIdRequired) => self.member_id = r.member_id.to_string(),
+                Err(c) => return Err(format!("JoinGroup answered {c}")),
+            }
+        }
+        Err("JoinGroup kept asking for a member id".into())
+    }
+
+    async fn sync(&self, r: &JoinGroupResponse) -> Result<SyncGroupResponse, String> {
+        // The leader gives every member an empty assignment; the bytes come back as sent.
+        let assignments = if r.leader == r.member_id {
+            r.members
+                .iter()
+                .map(|m| sync_group_request::SyncGroupRequestAssignment {
+                    member_id: m.member_id.clone(),
+                    assignment: Bytes::from(format!("for-{}", m.member_id)),
+                    ..Default::default()
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let req = SyncGroupRequest {
+            group_id: self.group.clone().into(),
+            generation_id: self.generation,
+            member_id: self.member_id.clone().into(),
+            group_instance_id: self.instance.clone().map(Into::into),
+            protocol_type: Some(PROTOCOL_TYPE.into()),
+            protocol_name: r.protocol_name.clone(),
+            assignments,
+            ..Default::default()
+        };
+        self.cluster
+            .send(self.target(), &req, TIMEOUT)
+            .await
+            .map_err(|e| format!("SyncGroup: {e}"))
+    }
+
+    async fn heartbeat_at(&self, generation: i32) -> Result<Code, String> {
+        let req = HeartbeatRequest {
+            group_id: self.group.clone().into(),
+            generation_id: generation,
+            member_id: self.member_id.clone().into(),
+            group_instance_id: self.instance.clone().map(Into::into),
+            ..Default::default()
+        };
+        let r = self
+            .cluster
+            .send(self.target(), &req, Duration::from_secs(10))
+            .await
+            .map_err(|e| format!("Heartbeat: {e}"))?;
+        Ok(code(r.error_code))
+    }
+
+    async fn heartbeat(&self) -> Result<Code, String> {
+        self.heartbeat_at(self.generation).await
+    }
+
+    async fn leave(&self) -> Result<Code, String> {
+        let batch = self
+            .cluster
+            .supports(self.target(), ApiKey::LeaveGroup, 3)
+            .await
+            .unwrap_or(false);
+        let mut req = LeaveGroupRequest {
+            group_id: self.group.clone().into(),
+            ..Default::default()
+        };
+        let cap = if batch {
+            req.members = vec![leave_group_request::MemberIdentity {
+                member_id: self.member_id.clone().into(),
+                group_instance_id: self.instance.clone().map(Into::into),
+                ..Default::default()
+            }];
+            None
+        } else {
+            req.member_id = self.member_id.clone().into();
+            Some(2)
+        };
+        let (_, r) = self
+            .cluster
+            .send_capped(self.target(), &req, Duration::from_secs(10), cap)
+            .await
+            .map_err(|e| format!("LeaveGroup: {e}"))?;
+        Ok(code(r.error_code))
+    }
+
+    async fn commit_at(&self, generation: i32, offset: i64) -> Result<Code, String> {
+        let req = OffsetCommitRequest {
+            group_id: self.group.clone().into(),
+            generation_id_or_member_epoch: generation,
+            member_id: self.member_id.clone().into(),
+            group_instance_id: self.instance.clone().map(Into::into),
+            retention_time_ms: -1,
+            topics: vec![offset_commit_request::OffsetCommitRequestTopic {
+                name: self.topic.clone().into(),
+                partitions: vec![offset_commit_request::OffsetCommitRequestPartition {
+                    partition_index: 0,
+                    committed_offset: offset,
+                    committed_leader_epoch: -1,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let r = self
+            .cluster
+            .send(self.target(), &req, Duration::from_secs(10))
+            .await
+            .map_err(|e| format!("OffsetCommit: {e}"))?;
+        let c = r
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .map_or(-1, |p| p.error_code);
+        Ok(code(c))
+    }
+
+    /// Joins alone and completes the generation.
+    async fn solo(&mut self) -> Result<(), String> {
+        let r = self.join(&["range"], 30_000).await?;
+        let s = self.sync(&r).await?;
+        expect_ok("SyncGroup", s.error_code)
+    }
+}
+
+/// The error of a wire code, `None` for no error.
+fn code(c: i16) -> Code {
+    Code(ErrorCode::from_code(c))
+}
+
+/// An answer's error code (`NONE` when there is none), printed by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Code(Option<ErrorCode>);
+
+impl Code {
+    const NONE: Code = Code(None);
+    fn is(self, e: ErrorCode) -> bool {
+        self.0 == Some(e)
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            None => f.write_str("NONE (0)"),
+            Some(e) => write!(f, "{} ({})", e.name(), e.code()),
+        }
+    }
+}
+
+fn expect_ok(what: &str, c: i16) -> Result<(), String> {
+    ErrorCode::check(c).map_err(|e| format!("{what} answered {e}"))
+}
+
+async fn topic(bootstrap: &str, partitions: i32) -> Result<(Producer, String), String> {
+    let p = Producer::new(ClientConfig::new(bootstrap));
+    let t = name("conf");
+    p.create_topic(&t, partitions, 1)
+        .await
+        .map_err(|e| format!("CreateTopics: {e}"))?;
+    Ok((p, t))
+}
+
+/// Heartbeats until the answer is not NONE or `limit` passes; returns the code and the time.
+async fn heartbeat_until_change(m: &Raw, limit: Duration) -> Result<(Code, Duration), String> {
+    let start = Instant::now();
+    loop {
+        let c = m.heartbeat().await?;
+        if c != Code::NONE || start.elapsed() > limit {
+            return Ok((c, start.elapsed()));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The checks.
+
+async fn api_versions(b: String) -> Result<String, String> {
+    let cluster = Cluster::new(ClientConfig::new(&b));
+    let need: &[(ApiKey, i16)] = &[
+        (ApiKey::Metadata, 1),
+        (ApiKey::FindCoordinator, 1),
+        (ApiKey::JoinGroup, 4),
+        (ApiKey::SyncGroup, 0),
+        (ApiKey::Heartbeat, 0),
+        (ApiKey::LeaveGroup, 3),
+        (ApiKey::OffsetCommit, 2),
+        (ApiKey::OffsetFetch, 1),
+        (ApiKey::ListOffsets, 1),
+        (ApiKey::Fetch, 4),
+        (ApiKey::Produce, 3),
+    ];
+    let mut missing = Vec::new();
+    for (api, v) in need {
+        if !cluster
+            .supports(Target::Any, *api, *v)
+            .await
+            .map_err(|e| format!("ApiVersions: {e}"))?
+        {
+            missing.push(format!("{api:?} v{v}+"));
+        }
+    }
+    if missing.is_empty() {
+        Ok(format!("all {} APIs at the needed versions", need.len()))
+    } else {
+        Err(format!("missing: {}", missing.join(", ")))
+    }
+}
+
+async fn unsupported_version(b: String) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let addr = b.split(',').next().unwrap_or(&b).to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(&addr).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+        // ApiVersions (18) at version 99, correlation id 7, client id "c".
+        let mut body = Vec::new();
+        body.extend_from_slice(&18i16.to_be_bytes());
+        body.extend_from_slice(&99i16.to_be_bytes());
+        body.extend_from_slice(&7i32.to_be_bytes());
+        body.extend_from_slice(&1i16.to_be_bytes());
+        body.push(b'c');
+        let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        s.write_all(&frame).map_err(|e| e.to_string())?;
+        let mut head = [0u8; 10];
+        match s.read_exact(&mut head) {
+            Ok(()) => {
+                let corr = i32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+                let err = i16::from_be_bytes([head[8], head[9]]);
+                if corr == 7 && err == 35 {
+                    Ok("answered UNSUPPORTED_VERSION (35) with the supported range".to_owned())
+                } else {
+                    Err(format!("answered correlation {corr}, error {err}"))
+                }
+            }
+            Err(e) => Err(format!(
+                "no answer: the connection was closed or timed out ({e})"
+            )),
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+async fn member_id_required(b: String) -> Result<String, String> {
+    let (_p, t) = topic(&b, 1).await?;
+    let m = Raw::new(&b, &name("g"), &t).await?;
+    let r = m.join_once(&["range"], 30_000).await?;
+    if code(r.error_code).is(ErrorCode::MemberIdRequired) && !r.member_id.is_empty() {
+        Ok(format!("MEMBER_ID_REQUIRED with id {}", r.member_id))
+    } else {
+        Err(format!(
+            "answered {} with member id {:?}",
+            code(r.error_code),
+            r.member_id.as_str()
+        ))
+    }
+}
+
+async fn join_sync_heartbeat(b: String) -> Result<String, String> {
+    let (_p, t) = topic(&b, 1).await?;
+    let mut m = Raw::new(&b, &name("g"), &t).await?;
+    let start = Instant::now();
+    let r = m.join(&["range"], 30_000).await?;
+    if r.leader != r.member_id {
+        return Err("a lone member is not its group's leader".into());
+    }
+    let s = m.sync(&r).await?;
+    expect_ok("SyncGroup", s.error_code)?;
+    let want = format!("for-{}", m.member_id);
+    if s.assignment.as_ref() != want.as_bytes() {
+        return Err(format!(
+            "SyncGroup returned {:?}, not the leader's assignment",
+            s.assignment
+        ));
+    }
+    let hb = m.heartbeat().await?;
+    if hb != Code::NONE {
+        return Err(format!("heartbeat answered {hb}"));
+    }
+    Ok(format!(
+        "generation {} formed in {} ms",
+        m.generation,
+        start.elapsed().as_millis()
+    ))
+}
+
+async fn two_members(b: &str, t: &str) -> Result<(Raw, Raw), String> {
+    let group = name("g");
+    let mut a = Raw::new(b, &group, t).await?;
+    a.solo().await?;
+    let mut c = Raw::new(b, &group, t).await?;
+    // c's JoinGroup is held until a rejoins; a learns of it through its heartbeat.
+    let join_c = async {
+        let r = c.join(&["range"], 30_000).await?;
+        Ok::<_, String>((c, r))
+    };
+    let rejoin_a = async {
+        let (hb, _) = heartbeat_until_change(&a, Duration::from_secs(15)).await?;
+        if !hb.is(ErrorCode::RebalanceInProgress) {
+            return Err(format!("first member's heartbeat answered {hb}"));
+        }
+        let r = a.join(&["range"], 30_000).await?;
+        Ok((a, r))
+    };
+    let (jc, ja) = tokio::join!(join_c, rejoin_a);
+    let ((c, rc), (a, ra)) = (jc?, ja?);
+    let (sa, sc) = tokio::join!(a.sync(&ra), c.sync(&rc));
+    expect_ok("SyncGroup", sa?.error_code)?;
+    expect_ok("SyncGroup", sc?.error_code)?;
+    Ok((a, c))
+}
+
+async fn rebalance_on_join(b: String) -> Result<String, String> {
+    let (_p, t) = topic(&b, 2).await?;
+    let start = Instant::now();
+    let (a, c) = two_members(&b, &t).await?;
+    if a.generation != c.generation {
+        return Err(format!(
+            "generations differ: {} and {}",
+            a.generation, c.generation
+        ));
+    }
+    Ok(format!(
+        "both in generation {} after {} ms",
+        a.generation,
+        start.elapsed().as_millis()
+    ))
+}
+
+async fn leave_triggers_rebalance(b: String) -> Result<String, String> {
+    let (_p, t) = topic(&b, 2).await?;
+    let (a, c) = two_members(&b, &t).await?;
+    let lc = c.leave().await?;
+    if lc != Code::NONE {
+        return Err(format!("LeaveGroup answered {lc}"));
+    }
+    let (hb, took) = heartbeat_until_change(&a, Duration::from_secs(10)).await?;
+    if hb.is(ErrorCode::RebalanceInProgress) {
+        Ok(format!(
+            "REBALANCE_IN_PROGRESS {} ms after the leave",
+            took.as_millis()
+        ))
+    } else {
+        Err(format!(
+            "heartbeat answered {hb} for {} ms",
+            took.as_millis()
+        ))
+    }
+}
+
+async fn session_expiry(b: String) -> Result<String, String> {
+    let (_p, t) = topic(&b, 2).await?;
+    let (mut a, c) = two_members(&b, &t).await?;
+    drop(c);
+    let start = Instant::now();
+    let (hb, _) = heartbeat_until_change(&a, Duration::from_secs(20)).await?;
+    if !hb.is(ErrorCode::RebalanceInProgress) {
+        return Err(format!(
+            "heartbeat answered {hb} for {} ms",
+            start.elapsed().as_millis()
+        ));
+    }
+    let r = a.join(&["range"], 30_000).await?;
+    let took = start.elapsed();
+    if r.members.len() == 1 {
+        Ok(format!(
+            "the silent member was removed; the group re-formed {} ms after its last heartbeat (session {} ms)",
+            took.as_millis(),
+            SESSION_MS
+        ))
+    } else {
+        Err(format!("the group still has {} members", r.members.len()))
+    }
+}
+
+async fn rebalance_timeout_expiry(b: String) -> Result<String, String> {
+    let (_p, t) = topic(&b, 2).await?;
+    let group = name("g");
+    let rebalance_ms = 3_000;
+    let mut a = Raw::new(&b, &group, &t).await?;
+    let ra = a.join(&["range"], rebalance_ms).await?;
+    expect_ok("SyncGroup", a.sync(&ra).await?.error_code)?;
+    // c joins; a keeps heartbeating (answered REBALANCE_IN_PROGRESS) but never rejoins.
+    let mut c = Raw::new(&b, &group, &t).await?;
+    let start = Instant::now();
+    let join_c = c.join(&["range"], rebalance_ms);
+    let keep_a = async {
+        loop {
+            let _ = a.heartbeat().await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    };
+    let limit = Duration::from_millis(rebalance_ms as u64) + Duration::from_secs(10);
+    tokio::select! {
+        r = join_c => {
+            let r = r?;
+            let took = start.elapsed().as_millis();
+            if r.leader == r.member_id && r.members.len() == 1 {
+                Ok(format!("the member that did not rejoin was removed; JoinGroup completed after {took} ms (rebalance timeout {rebalance_ms} ms)"))
+            } else if r.leader == r.member_id {
+                Err(format!("JoinGroup completed after {took} ms with {} members, including the one that did not rejoin", r.members.len()))
+            } else {
+                Err(format!("JoinGroup completed after {took} ms naming {} as leader: the member that did not rejoin is still in the generation", r.leader))
+            }
+        }
+        () = keep_a => unreachable!(),
+        () = tokio::time::sleep(limit) => Err(format!("no JoinGroup answer within {} ms: a heartbeating member that does not rejoin holds the group", limit.as_millis())),
+    }
+}
+
+async fn leader_rejoin_rebalances(b: String) -> Result<String, String> {
+    let (_p, t) = topic(&b, 2).await?;
+    let (a, c) = two_members(&b, &t).await?;
+    let (mut leader, follower) = if a.leader { (a, c) } else { (c, a) };
+    let before = leader.generation;
+    // A stable group: both members heartbeat for a while first.
+    for _ in 0..4 {
+        let _ = tokio::join!(leader.heartbeat(), follower.heartbeat());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The leader rejoins with the same metadata, as a leader that saw a topic grow does. The
+    // follower learns of it through its heartbeat and rejoins too.
+    let rejoin_leader = leader.join(&["range"], 30_000);
+    let follower_side = async {
+        let (hb, took) = heartbeat_until_change(&follower, Duration::from_secs(10)).await?;
+        Ok::<_, String>((hb, took))
+    };
+    let (rl, fs) = tokio::join!(
+        async { tokio::time::timeout(Duration::from_secs(15), rejoin_leader).await },
+        follower_side
+    );
+    let (hb, took) = fs?;
+    match rl {
+        Ok(Ok(r)) if r.generation_id > before && hb.is(ErrorCode::RebalanceInProgress) => {
+            Ok(format!(
+                "generation {before} -> {} ; the follower heard REBALANCE_IN_PROGRESS after {} ms",
+                r.generation_id,
+                took.as_millis()
+            ))
+        }
+        Ok(Ok(r)) => Err(format!(
+            "the leader's JoinGroup was answered with generation {} (was {before}); the follower's heartbeat answered {hb} for {} ms",
+            r.generation_id,
+            took.as_millis()
+        )),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(format!(
+            "the leader's JoinGroup was not answered; the follower's heartbeat answered {hb}"
+        )),
+    }
+}
+
+async fn leader_leaves_mid_rebalance(b: String) -> Result<String, String> {
+    let (_p, t) = topic(&b, 2).await?;
+    let (a, c) = two_members(&b, &t).await?;
+    let (leader, mut follower) = if a.leader { (a, c) } else { (c, a) };
+    if !leader.leader {
+        return Err("neither member was told it leads".into());
+    }
+    // A third member starts a rebalance; the follower rejoins, the leader leaves instead.
+    let mut third = Raw::new(&b, &follower.group, &t).await?;
+    let join3 = third.join(&["range"], 30_000);
+    let rejoin = async {
+        let (hb, _) = heartbeat_until_change(&follower, Duration::from_secs(15)).await?;
+        if !hb.is(ErrorCode::RebalanceInProgress) {
+            return Err(format!("heartbeat answered {hb}"));
+        }
+        follower.join(&["range"], 30_000).await
+    };
+    // The old leader (whichever it was) leaves during the rebalance.
+    let leave = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        leader.leave().await
+    };
+    let (r3, rf, lv) = tokio::join!(join3, rejoin, leave);
+    let (r3, rf) = (r3?, rf?);
+    lv?;
+    let leader_id = rf.leader.to_string();
+    if leader_id != follower.member_id && leader_id != third.member_id {
+        return Err(format!(
+            "JoinGroup names {leader_id} as leader, a member that left"
+        ));
+    }
+    let (s1, s2) = tokio::join!(follower.sync(&rf), third.sync(&r3));
+    let (c1, c2) = (code(s1?.error_code), code(s2?.error_code));
+    if c1 == Code::NONE && c2 == Code::NONE {
+        Ok(format!(
+            "a remaining member was elected; generation {} completed",
+            follower.generation
+        ))
+    } else {
+        Err(format!("SyncGroup answered {c1} and {c2}"))
+    }
+}
+
+async fn protocol_vote(b: String) -> Result<String, String> {
+    let (_p, t) = topic(&b, 2).await?;
+    let group = name("g");
+    let mut a = Raw::new(&b, &group, &t).await?;
+    let mut c = Raw::new(&b, &group, &t).await?;
+    // Only roundrobin is common to both.
+    let (ra, rc) = tokio::join!(a.join(&["range", "roundrobin"], 30_000), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        c.join(&["roundrobin"], 30_000).await
+    });
+    let chosen = match (&ra, &rc) {
+        (Ok(r), _) | (_, Ok(r)) => r.protocol_name.as_deref().unwrap_or("").to_owned(),
+        (Err(e), _) => return Err(e.clone()),
+    };
+    if let (Err(e), _) | (_, Err(e)) = (&ra, &rc) {
+        return Err(format!("a member was refused: {e}"));
+    }
+    if chosen == "roundrobin" {
+        Ok("chose roundrobin, the only protocol both members support".into())
+    } else {
+        Err(format!(
+            "chose {chosen:?}, which one member does not support"
+        ))
+    }
+}
+
+async fn static_fencing(b: String) -> Result<String, String> {
+    let (_p, t) = topic(&b, 1).await?;
+    let group = name("g");
+    let instance = name("instance");
+    let mut a = Raw::new(&b, &group, &t).await?;
+    a.instance = Some(instance.clone());
+    a.solo().await?;
+    let mut a2 = Raw::new(&b, &group, &t).await?;
+    a2.instance = Some(instance);
+    let r2 = a2.join(&["range"], 30_000).await?;
+    let _ = a2.sync(&r2).await;
+    let hb = a.heartbeat().await?;
+    if hb.is(ErrorCode::FencedInstanceId) {
+        Ok("the old member's heartbeat answered FENCED_INSTANCE_ID".into())
+    } else {
+        Err(format!(
+            "the old member's heartbeat answered {hb} (member ids {} and {})",
+            a.member_id, a2.member_id
+        ))
+    }
+}
+
+async fn static_member_rejoin(b: String) -> Result<String, String> {
+    let (_p, t) = topic(&b, 2).await?;
+    let group = name("g");
+    let mut a = Raw::new(&b, &group, &t).await?;
+    a.solo().await?;
+    let mut st = Raw::new(&b, &group, &t).await?;
+    st.instance = Some(name("static"));
+    // The static member joins (a rebalance with a), then rejoins as a restarted process does:
+    // no member id, the same instance id, new metadata (here: another topic list).
+    let form = |a: Raw, st: Raw, topics: Option<String>| async move {
+        let (mut a, mut st) = (a, st);
+        if let Some(t2) = topics {
+            st.member_id.clear();
+            st.topic = t2;
+        }
+        let join_st = async {
+            let r = st.join(&["range"], 30_000).await?;
+            Ok::<_, String>((st, r))
+        };
+        let rejoin_a = async {
+            let (hb, _) = heartbeat_until_change(&a, Duration::from_secs(12)).await?;
+            if !hb.is(ErrorCode::RebalanceInProgress) {
+                return Err(format!("the dynamic member's heartbeat answered {hb}"));
+            }
+            let r = a.join(&["range"], 30_000).await?;
+            Ok((a, r))
+        };
+        let (js, ja) = tokio::join!(join_st, rejoin_a);
+        let ((st, rs), (a, ra)) = (js?, ja?);
+        let (ss, sa) = tokio::join!(st.sync(&rs), a.sync(&ra));
+        let (cs, ca) = (code(ss?.error_code), code(sa?.error_code));
+        if cs != Code::NONE || ca != Code::NONE {
+            return Err(format!(
+                "SyncGroup answered {cs} (static) and {ca} (dynamic) in generation {}",
+                st.generation
+            ));
+        }
+        Ok((a, st))
+    };
+    let start = Instant::now();
+    let (a, st) = form(a, st, None).await?;
+    let first = st.generation;
+    let other = format!("{t}-other");
+    let (a, st) = form(a, st, Some(other)).await?;
+    let (ha, hs) = (a.heartbeat().await?, st.heartbeat().await?);
+    if ha == Code::NONE && hs == Code::NONE && st.generation > first {
+        Ok(format!(
+            "generation {first} -> {} completed by both, {} ms",
+            st.generation,
+            start.elapsed().as_millis()
+        ))
+    } else {
+        Err(format!(
+            "after the rejoin: generation {first} -> {}, heartbeats {ha} and {hs}",
+            st.generation
+        ))
+    }
+}
+
+async fn stale_generation(b: String) -> Result<String, String> {
+    let (_p, t) = topic(&b, 2).await?;
+    let (a, _c) = two_members(&b, &t).await?;
+    let hb = a.heartbeat_at(a.generation - 1).await?;
+    if hb.is(ErrorCode::IllegalGeneration) {
+        Ok("ILLEGAL_GENERATION".into())
+    } else {
+        Err(format!("answered {hb}"))
+    }
+}
+
+async fn stale_commit(b: String) -> Result<String, String> {
+    let (_p, t) = topic(&b, 2).await?;
+    let (a, _c) = two_members(&b, &t).await?;
+    let c = a.commit_at(a.generation - 1, 1).await?;
+    if c.is(ErrorCode::IllegalGeneration) {
+        Ok("ILLEGAL_GENERATION".into())
+    } else {
+        Err(format!("answered {c}"))
+    }
+}
+
+async fn offset_commit_fetch(b: String) -> Result<String, String> {
+    let (p, t) = topic(&b, 2).await?;
+    let recs: Vec<ProducerRecord> = (0..50)
+        .map(|i| ProducerRecord::value(format!("{i}")))
+        .collect();
+    p.send(&t, 0, &recs)
+        .await
+        .map_err(|e| format!("Produce: {e}"))?;
+    let mut a = Raw::new(&b, &name("g"), &t).await?;
+    a.solo().await?;
+    let c = a.commit_at(a.generation, 42).await?;
+    if c != Code::NONE {
+        return Err(format!("OffsetCommit answered {c}"));
+    }
+    let got = cohort::offsets::fetch_committed(
+        &a.cluster,
+        &a.group,
+        &[(t.clone(), 0), (t.clone(), 1)],
+        Duration::from_secs(10),
+    )
+    .await
+    .map_err(|e| format!("OffsetFetch: {e}"))?;
+    let (p0, p1) = (
+        got.get(&(t.clone(), 0)).copied().flatten(),
+        got.get(&(t, 1)).copied().flatten(),
+    );
+    if p0 == Some(42) && p1.is_none() {
+        Ok("42 fetched back; -1 for the uncommitted partition".into())
+    } else {
+        Err(format!("fetched {p0:?} and {p1:?}"))
+    }
+}
+
+async fn list_offsets_latest(b: String) -> Result<String, String> {
+    let (p, t) = topic(&b, 1).await?;
+    for _ in 0..3 {
+        let recs: Vec<ProducerRecord> = (0..5)
+            .map(|i| ProducerRecord::value(format!("{i}")))
+            .collect();
+        p.send(&t, 0, &recs)
+            .await
+            .map_err(|e| format!("Produce: {e}"))?;
+    }
+    let ends = p
+        .end_offsets(&t)
+        .await
+        .map_err(|e| format!("ListOffsets: {e}"))?;
+    match ends.get(&0) {
+        Some(15) => Ok("15 after 3 batches of 5".into()),
+        other => Err(format!(
+            "{other:?} after 3 batches of 5 (the log end is 15)"
+        )),
+    }
+}
+
+async fn fetch_inside_batch(b: String) -> Result<String, String> {
+    let (p, t) = topic(&b, 1).await?;
+    let recs: Vec<ProducerRecord> = (0..10)
+        .map(|i| ProducerRecord::value(format!("{i}")))
+        .collect();
+    p.send(&t, 0, &recs)
+        .await
+        .map_err(|e| format!("Produce: {e}"))?;
+    let got = p
+        .read(&t, 0, 5, Duration::from_secs(3))
+        .await
+        .map_err(|e| format!("Fetch: {e}"))?;
+    let offsets: Vec<i64> = got.iter().map(|r| r.0).filter(|o| *o >= 5).collect();
+    if offsets.first() == Some(&5) && offsets.len() == 5 {
+        Ok("offsets 5..=9 returned".into())
+    } else {
+        Err(format!("returned offsets {offsets:?}"))
+    }
+}
+
+async fn fetch_beyond_end(b: String) -> Result<String, String> {
+    let (p, t) = topic(&b, 1).await?;
+    let recs: Vec<ProducerRecord> = (0..5)
+        .map(|i| ProducerRecord::value(format!("{i}")))
+        .collect();
+    p.send(&t, 0, &recs)
+        .await
+        .map_err(|e| format!("Produce: {e}"))?;
+    match p.read(&t, 0, 50, Duration::from_millis(500)).await {
+        Err(cohort::Error::Broker {
+            code: ErrorCode::OffsetOutOfRange,
+            ..
+        }) => Ok("OFFSET_OUT_OF_RANGE for offset 50 of a 5-record log".into()),
+        Err(e) => Err(format!("answered {e}")),
+        Ok(records) => Err(format!(
+            "answered without an error ({} records) for offset 50 of a 5-record log",
+            records.len()
+        )),
+    }
+}
+
+async fn create_partitions(b: String) -> Result<String, String> {
+    let (p, t) = topic(&b, 2).await?;
+    p.create_partitions(&t, 4)
+        .await
+        .map_err(|e| e.to_string())?;
+    let n = p.partitions(&t).await.map_err(|e| e.to_string())?;
+    if n == 4 {
+        Ok("grew 2 to 4".into())
+    } else {
+        Err(format!("{n} partitions after growing to 4"))
+    }
+}
+
+async fn describe_groups(b: String) -> Result<String, String> {
+    let (_p, t) = topic(&b, 1).await?;
+    let mut a = Raw::new(&b, &name("g"), &t).await?;
+    a.solo().await?;
+    let req = DescribeGroupsRequest {
+        groups: vec![a.group.clone().into()],
+        ..Default::default()
+    };
+    let r = a
+        .cluster
+        .send(a.target(), &req, Duration::from_secs(10))
+        .await
+        .map_err(|e| format!("DescribeGroups: {e}"))?;
+    let g = r.groups.first().ok_or("no group described")?;
+    let m = g.members.first().ok_or("no member described")?;
+    if g.protocol_data.is_empty() || m.member_assignment.is_empty() || m.client_id.is_empty() {
+        Err(format!(
+            "state {:?}, protocol {:?}, client id {:?}, assignment {} bytes",
+            g.group_state.as_str(),
+            g.protocol_data.as_str(),
+            m.client_id.as_str(),
+            m.member_assignment.len()
+        ))
+    } else {
+        Ok(format!(
+            "state {}, protocol {}",
+            g.group_state, g.protocol_data
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_are_unique() {
+        let mut names: Vec<&str> = super::CHECKS.iter().map(|c| c.0).collect();
+        names.sort_unstable();
+        let n = names.len();
+        names.dedup();
+        assert_eq!(n, names.len());
+    }
+}

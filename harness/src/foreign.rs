@@ -1,0 +1,359 @@
+//! A librdkafka member (through rust-rdkafka), recording the same journal as cohort members, so
+//! scenarios and interop tests can mix the reference C client into our groups.
+//!
+//! librdkafka runs its own threads; the member polls it on a thread of its own. It processes a
+//! record, stores its offset, and lets auto-commit send what is stored (the usual at-least-once
+//! setup), so its commits too cover only processed records.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rdkafka::ClientContext;
+use rdkafka::config::ClientConfig as RdConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, RebalanceProtocol};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+use crate::journal::{Event, Offsets, Partitions, RunFolder};
+use crate::member::{MemberOptions, Sink, StopHow};
+
+/// The librdkafka version linked in.
+pub fn librdkafka_version() -> String {
+    rdkafka::util::get_rdkafka_version().1
+}
+
+struct Ctx {
+    sink: Sink,
+    /// Whole assignment as last reported (librdkafka's incremental events are folded in).
+    owned: std::sync::Mutex<Partitions>,
+    /// Processed records not yet journaled; flushed before any rebalance event so the
+    /// journal never shows a record after the revoke of its partition.
+    runs: std::sync::Mutex<RunFolder>,
+}
+
+impl Ctx {
+    fn flush(&self) {
+        let closed = self.runs.lock().unwrap_or_else(|e| e.into_inner()).flush();
+        for e in closed {
+            (self.sink)(e);
+        }
+    }
+}
+
+impl ClientContext for Ctx {
+    // librdkafka's own log lines would drown the run's output; errors reach the journal
+    // through rebalance and commit callbacks and poll results.
+    fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, _fac: &str, _log_message: &str) {}
+}
+
+fn to_partitions(tpl: &TopicPartitionList) -> Partitions {
+    let mut out = Partitions::new();
+    for e in tpl.elements() {
+        out.entry(e.topic().to_owned())
+            .or_default()
+            .push(e.partition());
+    }
+    for ps in out.values_mut() {
+        ps.sort_unstable();
+        ps.dedup();
+    }
+    out
+}
+
+impl ConsumerContext for Ctx {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.flush();
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                let partitions = to_partitions(tpl);
+                {
+                    let mut owned = self.owned.lock().unwrap_or_else(|e| e.into_inner());
+                    for (t, ps) in &partitions {
+                        if let Some(cur) = owned.get_mut(t) {
+                            cur.retain(|p| !ps.contains(p));
+                        }
+                    }
+                    owned.retain(|_, ps| !ps.is_empty());
+                }
+                // Commit what was processed before giving the partitions up (librdkafka does
+                // not on its own in a rebalance callback).
+                if !consumer.assignment_lost() {
+                    let _ = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync);
+                }
+                (self.sink)(if consumer.assignment_lost() {
+                    Event::Lost { partitions }
+                } else {
+                    Event::Revoked {
+                        generation: -1,
+                        partitions,
+                    }
+                });
+            }
+            Rebalance::Assign(_) => {}
+            Rebalance::Error(e) => (self.sink)(Event::Error {
+                message: format!("rebalance: {e}"),
+            }),
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(_) = rebalance {
+            let partitions = consumer
+                .assignment()
+                .map(|a| to_partitions(&a))
+                .unwrap_or_default();
+            *self.owned.lock().unwrap_or_else(|e| e.into_inner()) = partitions.clone();
+            (self.sink)(Event::Assigned {
+                generation: -1,
+                member_id: String::new(),
+                leader: None,
+                protocol: Some(
+                    match consumer.rebalance_protocol() {
+                        RebalanceProtocol::Cooperative => "cooperative",
+                        RebalanceProtocol::Eager => "eager",
+                        RebalanceProtocol::None => "none",
+                    }
+                    .to_owned(),
+                ),
+                partitions,
+            });
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        // A commit covers records processed so far: journal them first, so a crash right after
+        // the commit cannot leave committed records missing from the journal.
+        self.flush();
+        match result {
+            Ok(()) => {
+                let mut o = Offsets::new();
+                for e in offsets.elements() {
+                    if let Offset::Offset(v) = e.offset() {
+                        o.entry(e.topic().to_owned())
+                            .or_default()
+                            .insert(e.partition(), v);
+                    }
+                }
+                if !o.is_empty() {
+                    (self.sink)(Event::Committed {
+                        generation: -1,
+                        offsets: o,
+                    });
+                }
+            }
+            // Nothing to commit is not a failure.
+            Err(rdkafka::error::KafkaError::ConsumerCommit(
+                rdkafka::types::RDKafkaErrorCode::NoOffset,
+            )) => {}
+            Err(e) => (self.sink)(Event::Error {
+                message: format!("commit: {e}"),
+            }),
+        }
+    }
+}
+
+/// A librdkafka member on a thread.
+pub struct RdMember {
+    /// Name.
+    pub name: String,
+    stop: Arc<AtomicU64>,
+    processing_us: Arc<AtomicU64>,
+    paused: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RdMember {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RdMember")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+const RUNNING: u64 = 0;
+const CLOSE: u64 = 1;
+
+/// librdkafka's name for a balancer.
+fn strategy(name: &str) -> Result<&'static str, String> {
+    Ok(match name {
+        "range" => "range",
+        "roundrobin" => "roundrobin",
+        "cooperative-sticky" => "cooperative-sticky",
+        other => return Err(format!("librdkafka has no {other:?} assignor")),
+    })
+}
+
+/// librdkafka settings matching a cohort member's.
+pub fn rd_config(opts: &MemberOptions) -> Result<RdConfig, String> {
+    let strategies = opts
+        .balancers
+        .iter()
+        .map(|b| strategy(b))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut c = RdConfig::new();
+    c.set("bootstrap.servers", &opts.bootstrap)
+        .set("group.id", &opts.group)
+        .set("client.id", format!("rdkafka-{}", opts.name))
+        .set("partition.assignment.strategy", strategies.join(","))
+        .set(
+            "session.timeout.ms",
+            opts.session_timeout.as_millis().to_string(),
+        )
+        .set(
+            "heartbeat.interval.ms",
+            opts.heartbeat_interval.as_millis().to_string(),
+        )
+        .set(
+            "max.poll.interval.ms",
+            opts.max_poll_interval.as_millis().to_string(),
+        )
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set(
+            "auto.commit.interval.ms",
+            opts.auto_commit_interval.as_millis().to_string(),
+        )
+        .set("auto.offset.reset", "earliest")
+        .set("broker.address.family", "v4");
+    if let Some(id) = &opts.instance_id {
+        c.set("group.instance.id", id);
+    }
+    Ok(c)
+}
+
+impl RdMember {
+    /// Starts a librdkafka member with the same settings a cohort member would get.
+    pub fn start(opts: MemberOptions, sink: Sink) -> Result<Self, String> {
+        let cfg = rd_config(&opts)?;
+        let ctx = Ctx {
+            sink: sink.clone(),
+            owned: Default::default(),
+            runs: Default::default(),
+        };
+        let consumer: BaseConsumer<Ctx> = cfg
+            .create_with_context(ctx)
+            .map_err(|e| format!("librdkafka: {e}"))?;
+        let topics: Vec<&str> = opts.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| format!("subscribe: {e}"))?;
+        sink(Event::Started {
+            client: format!("librdkafka {}", librdkafka_version()),
+            balancers: opts.balancers.clone(),
+            instance_id: opts.instance_id.clone(),
+        });
+        let stop = Arc::new(AtomicU64::new(RUNNING));
+        let processing_us = Arc::new(AtomicU64::new(opts.processing.as_micros() as u64));
+        let paused = Arc::new(AtomicBool::new(false));
+        let (s2, p2, pa2) = (stop.clone(), processing_us.clone(), paused.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("rdkafka-{}", opts.name))
+            .spawn(move || poll_loop(consumer, sink, s2, p2, pa2))
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            name: opts.name,
+            stop,
+            processing_us,
+            paused,
+            thread: Some(thread),
+        })
+    }
+
+    /// Changes the time each record takes.
+    pub fn set_processing(&self, d: Duration) {
+        self.processing_us
+            .store(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Stops processing (polling continues, so librdkafka keeps its membership).
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Relaxed);
+    }
+
+    /// Closes the member (librdkafka commits what is stored and leaves the group). A crash
+    /// cannot be simulated inside this process: librdkafka's threads would keep heartbeating.
+    /// Run a librdkafka member as a process (`cohort member --client librdkafka`) for that.
+    pub fn stop(mut self, how: StopHow) {
+        debug_assert_eq!(how, StopHow::Close);
+        self.stop.store(CLOSE, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Whether the thread runs.
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+}
+
+impl Drop for RdMember {
+    fn drop(&mut self) {
+        self.stop.store(CLOSE, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn poll_loop(
+    consumer: BaseConsumer<Ctx>,
+    sink: Sink,
+    stop: Arc<AtomicU64>,
+    processing_us: Arc<AtomicU64>,
+    paused: Arc<AtomicBool>,
+) {
+    let mut last_flush = std::time::Instant::now();
+    while stop.load(Ordering::Relaxed) == RUNNING {
+        if paused.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let delivered = crate::journal::now_us();
+                let d = Duration::from_micros(processing_us.load(Ordering::Relaxed));
+                if !d.is_zero() {
+                    std::thread::sleep(d);
+                }
+                // The record may have been revoked while it was processed: librdkafka rejects
+                // storing an offset of a partition it no longer owns, and so do we.
+                let owned = consumer
+                    .context()
+                    .owned
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(m.topic())
+                    .is_some_and(|ps| ps.contains(&m.partition()));
+                if owned && consumer.store_offset_from_message(&m).is_ok() {
+                    let closed = consumer
+                        .context()
+                        .runs
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .add(m.topic(), m.partition(), m.offset(), -1, delivered);
+                    if let Some(e) = closed {
+                        sink(e);
+                    }
+                }
+            }
+            Some(Err(e)) => sink(Event::Error {
+                message: e.to_string(),
+            }),
+            None => {}
+        }
+        if last_flush.elapsed() > Duration::from_millis(200) {
+            consumer.context().flush();
+            last_flush = std::time::Instant::now();
+        }
+    }
+    consumer.context().flush();
+    // Close: commit what is stored, leave the group (librdkafka's consumer close).
+    let _ = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync);
+    consumer.unsubscribe();
+    drop(consumer);
+    sink(Event::Left);
+}

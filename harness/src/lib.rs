@@ -1,0 +1,14 @@
+//! The Cohort harness: multi-member consumer groups against a real broker, with chaos, a
+//! checker and reports. The `cohort` command line is built on this crate.
+
+pub mod assign;
+pub mod checker;
+pub mod conformance;
+pub mod foreign;
+pub mod journal;
+pub mod member;
+pub mod net;
+pub mod process_member;
+pub mod report;
+pub mod runner;
+pub mod scenario;

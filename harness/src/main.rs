@@ -1,0 +1,341 @@
+//! `cohort`: consumer groups under chaos against a real broker.
+//!
+//! ```text
+//! cohort demo                      a short scenario on the embedded broker, with a report
+//! cohort run SCENARIO.toml         a scenario; exits non-zero when a check fails
+//! cohort member --bootstrap ...    one group member as a process, events as JSON lines
+//! cohort assign [FILE]             a balancer's plan and metrics for a group described in JSON
+//! cohort conformance --bootstrap   which group behaviours a broker gets right
+//! cohort broker                    start the embedded broker and wait
+//! ```
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use cohort_harness::member::{Bug, MemberOptions};
+use cohort_harness::process_member::{self, Client};
+use cohort_harness::runner::{self, RunOptions};
+use cohort_harness::scenario::Scenario;
+use cohort_harness::{assign, conformance};
+
+#[derive(Parser)]
+#[command(
+    name = "cohort",
+    version,
+    about = "Kafka consumer groups under chaos against a real broker"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs a short default scenario on the embedded broker and writes its report.
+    Demo {
+        /// Where to write the report.
+        #[arg(long, default_value = "cohort-report")]
+        out: PathBuf,
+        /// Seed (a random one is printed otherwise).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// Runs a scenario file; exits 1 when a check fails.
+    Run {
+        /// The scenario (TOML), or the name of a shipped one (e.g. `rolling-restart`).
+        scenario: String,
+        /// Seed for every random choice (printed at the start; replays a run).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Where to write the reports.
+        #[arg(long, default_value = "cohort-report")]
+        out: PathBuf,
+        /// Runs against this cluster instead of the scenario's broker.
+        #[arg(long)]
+        bootstrap: Option<String>,
+        /// Runs against this Testcontainers image (e.g. `apache/kafka:4.0.0`).
+        #[arg(long)]
+        image: Option<String>,
+        /// Multiplies the scenario's duration (a soak: `--scale 10`).
+        #[arg(long, default_value_t = 1)]
+        scale: u32,
+    },
+    /// Runs one group member until SIGTERM/SIGINT, printing one JSON object per event.
+    Member {
+        /// Bootstrap servers.
+        #[arg(long)]
+        bootstrap: String,
+        /// Group id.
+        #[arg(long)]
+        group: String,
+        /// Topics (repeat the flag for several).
+        #[arg(long = "topic", required = true)]
+        topics: Vec<String>,
+        /// Balancers by protocol name, in priority order (repeat the flag).
+        #[arg(long = "balancer")]
+        balancers: Vec<String>,
+        /// `group.instance.id` (static membership).
+        #[arg(long)]
+        instance_id: Option<String>,
+        /// Session timeout.
+        #[arg(long, default_value_t = 45_000)]
+        session_timeout_ms: u64,
+        /// Heartbeat interval.
+        #[arg(long, default_value_t = 3_000)]
+        heartbeat_interval_ms: u64,
+        /// Rebalance timeout.
+        #[arg(long, default_value_t = 60_000)]
+        rebalance_timeout_ms: u64,
+        /// Processing bound.
+        #[arg(long, default_value_t = 300_000)]
+        max_poll_interval_ms: u64,
+        /// Time to process one record.
+        #[arg(long, default_value_t = 0)]
+        processing_us: u64,
+        /// Name in the event lines.
+        #[arg(long, default_value = "member")]
+        name: String,
+        /// Which client runs the member.
+        #[arg(long, value_enum, default_value_t = Client::Cohort)]
+        client: Client,
+        /// Weight for the weighted sticky balancer.
+        #[arg(long, default_value_t = 1)]
+        weight: u32,
+        /// Reads fault commands from stdin (see the harness docs).
+        #[arg(long)]
+        control: bool,
+        /// A deliberate bug, for checker tests.
+        #[arg(long, value_parser = parse_bug)]
+        bug: Option<Bug>,
+        /// Pause before the follow-up JoinGroup of a cooperative rebalance.
+        #[arg(long, default_value_t = 0)]
+        cooperative_rejoin_delay_ms: u64,
+    },
+    /// Prints a balancer's plan and metrics for a group described in JSON (stdin or a file).
+    Assign {
+        /// The description; stdin when absent.
+        file: Option<PathBuf>,
+        /// Balancer (overrides the description's).
+        #[arg(long)]
+        balancer: Option<String>,
+        /// Applies the description's `steps` and prints the metrics of each.
+        #[arg(long)]
+        steps: bool,
+        /// Indents the JSON (one line by default, for pipes).
+        #[arg(long)]
+        pretty: bool,
+    },
+    /// Checks how a broker handles consumer groups and offsets.
+    Conformance {
+        /// The broker; the embedded one when absent.
+        #[arg(long)]
+        bootstrap: Option<String>,
+        /// Only these checks (repeat the flag).
+        #[arg(long = "check")]
+        checks: Vec<String>,
+        /// Prints JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Starts the embedded broker, prints its address and waits for Ctrl-C.
+    Broker,
+}
+
+fn parse_bug(s: &str) -> Result<Bug, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .map_err(|_| "known bugs: commit-after-revoke".to_owned())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("COHORT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cohort: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = rt.block_on(run(cli.command));
+    // Members' tasks may still hold connections; do not wait for them.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    ExitCode::from(code)
+}
+
+async fn run(command: Command) -> u8 {
+    match command {
+        Command::Demo { out, seed } => {
+            let s = Scenario::parse(runner::DEMO).expect("the demo scenario parses");
+            scenario(&s, RunOptions::new(out, seed)).await
+        }
+        Command::Run {
+            scenario: path,
+            seed,
+            out,
+            bootstrap,
+            image,
+            scale,
+        } => {
+            let text = match runner::load(&path) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("cohort run: {e}");
+                    return 2;
+                }
+            };
+            let mut s = match Scenario::parse(&text) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("cohort run: {path}: {e}");
+                    return 2;
+                }
+            };
+            s.duration *= scale.max(1);
+            let mut opts = RunOptions::new(out, seed);
+            opts.bootstrap = bootstrap;
+            opts.image = image;
+            scenario(&s, opts).await
+        }
+        Command::Member {
+            bootstrap,
+            group,
+            topics,
+            balancers,
+            instance_id,
+            session_timeout_ms,
+            heartbeat_interval_ms,
+            rebalance_timeout_ms,
+            max_poll_interval_ms,
+            processing_us,
+            name,
+            client,
+            weight,
+            control,
+            bug,
+            cooperative_rejoin_delay_ms,
+        } => {
+            let mut o = MemberOptions::new(&name, &bootstrap, &group, &topics);
+            if !balancers.is_empty() {
+                o.balancers = balancers;
+            } else {
+                o.balancers = vec!["range".into(), "cooperative-sticky".into()];
+            }
+            o.instance_id = instance_id;
+            o.session_timeout = Duration::from_millis(session_timeout_ms);
+            o.heartbeat_interval = Duration::from_millis(heartbeat_interval_ms);
+            o.rebalance_timeout = Duration::from_millis(rebalance_timeout_ms);
+            o.max_poll_interval = Duration::from_millis(max_poll_interval_ms);
+            o.processing = Duration::from_micros(processing_us);
+            o.weight = weight;
+            o.bug = bug;
+            o.cooperative_rejoin_delay = Duration::from_millis(cooperative_rejoin_delay_ms);
+            process_member::run(o, client, control).await as u8
+        }
+        Command::Assign {
+            file,
+            balancer,
+            steps,
+            pretty,
+        } => {
+            let mut text = String::new();
+            let read = match &file {
+                Some(f) => std::fs::read_to_string(f).map(|t| text = t),
+                None => std::io::stdin().read_to_string(&mut text).map(|_| ()),
+            };
+            if let Err(e) = read {
+                eprintln!("cohort assign: {e}");
+                return 2;
+            }
+            match assign::run(&text, balancer.as_deref(), steps) {
+                Ok(v) => {
+                    let text = if pretty {
+                        serde_json::to_string_pretty(&v)
+                    } else {
+                        serde_json::to_string(&v)
+                    };
+                    println!("{}", text.unwrap_or_default());
+                    0
+                }
+                Err(e) => {
+                    eprintln!("cohort assign: {e}");
+                    2
+                }
+            }
+        }
+        Command::Conformance {
+            bootstrap,
+            checks,
+            json,
+        } => {
+            let (addr, _broker) = match bootstrap {
+                Some(b) => (b, None),
+                None => match runner::embedded_broker().await {
+                    Ok(b) => (b.bootstrap().to_owned(), Some(b)),
+                    Err(e) => {
+                        eprintln!("cohort conformance: {e}");
+                        return 2;
+                    }
+                },
+            };
+            match conformance::run(&addr, &checks).await {
+                Ok(results) => {
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&results).unwrap_or_default()
+                        );
+                    } else {
+                        print!("{}", conformance::table(&results));
+                    }
+                    if results.iter().all(|r| r.passed) {
+                        0
+                    } else {
+                        1
+                    }
+                }
+                Err(e) => {
+                    eprintln!("cohort conformance: {e}");
+                    2
+                }
+            }
+        }
+        Command::Broker => match runner::embedded_broker().await {
+            Ok(b) => {
+                println!("{}", b.bootstrap());
+                let _ = tokio::signal::ctrl_c().await;
+                drop(b);
+                0
+            }
+            Err(e) => {
+                eprintln!("cohort broker: {e}");
+                2
+            }
+        },
+    }
+}
+
+async fn scenario(s: &Scenario, opts: RunOptions) -> u8 {
+    match runner::run(s, &opts).await {
+        Ok(report) => {
+            print!("{}", report.text());
+            eprintln!("reports written to {}", opts.out.display());
+            if report.ok() { 0 } else { 1 }
+        }
+        Err(e) => {
+            eprintln!("cohort: {}: {e}", s.name);
+            2
+        }
+    }
+}

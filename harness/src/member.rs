@@ -1,0 +1,597 @@
+//! A group member built on the cohort consumer, recording everything it does: run in-process by
+//! the harness (one task per member, its connections through a [`ChaosDialer`]) and as the
+//! `cohort member` process (same loop, events as JSON lines on stdout).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use cohort::conn::{Cluster, Target};
+use cohort::member::CommitOffset;
+use cohort::{ClientConfig, Consumer, ConsumerEvent, GroupConfig, OffsetReset};
+use cohort_balancers::{Balancer, WeightedSticky};
+use cohort_protocol::messages::{OffsetCommitRequest, offset_commit_request};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::journal::{Event, Journal, RunFolder, offsets_of, partitions_of};
+use crate::net::{ChaosDialer, NetFaults};
+
+/// Where a member's events go.
+pub type Sink = Arc<dyn Fn(Event) + Send + Sync>;
+
+/// A sink that appends to `journal` under `source`.
+pub fn journal_sink(journal: &Journal, source: &str) -> Sink {
+    let (j, s) = (journal.clone(), source.to_owned());
+    Arc::new(move |e| j.record(&s, e))
+}
+
+/// A deliberate bug, so tests can show the checker catches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bug {
+    /// After a revoke, commits the revoked partitions' offsets again once the next generation
+    /// runs (with its member id and generation, which Kafka accepts: the classic protocol
+    /// does not check ownership), rewinding what the new owner committed.
+    CommitAfterRevoke,
+}
+
+/// How a member is set up.
+#[derive(Debug, Clone)]
+pub struct MemberOptions {
+    /// Name in the journal and reports.
+    pub name: String,
+    /// Bootstrap servers.
+    pub bootstrap: String,
+    /// Group id.
+    pub group: String,
+    /// Topics.
+    pub topics: Vec<String>,
+    /// Balancer protocol names, in priority order.
+    pub balancers: Vec<String>,
+    /// Weight for the weighted sticky balancer.
+    pub weight: u32,
+    /// `group.instance.id` (static membership).
+    pub instance_id: Option<String>,
+    /// Session timeout.
+    pub session_timeout: Duration,
+    /// Heartbeat interval.
+    pub heartbeat_interval: Duration,
+    /// Rebalance timeout.
+    pub rebalance_timeout: Duration,
+    /// Processing bound (`max.poll.interval.ms`).
+    pub max_poll_interval: Duration,
+    /// Auto-commit interval.
+    pub auto_commit_interval: Duration,
+    /// Time to process one record.
+    pub processing: Duration,
+    /// A deliberate bug.
+    pub bug: Option<Bug>,
+    /// See `GroupConfig::cooperative_rejoin_delay`.
+    pub cooperative_rejoin_delay: Duration,
+}
+
+impl MemberOptions {
+    /// Defaults for a harness member: short timeouts so rebalances are quick on Tansu (which
+    /// holds JoinGroup for half the session timeout).
+    pub fn new(name: &str, bootstrap: &str, group: &str, topics: &[String]) -> Self {
+        Self {
+            name: name.to_owned(),
+            bootstrap: bootstrap.to_owned(),
+            group: group.to_owned(),
+            topics: topics.to_vec(),
+            balancers: vec!["cooperative-sticky".into()],
+            weight: 1,
+            instance_id: None,
+            session_timeout: Duration::from_secs(6),
+            heartbeat_interval: Duration::from_millis(500),
+            rebalance_timeout: Duration::from_secs(15),
+            max_poll_interval: Duration::from_secs(30),
+            auto_commit_interval: Duration::from_millis(500),
+            processing: Duration::ZERO,
+            bug: None,
+            cooperative_rejoin_delay: Duration::ZERO,
+        }
+    }
+
+    /// The balancers, built from their protocol names.
+    pub fn build_balancers(&self) -> Result<Vec<Box<dyn Balancer>>, String> {
+        if self.balancers.is_empty() {
+            return Err("a member needs at least one balancer".into());
+        }
+        self.balancers
+            .iter()
+            .map(|n| {
+                if n == cohort_balancers::WEIGHTED_PROTOCOL_NAME {
+                    return Ok(Box::new(WeightedSticky::new(self.weight)) as Box<dyn Balancer>);
+                }
+                cohort_balancers::by_name(n).ok_or_else(|| {
+                    format!(
+                        "unknown balancer {n:?} (known: {})",
+                        cohort_balancers::PROTOCOL_NAMES.join(", ")
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// The group core configuration, connections through `faults`.
+    pub fn group_config(&self, faults: &NetFaults) -> Result<GroupConfig, String> {
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        let mut cfg = GroupConfig::new(&self.bootstrap, &self.group, &topics);
+        cfg.client.client_id = format!("cohort-{}", self.name);
+        cfg.client.dialer = Arc::new(ChaosDialer::new(faults.clone()));
+        cfg.balancers = self.build_balancers()?;
+        cfg.group_instance_id = self.instance_id.clone();
+        cfg.session_timeout = self.session_timeout;
+        cfg.heartbeat_interval = self.heartbeat_interval;
+        cfg.rebalance_timeout = self.rebalance_timeout;
+        cfg.max_poll_interval = self.max_poll_interval;
+        cfg.auto_commit_interval = Some(self.auto_commit_interval);
+        cfg.offset_reset = OffsetReset::Earliest;
+        cfg.partition_watch_interval = Duration::from_secs(1);
+        cfg.cooperative_rejoin_delay = self.cooperative_rejoin_delay;
+        cfg.validate().map_err(|e| e.to_string())?;
+        Ok(cfg)
+    }
+}
+
+/// How a member stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopHow {
+    /// Commit, LeaveGroup (dynamic members), exit.
+    Close,
+    /// No commit, no LeaveGroup, no more heartbeats: a crash.
+    Crash,
+}
+
+/// Controls a running member from outside its task.
+#[derive(Debug, Clone)]
+pub struct Controls {
+    /// Network faults of this member.
+    pub faults: NetFaults,
+    processing_us: Arc<AtomicU64>,
+    frozen: Arc<AtomicBool>,
+}
+
+impl Controls {
+    fn new(processing: Duration) -> Self {
+        Self {
+            faults: NetFaults::new(),
+            processing_us: Arc::new(AtomicU64::new(processing.as_micros() as u64)),
+            frozen: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Changes the time each record takes.
+    pub fn set_processing(&self, d: Duration) {
+        self.processing_us
+            .store(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Freezes the member: nothing of it reaches the broker and it processes nothing, as a
+    /// process stopped with SIGSTOP (for in-process members, where no signal can stop one task).
+    pub fn freeze(&self) {
+        self.frozen.store(true, Ordering::Relaxed);
+        self.faults.set_blackhole(true);
+    }
+
+    /// Ends a freeze.
+    pub fn thaw(&self) {
+        self.faults.set_blackhole(false);
+        self.frozen.store(false, Ordering::Relaxed);
+    }
+
+    fn processing(&self) -> Duration {
+        Duration::from_micros(self.processing_us.load(Ordering::Relaxed))
+    }
+
+    fn is_frozen(&self) -> bool {
+        self.frozen.load(Ordering::Relaxed)
+    }
+}
+
+/// A cohort member running as a task.
+pub struct CohortMember {
+    /// Name.
+    pub name: String,
+    controls: Controls,
+    stop: Option<oneshot::Sender<StopHow>>,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for CohortMember {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CohortMember")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CohortMember {
+    /// Starts the member; its events go to `sink`.
+    pub async fn start(opts: MemberOptions, sink: Sink) -> Result<Self, String> {
+        let controls = Controls::new(opts.processing);
+        let cfg = opts.group_config(&controls.faults)?;
+        sink(Event::Started {
+            client: "cohort".into(),
+            balancers: opts.balancers.clone(),
+            instance_id: opts.instance_id.clone(),
+        });
+        let consumer = Consumer::new(cfg).await.map_err(|e| e.to_string())?;
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(run(consumer, opts.clone(), controls.clone(), sink, rx));
+        Ok(Self {
+            name: opts.name,
+            controls,
+            stop: Some(tx),
+            task,
+        })
+    }
+
+    /// Fault controls.
+    pub fn controls(&self) -> &Controls {
+        &self.controls
+    }
+
+    /// Whether the member still runs.
+    pub fn is_running(&self) -> bool {
+        !self.task.is_finished()
+    }
+
+    /// Stops the member and waits for it.
+    pub async fn stop(mut self, how: StopHow) {
+        self.controls.thaw();
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(how);
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    /// Waits until the member ends by itself (a fatal error).
+    pub async fn wait(&mut self) {
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// The member loop: records in, acknowledgements and journal entries out. Group events are
+/// journaled by a task of their own as they happen (a loss is recorded when the consumer
+/// declares it, even while a record is being processed); processed records are journaled in
+/// runs, flushed before every event.
+pub async fn run(
+    mut consumer: Consumer,
+    opts: MemberOptions,
+    controls: Controls,
+    sink: Sink,
+    mut stop: oneshot::Receiver<StopHow>,
+) {
+    let mut events = consumer.events().expect("events are taken once");
+    let runs = Arc::new(std::sync::Mutex::new(RunFolder::default()));
+    let generation = Arc::new(std::sync::atomic::AtomicI32::new(-1));
+    let fatal = Arc::new(tokio::sync::Notify::new());
+    let flush = {
+        let (runs, sink) = (Arc::clone(&runs), sink.clone());
+        move || {
+            let closed = runs.lock().unwrap_or_else(|e| e.into_inner()).flush();
+            for e in closed {
+                sink(e);
+            }
+        }
+    };
+    let bug = opts
+        .bug
+        .map(|b| Arc::new(std::sync::Mutex::new(BugState::new(b, &opts))));
+    let event_task = {
+        let (flush, sink, generation, fatal) = (
+            flush.clone(),
+            sink.clone(),
+            Arc::clone(&generation),
+            Arc::clone(&fatal),
+        );
+        let bug = bug.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = events.recv().await {
+                // Records processed before the event come first in the journal.
+                flush();
+                if let ConsumerEvent::Assigned { generation: g, .. } = &ev {
+                    generation.store(*g, Ordering::Relaxed);
+                }
+                let is_fatal = matches!(&ev, ConsumerEvent::Error(e) if e.is_fatal());
+                if let Some(b) = &bug {
+                    b.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .observe(&ev, &sink);
+                }
+                if let Some(e) = translate(ev, generation.load(Ordering::Relaxed)) {
+                    sink(e);
+                }
+                if is_fatal {
+                    fatal.notify_one();
+                }
+            }
+        })
+    };
+    let mut flush_at = tokio::time::Instant::now() + Duration::from_millis(200);
+    loop {
+        if controls.is_frozen() {
+            tokio::select! {
+                how = &mut stop => { finish(consumer, how.unwrap_or(StopHow::Close), &flush, &sink, event_task).await; return; }
+                () = tokio::time::sleep(Duration::from_millis(20)) => continue,
+            }
+        }
+        tokio::select! {
+            biased;
+            how = &mut stop => {
+                finish(consumer, how.unwrap_or(StopHow::Close), &flush, &sink, event_task).await;
+                return;
+            }
+            () = fatal.notified() => {
+                flush();
+                sink(Event::Crashed);
+                consumer.abort();
+                event_task.abort();
+                return;
+            }
+            () = tokio::time::sleep_until(flush_at) => {
+                flush();
+                flush_at = tokio::time::Instant::now() + Duration::from_millis(200);
+            }
+            r = consumer.recv() => match r {
+                Some(Ok(rec)) => {
+                    let delivered = crate::journal::now_us();
+                    let d = controls.processing();
+                    if !d.is_zero() {
+                        tokio::time::sleep(d).await;
+                    }
+                    if let Some(b) = &bug {
+                        b.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .processed(&rec.topic, rec.partition, rec.offset);
+                    }
+                    consumer.ack(&rec);
+                    let closed = runs
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .add(&rec.topic, rec.partition, rec.offset, rec.generation, delivered);
+                    if let Some(e) = closed {
+                        sink(e);
+                    }
+                }
+                Some(Err(e)) => {
+                    flush();
+                    sink(Event::Error { message: e.to_string() });
+                    sink(Event::Crashed);
+                    consumer.abort();
+                    event_task.abort();
+                    return;
+                }
+                None => {
+                    flush();
+                    sink(Event::Left);
+                    event_task.abort();
+                    return;
+                }
+            },
+        }
+    }
+}
+
+async fn finish(
+    consumer: Consumer,
+    how: StopHow,
+    flush: &(impl Fn() + Send + Sync),
+    sink: &Sink,
+    event_task: tokio::task::JoinHandle<()>,
+) {
+    flush();
+    match how {
+        StopHow::Close => {
+            // The close commits and revokes; its events reach the journal through the event
+            // task, which ends when the consumer is gone.
+            if let Err(e) = consumer.close().await {
+                sink(Event::Error {
+                    message: format!("close: {e}"),
+                });
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(2), event_task).await;
+            flush();
+            sink(Event::Left);
+        }
+        StopHow::Crash => {
+            consumer.abort();
+            event_task.abort();
+            sink(Event::Crashed);
+        }
+    }
+}
+
+/// The journal's view of a consumer event.
+pub fn translate(ev: ConsumerEvent, generation: i32) -> Option<Event> {
+    Some(match ev {
+        ConsumerEvent::Rebalancing { reason } => Event::Rebalancing { reason },
+        ConsumerEvent::Assigned {
+            generation,
+            member_id,
+            leader,
+            protocol,
+            assignment,
+            ..
+        } => Event::Assigned {
+            generation,
+            member_id,
+            leader: Some(leader),
+            protocol: Some(protocol),
+            partitions: partitions_of(&assignment),
+        },
+        ConsumerEvent::Revoked {
+            generation,
+            partitions,
+        } => Event::Revoked {
+            generation,
+            partitions: partitions_of(&partitions),
+        },
+        ConsumerEvent::Lost { partitions } => Event::Lost {
+            partitions: partitions_of(&partitions),
+        },
+        ConsumerEvent::Committed { offsets } => {
+            if offsets.is_empty() {
+                return None;
+            }
+            Event::Committed {
+                generation,
+                offsets: offsets_of(&offsets),
+            }
+        }
+        ConsumerEvent::Error(e) => Event::Error {
+            message: e.to_string(),
+        },
+    })
+}
+
+/// The state of a deliberate bug.
+struct BugState {
+    bug: Bug,
+    cluster: Cluster,
+    group: String,
+    /// Next offset per partition, from what was processed.
+    done: BTreeMap<(String, i32), i64>,
+    /// The member's current generation and id, for the stale commit.
+    current: Arc<std::sync::Mutex<(i32, String)>>,
+}
+
+/// How long after a revoke the buggy member commits the revoked partitions again: late enough
+/// that their new owner (assigned in the next round of a cooperative rebalance) has committed
+/// progress of its own, which the stale commit then rewinds.
+const BUG_DELAY: Duration = Duration::from_secs(7);
+
+impl BugState {
+    fn new(bug: Bug, opts: &MemberOptions) -> Self {
+        Self {
+            bug,
+            cluster: Cluster::new(ClientConfig::new(&opts.bootstrap)),
+            group: opts.group.clone(),
+            done: BTreeMap::new(),
+            current: Arc::new(std::sync::Mutex::new((-1, String::new()))),
+        }
+    }
+
+    fn processed(&mut self, topic: &str, partition: i32, offset: i64) {
+        self.done.insert((topic.to_owned(), partition), offset + 1);
+    }
+
+    fn observe(&mut self, ev: &ConsumerEvent, sink: &Sink) {
+        match (self.bug, ev) {
+            (
+                Bug::CommitAfterRevoke,
+                ConsumerEvent::Assigned {
+                    generation,
+                    member_id,
+                    ..
+                },
+            ) => {
+                *self.current.lock().unwrap_or_else(|e| e.into_inner()) =
+                    (*generation, member_id.clone());
+            }
+            (Bug::CommitAfterRevoke, ConsumerEvent::Revoked { partitions, .. }) => {
+                let mut stale = Vec::new();
+                for (t, ps) in partitions {
+                    for p in ps {
+                        if let Some(&o) = self.done.get(&(t.clone(), *p)) {
+                            stale.push(CommitOffset {
+                                topic: t.clone(),
+                                partition: *p,
+                                offset: o,
+                            });
+                        }
+                    }
+                }
+                if stale.is_empty() {
+                    return;
+                }
+                let (cluster, group, sink, current) = (
+                    self.cluster.clone(),
+                    self.group.clone(),
+                    sink.clone(),
+                    Arc::clone(&self.current),
+                );
+                tokio::spawn(async move {
+                    tokio::time::sleep(BUG_DELAY).await;
+                    // With the member's current generation and id, which the coordinator
+                    // accepts: the classic protocol does not check partition ownership.
+                    let (generation, member_id) =
+                        current.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    let ok = raw_commit(&cluster, &group, generation, &member_id, &stale).await;
+                    // The buggy member reports its commit like any other.
+                    if ok {
+                        sink(Event::Committed {
+                            generation,
+                            offsets: offsets_of(&stale),
+                        });
+                    } else {
+                        sink(Event::Error {
+                            message: "stale commit rejected".into(),
+                        });
+                    }
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn raw_commit(
+    cluster: &Cluster,
+    group: &str,
+    generation: i32,
+    member_id: &str,
+    offsets: &[CommitOffset],
+) -> bool {
+    let Ok(coordinator) = cluster.find_coordinator(group).await else {
+        return false;
+    };
+    let mut topics: BTreeMap<&str, Vec<offset_commit_request::OffsetCommitRequestPartition>> =
+        BTreeMap::new();
+    for o in offsets {
+        topics.entry(&o.topic).or_default().push(
+            offset_commit_request::OffsetCommitRequestPartition {
+                partition_index: o.partition,
+                committed_offset: o.offset,
+                committed_leader_epoch: -1,
+                ..Default::default()
+            },
+        );
+    }
+    let req = OffsetCommitRequest {
+        group_id: group.to_owned().into(),
+        generation_id_or_member_epoch: generation,
+        member_id: member_id.to_owned().into(),
+        retention_time_ms: -1,
+        topics: topics
+            .into_iter()
+            .map(
+                |(t, partitions)| offset_commit_request::OffsetCommitRequestTopic {
+                    name: t.to_owned().into(),
+                    partitions,
+                    ..Default::default()
+                },
+            )
+            .collect(),
+        ..Default::default()
+    };
+    match cluster
+        .send(
+            Target::Coordinator(coordinator),
+            &req,
+            Duration::from_secs(5),
+        )
+        .await
+    {
+        Ok(r) => r
+            .topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .all(|p| p.error_code == 0),
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,1474 @@
+//! Runs a scenario: starts the broker, checks the behaviours the scenario requires, creates the
+//! topics, runs the producer, the offset monitor and the members, plays the timeline, drains,
+//! and hands the journal to the checker and the reports.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use cohort::{ClientConfig, Producer, ProducerRecord, partition_for_key};
+use cohort_testbroker::{BrokerOptions, TestBroker};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::checker::{self, CheckInput, Stability};
+use crate::foreign::{RdMember, librdkafka_version};
+use crate::journal::{Entry, Event, Journal, Offsets, now_us};
+use crate::member::{CohortMember, MemberOptions, StopHow, journal_sink};
+use crate::net::Direction;
+use crate::process_member::{Client, ControlCommand};
+use crate::report::{Report, throughput};
+use crate::scenario::{
+    Action, ActionSpec, BrokerKind, Keys, MemberSettings, Placement, Scenario, Trigger,
+};
+
+/// Cohort members pause this long before the follow-up JoinGroup of a cooperative rebalance
+/// when the broker is Tansu, which answers pending SyncGroups on a one-second poll: a leader
+/// that rejoins sooner strands the followers' assignments (their SyncGroup is answered
+/// REBALANCE_IN_PROGRESS) and a two-round rebalance takes four rounds or more.
+pub const TANSU_REJOIN_DELAY: Duration = Duration::from_millis(1200);
+
+/// The scenario `cohort demo` runs.
+pub const DEMO: &str = include_str!("../scenarios/demo.toml");
+
+/// The shipped scenarios, by name, so the binary finds them wherever it runs.
+pub const SHIPPED: &[(&str, &str)] = &[
+    ("demo", DEMO),
+    ("smoke", include_str!("../scenarios/smoke.toml")),
+    (
+        "rolling-restart",
+        include_str!("../scenarios/rolling-restart.toml"),
+    ),
+    (
+        "scale-out-in",
+        include_str!("../scenarios/scale-out-in.toml"),
+    ),
+    ("crash-storm", include_str!("../scenarios/crash-storm.toml")),
+    (
+        "flapping-network",
+        include_str!("../scenarios/flapping-network.toml"),
+    ),
+    (
+        "stalled-consumer",
+        include_str!("../scenarios/stalled-consumer.toml"),
+    ),
+    (
+        "partitions-added",
+        include_str!("../scenarios/partitions-added.toml"),
+    ),
+    (
+        "eager-to-cooperative",
+        include_str!("../scenarios/eager-to-cooperative.toml"),
+    ),
+    (
+        "mixed-clients",
+        include_str!("../scenarios/mixed-clients.toml"),
+    ),
+    (
+        "static-restart",
+        include_str!("../scenarios/static-restart.toml"),
+    ),
+];
+
+/// A scenario's text from a path or a shipped name.
+pub fn load(path_or_name: &str) -> Result<String, String> {
+    let p = std::path::Path::new(path_or_name);
+    if p.exists() {
+        return std::fs::read_to_string(p).map_err(|e| format!("{path_or_name}: {e}"));
+    }
+    let name = path_or_name.trim_end_matches(".toml");
+    SHIPPED
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, t)| (*t).to_owned())
+        .ok_or_else(|| {
+            format!(
+                "{path_or_name}: no such file or shipped scenario (shipped: {})",
+                SHIPPED.iter().map(|s| s.0).collect::<Vec<_>>().join(", ")
+            )
+        })
+}
+
+/// Starts the embedded broker (as `COHORT_BROKER` and friends say; see `cohort-testbroker`).
+pub async fn embedded_broker() -> Result<TestBroker, String> {
+    tokio::task::spawn_blocking(TestBroker::start)
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Report directory.
+    pub out: PathBuf,
+    /// Seed (else the scenario's, else random).
+    pub seed: Option<u64>,
+    /// Run against this cluster.
+    pub bootstrap: Option<String>,
+    /// Run against this image.
+    pub image: Option<String>,
+    /// Show progress (a bar on a terminal, a line every 10 s otherwise).
+    pub progress: bool,
+    /// The `cohort` binary for process members (default: this executable).
+    pub cohort_bin: Option<PathBuf>,
+}
+
+impl RunOptions {
+    /// Defaults.
+    pub fn new(out: PathBuf, seed: Option<u64>) -> Self {
+        Self {
+            out,
+            seed,
+            bootstrap: None,
+            image: None,
+            progress: true,
+            cohort_bin: None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+enum Handle {
+    Ours(CohortMember),
+    Theirs(RdMember),
+    Process(ProcessMember),
+}
+
+struct ProcessMember {
+    child: tokio::process::Child,
+    stdin: Option<tokio::process::ChildStdin>,
+    pid: u32,
+    /// Set when the harness ends the process, so its end is not taken for a crash.
+    stopping: Arc<AtomicBool>,
+}
+
+struct Slot {
+    settings: MemberSettings,
+    handle: Option<Handle>,
+    frozen: bool,
+}
+
+struct Ctx {
+    journal: Journal,
+    bootstrap: String,
+    group: String,
+    /// Scenario topic name → run topic name.
+    topic_names: BTreeMap<String, String>,
+    /// Run topic name → partitions.
+    counts: std::sync::Mutex<BTreeMap<String, i32>>,
+    admin: Producer,
+    broker: Option<Arc<TestBroker>>,
+    producer_paused: AtomicBool,
+    producer_stop: AtomicBool,
+    broker_paused: AtomicBool,
+    /// Lasting faults in force (a `when = "stable"` trigger waits for them to end).
+    active_faults: AtomicU64,
+    notes: std::sync::Mutex<Vec<String>>,
+    members: Mutex<BTreeMap<String, Slot>>,
+    /// Applied to every cohort member (see `GroupConfig::cooperative_rejoin_delay`).
+    cooperative_rejoin_delay: Duration,
+    rng: std::sync::Mutex<ChaCha8Rng>,
+    out: PathBuf,
+    cohort_bin: PathBuf,
+    start: Instant,
+    produced: AtomicU64,
+}
+
+impl Ctx {
+    fn note(&self, n: String) {
+        let mut v = self.notes.lock().unwrap_or_else(|e| e.into_inner());
+        if !v.contains(&n) {
+            v.push(n);
+        }
+    }
+
+    fn chaos(&self, action: &str, target: &str, detail: &str) {
+        self.journal.record(
+            "chaos",
+            Event::Chaos {
+                action: action.to_owned(),
+                target: target.to_owned(),
+                detail: detail.to_owned(),
+            },
+        );
+    }
+
+    fn counts(&self) -> BTreeMap<String, i32> {
+        self.counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn topics(&self) -> Vec<String> {
+        self.topic_names.values().cloned().collect()
+    }
+
+    fn member_options(&self, name: &str, s: &MemberSettings) -> MemberOptions {
+        let mut o = MemberOptions::new(name, &self.bootstrap, &self.group, &self.topics());
+        if let Some(b) = &s.balancers {
+            o.balancers = b.clone();
+        }
+        if s.static_membership == Some(true) {
+            o.instance_id = Some(name.to_owned());
+        }
+        if let Some(d) = s.session_timeout {
+            o.session_timeout = d;
+        }
+        if let Some(d) = s.heartbeat_interval {
+            o.heartbeat_interval = d;
+        }
+        if let Some(d) = s.rebalance_timeout {
+            o.rebalance_timeout = d;
+        }
+        if let Some(d) = s.max_poll_interval {
+            o.max_poll_interval = d;
+        }
+        if let Some(d) = s.processing {
+            o.processing = d;
+        }
+        if let Some(w) = s.weight {
+            o.weight = w;
+        }
+        o.bug = s.bug;
+        o.cooperative_rejoin_delay = self.cooperative_rejoin_delay;
+        o
+    }
+}
+
+fn describe(s: &MemberSettings) -> String {
+    let client = match s.client.unwrap_or(Client::Cohort) {
+        Client::Cohort => "cohort".to_owned(),
+        Client::Librdkafka => format!("librdkafka {}", librdkafka_version()),
+    };
+    let place = match s.placement.unwrap_or_default() {
+        Placement::InProcess => "in-process",
+        Placement::Process => "process",
+    };
+    let mut d = format!(
+        "{client}, {place}, {}",
+        s.balancers.clone().unwrap_or_default().join("+")
+    );
+    if s.static_membership == Some(true) {
+        d.push_str(", static");
+    }
+    if let Some(b) = s.bug {
+        d.push_str(&format!(", bug {b:?}"));
+    }
+    d
+}
+
+async fn start_member(ctx: &Arc<Ctx>, name: &str) -> Result<(), String> {
+    let mut members = ctx.members.lock().await;
+    let slot = members.get_mut(name).ok_or(format!("no member {name}"))?;
+    if slot.handle.is_some() {
+        return Ok(());
+    }
+    let opts = ctx.member_options(name, &slot.settings);
+    let client = slot.settings.client.unwrap_or(Client::Cohort);
+    let handle = match slot.settings.placement.unwrap_or_default() {
+        Placement::InProcess => match client {
+            Client::Cohort => {
+                Handle::Ours(CohortMember::start(opts, journal_sink(&ctx.journal, name)).await?)
+            }
+            Client::Librdkafka => {
+                let sink = journal_sink(&ctx.journal, name);
+                Handle::Theirs(
+                    tokio::task::spawn_blocking(move || RdMember::start(opts, sink))
+                        .await
+                        .map_err(|e| e.to_string())??,
+                )
+            }
+        },
+        Placement::Process => Handle::Process(spawn_process(ctx, name, &opts, client).await?),
+    };
+    slot.handle = Some(handle);
+    slot.frozen = false;
+    Ok(())
+}
+
+async fn spawn_process(
+    ctx: &Arc<Ctx>,
+    name: &str,
+    o: &MemberOptions,
+    client: Client,
+) -> Result<ProcessMember, String> {
+    let ms = |d: Duration| d.as_millis().to_string();
+    let mut cmd = tokio::process::Command::new(&ctx.cohort_bin);
+    cmd.arg("member")
+        .args([
+            "--bootstrap",
+            &o.bootstrap,
+            "--group",
+            &o.group,
+            "--name",
+            name,
+        ])
+        .args(["--session-timeout-ms", &ms(o.session_timeout)])
+        .args(["--heartbeat-interval-ms", &ms(o.heartbeat_interval)])
+        .args(["--rebalance-timeout-ms", &ms(o.rebalance_timeout)])
+        .args(["--max-poll-interval-ms", &ms(o.max_poll_interval)])
+        .args(["--processing-us", &o.processing.as_micros().to_string()])
+        .args(["--weight", &o.weight.to_string()])
+        .args([
+            "--client",
+            match client {
+                Client::Cohort => "cohort",
+                Client::Librdkafka => "librdkafka",
+            },
+        ])
+        .arg("--control");
+    for t in &o.topics {
+        cmd.args(["--topic", t]);
+    }
+    for b in &o.balancers {
+        cmd.args(["--balancer", b]);
+    }
+    if let Some(i) = &o.instance_id {
+        cmd.args(["--instance-id", i]);
+    }
+    if o.bug.is_some() {
+        cmd.args(["--bug", "commit-after-revoke"]);
+    }
+    cmd.args([
+        "--cooperative-rejoin-delay-ms",
+        &ms(o.cooperative_rejoin_delay),
+    ]);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(ctx.out.join(format!("member-{name}.log")))
+        .map_err(|e| e.to_string())?;
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", ctx.cohort_bin.display()))?;
+    let pid = child.id().unwrap_or(0);
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let stdin = child.stdin.take();
+    let stopping = Arc::new(AtomicBool::new(false));
+    let (journal, who, stop2) = (ctx.journal.clone(), name.to_owned(), stopping.clone());
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let mut ended = false;
+        while let Ok(Some(line)) = lines.next_line().await {
+            match serde_json::from_str::<Entry>(&line) {
+                Ok(e) => {
+                    ended |= matches!(e.event, Event::Left | Event::Crashed);
+                    journal.push(e);
+                }
+                Err(err) => journal.record(
+                    &who,
+                    Event::Error {
+                        message: format!("unreadable line {line:?}: {err}"),
+                    },
+                ),
+            }
+        }
+        // The process is gone without saying so: a crash (unless the harness killed it and
+        // recorded that itself).
+        if !ended && !stop2.load(Ordering::Relaxed) {
+            journal.record(&who, Event::Crashed);
+        }
+    });
+    // The member counts as started once it says so (its first line), so triggers and the
+    // checker see it from then on.
+    let spawned = now_us();
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let started = ctx.journal.with(|entries| {
+            entries.iter().rev().any(|e| {
+                e.source == name && e.ts >= spawned && matches!(e.event, Event::Started { .. })
+            })
+        });
+        if started {
+            break;
+        }
+        if Instant::now() > end {
+            ctx.note(format!(
+                "{name}: the process did not report its start within 20 s"
+            ));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(ProcessMember {
+        child,
+        stdin,
+        pid,
+        stopping,
+    })
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+async fn stop_member(ctx: &Arc<Ctx>, name: &str, how: StopHow) {
+    let handle = {
+        let mut members = ctx.members.lock().await;
+        let Some(slot) = members.get_mut(name) else {
+            return;
+        };
+        slot.frozen = false;
+        slot.handle.take()
+    };
+    match handle {
+        None => {}
+        Some(Handle::Ours(m)) => m.stop(how).await,
+        Some(Handle::Theirs(m)) => {
+            if how == StopHow::Crash {
+                ctx.note(format!(
+                    "{name}: an in-process librdkafka member cannot crash (its threads keep heartbeating); it was closed instead. Use placement = \"process\" to crash it."
+                ));
+            }
+            let _ = tokio::task::spawn_blocking(move || m.stop(StopHow::Close)).await;
+        }
+        Some(Handle::Process(mut p)) => match how {
+            StopHow::Crash => {
+                p.stopping.store(true, Ordering::Relaxed);
+                signal(p.pid, "CONT");
+                let _ = p.child.start_kill();
+                let _ = p.child.wait().await;
+                ctx.journal.record(name, Event::Crashed);
+            }
+            StopHow::Close => {
+                signal(p.pid, "CONT");
+                signal(p.pid, "TERM");
+                if tokio::time::timeout(Duration::from_secs(30), p.child.wait())
+                    .await
+                    .is_err()
+                {
+                    p.stopping.store(true, Ordering::Relaxed);
+                    let _ = p.child.start_kill();
+                    let _ = p.child.wait().await;
+                    ctx.journal.record(name, Event::Crashed);
+                    ctx.note(format!(
+                        "{name}: did not exit within 30 s of SIGTERM; killed"
+                    ));
+                }
+            }
+        },
+    }
+}
+
+/// Sends a control command to a running member.
+async fn control(ctx: &Arc<Ctx>, name: &str, cmd: ControlCommand) {
+    let mut members = ctx.members.lock().await;
+    let Some(slot) = members.get_mut(name) else {
+        return;
+    };
+    match &mut slot.handle {
+        Some(Handle::Ours(m)) => crate::process_member::apply(m.controls(), &cmd),
+        Some(Handle::Theirs(m)) => match cmd {
+            ControlCommand::Processing { us } => m.set_processing(Duration::from_micros(us)),
+            other => ctx.note(format!(
+                "{name}: an in-process librdkafka member has no pluggable dialer; {other:?} was not applied"
+            )),
+        },
+        Some(Handle::Process(p)) => {
+            if let Some(stdin) = &mut p.stdin {
+                let line = serde_json::to_string(&cmd).unwrap_or_default() + "\n";
+                let _ = stdin.write_all(line.as_bytes()).await;
+                let _ = stdin.flush().await;
+            }
+            if slot.settings.client == Some(Client::Librdkafka)
+                && !matches!(cmd, ControlCommand::Processing { .. })
+            {
+                ctx.note(format!(
+                    "{name}: a librdkafka member has no pluggable dialer; network faults were not applied"
+                ));
+            }
+        }
+        None => {}
+    }
+}
+
+async fn set_frozen(ctx: &Arc<Ctx>, name: &str, frozen: bool) {
+    let mut members = ctx.members.lock().await;
+    let Some(slot) = members.get_mut(name) else {
+        return;
+    };
+    if slot.frozen == frozen {
+        return;
+    }
+    match &slot.handle {
+        Some(Handle::Ours(m)) => {
+            if frozen {
+                m.controls().freeze();
+            } else {
+                m.controls().thaw();
+            }
+        }
+        Some(Handle::Process(p)) => signal(p.pid, if frozen { "STOP" } else { "CONT" }),
+        Some(Handle::Theirs(m)) => {
+            m.set_paused(frozen);
+            ctx.note(format!(
+                "{name}: an in-process librdkafka member can only stop polling, not freeze (its threads keep heartbeating)"
+            ));
+        }
+        None => return,
+    }
+    slot.frozen = frozen;
+}
+
+async fn running(ctx: &Arc<Ctx>) -> Vec<String> {
+    let members = ctx.members.lock().await;
+    members
+        .iter()
+        .filter(|(_, s)| s.handle.is_some())
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+async fn targets(ctx: &Arc<Ctx>, a: &ActionSpec) -> Vec<String> {
+    let target = a.target.as_deref().unwrap_or("");
+    let members = ctx.members.lock().await;
+    let (up, down): (Vec<String>, Vec<String>) = {
+        let mut up = Vec::new();
+        let mut down = Vec::new();
+        for (n, s) in members.iter() {
+            if s.handle.is_some() {
+                up.push(n.clone());
+            } else {
+                down.push(n.clone());
+            }
+        }
+        (up, down)
+    };
+    let pool = if a.action == Action::Join { down } else { up };
+    match target {
+        "all" => pool,
+        "random" => {
+            if pool.is_empty() {
+                return Vec::new();
+            }
+            let i = ctx
+                .rng
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .random_range(0..pool.len());
+            vec![pool[i].clone()]
+        }
+        name => vec![name.to_owned()],
+    }
+}
+
+/// Whether the group is stable now (see [`Stability`]).
+fn is_stable(ctx: &Ctx) -> bool {
+    let mut st = Stability::new(ctx.counts());
+    ctx.journal.with(|entries| {
+        for e in entries {
+            st.apply(e);
+        }
+    });
+    st.is_stable()
+}
+
+/// Waits until no lasting fault is in force and the group has been stable for a second (so a
+/// member that is about to learn it lost its partitions, or one that just started, counts).
+async fn wait_stable(ctx: &Arc<Ctx>, limit: Duration) -> bool {
+    let end = Instant::now() + limit;
+    let mut since: Option<Instant> = None;
+    while Instant::now() < end {
+        let quiet = ctx.active_faults.load(Ordering::SeqCst) == 0 && is_stable(ctx);
+        match (quiet, since) {
+            (true, Some(t)) if t.elapsed() >= Duration::from_secs(1) => return true,
+            (true, None) => since = Some(Instant::now()),
+            (false, _) => since = None,
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// Grows a topic with CreatePartitions. A broker without it (the embedded Tansu) skips the
+/// action with a note: recreating the topic is no stand-in, since Tansu keeps a group's
+/// committed offsets of a deleted topic and answers a fetch beyond the log end with no records
+/// (not OFFSET_OUT_OF_RANGE), so members would resume in the middle of the new log.
+async fn grow(ctx: &Arc<Ctx>, topic: &str, n: i32) -> Result<(), String> {
+    match ctx.admin.create_partitions(topic, n).await {
+        Ok(()) => {}
+        Err(cohort::Error::UnsupportedVersion { .. }) => {
+            ctx.note(format!(
+                "add-partitions on {topic}: not run, the broker has no CreatePartitions (see `cohort conformance`, check create-partitions)"
+            ));
+            return Ok(());
+        }
+        Err(e) => return Err(format!("CreatePartitions {topic}: {e}")),
+    }
+    ctx.counts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(topic.to_owned(), n);
+    ctx.chaos("add-partitions", topic, &n.to_string());
+    Ok(())
+}
+
+async fn restart_broker(ctx: &Arc<Ctx>) -> Result<(), String> {
+    let Some(b) = ctx.broker.clone() else {
+        ctx.note("broker-restart: not possible with an external cluster; skipped".into());
+        return Ok(());
+    };
+    ctx.producer_paused.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    ctx.chaos("broker-restart", "broker", "");
+    let b2 = Arc::clone(&b);
+    tokio::task::spawn_blocking(move || b2.restart())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    ctx.broker_paused.store(false, Ordering::SeqCst);
+    if b.is_volatile() {
+        ctx.note(
+            "broker-restart: the embedded Tansu keeps its data in memory, so a restart loses topics and committed offsets; the harness recreates the topics and does not expect the records written before the restart".into(),
+        );
+        for (t, n) in ctx.counts() {
+            ctx.journal.record(
+                "chaos",
+                Event::Forgotten {
+                    topic: t.clone(),
+                    partitions: (0..n).collect(),
+                },
+            );
+            ctx.admin
+                .create_topic(&t, n, 1)
+                .await
+                .map_err(|e| format!("recreating {t}: {e}"))?;
+        }
+    }
+    ctx.producer_paused.store(false, Ordering::SeqCst);
+    Ok(())
+}
+
+/// Runs a lasting fault: `on` now, `off` after `d` (in the background), recorded as
+/// start/end.
+fn lasting<F, G>(ctx: &Arc<Ctx>, action: &'static str, target: String, d: Duration, on: F, off: G)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+    G: std::future::Future<Output = ()> + Send + 'static,
+{
+    let ctx = Arc::clone(ctx);
+    ctx.active_faults.fetch_add(1, Ordering::SeqCst);
+    tokio::spawn(async move {
+        ctx.chaos(action, &target, "start");
+        on.await;
+        tokio::time::sleep(d).await;
+        off.await;
+        ctx.chaos(action, &target, "end");
+        ctx.active_faults.fetch_sub(1, Ordering::SeqCst);
+    });
+}
+
+async fn execute(ctx: &Arc<Ctx>, a: &ActionSpec) -> Result<(), String> {
+    let d = a.lasting.unwrap_or_default();
+    match a.action {
+        Action::Wait => Ok(()),
+        Action::BrokerPause => {
+            let Some(b) = ctx.broker.clone() else {
+                ctx.note("broker-pause: not possible with an external cluster; skipped".into());
+                return Ok(());
+            };
+            let (b1, b2, c1, c2) = (b.clone(), b, ctx.clone(), ctx.clone());
+            lasting(
+                ctx,
+                "broker-pause",
+                "broker".into(),
+                d,
+                async move {
+                    c1.broker_paused.store(true, Ordering::SeqCst);
+                    let _ = tokio::task::spawn_blocking(move || b1.pause()).await;
+                },
+                async move {
+                    if c2.broker_paused.swap(false, Ordering::SeqCst) {
+                        let _ = tokio::task::spawn_blocking(move || b2.resume()).await;
+                    }
+                },
+            );
+            Ok(())
+        }
+        Action::BrokerRestart => restart_broker(ctx).await,
+        Action::AddPartitions => {
+            let scenario_topic = a
+                .target
+                .clone()
+                .unwrap_or_else(|| ctx.topic_names.keys().next().cloned().unwrap_or_default());
+            let topic = ctx
+                .topic_names
+                .get(&scenario_topic)
+                .cloned()
+                .ok_or(format!("no topic {scenario_topic}"))?;
+            grow(ctx, &topic, a.partitions.unwrap_or(0)).await
+        }
+        _ => {
+            let names = targets(ctx, a).await;
+            if names.is_empty() {
+                ctx.note(format!(
+                    "{:?} {}: no member to act on at that moment; skipped",
+                    a.action,
+                    a.target.as_deref().unwrap_or("")
+                ));
+            }
+            for name in names {
+                member_action(ctx, a, &name, d).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn member_action(
+    ctx: &Arc<Ctx>,
+    a: &ActionSpec,
+    name: &str,
+    d: Duration,
+) -> Result<(), String> {
+    let n = name.to_owned();
+    match a.action {
+        Action::Join => {
+            ctx.chaos("join", name, "");
+            start_member(ctx, name).await?;
+        }
+        Action::Leave => {
+            ctx.chaos("leave", name, "");
+            stop_member(ctx, name, StopHow::Close).await;
+        }
+        Action::Crash => {
+            ctx.chaos("crash", name, "");
+            stop_member(ctx, name, StopHow::Crash).await;
+        }
+        Action::Restart => {
+            ctx.chaos("restart", name, if a.crash { "crash" } else { "" });
+            stop_member(
+                ctx,
+                name,
+                if a.crash {
+                    StopHow::Crash
+                } else {
+                    StopHow::Close
+                },
+            )
+            .await;
+            if let Some(b) = &a.balancers {
+                let mut m = ctx.members.lock().await;
+                if let Some(s) = m.get_mut(name) {
+                    s.settings.balancers = Some(b.clone());
+                }
+            }
+            start_member(ctx, name).await?;
+        }
+        Action::Freeze => {
+            let (c1, c2, n1, n2) = (ctx.clone(), ctx.clone(), n.clone(), n.clone());
+            lasting(
+                ctx,
+                "freeze",
+                n,
+                d,
+                async move { set_frozen(&c1, &n1, true).await },
+                async move { set_frozen(&c2, &n2, false).await },
+            );
+        }
+        Action::Slow => {
+            let normal = {
+                let m = ctx.members.lock().await;
+                m.get(name)
+                    .and_then(|s| s.settings.processing)
+                    .unwrap_or_default()
+            };
+            let slow = a.processing.unwrap_or_default();
+            let (c1, c2, n1, n2) = (ctx.clone(), ctx.clone(), n.clone(), n.clone());
+            lasting(
+                ctx,
+                "slow",
+                n,
+                d,
+                async move {
+                    control(
+                        &c1,
+                        &n1,
+                        ControlCommand::Processing {
+                            us: slow.as_micros() as u64,
+                        },
+                    )
+                    .await
+                },
+                async move {
+                    control(
+                        &c2,
+                        &n2,
+                        ControlCommand::Processing {
+                            us: normal.as_micros() as u64,
+                        },
+                    )
+                    .await
+                },
+            );
+        }
+        Action::Latency => {
+            let ms = a.latency.unwrap_or_default().as_millis() as u64;
+            let (c1, c2, n1, n2) = (ctx.clone(), ctx.clone(), n.clone(), n.clone());
+            lasting(
+                ctx,
+                "latency",
+                n,
+                d,
+                async move { control(&c1, &n1, ControlCommand::Latency { ms }).await },
+                async move { control(&c2, &n2, ControlCommand::Latency { ms: 0 }).await },
+            );
+        }
+        Action::Blackhole | Action::Cut => {
+            let cmd = if a.action == Action::Blackhole {
+                ControlCommand::Blackhole
+            } else {
+                ControlCommand::Cut {
+                    direction: a.direction.unwrap_or(Direction::Inbound),
+                }
+            };
+            let action = if a.action == Action::Blackhole {
+                "blackhole"
+            } else {
+                "cut"
+            };
+            let (c1, c2, n1, n2) = (ctx.clone(), ctx.clone(), n.clone(), n.clone());
+            lasting(
+                ctx,
+                action,
+                n,
+                d,
+                async move { control(&c1, &n1, cmd).await },
+                async move { control(&c2, &n2, ControlCommand::Heal).await },
+            );
+        }
+        Action::Drop => {
+            ctx.chaos("drop", name, "");
+            control(ctx, name, ControlCommand::Drop).await;
+        }
+        Action::Heal => {
+            ctx.chaos("heal", name, "");
+            control(ctx, name, ControlCommand::Heal).await;
+        }
+        Action::Wait | Action::BrokerPause | Action::BrokerRestart | Action::AddPartitions => {}
+    }
+    Ok(())
+}
+
+async fn timeline(
+    ctx: Arc<Ctx>,
+    actions: Vec<ActionSpec>,
+    duration: Duration,
+    stability_limit: Duration,
+) {
+    let end = ctx.start + duration;
+    for (i, a) in actions.iter().enumerate() {
+        if let Some(at) = a.at {
+            tokio::time::sleep_until(ctx.start + at).await;
+        }
+        if a.when == Some(Trigger::Stable) && !wait_stable(&ctx, stability_limit).await {
+            ctx.note(format!(
+                "action {} ({:?}): the group was not stable within {} s; fired anyway",
+                i + 1,
+                a.action,
+                stability_limit.as_secs()
+            ));
+        }
+        if let Some(after) = a.after {
+            tokio::time::sleep(after).await;
+        }
+        for rep in 0..a.repeat.max(1) {
+            if Instant::now() >= end {
+                ctx.note(format!(
+                    "action {} ({:?}) and later ones fell after the end of the run; not played",
+                    i + 1,
+                    a.action
+                ));
+                return;
+            }
+            if let Err(e) = execute(&ctx, a).await {
+                ctx.note(format!("action {} ({:?}) failed: {e}", i + 1, a.action));
+            }
+            if rep + 1 < a.repeat {
+                tokio::time::sleep(a.every.unwrap_or_default()).await;
+            }
+        }
+    }
+}
+
+async fn produce(ctx: Arc<Ctx>, spec: crate::scenario::ProducerSpec, seed: u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
+    let tick = Duration::from_millis(50);
+    let mut carry = 0.0f64;
+    let mut rr: u64 = 0;
+    let mut seq: u64 = 0;
+    let mut failures = 0u32;
+    let mut next = Instant::now();
+    while !ctx.producer_stop.load(Ordering::SeqCst) {
+        next += tick;
+        tokio::time::sleep_until(next).await;
+        if ctx.producer_paused.load(Ordering::SeqCst) || ctx.broker_paused.load(Ordering::SeqCst) {
+            continue;
+        }
+        carry += f64::from(spec.rate) * tick.as_secs_f64();
+        let n = carry.floor() as u64;
+        carry -= n as f64;
+        let counts = ctx.counts();
+        let topics: Vec<(&String, &i32)> = counts.iter().collect();
+        if topics.is_empty() {
+            continue;
+        }
+        let mut batches: BTreeMap<(String, i32), Vec<ProducerRecord>> = BTreeMap::new();
+        for _ in 0..n {
+            let (topic, parts) = topics[(rr % topics.len() as u64) as usize];
+            let key = match spec.keys {
+                Keys::None => None,
+                Keys::Uniform => Some(format!("k{}", rng.random_range(0..spec.key_space.max(1)))),
+                Keys::Hot => Some(if rng.random_bool(0.5) {
+                    "k0".to_owned()
+                } else {
+                    format!("k{}", rng.random_range(0..spec.key_space.max(1)))
+                }),
+            };
+            let partition = match &key {
+                None => ((rr / topics.len() as u64) % *parts as u64) as i32,
+                Some(k) => partition_for_key(k.as_bytes(), *parts),
+            };
+            rr += 1;
+            let mut value = format!("{seq}-");
+            seq += 1;
+            while value.len() < spec.record_size {
+                value.push('x');
+            }
+            let rec = match key {
+                Some(k) => ProducerRecord::keyed(k, value),
+                None => ProducerRecord::value(value),
+            };
+            batches
+                .entry((topic.clone(), partition))
+                .or_default()
+                .push(rec);
+        }
+        for ((topic, partition), recs) in batches {
+            match ctx.admin.send(&topic, partition, &recs).await {
+                Ok(base) => {
+                    ctx.produced.fetch_add(recs.len() as u64, Ordering::Relaxed);
+                    ctx.journal.record(
+                        "producer",
+                        Event::Produced {
+                            topic,
+                            partition,
+                            first: base,
+                            last: base + recs.len() as i64 - 1,
+                        },
+                    );
+                }
+                Err(e) => {
+                    failures += 1;
+                    if failures <= 3 {
+                        ctx.journal.record(
+                            "producer",
+                            Event::Error {
+                                message: format!("produce {topic}/{partition}: {e}"),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn committed(ctx: &Ctx) -> Option<Offsets> {
+    let tps: Vec<(String, i32)> = ctx
+        .counts()
+        .iter()
+        .flat_map(|(t, n)| (0..*n).map(move |p| (t.clone(), p)))
+        .collect();
+    let got = cohort::offsets::fetch_committed(
+        ctx.admin.cluster(),
+        &ctx.group,
+        &tps,
+        Duration::from_secs(3),
+    )
+    .await
+    .ok()?;
+    let mut out = Offsets::new();
+    for ((t, p), o) in got {
+        if let Some(o) = o {
+            out.entry(t).or_default().insert(p, o);
+        }
+    }
+    Some(out)
+}
+
+async fn monitor(ctx: Arc<Ctx>) {
+    let mut last = Offsets::new();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if ctx.broker_paused.load(Ordering::SeqCst) {
+            continue;
+        }
+        if let Some(o) = committed(&ctx).await
+            && o != last
+        {
+            ctx.journal
+                .record("monitor", Event::Observed { offsets: o.clone() });
+            last = o;
+        }
+    }
+}
+
+/// End offsets from what the producer wrote since the last forget.
+fn end_offsets(entries: &[Entry]) -> BTreeMap<(String, i32), i64> {
+    let mut out: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for e in entries {
+        match &e.event {
+            Event::Produced {
+                topic,
+                partition,
+                last,
+                ..
+            } => {
+                let v = out.entry((topic.clone(), *partition)).or_insert(0);
+                *v = (*v).max(last + 1);
+            }
+            Event::Forgotten { topic, partitions } => {
+                for p in partitions {
+                    out.remove(&(topic.clone(), *p));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn drained(ctx: &Ctx, committed: &Offsets) -> bool {
+    let ends = ctx.journal.with(end_offsets);
+    ends.iter().all(|((t, p), end)| {
+        committed
+            .get(t)
+            .and_then(|ps| ps.get(p))
+            .is_some_and(|c| c == end)
+    })
+}
+
+fn status(ctx: &Ctx) -> String {
+    let mut st = Stability::new(ctx.counts());
+    let mut processed = 0u64;
+    ctx.journal.with(|entries| {
+        for e in entries {
+            st.apply(e);
+            if let Event::Processed { first, last, .. } = &e.event {
+                processed += (last - first + 1) as u64;
+            }
+        }
+    });
+    format!(
+        "generation {} · {} members · {} · produced {} · processed {}",
+        st.generation(),
+        st.running().len(),
+        if st.is_stable() {
+            "stable"
+        } else {
+            "rebalancing"
+        },
+        ctx.produced.load(Ordering::Relaxed),
+        processed
+    )
+}
+
+/// Runs a scenario and writes its reports into `opts.out`.
+pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report, String> {
+    let seed = opts.seed.or(s.seed).unwrap_or_else(|| now_us() % 1_000_000);
+    eprintln!(
+        "cohort run {}: seed {seed} (replay with --seed {seed})",
+        s.name
+    );
+    std::fs::create_dir_all(&opts.out).map_err(|e| format!("{}: {e}", opts.out.display()))?;
+
+    // The broker.
+    let mut broker_opts = BrokerOptions::from_env().map_err(|e| e.to_string())?;
+    let kind = if opts.bootstrap.is_some() {
+        BrokerKind::Bootstrap
+    } else if opts.image.is_some() {
+        BrokerKind::Image
+    } else {
+        s.broker.kind
+    };
+    match kind {
+        BrokerKind::Embedded => {}
+        BrokerKind::Container => {
+            broker_opts = broker_opts.backend(cohort_testbroker::Backend::Container)
+        }
+        BrokerKind::Process => {
+            broker_opts = broker_opts.backend(cohort_testbroker::Backend::Process)
+        }
+        BrokerKind::Image => {
+            broker_opts = broker_opts.backend(cohort_testbroker::Backend::Container);
+            broker_opts.image = opts.image.clone().or(s.broker.image.clone());
+        }
+        BrokerKind::Bootstrap => {
+            broker_opts = broker_opts.backend(cohort_testbroker::Backend::External);
+            broker_opts.bootstrap = opts.bootstrap.clone().or(s.broker.bootstrap.clone());
+        }
+    }
+    let broker = Arc::new(
+        tokio::task::spawn_blocking(move || TestBroker::start_with(broker_opts))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("broker: {e}"))?,
+    );
+    let bootstrap = broker.bootstrap().to_owned();
+    let broker_desc = broker.description().to_owned();
+    let members_desc: BTreeMap<String, String> = s
+        .resolved_members()
+        .into_iter()
+        .map(|(n, _, st)| (n, describe(&st)))
+        .collect();
+
+    // Behaviours the scenario needs.
+    if !s.requires.is_empty() {
+        let results = crate::conformance::run(&bootstrap, &s.requires).await?;
+        let missing: Vec<String> = results
+            .iter()
+            .filter(|r| !r.passed)
+            .map(|r| format!("{} ({})", r.name, r.evidence))
+            .collect();
+        if !missing.is_empty() {
+            let report = Report {
+                scenario: s.name.clone(),
+                description: s.description.clone(),
+                seed,
+                broker: broker_desc,
+                verdict: "not-run".into(),
+                not_run_reason: Some(format!(
+                    "the broker lacks behaviour(s) the scenario requires: {}",
+                    missing.join("; ")
+                )),
+                duration_ms: 0,
+                members: members_desc,
+                notes: Vec::new(),
+                analysis: None,
+                throughput: Vec::new(),
+                actions: Vec::new(),
+            };
+            report
+                .write(&opts.out, &[], now_us())
+                .map_err(|e| e.to_string())?;
+            return Ok(report);
+        }
+    }
+
+    // Topics, group, context.
+    let run_id = format!("{seed}-{}", std::process::id());
+    let admin = Producer::new(ClientConfig::new(&bootstrap));
+    let mut topic_names = BTreeMap::new();
+    let mut counts = BTreeMap::new();
+    for t in &s.topics {
+        let name = format!("{}-{run_id}", t.name);
+        admin
+            .create_topic(&name, t.partitions, 1)
+            .await
+            .map_err(|e| format!("creating {name}: {e}"))?;
+        topic_names.insert(t.name.clone(), name.clone());
+        counts.insert(name, t.partitions);
+    }
+    let mut slots = BTreeMap::new();
+    let mut initial = Vec::new();
+    for (name, start, settings) in s.resolved_members() {
+        if start {
+            initial.push(name.clone());
+        }
+        slots.insert(
+            name,
+            Slot {
+                settings,
+                handle: None,
+                frozen: false,
+            },
+        );
+    }
+    let cohort_bin = match &opts.cohort_bin {
+        Some(p) => p.clone(),
+        None => std::env::current_exe().map_err(|e| e.to_string())?,
+    };
+    let journal = Journal::new();
+    let start_ts = now_us();
+    let ctx = Arc::new(Ctx {
+        journal: journal.clone(),
+        bootstrap: bootstrap.clone(),
+        group: format!("cohort-{}-{run_id}", s.name),
+        topic_names,
+        counts: std::sync::Mutex::new(counts.clone()),
+        admin,
+        broker: Some(Arc::clone(&broker)),
+        producer_paused: AtomicBool::new(false),
+        producer_stop: AtomicBool::new(false),
+        broker_paused: AtomicBool::new(false),
+        active_faults: AtomicU64::new(0),
+        notes: std::sync::Mutex::new(Vec::new()),
+        members: Mutex::new(slots),
+        cooperative_rejoin_delay: if broker.is_tansu() {
+            TANSU_REJOIN_DELAY
+        } else {
+            Duration::ZERO
+        },
+        rng: std::sync::Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
+        out: opts.out.clone(),
+        cohort_bin,
+        start: Instant::now(),
+        produced: AtomicU64::new(0),
+    });
+
+    // Timeouts the checker derives its bounds from.
+    let defaults = ctx.member_options("x", &s.defaults);
+    let longest_session = s
+        .resolved_members()
+        .iter()
+        .map(|(n, _, st)| ctx.member_options(n, st).session_timeout)
+        .max()
+        .unwrap_or(defaults.session_timeout);
+    let longest_rebalance = s
+        .resolved_members()
+        .iter()
+        .map(|(n, _, st)| ctx.member_options(n, st).rebalance_timeout)
+        .max()
+        .unwrap_or(defaults.rebalance_timeout);
+    // A member that vanished is noticed within a session; the rejoin takes up to a rebalance
+    // timeout; Tansu holds each JoinGroup for half a session, and cooperative groups need two
+    // rounds.
+    let convergence = s
+        .checks
+        .convergence
+        .unwrap_or(longest_session * 3 + longest_rebalance);
+    let drain_limit = s
+        .checks
+        .drain
+        .unwrap_or(convergence + Duration::from_secs(30));
+
+    for name in &initial {
+        start_member(&ctx, name).await?;
+    }
+    let producer = tokio::spawn(produce(Arc::clone(&ctx), s.producer.clone(), seed));
+    let monitor_task = tokio::spawn(monitor(Arc::clone(&ctx)));
+    let timeline_task = tokio::spawn(timeline(
+        Arc::clone(&ctx),
+        s.actions.clone(),
+        s.duration,
+        convergence,
+    ));
+
+    // Progress.
+    let progress = if opts.progress && std::io::stderr().is_terminal() {
+        let pb = indicatif::ProgressBar::new(s.duration.as_secs().max(1));
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len}s {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        Some(pb)
+    } else {
+        None
+    };
+    let end = ctx.start + s.duration;
+    let mut last_line = Instant::now();
+    while Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let msg = status(&ctx);
+        if let Some(pb) = &progress {
+            pb.set_position(ctx.start.elapsed().as_secs());
+            pb.set_message(msg);
+        } else if opts.progress && last_line.elapsed() >= Duration::from_secs(10) {
+            eprintln!("  {:>4}s {msg}", ctx.start.elapsed().as_secs());
+            last_line = Instant::now();
+        }
+    }
+    if let Some(pb) = &progress {
+        pb.finish_and_clear();
+    }
+    timeline_task.abort();
+    let timeline_end_ts = now_us();
+
+    // Lift every fault, stop the producer, drain.
+    if ctx.broker_paused.swap(false, Ordering::SeqCst) {
+        let b = Arc::clone(&broker);
+        let _ = tokio::task::spawn_blocking(move || b.resume()).await;
+        ctx.chaos("broker-pause", "broker", "end");
+    }
+    for name in running(&ctx).await {
+        let frozen = ctx
+            .members
+            .lock()
+            .await
+            .get(&name)
+            .is_some_and(|s| s.frozen);
+        if frozen {
+            set_frozen(&ctx, &name, false).await;
+            ctx.chaos("freeze", &name, "end");
+        }
+        let normal = {
+            let m = ctx.members.lock().await;
+            m.get(&name)
+                .and_then(|s| s.settings.processing)
+                .unwrap_or_default()
+        };
+        let client = ctx
+            .members
+            .lock()
+            .await
+            .get(&name)
+            .and_then(|s| s.settings.client)
+            .unwrap_or(Client::Cohort);
+        if client == Client::Cohort {
+            control(&ctx, &name, ControlCommand::Heal).await;
+        }
+        control(
+            &ctx,
+            &name,
+            ControlCommand::Processing {
+                us: normal.as_micros() as u64,
+            },
+        )
+        .await;
+    }
+    ctx.producer_stop.store(true, Ordering::SeqCst);
+    let _ = producer.await;
+    if opts.progress {
+        eprintln!(
+            "  timeline done; draining (up to {} s)",
+            drain_limit.as_secs()
+        );
+    }
+    let drain_end = Instant::now() + drain_limit;
+    let mut drained_ok = false;
+    while Instant::now() < drain_end {
+        if let Some(c) = committed(&ctx).await
+            && drained(&ctx, &c)
+            && is_stable(&ctx)
+        {
+            drained_ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    if !drained_ok {
+        ctx.note(format!(
+            "the group did not commit everything within the drain limit of {} s",
+            drain_limit.as_secs()
+        ));
+    }
+    monitor_task.abort();
+    let names = running(&ctx).await;
+    let mut stops = Vec::new();
+    for name in names {
+        let c = Arc::clone(&ctx);
+        stops.push(tokio::spawn(async move {
+            stop_member(&c, &name, StopHow::Close).await
+        }));
+    }
+    for s in stops {
+        let _ = s.await;
+    }
+    if let Some(o) = committed(&ctx).await {
+        ctx.journal
+            .record("monitor-final", Event::Observed { offsets: o });
+    }
+    // Let process members' last lines arrive.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let end_ts = now_us();
+
+    let entries = journal.snapshot();
+    let input = CheckInput {
+        topics: counts,
+        start_ts,
+        timeline_end_ts,
+        end_ts,
+        max_duplicates: s.checks.max_duplicates,
+        convergence_bound: convergence,
+        commit_grace: Duration::from_secs(1),
+    };
+    let analysis = checker::check(&entries, &input);
+    let mut notes = ctx.notes.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let any_cooperative = s.resolved_members().iter().any(|(_, _, st)| {
+        st.balancers
+            .as_ref()
+            .is_some_and(|b| b.iter().any(|n| n == "cooperative-sticky"))
+    });
+    if !ctx.cooperative_rejoin_delay.is_zero() && any_cooperative {
+        notes.push(format!(
+            "cohort members waited {} ms before the second round of a cooperative rebalance: Tansu answers pending SyncGroups once a second",
+            ctx.cooperative_rejoin_delay.as_millis()
+        ));
+    }
+    let errors: Vec<String> = entries
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Error { message } => Some(format!("{}: {message}", e.source)),
+            _ => None,
+        })
+        .collect();
+    if !errors.is_empty() {
+        notes.push(format!(
+            "{} error event(s), e.g. {}",
+            errors.len(),
+            errors
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" | ")
+        ));
+    }
+    let actions: Vec<(u64, String)> = entries
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Chaos {
+                action,
+                target,
+                detail,
+            } => Some((
+                e.ts.saturating_sub(start_ts) / 1000,
+                format!("{action} {target} {detail}").trim().to_owned(),
+            )),
+            _ => None,
+        })
+        .collect();
+    let report = Report {
+        scenario: s.name.clone(),
+        description: s.description.clone(),
+        seed,
+        broker: broker_desc,
+        verdict: if analysis.passed() {
+            "passed"
+        } else {
+            "failed"
+        }
+        .into(),
+        not_run_reason: None,
+        duration_ms: end_ts.saturating_sub(start_ts) / 1000,
+        members: members_desc,
+        notes,
+        throughput: throughput(&entries, start_ts, end_ts),
+        analysis: Some(analysis),
+        actions,
+    };
+    report
+        .write(&opts.out, &entries, start_ts)
+        .map_err(|e| format!("writing reports: {e}"))?;
+    Ok(report)
+}

@@ -1,0 +1,538 @@
+//! Scenario files (TOML): the broker, topics, a producer, the members and a timeline of
+//! actions with times or triggers. See `harness/scenarios/` for the shipped ones and
+//! `docs/SCENARIOS.md` for every field.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::member::Bug;
+use crate::net::Direction;
+use crate::process_member::Client;
+
+/// A whole scenario.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name (reports, file names).
+    pub name: String,
+    /// What it exercises, for people.
+    #[serde(default)]
+    pub description: String,
+    /// How long the timeline and the producer run; the run then drains and checks.
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+    /// Seed when none is given on the command line.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Which broker.
+    #[serde(default)]
+    pub broker: BrokerSpec,
+    /// Broker behaviours the scenario depends on (names of `cohort conformance` checks); the
+    /// scenario is reported as not run on a broker that lacks one.
+    #[serde(default)]
+    pub requires: Vec<String>,
+    /// Topics to create.
+    pub topics: Vec<TopicSpec>,
+    /// The producer.
+    #[serde(default)]
+    pub producer: ProducerSpec,
+    /// Settings every member starts from.
+    #[serde(default)]
+    pub defaults: MemberSettings,
+    /// Members (or groups of identical members).
+    pub members: Vec<MemberSpec>,
+    /// The timeline.
+    #[serde(default)]
+    pub actions: Vec<ActionSpec>,
+    /// Bounds for the checker.
+    #[serde(default)]
+    pub checks: CheckSpec,
+}
+
+/// Which broker to run against.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerSpec {
+    /// `embedded` (Tansu, container when Docker answers, else process), `container`,
+    /// `process`, `image` (a Testcontainers image, e.g. `apache/kafka:4.0.0`) or `bootstrap`.
+    #[serde(default)]
+    pub kind: BrokerKind,
+    /// Image for `kind = "image"`.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Address for `kind = "bootstrap"`.
+    #[serde(default)]
+    pub bootstrap: Option<String>,
+}
+
+/// See [`BrokerSpec::kind`].
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BrokerKind {
+    /// Tansu, the embedded default.
+    #[default]
+    Embedded,
+    /// Tansu in a container.
+    Container,
+    /// Tansu as a child process.
+    Process,
+    /// A Testcontainers image.
+    Image,
+    /// An existing cluster.
+    Bootstrap,
+}
+
+/// A topic.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicSpec {
+    /// Name (made unique per run).
+    pub name: String,
+    /// Partitions.
+    pub partitions: i32,
+}
+
+/// How record keys are drawn.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Keys {
+    /// No keys: records go round-robin over partitions.
+    #[default]
+    None,
+    /// Keys drawn uniformly from `key_space`, partitioned by murmur2 as Java does.
+    Uniform,
+    /// One key in ten gets half the traffic (a hot key).
+    Hot,
+}
+
+/// The producer.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProducerSpec {
+    /// Records per second, over all topics.
+    #[serde(default = "default_rate")]
+    pub rate: u32,
+    /// Key distribution.
+    #[serde(default)]
+    pub keys: Keys,
+    /// Distinct keys.
+    #[serde(default = "default_key_space")]
+    pub key_space: u32,
+    /// Value size in bytes.
+    #[serde(default = "default_record_size")]
+    pub record_size: usize,
+}
+
+fn default_rate() -> u32 {
+    200
+}
+fn default_key_space() -> u32 {
+    1000
+}
+fn default_record_size() -> usize {
+    100
+}
+
+impl Default for ProducerSpec {
+    fn default() -> Self {
+        Self {
+            rate: default_rate(),
+            keys: Keys::default(),
+            key_space: default_key_space(),
+            record_size: default_record_size(),
+        }
+    }
+}
+
+/// Where a member runs.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Placement {
+    /// A task of the harness (network faults through its dialer; freeze = black hole).
+    #[default]
+    InProcess,
+    /// A `cohort member` process (crash = SIGKILL, freeze = SIGSTOP).
+    Process,
+}
+
+/// Member settings; every field optional so members override the defaults field by field.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberSettings {
+    /// Balancers in priority order.
+    #[serde(default)]
+    pub balancers: Option<Vec<String>>,
+    /// Which client.
+    #[serde(default)]
+    pub client: Option<Client>,
+    /// Where it runs.
+    #[serde(default)]
+    pub placement: Option<Placement>,
+    /// Static membership: the member's name is its `group.instance.id`.
+    #[serde(default, rename = "static")]
+    pub static_membership: Option<bool>,
+    /// Session timeout.
+    #[serde(default, with = "humantime_serde")]
+    pub session_timeout: Option<Duration>,
+    /// Heartbeat interval.
+    #[serde(default, with = "humantime_serde")]
+    pub heartbeat_interval: Option<Duration>,
+    /// Rebalance timeout.
+    #[serde(default, with = "humantime_serde")]
+    pub rebalance_timeout: Option<Duration>,
+    /// Processing bound.
+    #[serde(default, with = "humantime_serde")]
+    pub max_poll_interval: Option<Duration>,
+    /// Time to process one record.
+    #[serde(default, with = "humantime_serde")]
+    pub processing: Option<Duration>,
+    /// Weight for the weighted sticky balancer.
+    #[serde(default)]
+    pub weight: Option<u32>,
+    /// A deliberate bug (checker tests).
+    #[serde(default)]
+    pub bug: Option<Bug>,
+}
+
+impl MemberSettings {
+    /// `self` with unset fields taken from `base`.
+    pub fn over(&self, base: &MemberSettings) -> MemberSettings {
+        MemberSettings {
+            balancers: self.balancers.clone().or_else(|| base.balancers.clone()),
+            client: self.client.or(base.client),
+            placement: self.placement.or(base.placement),
+            static_membership: self.static_membership.or(base.static_membership),
+            session_timeout: self.session_timeout.or(base.session_timeout),
+            heartbeat_interval: self.heartbeat_interval.or(base.heartbeat_interval),
+            rebalance_timeout: self.rebalance_timeout.or(base.rebalance_timeout),
+            max_poll_interval: self.max_poll_interval.or(base.max_poll_interval),
+            processing: self.processing.or(base.processing),
+            weight: self.weight.or(base.weight),
+            bug: self.bug.or(base.bug),
+        }
+    }
+}
+
+/// One member, or `count` identical ones named `{name}1`, `{name}2`, ...
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberSpec {
+    /// Name (or prefix when `count > 1`).
+    pub name: String,
+    /// How many.
+    #[serde(default = "one")]
+    pub count: u32,
+    /// Whether they start with the run (else a `join` action starts them).
+    #[serde(default = "yes")]
+    pub start: bool,
+    /// Settings over the defaults.
+    #[serde(flatten)]
+    pub settings: MemberSettings,
+}
+
+fn one() -> u32 {
+    1
+}
+fn yes() -> bool {
+    true
+}
+
+/// What an action does.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Start a member that is not running.
+    Join,
+    /// Close a member cleanly (commit, LeaveGroup).
+    Leave,
+    /// Kill a member: no commit, no LeaveGroup.
+    Crash,
+    /// Stop a member for `for` (SIGSTOP for a process; a black hole plus paused processing
+    /// in-process).
+    Freeze,
+    /// Make processing take `processing` per record for `for`.
+    Slow,
+    /// Stop (cleanly, or as a crash with `crash = true`) and start again with the same name
+    /// and instance id, optionally with new `balancers`.
+    Restart,
+    /// Add latency to a member's traffic for `for`.
+    Latency,
+    /// Close a member's connections.
+    Drop,
+    /// Black-hole a member's traffic for `for`.
+    Blackhole,
+    /// Cut one direction of a member's traffic for `for`.
+    Cut,
+    /// Lift every network fault of a member.
+    Heal,
+    /// Freeze the broker for `for`.
+    BrokerPause,
+    /// Restart the broker.
+    BrokerRestart,
+    /// Grow a topic to `partitions`.
+    AddPartitions,
+    /// Wait for the group to be stable (a pure trigger).
+    Wait,
+}
+
+/// When an action fires.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// Once every running member has an assignment and every partition one owner.
+    Stable,
+}
+
+/// One step of the timeline. Actions run in order: each waits for its `at` time (from the
+/// start of the run) or its `when` trigger (after the previous action), plus `after`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionSpec {
+    /// Time from the start.
+    #[serde(default, with = "humantime_serde")]
+    pub at: Option<Duration>,
+    /// Or a trigger.
+    #[serde(default)]
+    pub when: Option<Trigger>,
+    /// Delay after the time or trigger.
+    #[serde(default, with = "humantime_serde")]
+    pub after: Option<Duration>,
+    /// What.
+    pub action: Action,
+    /// A member name, `random` (a running member, from the seed), `all`, a topic for
+    /// `add-partitions`; empty for broker actions.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// How long a fault lasts before it is lifted.
+    #[serde(default, rename = "for", with = "humantime_serde")]
+    pub lasting: Option<Duration>,
+    /// Repeat the action this many times.
+    #[serde(default = "one")]
+    pub repeat: u32,
+    /// Time between repeats.
+    #[serde(default, with = "humantime_serde")]
+    pub every: Option<Duration>,
+    /// Latency for `latency`.
+    #[serde(default, with = "humantime_serde")]
+    pub latency: Option<Duration>,
+    /// Processing time for `slow`.
+    #[serde(default, with = "humantime_serde")]
+    pub processing: Option<Duration>,
+    /// Partition count for `add-partitions`.
+    #[serde(default)]
+    pub partitions: Option<i32>,
+    /// Direction for `cut`.
+    #[serde(default)]
+    pub direction: Option<Direction>,
+    /// New balancers for `restart`.
+    #[serde(default)]
+    pub balancers: Option<Vec<String>>,
+    /// `restart` as a crash (no LeaveGroup).
+    #[serde(default)]
+    pub crash: bool,
+}
+
+/// Bounds the checker applies.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckSpec {
+    /// Most duplicate deliveries allowed (default: what the faults explain, unbounded).
+    #[serde(default)]
+    pub max_duplicates: Option<u64>,
+    /// Time after the last fault by which the group must be stable (default: derived from
+    /// the timeouts).
+    #[serde(default, with = "humantime_serde")]
+    pub convergence: Option<Duration>,
+    /// Time the run may take to drain after the producer stops.
+    #[serde(default, with = "humantime_serde")]
+    pub drain: Option<Duration>,
+}
+
+impl Scenario {
+    /// Parses and validates a scenario file's text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let s: Scenario = toml::from_str(text).map_err(|e| e.to_string())?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Member names, expanded.
+    pub fn member_names(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .flat_map(|m| expand(&m.name, m.count))
+            .collect()
+    }
+
+    /// Settings of each member with the defaults applied, in order.
+    pub fn resolved_members(&self) -> Vec<(String, bool, MemberSettings)> {
+        self.members
+            .iter()
+            .flat_map(|m| {
+                let s = m.settings.over(&self.defaults);
+                expand(&m.name, m.count)
+                    .into_iter()
+                    .map(move |n| (n, m.start, s.clone()))
+            })
+            .collect()
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.duration.is_zero() {
+            return Err("duration must be positive".into());
+        }
+        if self.topics.is_empty() {
+            return Err("at least one topic".into());
+        }
+        for t in &self.topics {
+            if t.partitions < 1 {
+                return Err(format!("topic {}: partitions must be positive", t.name));
+            }
+        }
+        let names = self.member_names();
+        let unique: BTreeSet<&String> = names.iter().collect();
+        if unique.len() != names.len() {
+            return Err("member names must be unique".into());
+        }
+        if names.is_empty() {
+            return Err("at least one member".into());
+        }
+        match self.broker.kind {
+            BrokerKind::Image if self.broker.image.is_none() => {
+                return Err("broker kind \"image\" needs `image`".into());
+            }
+            BrokerKind::Bootstrap if self.broker.bootstrap.is_none() => {
+                return Err("broker kind \"bootstrap\" needs `bootstrap`".into());
+            }
+            _ => {}
+        }
+        for (_, _, s) in self.resolved_members() {
+            for b in s.balancers.iter().flatten() {
+                if !cohort_balancers::PROTOCOL_NAMES.contains(&b.as_str()) {
+                    return Err(format!("unknown balancer {b:?}"));
+                }
+            }
+        }
+        for (i, a) in self.actions.iter().enumerate() {
+            let at = |what: &str| format!("action {} ({:?}): {what}", i + 1, a.action);
+            if a.at.is_some() && a.when.is_some() {
+                return Err(at("give `at` or `when`, not both"));
+            }
+            let needs_member = !matches!(
+                a.action,
+                Action::BrokerPause | Action::BrokerRestart | Action::AddPartitions | Action::Wait
+            );
+            match &a.target {
+                Some(t) if needs_member && t != "random" && t != "all" && !unique.contains(t) => {
+                    return Err(at(&format!("no member {t:?}")));
+                }
+                None if needs_member => return Err(at("needs a `target` member")),
+                _ => {}
+            }
+            let needs_for = matches!(
+                a.action,
+                Action::Freeze
+                    | Action::Slow
+                    | Action::Latency
+                    | Action::Blackhole
+                    | Action::Cut
+                    | Action::BrokerPause
+            );
+            if needs_for && a.lasting.is_none() {
+                return Err(at("needs `for`"));
+            }
+            match a.action {
+                Action::Latency if a.latency.is_none() => return Err(at("needs `latency`")),
+                Action::Slow if a.processing.is_none() => return Err(at("needs `processing`")),
+                Action::Cut if a.direction.is_none() => return Err(at("needs `direction`")),
+                Action::AddPartitions => {
+                    let Some(p) = a.partitions else {
+                        return Err(at("needs `partitions`"));
+                    };
+                    let topic = a.target.as_deref().unwrap_or(&self.topics[0].name);
+                    let Some(t) = self.topics.iter().find(|t| t.name == topic) else {
+                        return Err(at(&format!("no topic {topic:?}")));
+                    };
+                    if p <= t.partitions {
+                        return Err(at("`partitions` must grow the topic"));
+                    }
+                }
+                _ => {}
+            }
+            if a.repeat > 1 && a.every.is_none() {
+                return Err(at("`repeat` needs `every`"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn expand(name: &str, count: u32) -> Vec<String> {
+    if count <= 1 {
+        vec![name.to_owned()]
+    } else {
+        (1..=count).map(|i| format!("{name}{i}")).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_scenarios_parse() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).expect("scenarios dir") {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                Scenario::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                n += 1;
+            }
+        }
+        assert!(n >= 7, "only {n} scenarios");
+    }
+
+    #[test]
+    fn mistakes_are_reported() {
+        let base = r#"
+            name = "x"
+            duration = "10s"
+            [[topics]]
+            name = "t"
+            partitions = 3
+            [[members]]
+            name = "m"
+            count = 2
+        "#;
+        assert!(Scenario::parse(base).is_ok());
+        for (extra, want) in [
+            (
+                "[[actions]]\naction = \"crash\"\ntarget = \"x\"",
+                "no member",
+            ),
+            (
+                "[[actions]]\naction = \"freeze\"\ntarget = \"m1\"",
+                "needs `for`",
+            ),
+            ("[[actions]]\naction = \"crash\"", "needs a `target`"),
+            (
+                "[[actions]]\naction = \"add-partitions\"\npartitions = 2",
+                "must grow",
+            ),
+            (
+                "[[actions]]\naction = \"crash\"\ntarget = \"m1\"\nrepeat = 3",
+                "`repeat` needs",
+            ),
+            ("[defaults]\nbalancers = [\"nope\"]", "unknown balancer"),
+            ("colour = 3", "unknown field"),
+        ] {
+            let text = format!("{base}\n{extra}");
+            let e = Scenario::parse(&text).expect_err(extra);
+            assert!(e.contains(want), "{extra}: {e}");
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! `cohort member` as a process: it joins, prints one JSON object per event line, commits what
+//! it consumed, and on SIGTERM leaves cleanly and exits 0. Both clients (cohort and librdkafka)
+//! speak the same line format.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cohort::{ClientConfig, Producer, ProducerRecord};
+use cohort_testbroker::{TestBroker, unique_name};
+use serde_json::Value;
+
+fn run_member(client: &str) {
+    let broker = TestBroker::start().expect("broker");
+    let topic = unique_name("proc");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let p = Producer::new(ClientConfig::new(broker.bootstrap()));
+        p.create_topic(&topic, 3, 1).await.expect("topic");
+        for part in 0..3 {
+            let recs: Vec<ProducerRecord> = (0..10)
+                .map(|i| ProducerRecord::value(format!("{i}")))
+                .collect();
+            p.send(&topic, part, &recs).await.expect("produce");
+        }
+    });
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cohort"))
+        .args(["member", "--bootstrap", broker.bootstrap()])
+        .args(["--group", &unique_name("g"), "--topic", &topic])
+        .args(["--balancer", "range", "--name", "solo", "--client", client])
+        .args([
+            "--session-timeout-ms",
+            "6000",
+            "--heartbeat-interval-ms",
+            "500",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn cohort member");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            let v: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("not a JSON line: {line:?}: {e}"));
+            if tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let wait = |seen: &mut Vec<Value>, what: &str, pred: &dyn Fn(&Value) -> bool| {
+        let end = Instant::now() + Duration::from_secs(40);
+        while Instant::now() < end {
+            if let Ok(v) = rx.recv_timeout(Duration::from_millis(200)) {
+                let hit = pred(&v);
+                seen.push(v);
+                if hit {
+                    return;
+                }
+            }
+        }
+        panic!("no {what} line; saw {seen:#?}");
+    };
+    wait(&mut seen, "assigned", &|v| {
+        v["event"] == "assigned"
+            && v["source"] == "solo"
+            && v["partitions"][&topic]
+                .as_array()
+                .is_some_and(|a| a.len() == 3)
+    });
+    // Everything consumed is committed: 10 records per partition.
+    wait(&mut seen, "committed", &|v| {
+        v["event"] == "committed" && (0..3).all(|p| v["offsets"][&topic][p.to_string()] == 10)
+    });
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    wait(&mut seen, "left", &|v| v["event"] == "left");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        seen.iter().all(|v| v["event"] != "error"),
+        "errors: {seen:#?}"
+    );
+}
+
+#[test]
+fn a_cohort_member_process_reports_events_and_leaves_on_sigterm() {
+    run_member("cohort");
+}
+
+#[test]
+fn a_librdkafka_member_process_speaks_the_same_lines() {
+    run_member("librdkafka");
+}
+
+#[test]
+fn a_bad_flag_is_an_error_line_and_a_failure() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cohort"))
+        .args([
+            "member",
+            "--bootstrap",
+            "127.0.0.1:1",
+            "--group",
+            "g",
+            "--topic",
+            "t",
+        ])
+        .args(["--balancer", "nope"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        line.contains(r#""event":"error""#) && line.contains("unknown balancer"),
+        "{line}"
+    );
+}
