@@ -1,0 +1,395 @@
+//! Group benchmarks against the real broker, cohort and librdkafka (rust-rdkafka 0.39, bundled
+//! librdkafka 2.12.1) side by side in one run, same broker, same timeouts:
+//!
+//! - `throughput`: one member consumes a prefilled topic (200,000 records of 100 bytes over 4
+//!   partitions) from the earliest offset; timed from the first record to the last (the join is
+//!   not counted), reported as records/s and bytes/s.
+//! - `rebalance`: two members consume; a third joins; timed from the join until the group is
+//!   rebalanced (every member has its new assignment) and the newcomer consumes. Eager (range)
+//!   and cooperative (cooperative-sticky).
+//!
+//! `cargo bench -p cohort-benches --bench group` (about ten minutes). Results are recorded in
+//! `docs/BENCHMARKS.md`. The embedded broker holds every JoinGroup for half the session timeout
+//! (a 6 s session here, so 3 s per round), which dominates rebalance times for both clients.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use cohort::{
+    ClientConfig, Consumer, ConsumerEvent, GroupConfig, OffsetReset, Producer, ProducerRecord,
+};
+use cohort_testbroker::{TestBroker, unique_name};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use rdkafka::ClientContext;
+use rdkafka::config::ClientConfig as RdConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance};
+
+const PARTITIONS: i32 = 4;
+const RECORDS: usize = 200_000;
+const VALUE: usize = 100;
+const SESSION: Duration = Duration::from_secs(6);
+const HEARTBEAT: Duration = Duration::from_millis(500);
+
+struct Env {
+    rt: tokio::runtime::Runtime,
+    broker: TestBroker,
+    topic: String,
+}
+
+fn env() -> Env {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let broker = TestBroker::start().expect("broker");
+    let topic = unique_name("bench");
+    rt.block_on(async {
+        let p = Producer::new(ClientConfig::new(broker.bootstrap()));
+        p.create_topic(&topic, PARTITIONS, 1).await.expect("topic");
+        let value = vec![b'x'; VALUE];
+        let per = RECORDS / PARTITIONS as usize;
+        for part in 0..PARTITIONS {
+            for chunk in 0..per / 1000 {
+                let recs: Vec<ProducerRecord> = (0..1000)
+                    .map(|_| ProducerRecord::value(value.clone()))
+                    .collect();
+                p.send(&topic, part, &recs)
+                    .await
+                    .unwrap_or_else(|e| panic!("produce chunk {chunk}: {e}"));
+            }
+        }
+    });
+    Env { rt, broker, topic }
+}
+
+fn cohort_config(bootstrap: &str, group: &str, topic: &str, balancer: &str) -> GroupConfig {
+    let mut cfg = GroupConfig::new(bootstrap, group, &[topic]);
+    cfg.balancers = vec![cohort_balancers::by_name(balancer).unwrap()];
+    cfg.session_timeout = SESSION;
+    cfg.heartbeat_interval = HEARTBEAT;
+    cfg.rebalance_timeout = Duration::from_secs(15);
+    cfg.offset_reset = OffsetReset::Earliest;
+    cfg.auto_commit_interval = Some(Duration::from_secs(1));
+    cfg
+}
+
+fn rd_config(bootstrap: &str, group: &str, balancer: &str) -> RdConfig {
+    let mut c = RdConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("partition.assignment.strategy", balancer)
+        .set("session.timeout.ms", SESSION.as_millis().to_string())
+        .set("heartbeat.interval.ms", HEARTBEAT.as_millis().to_string())
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("broker.address.family", "v4");
+    c
+}
+
+/// cohort: time from the first record to the `RECORDS`th.
+async fn cohort_drain(e: &Env) -> Duration {
+    let cfg = cohort_config(e.broker.bootstrap(), &unique_name("g"), &e.topic, "range");
+    let mut c = Consumer::new(cfg).await.expect("consumer");
+    let mut n = 0;
+    let mut first = None;
+    while let Some(r) = c.recv().await {
+        let r = r.expect("record");
+        first.get_or_insert_with(Instant::now);
+        c.ack(&r);
+        n += 1;
+        if n == RECORDS {
+            break;
+        }
+    }
+    let took = first.map(|f| f.elapsed()).unwrap_or_default();
+    c.abort();
+    took
+}
+
+/// librdkafka: the same, polling on this thread.
+fn rd_drain(e: &Env) -> Duration {
+    let c: BaseConsumer = rd_config(e.broker.bootstrap(), &unique_name("g"), "range")
+        .create()
+        .expect("librdkafka");
+    c.subscribe(&[&e.topic]).unwrap();
+    let mut n = 0;
+    let mut first = None;
+    while n < RECORDS {
+        match c.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                first.get_or_insert_with(Instant::now);
+                std::hint::black_box(rdkafka::message::Message::payload(&m));
+                n += 1;
+            }
+            Some(Err(err)) => panic!("librdkafka: {err}"),
+            None => {}
+        }
+    }
+    first.map(|f| f.elapsed()).unwrap_or_default()
+}
+
+fn throughput(c: &mut Criterion) {
+    let e = env();
+    let mut g = c.benchmark_group("group/throughput-200k-x-100B");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(30))
+        .throughput(Throughput::Elements(RECORDS as u64));
+    g.bench_function("cohort", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| e.rt.block_on(cohort_drain(&e))).sum())
+    });
+    g.bench_function("librdkafka", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| rd_drain(&e)).sum())
+    });
+    g.finish();
+    let mut g = c.benchmark_group("group/throughput-200k-x-100B-bytes");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(30))
+        .throughput(Throughput::Bytes((RECORDS * VALUE) as u64));
+    g.bench_function("cohort", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| e.rt.block_on(cohort_drain(&e))).sum())
+    });
+    g.bench_function("librdkafka", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| rd_drain(&e)).sum())
+    });
+    g.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rebalance latency.
+
+/// A cohort member consuming in a task; `assigned_at` is set on every assignment.
+struct CohortRunner {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+    /// Generation of the last assignment.
+    generation: Arc<AtomicU64>,
+    consumed: Arc<AtomicU64>,
+}
+
+async fn cohort_member(e: &Env, group: &str, balancer: &str) -> CohortRunner {
+    let mut c = Consumer::new(cohort_config(
+        e.broker.bootstrap(),
+        group,
+        &e.topic,
+        balancer,
+    ))
+    .await
+    .expect("consumer");
+    let mut events = c.events().unwrap();
+    let (stop, mut rx) = tokio::sync::oneshot::channel();
+    let generation = Arc::new(AtomicU64::new(0));
+    let consumed = Arc::new(AtomicU64::new(0));
+    let (g2, c2) = (generation.clone(), consumed.clone());
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = &mut rx => { let _ = c.close().await; return; }
+                Some(ev) = events.recv() => if let ConsumerEvent::Assigned { generation, .. } = ev {
+                    g2.store(generation as u64 + 1, Ordering::SeqCst);
+                },
+                r = c.recv() => match r {
+                    Some(Ok(r)) => { c.ack(&r); c2.fetch_add(1, Ordering::Relaxed); }
+                    _ => return,
+                },
+            }
+        }
+    });
+    CohortRunner {
+        stop,
+        task,
+        generation,
+        consumed,
+    }
+}
+
+struct RdCtx {
+    assignments: AtomicU64,
+}
+impl ClientContext for RdCtx {
+    fn log(&self, _: rdkafka::config::RDKafkaLogLevel, _: &str, _: &str) {}
+}
+impl ConsumerContext for RdCtx {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, r: &Rebalance<'_>) {
+        if let Rebalance::Assign(_) = r {
+            self.assignments.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+struct RdRunner {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+    /// Assignment callbacks so far.
+    assignments: Arc<AtomicU64>,
+    consumed: Arc<AtomicU64>,
+}
+
+fn rd_member(e: &Env, group: &str, balancer: &str) -> RdRunner {
+    let stop = Arc::new(AtomicBool::new(false));
+    let assignments = Arc::new(AtomicU64::new(0));
+    let consumed = Arc::new(AtomicU64::new(0));
+    let cfg = rd_config(e.broker.bootstrap(), group, balancer);
+    let topic = e.topic.clone();
+    let (s2, a2, c2) = (stop.clone(), assignments.clone(), consumed.clone());
+    let thread = std::thread::spawn(move || {
+        let c: BaseConsumer<RdCtx> = cfg
+            .create_with_context(RdCtx {
+                assignments: AtomicU64::new(0),
+            })
+            .unwrap();
+        c.subscribe(&[&topic]).unwrap();
+        while !s2.load(Ordering::SeqCst) {
+            if let Some(Ok(_)) = c.poll(Duration::from_millis(20)) {
+                c2.fetch_add(1, Ordering::Relaxed);
+            }
+            a2.store(
+                c.context().assignments.load(Ordering::SeqCst),
+                Ordering::SeqCst,
+            );
+        }
+        c.unsubscribe();
+    });
+    RdRunner {
+        stop,
+        thread,
+        assignments,
+        consumed,
+    }
+}
+
+/// Produces a trickle so every member has records to consume after a rebalance.
+async fn trickle(p: &Producer, topic: &str) {
+    for part in 0..PARTITIONS {
+        let recs = vec![ProducerRecord::value("t")];
+        let _ = p.send(topic, part, &recs).await;
+    }
+}
+
+fn wait(limit: Duration, mut pred: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if pred() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+fn rebalance(c: &mut Criterion) {
+    let e = env();
+    let admin = Producer::new(ClientConfig::new(e.broker.bootstrap()));
+    let mut g = c.benchmark_group("group/rebalance-join-of-a-third-member");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(120));
+    for balancer in ["range", "cooperative-sticky"] {
+        // cohort: two members, then a third joins; done when every member's assignment is of
+        // the new generation and the newcomer consumed a record.
+        g.bench_function(BenchmarkId::new("cohort", balancer), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let group = unique_name("g");
+                    let (a, bm) = e.rt.block_on(async {
+                        let a = cohort_member(&e, &group, balancer).await;
+                        let bm = cohort_member(&e, &group, balancer).await;
+                        (a, bm)
+                    });
+                    assert!(
+                        wait(Duration::from_secs(60), || {
+                            let (ga, gb) = (
+                                a.generation.load(Ordering::SeqCst),
+                                bm.generation.load(Ordering::SeqCst),
+                            );
+                            ga > 0 && ga == gb
+                        }),
+                        "two members did not settle"
+                    );
+                    std::thread::sleep(Duration::from_secs(1));
+                    let before = a.generation.load(Ordering::SeqCst);
+                    let start = Instant::now();
+                    let third = e.rt.block_on(cohort_member(&e, &group, balancer));
+                    let ok = wait(Duration::from_secs(60), || {
+                        let g3 = third.generation.load(Ordering::SeqCst);
+                        if g3 == 0 || third.consumed.load(Ordering::Relaxed) == 0 {
+                            e.rt.block_on(trickle(&admin, &e.topic));
+                            return false;
+                        }
+                        // As for librdkafka: in an eager rebalance every old member must
+                        // have its new assignment; in a cooperative one the newcomer consuming
+                        // means the second round is done.
+                        balancer != "range"
+                            || [&a, &bm]
+                                .iter()
+                                .all(|m| m.generation.load(Ordering::SeqCst) > before)
+                    });
+                    assert!(ok, "cohort rebalance did not complete");
+                    total += start.elapsed();
+                    e.rt.block_on(async {
+                        for m in [a, bm, third] {
+                            let _ = m.stop.send(());
+                            let _ = m.task.await;
+                        }
+                    });
+                }
+                total
+            })
+        });
+        g.bench_function(BenchmarkId::new("librdkafka", balancer), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let group = unique_name("g");
+                    let a = rd_member(&e, &group, balancer);
+                    let bm = rd_member(&e, &group, balancer);
+                    assert!(
+                        wait(Duration::from_secs(60), || {
+                            a.assignments.load(Ordering::SeqCst) > 0
+                                && bm.assignments.load(Ordering::SeqCst) > 0
+                        }),
+                        "two librdkafka members did not settle"
+                    );
+                    std::thread::sleep(Duration::from_secs(4));
+                    let (ba, bb) = (
+                        a.assignments.load(Ordering::SeqCst),
+                        bm.assignments.load(Ordering::SeqCst),
+                    );
+                    let start = Instant::now();
+                    let third = rd_member(&e, &group, balancer);
+                    // librdkafka reports an assignment to both old members in an eager
+                    // rebalance; in a cooperative one, only members that gain partitions do.
+                    // Done when the newcomer consumed a record and every old member that was
+                    // told of a change has its new assignment.
+                    let ok = wait(Duration::from_secs(60), || {
+                        if third.assignments.load(Ordering::SeqCst) == 0
+                            || third.consumed.load(Ordering::Relaxed) == 0
+                        {
+                            e.rt.block_on(trickle(&admin, &e.topic));
+                            return false;
+                        }
+                        balancer != "range"
+                            || (a.assignments.load(Ordering::SeqCst) > ba
+                                && bm.assignments.load(Ordering::SeqCst) > bb)
+                    });
+                    assert!(ok, "librdkafka rebalance did not complete");
+                    total += start.elapsed();
+                    for m in [a, bm, third] {
+                        m.stop.store(true, Ordering::SeqCst);
+                        let _ = m.thread.join();
+                    }
+                }
+                total
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, throughput, rebalance);
+criterion_main!(benches);
