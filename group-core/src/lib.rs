@@ -1,6 +1,84 @@
-//! Kafka consumer groups for Rust.
+//! Kafka consumer groups for Rust: join, sync, heartbeat, rebalance, commit, consume.
 //!
-//! placeholder docs (rewritten below)
+//! `cohort` speaks the classic consumer-group protocol (JoinGroup/SyncGroup/Heartbeat, eager
+//! and cooperative incremental rebalancing, KIP-429) with the Java client's semantics, and
+//! gives two levels of API:
+//!
+//! - [`Consumer`]: records in, acknowledgements out. Acks may arrive in any order (sarama-
+//!   consumer's `Done()`): a partition's commit point advances only over a contiguous run of
+//!   acknowledged records, and it is committed only while the partition is still owned —
+//!   before a revocation completes, never after it (no commit from a zombie).
+//! - [`Group`] / [`Generation`]: the kafka-go style. Each generation hands you the assignment
+//!   with starting offsets; tasks started on it are told when it ends, and the group waits for
+//!   them before it rejoins. You fetch and commit yourself.
+//!
+//! Balancers (range, round-robin, sticky, cooperative-sticky, or your own
+//! [`balancers::Balancer`]) are listed in priority order in [`GroupConfig::balancers`]; the
+//! coordinator picks the first one every member supports.
+//!
+//! # Consuming with acknowledgements
+//!
+//! ```no_run
+//! use cohort::{Consumer, ConsumerEvent, GroupConfig, OffsetReset};
+//!
+//! # async fn run() -> Result<(), cohort::Error> {
+//! let mut config = GroupConfig::new("localhost:9092", "billing", &["orders"]);
+//! config.offset_reset = OffsetReset::Earliest;
+//! config.balancers = vec![Box::new(cohort::balancers::CooperativeSticky)];
+//! let mut consumer = Consumer::new(config).await?;
+//!
+//! // Rebalance notifications arrive on their own channel; they never block delivery.
+//! let mut events = consumer.events().expect("taken once");
+//! tokio::spawn(async move {
+//!     while let Some(event) = events.recv().await {
+//!         if let ConsumerEvent::Revoked { partitions, .. } = event {
+//!             eprintln!("revoked {partitions:?}");
+//!         }
+//!     }
+//! });
+//!
+//! while let Some(record) = consumer.recv().await {
+//!     let record = record?;
+//!     // ... process the record, possibly on another task ...
+//!     consumer.ack(&record); // only acknowledged records are ever committed
+//! #   break;
+//! }
+//! consumer.close().await // commits what was acknowledged, then leaves the group
+//! # }
+//! ```
+//!
+//! # Driving generations yourself
+//!
+//! ```no_run
+//! use cohort::{Group, GroupConfig};
+//!
+//! # async fn run() -> Result<(), cohort::Error> {
+//! let mut group = Group::new(GroupConfig::new("localhost:9092", "indexer", &["pages"])).await?;
+//! loop {
+//!     let generation = group.next().await?;
+//!     for (topic, partitions) in generation.assignments() {
+//!         for start in partitions {
+//!             let (generation, topic, start) = (generation.clone(), topic.clone(), *start);
+//!             generation.clone().start(move |ctx| async move {
+//!                 let mut next = start.offset;
+//!                 while !ctx.is_done() {
+//!                     // ... fetch from `next`, process, advance `next` ...
+//!                     next += 1;
+//!                     // Fails once the generation is over: the partition may be someone else's.
+//!                     if generation.commit(&[(topic.clone(), start.partition, next)]).await.is_err() {
+//!                         break;
+//!                     }
+//!                 }
+//!             });
+//!         }
+//!     }
+//! }
+//! # }
+//! ```
+//!
+//! The crate never panics on input from the network: malformed frames become typed
+//! [`Error`]s and the connection is closed. See `docs/DESIGN.md` in the repository for the
+//! layers and the invariants each keeps.
 
 mod backoff;
 pub mod config;
@@ -10,6 +88,10 @@ pub mod member;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
+/// The balancers (assignment strategies), re-exported.
+pub use cohort_balancers as balancers;
+/// The wire codecs, re-exported.
+pub use cohort_protocol as protocol;
 pub use config::{ClientConfig, GroupConfig, OffsetReset, Subscription};
 pub use error::Error;
 pub mod consumer;
