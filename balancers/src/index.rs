@@ -12,7 +12,7 @@ use std::sync::Arc;
 use cohort_protocol::StrBytes;
 use rustc_hash::FxHashMap;
 
-use crate::java::member_cmp;
+use crate::java::member_order;
 use crate::plan::TopicTable;
 use crate::{AssignError, GroupMember, TopicInfo};
 
@@ -38,23 +38,7 @@ impl Indexed {
             return Err(AssignError::TooLarge(format!("{} members", members.len())));
         }
         let table = Arc::new(TopicTable::new(topics)?);
-        let mut order: Vec<u32> = (0..members.len() as u32).collect();
-        order.sort_by(|&a, &b| {
-            let (a, b) = (&members[a as usize], &members[b as usize]);
-            member_cmp(
-                &a.member_id,
-                a.group_instance_id.as_ref(),
-                &b.member_id,
-                b.group_instance_id.as_ref(),
-            )
-        });
-        {
-            let mut ids: Vec<&str> = members.iter().map(|m| m.member_id.as_str()).collect();
-            ids.sort_unstable();
-            if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
-                return Err(AssignError::DuplicateMember(w[0].to_owned()));
-            }
-        }
+        let order = member_order(members)?;
 
         let words = table.len().div_ceil(64);
         let mut classes: Vec<Vec<u32>> = Vec::new();

@@ -5,6 +5,8 @@ use std::cmp::Ordering;
 
 use cohort_protocol::StrBytes;
 
+use crate::{AssignError, GroupMember};
+
 /// Compares two strings as Java's `String.compareTo` does: by UTF-16 code units. This differs
 /// from Rust's byte order only for characters above U+FFFF against U+E000..U+FFFF, but a leader
 /// that sorts differently from the Java client would assign differently.
@@ -29,6 +31,27 @@ pub(crate) fn member_cmp(
         (None, Some(_)) => Ordering::Greater,
         (None, None) => java_cmp(a_id, b_id),
     }
+}
+
+/// Input positions of `members` in Java's member order (group instance id when present, then
+/// member id); a member id given twice is an error rather than a silent double assignment.
+pub(crate) fn member_order(members: &[GroupMember]) -> Result<Vec<u32>, AssignError> {
+    let mut ids: Vec<&str> = members.iter().map(|m| m.member_id.as_str()).collect();
+    ids.sort_unstable();
+    if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+        return Err(AssignError::DuplicateMember(w[0].to_owned()));
+    }
+    let mut order: Vec<u32> = (0..members.len() as u32).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (&members[a as usize], &members[b as usize]);
+        member_cmp(
+            &a.member_id,
+            a.group_instance_id.as_ref(),
+            &b.member_id,
+            b.group_instance_id.as_ref(),
+        )
+    });
+    Ok(order)
 }
 
 #[cfg(test)]

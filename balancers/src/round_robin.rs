@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::java::member_cmp;
+use crate::java::member_order;
 use crate::plan::{MemberPlan, Plan, TopicTable};
 use crate::{AssignError, Balancer, GroupMember, TopicInfo};
 
@@ -26,23 +26,7 @@ impl Balancer for RoundRobin {
 
     fn assign(&self, members: &[GroupMember], topics: &[TopicInfo]) -> Result<Plan, AssignError> {
         let table = Arc::new(TopicTable::new(topics)?);
-        let mut order: Vec<u32> = (0..members.len() as u32).collect();
-        order.sort_by(|&a, &b| {
-            let (a, b) = (&members[a as usize], &members[b as usize]);
-            member_cmp(
-                &a.member_id,
-                a.group_instance_id.as_ref(),
-                &b.member_id,
-                b.group_instance_id.as_ref(),
-            )
-        });
-        {
-            let mut ids: Vec<&str> = members.iter().map(|m| m.member_id.as_str()).collect();
-            ids.sort_unstable();
-            if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
-                return Err(AssignError::DuplicateMember(w[0].to_owned()));
-            }
-        }
+        let order = member_order(members)?;
         let mut warnings = Vec::new();
         let words = table.len().div_ceil(64);
         let mut subscribed = vec![vec![0u64; words]; members.len()];

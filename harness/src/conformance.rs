@@ -481,6 +481,21 @@ async fn heartbeat_until_change(m: &Raw, limit: Duration) -> Result<(Code, Durat
     }
 }
 
+/// Heartbeats until the group rebalances (within `limit`), then rejoins with `range`; the way
+/// an established member learns that another one is joining.
+async fn rejoin_on_rebalance(
+    mut m: Raw,
+    limit: Duration,
+    who: &str,
+) -> Result<(Raw, JoinGroupResponse), String> {
+    let (hb, _) = heartbeat_until_change(&m, limit).await?;
+    if !hb.is(ErrorCode::RebalanceInProgress) {
+        return Err(format!("{who}'s heartbeat answered {hb}"));
+    }
+    let r = m.join(&["range"], 30_000).await?;
+    Ok((m, r))
+}
+
 // ---------------------------------------------------------------------------------------------
 // The checks.
 
@@ -605,14 +620,7 @@ async fn two_members(b: &str, t: &str) -> Result<(Raw, Raw), String> {
         let r = c.join(&["range"], 30_000).await?;
         Ok::<_, String>((c, r))
     };
-    let rejoin_a = async {
-        let (hb, _) = heartbeat_until_change(&a, Duration::from_secs(15)).await?;
-        if !hb.is(ErrorCode::RebalanceInProgress) {
-            return Err(format!("first member's heartbeat answered {hb}"));
-        }
-        let r = a.join(&["range"], 30_000).await?;
-        Ok((a, r))
-    };
+    let rejoin_a = rejoin_on_rebalance(a, Duration::from_secs(15), "first member");
     let (jc, ja) = tokio::join!(join_c, rejoin_a);
     let ((c, rc), (a, ra)) = (jc?, ja?);
     let (sa, sc) = tokio::join!(a.sync(&ra), c.sync(&rc));
@@ -862,7 +870,7 @@ async fn static_member_rejoin(b: String) -> Result<String, String> {
     // The static member joins (a rebalance with a), then rejoins as a restarted process does:
     // no member id, the same instance id, new metadata (here: another topic list).
     let form = |a: Raw, st: Raw, topics: Option<String>| async move {
-        let (mut a, mut st) = (a, st);
+        let (a, mut st) = (a, st);
         if let Some(t2) = topics {
             st.member_id.clear();
             st.topic = t2;
@@ -871,14 +879,7 @@ async fn static_member_rejoin(b: String) -> Result<String, String> {
             let r = st.join(&["range"], 30_000).await?;
             Ok::<_, String>((st, r))
         };
-        let rejoin_a = async {
-            let (hb, _) = heartbeat_until_change(&a, Duration::from_secs(12)).await?;
-            if !hb.is(ErrorCode::RebalanceInProgress) {
-                return Err(format!("the dynamic member's heartbeat answered {hb}"));
-            }
-            let r = a.join(&["range"], 30_000).await?;
-            Ok((a, r))
-        };
+        let rejoin_a = rejoin_on_rebalance(a, Duration::from_secs(12), "the dynamic member");
         let (js, ja) = tokio::join!(join_st, rejoin_a);
         let ((st, rs), (a, ra)) = (js?, ja?);
         let (ss, sa) = tokio::join!(st.sync(&rs), a.sync(&ra));
