@@ -92,33 +92,58 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
     let cfg = inner.cluster.config().clone();
     let mut backoff = Backoff::new(cfg.retry_backoff, cfg.retry_backoff_max);
     let mut idle_rounds = 0u32;
+    // When partitions caught up with their log end were last fetched while others were held
+    // back (see below).
+    let mut caught_up_polled = std::time::Instant::now();
     loop {
         let notified = inner.fetchable.notified();
         // Partitions of this leader held back because their buffers are full: a long poll
         // for the others would keep them waiting until it returns, so then the fetch does not
-        // wait on the broker (the buffers draining wakes the loop instead).
-        let mut held_back = false;
-        let batch: Vec<(TopicPartition, i64, u64)> = {
+        // wait on the broker (the buffers draining wakes the loop instead). Partitions already
+        // caught up with their log end would answer such a fetch with nothing, costing a round
+        // trip while the held-back ones drain: they are left out, except once per
+        // `fetch_max_wait` so new data on them is still seen within the usual long-poll bound.
+        let poll_caught_up = caught_up_polled.elapsed() >= inner.fetch_max_wait;
+        let (held_back, batch): (bool, Vec<(TopicPartition, i64, u64)>) = {
             let st = inner.lock();
             if st.closed {
                 return;
             }
-            st.partitions
+            let eligible = |tp: &TopicPartition, p: &super::PartitionState| {
+                matches!(p.status, Status::Fetching)
+                    && !p.paused
+                    && inner.cluster.leader(&tp.0, tp.1) == Some(leader)
+            };
+            let held_back = st
+                .partitions
+                .iter()
+                .any(|(tp, p)| eligible(tp, p) && p.tracker.buffer.len() >= inner.max_buffered);
+            let batch = st
+                .partitions
                 .iter()
                 .filter(|(tp, p)| {
-                    if !(matches!(p.status, Status::Fetching)
-                        && !p.paused
-                        && inner.cluster.leader(&tp.0, tp.1) == Some(leader))
-                    {
-                        return false;
-                    }
-                    let room = p.tracker.buffer.len() < inner.max_buffered;
-                    held_back |= !room;
-                    room
+                    eligible(tp, p)
+                        && p.tracker.buffer.len() < inner.max_buffered
+                        && (!held_back
+                            || poll_caught_up
+                            || p.tracker.fetch_offset < p.high_watermark
+                            || p.high_watermark < 0)
                 })
                 .map(|(tp, p)| (tp.clone(), p.tracker.fetch_offset, p.epoch))
-                .collect()
+                .collect();
+            (held_back, batch)
         };
+        if held_back && poll_caught_up {
+            caught_up_polled = std::time::Instant::now();
+        }
+        if batch.is_empty() && held_back {
+            // Everything with room is caught up: wait for a buffer to drain.
+            tokio::select! {
+                () = notified => {}
+                () = tokio::time::sleep(inner.fetch_max_wait) => {}
+            }
+            continue;
+        }
         if batch.is_empty() {
             idle_rounds += 1;
             // A leader without partitions for a minute lets its loop go; the supervisor starts
