@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use cohort::{Consumer, ConsumerEvent};
+use cohort::{Consumer, ConsumerEvent, ProducerRecord};
 use cohort_balancers::{CooperativeSticky, Range};
 use common::*;
 
@@ -138,6 +138,61 @@ async fn a_restarted_member_resumes_exactly_at_the_committed_offset() {
         .unwrap();
     assert_eq!(r.offset, 20, "resumed at the committed offset");
     c.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_buffer_does_not_hide_new_records_of_caught_up_partitions() {
+    // Partition 0's buffer fills (the application reads nothing), partition 1 is at its log
+    // end. The fetcher then skips caught-up partitions to save round trips, but must still
+    // poll them once per fetch_max_wait: a record written to partition 1 is fetched while
+    // partition 0 stays held back.
+    let broker = TestBroker::start().expect("broker");
+    let (topic, group) = (unique_name("held"), unique_name("g"));
+    let p = common::topic(&broker, &topic, 2).await;
+    let recs: Vec<ProducerRecord> = (0..50)
+        .map(|i| ProducerRecord::value(format!("{i}")))
+        .collect();
+    p.send(&topic, 0, &recs).await.expect("produce");
+    let mut cfg = group_config(broker.bootstrap(), &group, &[&topic], Box::new(Range));
+    cfg.max_buffered_records = 10;
+    cfg.fetch_max_wait = Duration::from_millis(200);
+    let c = Consumer::new(cfg).await.expect("consumer");
+    let tp = |part: i32| (topic.clone(), part);
+    let buffered = |m: &cohort::consumer::ConsumerMetrics, part: i32| {
+        m.buffered.get(&tp(part)).copied().unwrap_or(0)
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = c.metrics().await;
+        if buffered(&m, 0) >= 10 && m.lag.contains_key(&tp(1)) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "partition 0 never filled: {m:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    p.send(&topic, 1, &[ProducerRecord::value("late")])
+        .await
+        .expect("produce");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let m = c.metrics().await;
+        if buffered(&m, 1) == 1 {
+            assert!(
+                buffered(&m, 0) >= 10,
+                "partition 0 drained without a reader: {m:?}"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "partition 1's new record was not fetched while partition 0 was held back: {m:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

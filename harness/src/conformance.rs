@@ -138,6 +138,11 @@ pub const CHECKS: &[(&str, &str, CheckFn)] = &[
         "a Fetch from an offset beyond the log end is answered OFFSET_OUT_OF_RANGE, so a consumer resets",
         |b| Box::pin(fetch_beyond_end(b)),
     ),
+    (
+        "fetch-max-wait-zero",
+        "a Fetch with max_wait_ms = 0 returns the records already there at once",
+        |b| Box::pin(fetch_max_wait_zero(b)),
+    ),
     ("create-partitions", "CreatePartitions grows a topic", |b| {
         Box::pin(create_partitions(b))
     }),
@@ -1028,6 +1033,34 @@ async fn fetch_beyond_end(b: String) -> Result<String, String> {
             records.len()
         )),
     }
+}
+
+/// Clients fetch with no wait when they must not block (cohort does while some partitions are
+/// held back for full buffers); Kafka then answers with what is there.
+async fn fetch_max_wait_zero(b: String) -> Result<String, String> {
+    let (p, t) = topic(&b, 1).await?;
+    let recs: Vec<ProducerRecord> = (0..5)
+        .map(|i| ProducerRecord::value(format!("{i}")))
+        .collect();
+    p.send(&t, 0, &recs)
+        .await
+        .map_err(|e| format!("Produce: {e}"))?;
+    let got = p
+        .read(&t, 0, 0, Duration::ZERO)
+        .await
+        .map_err(|e| format!("Fetch: {e}"))?;
+    if got.len() == 5 {
+        return Ok("5 records at once".into());
+    }
+    let with_1ms = p
+        .read(&t, 0, 0, Duration::from_millis(1))
+        .await
+        .map_err(|e| format!("Fetch: {e}"))?;
+    Err(format!(
+        "answered {} of 5 records (with max_wait_ms = 1 the same Fetch returns {})",
+        got.len(),
+        with_1ms.len()
+    ))
 }
 
 async fn create_partitions(b: String) -> Result<String, String> {

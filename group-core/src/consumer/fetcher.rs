@@ -175,8 +175,11 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
         }
         let req = FetchRequest {
             replica_id: -1,
+            // 1 ms rather than 0: Tansu answers a Fetch with max_wait_ms = 0 with no topics at
+            // all, never with data (conformance check `fetch-max-wait-zero`); on Apache Kafka
+            // the two are the same.
             max_wait_ms: if held_back {
-                0
+                1
             } else {
                 inner.fetch_max_wait.as_millis() as i32
             },

@@ -149,6 +149,9 @@ pub struct ConsumerMetrics {
     /// Per partition: high watermark minus committed offset (or fetch position when nothing
     /// is committed).
     pub lag: BTreeMap<TopicPartition, i64>,
+    /// Per partition: records fetched and waiting to be delivered (what backpressure bounds by
+    /// `max_buffered_records`).
+    pub buffered: BTreeMap<TopicPartition, usize>,
     /// Records delivered.
     pub delivered: u64,
     /// Rebalances completed.
@@ -602,8 +605,13 @@ impl Consumer {
 
     /// Lag per partition and rebalance figures.
     pub async fn metrics(&self) -> ConsumerMetrics {
-        let (lag, delivered, generation) = {
+        let (lag, buffered, delivered, generation) = {
             let st = self.inner.lock();
+            let buffered = st
+                .partitions
+                .iter()
+                .map(|(tp, p)| (tp.clone(), p.tracker.buffer.len()))
+                .collect();
             let lag = st
                 .partitions
                 .iter()
@@ -613,11 +621,12 @@ impl Consumer {
                     (tp.clone(), (p.high_watermark - base).max(0))
                 })
                 .collect();
-            (lag, st.delivered, st.generation)
+            (lag, buffered, st.delivered, st.generation)
         };
         let stats = self.inner.driver.stats().await.unwrap_or_default();
         ConsumerMetrics {
             lag,
+            buffered,
             delivered,
             rebalances: stats.member.rebalances,
             last_rebalance: stats.member.last_rebalance,
