@@ -80,6 +80,11 @@
 //! [`Error`]s and the connection is closed. See `docs/DESIGN.md` in the repository for the
 //! layers and the invariants each keeps.
 
+// The README's example is compiled as a doc test, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
+
 mod backoff;
 pub mod config;
 pub mod conn;
