@@ -271,6 +271,7 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
                             }
                         };
                         if !batch.header.is_control {
+                            d.records.reserve(batch.len());
                             for r in batch.records() {
                                 if r.offset() < d.next {
                                     continue;
@@ -352,9 +353,7 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
                 }
                 p.high_watermark = d.high_watermark;
                 added += d.records.len() as u64;
-                for (offset, r) in d.records {
-                    p.tracker.push(offset, r);
-                }
+                p.tracker.extend(d.records);
                 p.tracker.skip_to(d.next);
                 if let Some(e) = d.corrupt {
                     // A corrupt batch cannot be skipped safely: report and stop the partition

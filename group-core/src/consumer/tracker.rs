@@ -38,10 +38,18 @@ impl<R> Tracker<R> {
         }
     }
 
-    /// Appends a fetched record (offsets must increase).
+    /// Appends one fetched record (offsets must increase); the fetcher uses [`Self::extend`].
+    #[cfg(test)]
     pub(crate) fn push(&mut self, offset: i64, r: R) {
-        self.buffer.push_back((offset, r));
-        self.fetch_offset = offset + 1;
+        self.extend(vec![(offset, r)]);
+    }
+
+    /// Appends fetched records in offset order (one reservation for a whole response).
+    pub(crate) fn extend(&mut self, records: Vec<(i64, R)>) {
+        if let Some(&(last, _)) = records.last() {
+            self.buffer.extend(records);
+            self.fetch_offset = last + 1;
+        }
     }
 
     /// Moves the fetch position past records that will not be delivered (control records,
@@ -62,6 +70,17 @@ impl<R> Tracker<R> {
 
     /// Marks one delivered record done.
     pub(crate) fn ack(&mut self, offset: i64) {
+        // The common case, acknowledging the oldest outstanding record, needs no search.
+        if let Some(&(o, false)) = self.delivered.front()
+            && o == offset
+        {
+            self.delivered.pop_front();
+            self.pending -= 1;
+            while self.delivered.front().is_some_and(|(_, done)| *done) {
+                self.delivered.pop_front();
+            }
+            return;
+        }
         if let Ok(i) = self.delivered.binary_search_by_key(&offset, |(o, _)| *o)
             && !self.delivered[i].1
         {
