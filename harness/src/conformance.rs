@@ -474,6 +474,18 @@ async fn topic(bootstrap: &str, partitions: i32) -> Result<(Producer, String), S
     Ok((p, t))
 }
 
+/// A one-partition topic holding `n` records, values "0", "1", ...
+async fn topic_with_records(b: &str, n: usize) -> Result<(Producer, String), String> {
+    let (p, t) = topic(b, 1).await?;
+    let recs: Vec<ProducerRecord> = (0..n)
+        .map(|i| ProducerRecord::value(format!("{i}")))
+        .collect();
+    p.send(&t, 0, &recs)
+        .await
+        .map_err(|e| format!("Produce: {e}"))?;
+    Ok((p, t))
+}
+
 /// Heartbeats until the answer is not NONE or `limit` passes; returns the code and the time.
 async fn heartbeat_until_change(m: &Raw, limit: Duration) -> Result<(Code, Duration), String> {
     let start = Instant::now();
@@ -995,13 +1007,7 @@ async fn list_offsets_latest(b: String) -> Result<String, String> {
 }
 
 async fn fetch_inside_batch(b: String) -> Result<String, String> {
-    let (p, t) = topic(&b, 1).await?;
-    let recs: Vec<ProducerRecord> = (0..10)
-        .map(|i| ProducerRecord::value(format!("{i}")))
-        .collect();
-    p.send(&t, 0, &recs)
-        .await
-        .map_err(|e| format!("Produce: {e}"))?;
+    let (p, t) = topic_with_records(&b, 10).await?;
     let got = p
         .read(&t, 0, 5, Duration::from_secs(3))
         .await
@@ -1015,13 +1021,7 @@ async fn fetch_inside_batch(b: String) -> Result<String, String> {
 }
 
 async fn fetch_beyond_end(b: String) -> Result<String, String> {
-    let (p, t) = topic(&b, 1).await?;
-    let recs: Vec<ProducerRecord> = (0..5)
-        .map(|i| ProducerRecord::value(format!("{i}")))
-        .collect();
-    p.send(&t, 0, &recs)
-        .await
-        .map_err(|e| format!("Produce: {e}"))?;
+    let (p, t) = topic_with_records(&b, 5).await?;
     match p.read(&t, 0, 50, Duration::from_millis(500)).await {
         Err(cohort::Error::Broker {
             code: ErrorCode::OffsetOutOfRange,
@@ -1038,13 +1038,7 @@ async fn fetch_beyond_end(b: String) -> Result<String, String> {
 /// Clients fetch with no wait when they must not block (cohort does while some partitions are
 /// held back for full buffers); Kafka then answers with what is there.
 async fn fetch_max_wait_zero(b: String) -> Result<String, String> {
-    let (p, t) = topic(&b, 1).await?;
-    let recs: Vec<ProducerRecord> = (0..5)
-        .map(|i| ProducerRecord::value(format!("{i}")))
-        .collect();
-    p.send(&t, 0, &recs)
-        .await
-        .map_err(|e| format!("Produce: {e}"))?;
+    let (p, t) = topic_with_records(&b, 5).await?;
     let got = p
         .read(&t, 0, 0, Duration::ZERO)
         .await
