@@ -1,6 +1,11 @@
 //! Consumes a prefilled topic with one cohort member and prints where the time goes
 //! (`RUST_LOG=cohort::consumer=trace` shows every fetch). A development aid for the group
-//! throughput benchmark.
+//! throughput benchmark: it runs in seconds where the criterion benchmark takes minutes.
+//!
+//! `consume_timing [ROUNDS]` alternates cohort and librdkafka (same broker, same topic, same
+//! timing: from the first record to the last) for ROUNDS rounds (default 3) and prints each
+//! run's wall time and the client's CPU time per record. `consume_timing ROUNDS cohort` runs
+//! cohort alone (for `perf record`).
 
 use std::time::{Duration, Instant};
 
@@ -19,11 +24,28 @@ fn cpu_ns() -> u64 {
         .sum()
 }
 
-#[tokio::main]
+const RECORDS: usize = 200_000;
+
+fn report(who: &str, took: Duration, cpu: u64) {
+    println!(
+        "{who:>10}: {RECORDS} records in {:.1} ms: {:.0} records/s, client CPU {:.1} ms ({:.0} ns/record)",
+        took.as_secs_f64() * 1e3,
+        RECORDS as f64 / took.as_secs_f64(),
+        cpu as f64 / 1e6,
+        cpu as f64 / RECORDS as f64
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .try_init();
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(3);
+    let cohort_only = std::env::args().nth(2).as_deref() == Some("cohort");
     let broker = TestBroker::start().expect("broker");
     let topic = unique_name("t");
     let p = Producer::new(ClientConfig::new(broker.bootstrap()));
@@ -37,13 +59,42 @@ async fn main() {
             p.send(&topic, part, &recs).await.unwrap();
         }
     }
-    let mut cfg = GroupConfig::new(broker.bootstrap(), &unique_name("g"), &[&topic]);
+    let (mut cohort_total, mut rd_total) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..rounds {
+        // A second between runs lets the broker finish with the previous client (an
+        // abandoned long poll, its group), so neither side pays for the other.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let cpu_start = cpu_ns();
+        let took = cohort_drain(broker.bootstrap(), &topic).await;
+        report("cohort", took, cpu_ns().saturating_sub(cpu_start));
+        cohort_total += took;
+        if cohort_only {
+            continue;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (bootstrap, t) = (broker.bootstrap().to_owned(), topic.clone());
+        let cpu_start = cpu_ns();
+        let took = tokio::task::spawn_blocking(move || rd_drain(&bootstrap, &t))
+            .await
+            .unwrap();
+        report("librdkafka", took, cpu_ns().saturating_sub(cpu_start));
+        rd_total += took;
+    }
+    println!(
+        "mean: cohort {:.1} ms, librdkafka {:.1} ms",
+        cohort_total.as_secs_f64() * 1e3 / rounds as f64,
+        rd_total.as_secs_f64() * 1e3 / rounds as f64
+    );
+}
+
+/// Time from the first record to the last; the join is not counted (its CPU is).
+async fn cohort_drain(bootstrap: &str, topic: &str) -> Duration {
+    let mut cfg = GroupConfig::new(bootstrap, &unique_name("g"), &[topic]);
     cfg.balancers = vec![Box::new(cohort_balancers::Range)];
     cfg.session_timeout = Duration::from_secs(6);
     cfg.heartbeat_interval = Duration::from_millis(500);
     cfg.offset_reset = OffsetReset::Earliest;
     let mut c = Consumer::new(cfg).await.unwrap();
-    let cpu_start = cpu_ns();
     let mut n = 0;
     let mut first = None;
     while let Some(r) = c.recv().await {
@@ -51,17 +102,41 @@ async fn main() {
         first.get_or_insert_with(Instant::now);
         c.ack(&r);
         n += 1;
-        if n == 200_000 {
+        if n == RECORDS {
             break;
         }
     }
     let took = first.unwrap().elapsed();
-    let cpu = cpu_ns().saturating_sub(cpu_start);
-    println!(
-        "200000 records in {took:?}: {:.0} records/s, client CPU {:.1} ms ({:.0} ns/record)",
-        200_000.0 / took.as_secs_f64(),
-        cpu as f64 / 1e6,
-        cpu as f64 / 200_000.0
-    );
     c.abort();
+    took
+}
+
+/// librdkafka with the group benchmark's settings, polling on this thread.
+fn rd_drain(bootstrap: &str, topic: &str) -> Duration {
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    let c: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique_name("g"))
+        .set("partition.assignment.strategy", "range")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500")
+        .set("auto.offset.reset", "earliest")
+        .set("broker.address.family", "v4")
+        .create()
+        .expect("librdkafka");
+    c.subscribe(&[topic]).unwrap();
+    let mut n = 0;
+    let mut first = None;
+    while n < RECORDS {
+        match c.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                first.get_or_insert_with(Instant::now);
+                std::hint::black_box(rdkafka::message::Message::payload(&m));
+                n += 1;
+            }
+            Some(Err(e)) => panic!("librdkafka: {e}"),
+            None => {}
+        }
+    }
+    first.unwrap().elapsed()
 }

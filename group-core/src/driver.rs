@@ -73,9 +73,10 @@ pub(crate) struct DriverHandle {
 impl DriverHandle {
     /// Whether the member can still be sure it owns its partitions (it heard from the
     /// coordinator recently enough); records are held back otherwise.
-    pub(crate) fn may_deliver(&self) -> bool {
+    /// `now` is passed in: the consumer reads the clock once per record, not once per check.
+    pub(crate) fn may_deliver_at(&self, now: std::time::Instant) -> bool {
         let until = self.deliverable_until.load(Ordering::Relaxed);
-        until == u64::MAX || (now().saturating_duration_since(self.base).as_micros() as u64) < until
+        until == u64::MAX || (now.saturating_duration_since(self.base).as_micros() as u64) < until
     }
 
     pub(crate) async fn commit(
@@ -128,7 +129,7 @@ impl DriverHandle {
     }
 }
 
-fn now() -> std::time::Instant {
+pub(crate) fn now() -> std::time::Instant {
     TokioInstant::now().into_std()
 }
 

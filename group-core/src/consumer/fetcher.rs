@@ -209,6 +209,7 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
                 Some(FETCH_VERSION_CAP),
             )
             .await;
+        let answered_us = sent_at.elapsed().as_micros() as u64;
         let resp = match resp {
             Ok((_, r)) => {
                 backoff.reset();
@@ -262,6 +263,11 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
                 if d.error == 0
                     && let Some(records) = pd.records.clone()
                 {
+                    // One allocation for the partition's records, sized from its bytes (a
+                    // record of a 100-byte value takes about 110 in a batch; small records
+                    // grow the vector once or twice). Capped so that a hostile frame of tiny
+                    // records cannot make this reservation much larger than the frame.
+                    d.records = Vec::with_capacity((records.len() / 48).min(1 << 16));
                     for batch in BatchIter::new(records, DecodeOptions::default()) {
                         let batch = match batch {
                             Ok(b) => b,
@@ -370,6 +376,7 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
         tracing::trace!(
             leader,
             records = added,
+            answered_us,
             took_us = sent_at.elapsed().as_micros() as u64,
             "fetched"
         );

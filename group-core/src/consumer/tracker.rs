@@ -9,13 +9,70 @@
 
 use std::collections::VecDeque;
 
+/// Fetched records waiting for delivery, kept as the vectors the fetcher decoded them into:
+/// appending a response is O(1) (no copy of the records under the consumer's lock, no growth
+/// of one big ring buffer), and delivery takes records from the front vector in place.
+#[derive(Debug, Clone)]
+pub(crate) struct Buffer<R> {
+    chunks: VecDeque<std::vec::IntoIter<(i64, R)>>,
+    len: usize,
+}
+
+impl<R> Default for Buffer<R> {
+    fn default() -> Self {
+        Self {
+            chunks: VecDeque::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<R> Buffer<R> {
+    /// Records waiting.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Offset of the first record waiting.
+    pub(crate) fn front_offset(&self) -> Option<i64> {
+        self.chunks
+            .front()
+            .and_then(|c| c.as_slice().first())
+            .map(|(o, _)| *o)
+    }
+
+    fn push_back(&mut self, records: Vec<(i64, R)>) {
+        if !records.is_empty() {
+            self.len += records.len();
+            self.chunks.push_back(records.into_iter());
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<(i64, R)> {
+        let chunk = self.chunks.front_mut()?;
+        let r = chunk.next();
+        if chunk.as_slice().is_empty() {
+            self.chunks.pop_front();
+        }
+        if r.is_some() {
+            self.len -= 1;
+        }
+        r
+    }
+
+    fn clear(&mut self) {
+        self.chunks.clear();
+        self.len = 0;
+    }
+}
+
 /// Progress of one partition.
 #[derive(Debug, Clone)]
 pub(crate) struct Tracker<R> {
     /// Next offset to fetch.
     pub(crate) fetch_offset: i64,
     /// Records fetched, not yet delivered.
-    pub(crate) buffer: VecDeque<(i64, R)>,
+    pub(crate) buffer: Buffer<R>,
     /// Delivered records in offset order with whether each is done; done records leave from
     /// the front, so the front is the first record not yet done. Deliveries come in offset
     /// order, so this stays sorted and an acknowledgement is a binary search, with no
@@ -31,7 +88,7 @@ impl<R> Tracker<R> {
     pub(crate) fn new(start: i64) -> Self {
         Self {
             fetch_offset: start,
-            buffer: VecDeque::new(),
+            buffer: Buffer::default(),
             delivered: VecDeque::new(),
             pending: 0,
             committed: None,
@@ -44,10 +101,10 @@ impl<R> Tracker<R> {
         self.extend(vec![(offset, r)]);
     }
 
-    /// Appends fetched records in offset order (one reservation for a whole response).
+    /// Appends fetched records in offset order (a whole response at once, without copying).
     pub(crate) fn extend(&mut self, records: Vec<(i64, R)>) {
         if let Some(&(last, _)) = records.last() {
-            self.buffer.extend(records);
+            self.buffer.push_back(records);
             self.fetch_offset = last + 1;
         }
     }
@@ -115,8 +172,8 @@ impl<R> Tracker<R> {
         if let Some(&(o, _)) = self.delivered.front() {
             return o;
         }
-        if let Some((o, _)) = self.buffer.front() {
-            return *o;
+        if let Some(o) = self.buffer.front_offset() {
+            return o;
         }
         self.fetch_offset
     }
@@ -129,8 +186,8 @@ impl<R> Tracker<R> {
     /// Drops buffered records; the fetch position goes back to the first of them, so the
     /// committable offset does not move past records nobody received.
     pub(crate) fn clear_buffer(&mut self) {
-        if let Some((o, _)) = self.buffer.front() {
-            self.fetch_offset = *o;
+        if let Some(o) = self.buffer.front_offset() {
+            self.fetch_offset = o;
         }
         self.buffer.clear();
     }
@@ -255,7 +312,7 @@ mod tests {
                 let want = model
                     .first()
                     .copied()
-                    .or_else(|| t.buffer.front().map(|(o, _)| *o))
+                    .or_else(|| t.buffer.front_offset())
                     .unwrap_or(t.fetch_offset);
                 proptest::prop_assert_eq!(t.committable(), want);
             }
