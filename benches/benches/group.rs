@@ -12,6 +12,8 @@
 //! `docs/BENCHMARKS.md`. The embedded broker holds every JoinGroup for half the session timeout
 //! (a 6 s session here, so 3 s per round), which dominates rebalance times for both clients.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -89,46 +91,14 @@ fn rd_config(bootstrap: &str, group: &str, balancer: &str) -> RdConfig {
     c
 }
 
-/// cohort: time from the first record to the `RECORDS`th.
 async fn cohort_drain(e: &Env) -> Duration {
     let cfg = cohort_config(e.broker.bootstrap(), &unique_name("g"), &e.topic, "range");
-    let mut c = Consumer::new(cfg).await.expect("consumer");
-    let mut n = 0;
-    let mut first = None;
-    while let Some(r) = c.recv().await {
-        let r = r.expect("record");
-        first.get_or_insert_with(Instant::now);
-        c.ack(&r);
-        n += 1;
-        if n == RECORDS {
-            break;
-        }
-    }
-    let took = first.map(|f| f.elapsed()).unwrap_or_default();
-    c.abort();
-    took
+    common::cohort_drain(cfg, RECORDS).await
 }
 
-/// librdkafka: the same, polling on this thread.
 fn rd_drain(e: &Env) -> Duration {
-    let c: BaseConsumer = rd_config(e.broker.bootstrap(), &unique_name("g"), "range")
-        .create()
-        .expect("librdkafka");
-    c.subscribe(&[&e.topic]).unwrap();
-    let mut n = 0;
-    let mut first = None;
-    while n < RECORDS {
-        match c.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                first.get_or_insert_with(Instant::now);
-                std::hint::black_box(rdkafka::message::Message::payload(&m));
-                n += 1;
-            }
-            Some(Err(err)) => panic!("librdkafka: {err}"),
-            None => {}
-        }
-    }
-    first.map(|f| f.elapsed()).unwrap_or_default()
+    let cfg = rd_config(e.broker.bootstrap(), &unique_name("g"), "range");
+    common::rd_drain(&cfg, &e.topic, RECORDS)
 }
 
 fn throughput(c: &mut Criterion) {

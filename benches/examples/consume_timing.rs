@@ -7,9 +7,12 @@
 //! run's wall time and the client's CPU time per record. `consume_timing ROUNDS cohort` runs
 //! cohort alone (for `perf record`).
 
-use std::time::{Duration, Instant};
+#[path = "../benches/common/mod.rs"]
+mod common;
 
-use cohort::{ClientConfig, Consumer, GroupConfig, OffsetReset, Producer, ProducerRecord};
+use std::time::Duration;
+
+use cohort::{ClientConfig, GroupConfig, OffsetReset, Producer, ProducerRecord};
 use cohort_testbroker::{TestBroker, unique_name};
 
 /// CPU time of every thread of this process so far (Linux: `/proc/self/task/*/schedstat`).
@@ -87,56 +90,25 @@ async fn main() {
     );
 }
 
-/// Time from the first record to the last; the join is not counted (its CPU is).
+/// cohort with the group benchmark's settings.
 async fn cohort_drain(bootstrap: &str, topic: &str) -> Duration {
     let mut cfg = GroupConfig::new(bootstrap, &unique_name("g"), &[topic]);
     cfg.balancers = vec![Box::new(cohort_balancers::Range)];
     cfg.session_timeout = Duration::from_secs(6);
     cfg.heartbeat_interval = Duration::from_millis(500);
     cfg.offset_reset = OffsetReset::Earliest;
-    let mut c = Consumer::new(cfg).await.unwrap();
-    let mut n = 0;
-    let mut first = None;
-    while let Some(r) = c.recv().await {
-        let r = r.unwrap();
-        first.get_or_insert_with(Instant::now);
-        c.ack(&r);
-        n += 1;
-        if n == RECORDS {
-            break;
-        }
-    }
-    let took = first.unwrap().elapsed();
-    c.abort();
-    took
+    common::cohort_drain(cfg, RECORDS).await
 }
 
 /// librdkafka with the group benchmark's settings, polling on this thread.
 fn rd_drain(bootstrap: &str, topic: &str) -> Duration {
-    use rdkafka::consumer::{BaseConsumer, Consumer as _};
-    let c: BaseConsumer = rdkafka::config::ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let mut cfg = rdkafka::config::ClientConfig::new();
+    cfg.set("bootstrap.servers", bootstrap)
         .set("group.id", unique_name("g"))
         .set("partition.assignment.strategy", "range")
         .set("session.timeout.ms", "6000")
         .set("heartbeat.interval.ms", "500")
         .set("auto.offset.reset", "earliest")
-        .set("broker.address.family", "v4")
-        .create()
-        .expect("librdkafka");
-    c.subscribe(&[topic]).unwrap();
-    let mut n = 0;
-    let mut first = None;
-    while n < RECORDS {
-        match c.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                first.get_or_insert_with(Instant::now);
-                std::hint::black_box(rdkafka::message::Message::payload(&m));
-                n += 1;
-            }
-            Some(Err(e)) => panic!("librdkafka: {e}"),
-            None => {}
-        }
-    }
-    first.unwrap().elapsed()
+        .set("broker.address.family", "v4");
+    common::rd_drain(&cfg, topic, RECORDS)
 }
