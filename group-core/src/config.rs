@@ -147,6 +147,8 @@ pub struct GroupConfig {
     pub rebalance_timeout: Duration,
     /// Bound on the time between two calls into the consumer (`max.poll.interval.ms`): past it,
     /// the member is considered stalled, leaves the group (dynamic members) and reports it.
+    /// Calls are counted a few times a second (every 200 ms, or a quarter of this bound if
+    /// shorter), so a stall is reported up to that much after the bound.
     pub max_poll_interval: Duration,
     /// Where partitions without a commit start.
     pub offset_reset: OffsetReset,

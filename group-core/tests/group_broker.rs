@@ -449,3 +449,79 @@ async fn every_record_is_consumed_at_least_once_through_joins_leaves_and_crashes
     a.stop(Stop::Close).await;
     d.stop(Stop::Close).await;
 }
+
+/// `recv` counts as progress for `max_poll_interval` (KIP-62) through a flag the driver takes
+/// a few times a second: a consumer that keeps calling `recv`, with records waiting or not,
+/// keeps its partitions; one that stops is reported stalled and gives them up; calling `recv`
+/// again rejoins the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn recv_is_progress_for_max_poll_interval_and_a_stalled_consumer_rejoins_when_it_polls() {
+    use std::time::Instant;
+    let broker = TestBroker::start().expect("broker");
+    let (topic, group) = (unique_name("stall"), unique_name("g"));
+    let p = common::topic(&broker, &topic, 2).await;
+    produce(&p, &topic, 2, 5, "s").await;
+    let mut cfg = group_config(broker.bootstrap(), &group, &[&topic], Box::new(Range));
+    cfg.max_poll_interval = Duration::from_secs(1);
+    let mut c = Consumer::new(cfg).await.expect("consumer");
+    let mut events = c.events().unwrap();
+
+    // Poll steadily: all 10 records, then three more intervals without records.
+    let mut got = 0;
+    let mut quiet_until = None;
+    let give_up = Instant::now() + Duration::from_secs(30);
+    while quiet_until.is_none_or(|t| Instant::now() < t) {
+        assert!(Instant::now() < give_up, "only {got} of 10 records in 30 s");
+        if let Ok(Some(r)) = tokio::time::timeout(Duration::from_millis(50), c.recv()).await {
+            r.expect("record");
+            got += 1;
+            if got == 10 {
+                quiet_until = Some(Instant::now() + Duration::from_secs(3));
+            }
+        }
+    }
+    let mut assigned = 0;
+    while let Ok(ev) = events.try_recv() {
+        match ev {
+            ConsumerEvent::Assigned { .. } => assigned += 1,
+            ConsumerEvent::Error(e) => panic!("a steadily polling consumer reported {e}"),
+            ConsumerEvent::Lost { .. } | ConsumerEvent::Revoked { .. } => {
+                panic!("a steadily polling consumer gave partitions up: {ev:?}")
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(assigned, 1, "one assignment while polling");
+
+    // Stop polling: the stall is reported once the interval (plus the driver's take period)
+    // has passed, and the partitions are lost.
+    let stalled = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut timed_out = false;
+        loop {
+            match events.recv().await {
+                Some(ConsumerEvent::Error(cohort::Error::PollTimeout { .. })) => timed_out = true,
+                Some(ConsumerEvent::Lost { .. }) if timed_out => return,
+                Some(_) => {}
+                None => panic!("events ended"),
+            }
+        }
+    })
+    .await;
+    assert!(stalled.is_ok(), "no poll timeout and loss reported");
+    assert!(c.assignment().is_empty(), "a stalled consumer owns nothing");
+
+    // Polling again rejoins and gets the partitions back.
+    let back = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let _ = tokio::time::timeout(Duration::from_millis(50), c.recv()).await;
+            if let Ok(ConsumerEvent::Assigned { assignment, .. }) = events.try_recv()
+                && assignment.get(&topic).is_some_and(|ps| ps.len() == 2)
+            {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(back.is_ok(), "polling again did not rejoin");
+    c.close().await.unwrap();
+}

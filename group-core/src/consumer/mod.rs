@@ -33,7 +33,7 @@ mod tracker;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
@@ -258,7 +258,6 @@ impl fmt::Debug for ConsumerOptions {
 pub struct Consumer {
     inner: Arc<Inner>,
     events: Option<mpsc::UnboundedReceiver<ConsumerEvent>>,
-    last_poll: Instant,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     auto_commit: Option<Duration>,
     commit_on_close: bool,
@@ -478,11 +477,10 @@ impl Consumer {
             tasks.push(tokio::spawn(auto_commit(Arc::clone(&inner), every)));
         }
         // Stall detection applies to `recv`; until the first call the member counts as polling.
-        inner.driver.poll();
+        inner.driver.polled();
         Ok(Consumer {
             inner,
             events: Some(events_rx),
-            last_poll: driver::now(),
             tasks,
             auto_commit: rest.auto_commit_interval,
             commit_on_close: rest.auto_commit_interval.is_some() || rest.commit_on_revoke,
@@ -498,21 +496,16 @@ impl Consumer {
     /// The next record, or a fatal error, or `None` once closed.
     pub async fn recv(&mut self) -> Option<Result<ConsumerRecord, Error>> {
         loop {
-            // One clock read per call serves both checks below (it showed in profiles).
-            let now = driver::now();
             // Each call counts as progress for `max_poll_interval` (KIP-62).
-            if now.saturating_duration_since(self.last_poll) > Duration::from_millis(200) {
-                self.last_poll = now;
-                self.inner.driver.poll();
-            }
-            if let Some(r) = self.try_take(now) {
+            self.inner.driver.polled();
+            if let Some(r) = self.try_take() {
                 return r;
             }
             // Nothing ready: register for a wake-up, then look again, so records that arrive
             // in between are not missed (`Notify::notify_waiters` wakes futures created
             // before it, polled or not).
             let notified = self.inner.readable.notified();
-            if let Some(r) = self.try_take(now) {
+            if let Some(r) = self.try_take() {
                 return r;
             }
             tokio::select! {
@@ -523,7 +516,7 @@ impl Consumer {
     }
 
     /// A record, a fatal error or the end, if one is ready.
-    fn try_take(&self, now: Instant) -> Option<Option<Result<ConsumerRecord, Error>>> {
+    fn try_take(&self) -> Option<Option<Result<ConsumerRecord, Error>>> {
         let mut st = self.inner.lock();
         if let Some(e) = st.fatal.take() {
             st.closed = true;
@@ -535,7 +528,7 @@ impl Consumer {
         // A member cut off from its coordinator for (almost) a session may have lost its
         // partitions already: hold records back until it hears again or gives them up (see
         // `Member::deliverable_until`).
-        if !self.inner.driver.may_deliver_at(now) {
+        if !self.inner.driver.may_deliver() {
             return None;
         }
         let (r, refill) = take_next(&mut st, self.inner.max_buffered)?;

@@ -472,6 +472,11 @@ impl Member {
         Some(self.last_heartbeat_ok + self.cfg.session_timeout - margin)
     }
 
+    /// The bound on time between the application's polls (`max.poll.interval.ms`, KIP-62).
+    pub fn max_poll_interval(&self) -> Duration {
+        self.cfg.max_poll_interval
+    }
+
     /// Partitions the member owns.
     pub fn assignment(&self) -> &Assignment {
         &self.owned
