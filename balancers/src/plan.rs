@@ -11,7 +11,7 @@ use cohort_protocol::consumer_protocol::{AssignedTopicPartitions, ConsumerProtoc
 use rustc_hash::FxHashMap;
 
 use crate::java::java_cmp;
-use crate::{AssignError, TopicInfo};
+use crate::{AssignError, GroupMember, TopicInfo};
 
 /// The topics of a group in Java's order, with a global number for every partition.
 #[derive(Debug, Clone)]
@@ -181,6 +181,29 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// A plan without user data: `partitions[i]` (global numbers, ascending) for `members[i]`.
+    pub(crate) fn new(
+        members: &[GroupMember],
+        partitions: Vec<Vec<u32>>,
+        table: Arc<TopicTable>,
+        warnings: Vec<String>,
+    ) -> Self {
+        let members = members
+            .iter()
+            .zip(partitions)
+            .map(|(m, partitions)| MemberPlan {
+                member_id: m.member_id.clone(),
+                partitions,
+                user_data: None,
+            })
+            .collect();
+        Self {
+            table,
+            members,
+            warnings,
+        }
+    }
+
     /// The topic table the global numbers refer to.
     pub fn table(&self) -> &TopicTable {
         &self.table

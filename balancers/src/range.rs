@@ -5,7 +5,7 @@ use std::sync::Arc;
 use cohort_protocol::StrBytes;
 
 use crate::java::member_order;
-use crate::plan::{MemberPlan, Plan, Racks, TopicTable};
+use crate::plan::{Plan, Racks, TopicTable};
 use crate::{AssignError, Balancer, GroupMember, TopicInfo};
 
 /// Kafka's `range` assignor: per topic, partitions in order are split into contiguous ranges
@@ -275,18 +275,6 @@ impl Balancer for Range {
         for ps in &mut out {
             ps.sort_unstable();
         }
-        Ok(Plan {
-            members: members
-                .iter()
-                .zip(out)
-                .map(|(m, partitions)| MemberPlan {
-                    member_id: m.member_id.clone(),
-                    partitions,
-                    user_data: None,
-                })
-                .collect(),
-            table,
-            warnings,
-        })
+        Ok(Plan::new(members, out, table, warnings))
     }
 }

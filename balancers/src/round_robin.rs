@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::java::member_order;
-use crate::plan::{MemberPlan, Plan, TopicTable};
+use crate::plan::{Plan, TopicTable};
 use crate::{AssignError, Balancer, GroupMember, TopicInfo};
 
 /// Kafka's `roundrobin` assignor: all subscribed partitions, topics in Java string order, dealt
@@ -62,18 +62,6 @@ impl Balancer for RoundRobin {
                 next = (next + 1) % order.len();
             }
         }
-        Ok(Plan {
-            members: members
-                .iter()
-                .zip(out)
-                .map(|(m, partitions)| MemberPlan {
-                    member_id: m.member_id.clone(),
-                    partitions,
-                    user_data: None,
-                })
-                .collect(),
-            table,
-            warnings,
-        })
+        Ok(Plan::new(members, out, table, warnings))
     }
 }

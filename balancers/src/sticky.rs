@@ -11,7 +11,7 @@ use cohort_protocol::consumer_protocol::{
 use crate::claims::{CONTESTED, Claims, NONE};
 use crate::engine::{self, Slot};
 use crate::index::Indexed;
-use crate::plan::{MemberPlan, Plan};
+use crate::plan::Plan;
 use crate::{AssignError, Balancer, GroupMember, MemberState, TopicInfo};
 
 /// Where a balancer reads a member's owned partitions and generation.
@@ -235,20 +235,12 @@ pub(crate) fn run(
         }
     }
 
-    let members_out = members
-        .iter()
-        .zip(per_member)
-        .map(|(m, partitions)| MemberPlan {
-            member_id: m.member_id.clone(),
-            partitions,
-            user_data: None,
-        })
-        .collect();
-    Ok(Plan {
-        table: Arc::clone(&idx.table),
-        members: members_out,
+    Ok(Plan::new(
+        members,
+        per_member,
+        Arc::clone(&idx.table),
         warnings,
-    })
+    ))
 }
 
 /// Kafka's `sticky` assignor (KIP-54, eager protocol): balance first, then keep as much of the
