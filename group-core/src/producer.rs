@@ -101,6 +101,15 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// When [`Producer::leader`] refreshes the metadata first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refresh {
+    /// Only when the cache names no leader (sends: the cache is right almost always).
+    WhenUnknown,
+    /// Every time (reads: tools and broker checks, rare and after topics may have changed).
+    Always,
+}
+
 impl Producer {
     /// A producer for a cluster.
     pub fn new(config: ClientConfig) -> Self {
@@ -137,6 +146,29 @@ impl Producer {
         }
     }
 
+    /// The leader of a partition, from the metadata cache, refreshed as `refresh` says;
+    /// LEADER_NOT_AVAILABLE (for `api`) when the cluster names none.
+    async fn leader(
+        &self,
+        topic: &str,
+        partition: i32,
+        api: ApiKey,
+        refresh: Refresh,
+    ) -> Result<i32, Error> {
+        if refresh == Refresh::Always || self.cluster.leader(topic, partition).is_none() {
+            self.cluster
+                .refresh_metadata(Some(&[topic.to_owned()]))
+                .await?;
+        }
+        self.cluster
+            .leader(topic, partition)
+            .ok_or_else(|| Error::Broker {
+                api,
+                code: ErrorCode::LeaderNotAvailable,
+                context: format!("{topic}-{partition}"),
+            })
+    }
+
     /// Writes `records` to one partition (acks=all); returns the base offset.
     pub async fn send(
         &self,
@@ -144,19 +176,9 @@ impl Producer {
         partition: i32,
         records: &[ProducerRecord],
     ) -> Result<i64, Error> {
-        if self.cluster.leader(topic, partition).is_none() {
-            self.cluster
-                .refresh_metadata(Some(&[topic.to_owned()]))
-                .await?;
-        }
         let leader = self
-            .cluster
-            .leader(topic, partition)
-            .ok_or_else(|| Error::Broker {
-                api: ApiKey::Produce,
-                code: ErrorCode::LeaderNotAvailable,
-                context: format!("{topic}-{partition}"),
-            })?;
+            .leader(topic, partition, ApiKey::Produce, Refresh::WhenUnknown)
+            .await?;
         let now = now_ms();
         let mut b = RecordBatchBuilder::new(0).compression(self.compression);
         for r in records {
@@ -243,17 +265,9 @@ impl Producer {
     ) -> Result<Vec<(i64, Option<Bytes>)>, Error> {
         use cohort_protocol::messages::{FetchRequest, fetch_request};
         use cohort_protocol::records::{BatchIter, DecodeOptions};
-        self.cluster
-            .refresh_metadata(Some(&[topic.to_owned()]))
-            .await?;
         let leader = self
-            .cluster
-            .leader(topic, partition)
-            .ok_or_else(|| Error::Broker {
-                api: ApiKey::Fetch,
-                code: ErrorCode::LeaderNotAvailable,
-                context: format!("{topic}-{partition}"),
-            })?;
+            .leader(topic, partition, ApiKey::Fetch, Refresh::Always)
+            .await?;
         let req = FetchRequest {
             replica_id: -1,
             max_wait_ms: max_wait.as_millis() as i32,

@@ -29,11 +29,7 @@ async fn three_members_split_partitions_and_a_clean_leave_hands_over_quickly() {
     )
     .await;
     wait_for(Duration::from_secs(20), "all records consumed", || {
-        let all: BTreeSet<String> = [&a, &b, &c]
-            .iter()
-            .flat_map(|m| m.snapshot().values())
-            .collect();
-        all == produced
+        values_of(&[&a, &b, &c]) == produced
     })
     .await;
 
@@ -55,13 +51,7 @@ async fn three_members_split_partitions_and_a_clean_leave_hands_over_quickly() {
     wait_for(
         Duration::from_secs(20),
         "new records consumed by the two",
-        || {
-            let all: BTreeSet<String> = [&a, &b]
-                .iter()
-                .flat_map(|m| m.snapshot().values())
-                .collect();
-            more.is_subset(&all)
-        },
+        || more.is_subset(&values_of(&[&a, &b])),
     )
     .await;
     a.stop(Stop::Close).await;
@@ -380,13 +370,7 @@ async fn partitions_added_to_a_topic_get_consumed() {
     wait_for(
         Duration::from_secs(30),
         "records of the new partitions consumed",
-        || {
-            let all: BTreeSet<String> = [&a, &b]
-                .iter()
-                .flat_map(|m| m.snapshot().values())
-                .collect();
-            produced.is_subset(&all)
-        },
+        || produced.is_subset(&values_of(&[&a, &b])),
     )
     .await;
     a.stop(Stop::Close).await;
@@ -440,8 +424,7 @@ async fn every_record_is_consumed_at_least_once_through_joins_leaves_and_crashes
         || {
             let mut all = b_seen.values();
             all.extend(c_seen.values());
-            all.extend(a.snapshot().values());
-            all.extend(d.snapshot().values());
+            all.extend(values_of(&[&a, &d]));
             expected.is_subset(&all)
         },
     )

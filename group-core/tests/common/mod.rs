@@ -202,3 +202,8 @@ pub fn exclusive_cover(members: &[&Running], topic: &str, partitions: i32) -> bo
     }
     (0..partitions).all(|p| owners.get(&p) == Some(&1))
 }
+
+/// The values of every record `members` have received so far.
+pub fn values_of(members: &[&Running]) -> BTreeSet<String> {
+    members.iter().flat_map(|m| m.snapshot().values()).collect()
+}
