@@ -66,6 +66,9 @@ pub struct Sim {
     pub events: Vec<Vec<GroupEvent>>,
     /// Every request each member sent (API only), in order.
     pub sent: Vec<Vec<ApiKey>>,
+    /// The metadata of the first protocol of every JoinGroup each member sent, in order: what a
+    /// coordinator compares to tell whether a rejoin changes the member's subscription.
+    pub join_metadata: Vec<Vec<bytes::Bytes>>,
     /// Coordinator node id the fake answers FindCoordinator with.
     pub coordinator_id: i32,
     topics: Vec<TopicInfo>,
@@ -96,6 +99,7 @@ impl Sim {
             members: Vec::new(),
             events: Vec::new(),
             sent: Vec::new(),
+            join_metadata: Vec::new(),
             coordinator_id: 1,
             topics,
             state: GroupState::Empty,
@@ -119,6 +123,7 @@ impl Sim {
         self.members.push(m);
         self.events.push(Vec::new());
         self.sent.push(Vec::new());
+        self.join_metadata.push(Vec::new());
         self.members.len() - 1
     }
 
@@ -257,6 +262,9 @@ impl Sim {
                 self.reply(member, out.id, api, Ok(Response::Metadata(infos)));
             }
             OutboundRequest::JoinGroup(req) => {
+                if let Some(p) = req.protocols.first() {
+                    self.join_metadata[member].push(p.metadata.clone());
+                }
                 if out.coordinator != Some(self.coordinator_id) {
                     let r = JoinGroupResponse {
                         error_code: ErrorCode::NotCoordinator.code(),

@@ -5,9 +5,10 @@
 
 use std::time::Duration;
 
-use cohort::member::{CommitOffset, GroupEvent, Member, MemberConfig, Phase};
+use cohort::member::{Assignment, CommitOffset, GroupEvent, Member, MemberConfig, Phase};
 use cohort::testing::Sim;
 use cohort_balancers::{Balancer, CooperativeSticky, Range, TopicInfo};
+use cohort_protocol::consumer_protocol::decode_subscription;
 use cohort_protocol::{ApiKey, ErrorCode};
 
 fn cfg() -> MemberConfig {
@@ -35,16 +36,36 @@ fn member(s: &Sim, c: MemberConfig, balancer: Box<dyn Balancer>) -> Member {
     Member::new(c, vec![balancer], vec!["t".into()], s.now)
 }
 
+/// Partitions in an assignment.
+fn count(a: &Assignment) -> usize {
+    a.values().map(|p| p.len()).sum()
+}
+
 fn assigned(events: &[GroupEvent]) -> Vec<usize> {
     events
         .iter()
         .filter_map(|e| match e {
-            GroupEvent::Assigned { assignment, .. } => {
-                Some(assignment.values().map(|p| p.len()).sum())
-            }
+            GroupEvent::Assigned { assignment, .. } => Some(count(assignment)),
             _ => None,
         })
         .collect()
+}
+
+/// Runs the simulation in 100 ms steps, acknowledging revocations as an application would,
+/// until member `i` is stable with `n` partitions; fails after `steps` steps.
+fn run_until_stable_with(s: &mut Sim, i: usize, n: usize, steps: usize) {
+    for _ in 0..steps {
+        ack_revocations(s);
+        s.run(Duration::from_millis(100));
+        if s.members[i].phase() == Phase::Stable && count(s.members[i].assignment()) == n {
+            return;
+        }
+    }
+    panic!(
+        "member {i} is {:?} with {} partitions, not stable with {n}",
+        s.members[i].phase(),
+        count(s.members[i].assignment())
+    );
 }
 
 fn stable(s: &Sim) -> bool {
@@ -104,10 +125,7 @@ fn two_members_split_partitions_and_a_leave_rebalances() {
     s.add(a);
     s.add(b);
     assert!(s.run_until(Duration::from_secs(10), |s| {
-        stable(s)
-            && s.members
-                .iter()
-                .all(|m| m.assignment().values().map(|p| p.len()).sum::<usize>() == 3)
+        stable(s) && s.members.iter().all(|m| count(m.assignment()) == 3)
     }));
     // b leaves cleanly: a is told to rebalance through its heartbeat, revokes (eager), rejoins
     // and gets all six partitions.
@@ -117,28 +135,7 @@ fn two_members_split_partitions_and_a_leave_rebalances() {
         s.members[1].phase() == Phase::Left
     });
     assert!(s.take_events(1).contains(&GroupEvent::Left));
-    for _ in 0..100 {
-        ack_revocations(&mut s);
-        s.run(Duration::from_millis(100));
-        if s.members[0].phase() == Phase::Stable
-            && s.members[0]
-                .assignment()
-                .values()
-                .map(|p| p.len())
-                .sum::<usize>()
-                == 6
-        {
-            break;
-        }
-    }
-    assert_eq!(
-        s.members[0]
-            .assignment()
-            .values()
-            .map(|p| p.len())
-            .sum::<usize>(),
-        6
-    );
+    run_until_stable_with(&mut s, 0, 6, 100);
     let ev = s.take_events(0);
     assert!(
         ev.iter().any(|e| matches!(e, GroupEvent::Revoked { .. })),
@@ -673,10 +670,10 @@ fn cooperative_members_revoke_only_what_moves_and_keep_the_rest() {
             }
         }
         s.events[0].clear();
-        if s.members.iter().all(|m| {
-            m.phase() == Phase::Stable
-                && m.assignment().values().map(|p| p.len()).sum::<usize>() == 3
-        }) {
+        if s.members
+            .iter()
+            .all(|m| m.phase() == Phase::Stable && count(m.assignment()) == 3)
+        {
             break;
         }
     }
@@ -686,6 +683,46 @@ fn cooperative_members_revoke_only_what_moves_and_keep_the_rest() {
     assert_eq!(s.members[1].assignment()["t"].len(), 3);
     let a_parts = &s.members[0].assignment()["t"];
     assert!(a_parts.is_disjoint(&revoked["t"]));
+}
+
+#[test]
+fn a_member_whose_sync_failed_rejoins_with_the_same_metadata() {
+    // KIP-792: the subscription's generation says how old `owned_partitions` are, so it is the
+    // generation of the last completed SyncGroup, not that of the JoinGroup. A SyncGroup that
+    // fails leaves the member's partitions as they were, so its next JoinGroup repeats the
+    // last one byte for byte: a coordinator comparing metadata sees no change (Kafka answers a
+    // follower's unchanged rejoin of a stable group without a new rebalance; Tansu starts a new
+    // generation for any change, which cost a whole extra round).
+    let mut s = sim();
+    let a = member(&s, cfg(), Box::new(CooperativeSticky));
+    s.add(a);
+    assert!(s.run_until(Duration::from_secs(5), stable));
+    let synced = s.members[0].generation();
+    s.fail_next(ApiKey::SyncGroup, ErrorCode::RebalanceInProgress);
+    s.members[0].request_rejoin("test");
+    let now = s.now;
+    s.members[0].handle_timeout(now);
+    assert!(s.run_until(Duration::from_secs(5), |s| stable(s)
+        && s.members[0].generation() > synced + 1));
+    let joins = &s.join_metadata[0];
+    let decode = |b: &bytes::Bytes| decode_subscription(b.clone()).expect("subscription").1;
+    let n = joins.len();
+    assert!(
+        n >= 4,
+        "MEMBER_ID_REQUIRED, first join, rejoin, rejoin after the failed sync"
+    );
+    // The join before the first SyncGroup claims nothing; the rejoin after it claims all six
+    // at that SyncGroup's generation, and so does the join after the failed SyncGroup.
+    assert_eq!(decode(&joins[n - 3]).generation_id, -1);
+    let rejoin = decode(&joins[n - 2]);
+    assert_eq!(rejoin.generation_id, synced);
+    assert_eq!(rejoin.owned_partitions[0].partitions.len(), 6);
+    assert_eq!(
+        joins[n - 1],
+        joins[n - 2],
+        "the failed SyncGroup changed the metadata"
+    );
+    assert_eq!(count(s.members[0].assignment()), 6);
 }
 
 #[test]
@@ -702,28 +739,7 @@ fn session_expiry_of_a_member_rebalances_the_others() {
     s.events.pop();
     s.sent.pop();
     let _ = b.poll_request();
-    for _ in 0..200 {
-        ack_revocations(&mut s);
-        s.run(Duration::from_millis(100));
-        if s.members[0].phase() == Phase::Stable
-            && s.members[0]
-                .assignment()
-                .values()
-                .map(|p| p.len())
-                .sum::<usize>()
-                == 6
-        {
-            break;
-        }
-    }
-    assert_eq!(
-        s.members[0]
-            .assignment()
-            .values()
-            .map(|p| p.len())
-            .sum::<usize>(),
-        6
-    );
+    run_until_stable_with(&mut s, 0, 6, 200);
 }
 
 #[test]

@@ -29,6 +29,9 @@
 //!   theirs and give up only what the new plan takes away, then rejoin at once (KIP-429).
 //! - Partitions are *lost* (not revoked) when the member's generation or id is gone; lost
 //!   partitions are never committed.
+//! - JoinGroup metadata carries the generation of the owned partitions, that of the last
+//!   completed SyncGroup (KIP-792), so a failed SyncGroup leaves the next JoinGroup's metadata
+//!   as it was.
 //! - Heartbeats keep going while the application processes and while a rebalance is pending;
 //!   they stop only while JoinGroup/SyncGroup are in flight.
 //!
@@ -316,6 +319,11 @@ pub struct Member {
     state: State,
     member_id: String,
     generation: i32,
+    /// The generation the owned partitions were assigned in: that of the last SyncGroup this
+    /// member completed, -1 before the first and after partitions were lost. JoinGroup metadata
+    /// carries this one (KIP-792: the field says whether `owned_partitions` are out of date),
+    /// not the generation being joined, which differs after a SyncGroup that failed.
+    owned_generation: i32,
     protocol: Option<String>,
     leader: bool,
     owned: Assignment,
@@ -397,6 +405,7 @@ impl Member {
             state: State::Unjoined,
             member_id: String::new(),
             generation: -1,
+            owned_generation: -1,
             protocol: None,
             leader: false,
             owned: Assignment::new(),
@@ -757,6 +766,8 @@ impl Member {
 
     fn reset_generation(&mut self) {
         self.generation = -1;
+        // Every caller gives the owned partitions up too (lost, or the member left the group).
+        self.owned_generation = -1;
         self.leader = false;
     }
 
@@ -1039,7 +1050,7 @@ impl Member {
             balancer,
             &self.topics,
             self.cooperative.then_some(&self.owned),
-            self.generation,
+            self.owned_generation,
             self.cfg.rack.as_deref(),
         )
     }
@@ -1381,6 +1392,7 @@ impl Member {
         {
             b.on_assignment(&assignment, self.generation);
         }
+        self.owned_generation = self.generation;
         let mut new = Assignment::new();
         for tp in &assignment.assigned_partitions {
             new.entry(tp.topic.to_string())
