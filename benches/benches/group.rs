@@ -13,25 +13,19 @@
 //! (a 6 s session here, so 3 s per round), which dominates rebalance times for both clients.
 
 mod common;
+mod members;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use cohort::{
-    ClientConfig, Consumer, ConsumerEvent, GroupConfig, OffsetReset, Producer, ProducerRecord,
-};
+use cohort::{ClientConfig, Producer, ProducerRecord};
 use cohort_testbroker::{TestBroker, unique_name};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use rdkafka::ClientContext;
-use rdkafka::config::ClientConfig as RdConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance};
+use members::{CohortRunner, RdRunner, SETTLED_IDLE, cohort_config, rd_config, settled, trickle};
 
 const PARTITIONS: i32 = 4;
 const RECORDS: usize = 200_000;
 const VALUE: usize = 100;
-const SESSION: Duration = Duration::from_secs(6);
-const HEARTBEAT: Duration = Duration::from_millis(500);
 
 struct Env {
     rt: tokio::runtime::Runtime,
@@ -64,31 +58,6 @@ fn env() -> Env {
         }
     });
     Env { rt, broker, topic }
-}
-
-fn cohort_config(bootstrap: &str, group: &str, topic: &str, balancer: &str) -> GroupConfig {
-    let mut cfg = GroupConfig::new(bootstrap, group, &[topic]);
-    cfg.balancers = vec![cohort_balancers::by_name(balancer).unwrap()];
-    cfg.session_timeout = SESSION;
-    cfg.heartbeat_interval = HEARTBEAT;
-    cfg.rebalance_timeout = Duration::from_secs(15);
-    cfg.offset_reset = OffsetReset::Earliest;
-    cfg.auto_commit_interval = Some(Duration::from_secs(1));
-    cfg
-}
-
-fn rd_config(bootstrap: &str, group: &str, balancer: &str) -> RdConfig {
-    let mut c = RdConfig::new();
-    c.set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .set("partition.assignment.strategy", balancer)
-        .set("session.timeout.ms", SESSION.as_millis().to_string())
-        .set("heartbeat.interval.ms", HEARTBEAT.as_millis().to_string())
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "1000")
-        .set("broker.address.family", "v4");
-    c
 }
 
 async fn cohort_drain(e: &Env) -> Duration {
@@ -132,114 +101,6 @@ fn throughput(c: &mut Criterion) {
 // ---------------------------------------------------------------------------------------------
 // Rebalance latency.
 
-/// A cohort member consuming in a task; `assigned_at` is set on every assignment.
-struct CohortRunner {
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-    /// Generation of the last assignment.
-    generation: Arc<AtomicU64>,
-    consumed: Arc<AtomicU64>,
-}
-
-async fn cohort_member(
-    e: &Env,
-    group: &str,
-    balancer: &str,
-    rejoin_delay: Duration,
-) -> CohortRunner {
-    let mut cfg = cohort_config(e.broker.bootstrap(), group, &e.topic, balancer);
-    cfg.cooperative_rejoin_delay = rejoin_delay;
-    let mut c = Consumer::new(cfg).await.expect("consumer");
-    let mut events = c.events().unwrap();
-    let (stop, mut rx) = tokio::sync::oneshot::channel();
-    let generation = Arc::new(AtomicU64::new(0));
-    let consumed = Arc::new(AtomicU64::new(0));
-    let (g2, c2) = (generation.clone(), consumed.clone());
-    let task = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = &mut rx => { let _ = c.close().await; return; }
-                Some(ev) = events.recv() => if let ConsumerEvent::Assigned { generation, .. } = ev {
-                    g2.store(generation as u64 + 1, Ordering::SeqCst);
-                },
-                r = c.recv() => match r {
-                    Some(Ok(r)) => { c.ack(&r); c2.fetch_add(1, Ordering::Relaxed); }
-                    _ => return,
-                },
-            }
-        }
-    });
-    CohortRunner {
-        stop,
-        task,
-        generation,
-        consumed,
-    }
-}
-
-struct RdCtx {
-    assignments: AtomicU64,
-}
-impl ClientContext for RdCtx {
-    fn log(&self, _: rdkafka::config::RDKafkaLogLevel, _: &str, _: &str) {}
-}
-impl ConsumerContext for RdCtx {
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, r: &Rebalance<'_>) {
-        if let Rebalance::Assign(_) = r {
-            self.assignments.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-}
-
-struct RdRunner {
-    stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<()>,
-    /// Assignment callbacks so far.
-    assignments: Arc<AtomicU64>,
-    consumed: Arc<AtomicU64>,
-}
-
-fn rd_member(e: &Env, group: &str, balancer: &str) -> RdRunner {
-    let stop = Arc::new(AtomicBool::new(false));
-    let assignments = Arc::new(AtomicU64::new(0));
-    let consumed = Arc::new(AtomicU64::new(0));
-    let cfg = rd_config(e.broker.bootstrap(), group, balancer);
-    let topic = e.topic.clone();
-    let (s2, a2, c2) = (stop.clone(), assignments.clone(), consumed.clone());
-    let thread = std::thread::spawn(move || {
-        let c: BaseConsumer<RdCtx> = cfg
-            .create_with_context(RdCtx {
-                assignments: AtomicU64::new(0),
-            })
-            .unwrap();
-        c.subscribe(&[&topic]).unwrap();
-        while !s2.load(Ordering::SeqCst) {
-            if let Some(Ok(_)) = c.poll(Duration::from_millis(20)) {
-                c2.fetch_add(1, Ordering::Relaxed);
-            }
-            a2.store(
-                c.context().assignments.load(Ordering::SeqCst),
-                Ordering::SeqCst,
-            );
-        }
-        c.unsubscribe();
-    });
-    RdRunner {
-        stop,
-        thread,
-        assignments,
-        consumed,
-    }
-}
-
-/// Produces a trickle so every member has records to consume after a rebalance.
-async fn trickle(p: &Producer, topic: &str) {
-    for part in 0..PARTITIONS {
-        let recs = vec![ProducerRecord::value("t")];
-        let _ = p.send(topic, part, &recs).await;
-    }
-}
-
 fn wait(limit: Duration, mut pred: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + limit;
     while Instant::now() < end {
@@ -249,6 +110,16 @@ fn wait(limit: Duration, mut pred: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(5));
     }
     false
+}
+
+/// Waits until two members own every partition between them (see [`members::settled`]), then
+/// lets the group sit idle for the same time for both clients before the third member starts.
+fn settle(a: &AtomicU64, b: &AtomicU64) {
+    assert!(
+        wait(Duration::from_secs(60), || settled(a, b, PARTITIONS)),
+        "two members did not settle"
+    );
+    std::thread::sleep(SETTLED_IDLE);
 }
 
 fn rebalance(c: &mut Criterion) {
@@ -278,29 +149,21 @@ fn rebalance(c: &mut Criterion) {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     let group = unique_name("g");
-                    let (a, bm) = e.rt.block_on(async {
-                        let a = cohort_member(&e, &group, balancer, delay).await;
-                        let bm = cohort_member(&e, &group, balancer, delay).await;
-                        (a, bm)
-                    });
-                    assert!(
-                        wait(Duration::from_secs(60), || {
-                            let (ga, gb) = (
-                                a.generation.load(Ordering::SeqCst),
-                                bm.generation.load(Ordering::SeqCst),
-                            );
-                            ga > 0 && ga == gb
-                        }),
-                        "two members did not settle"
-                    );
-                    std::thread::sleep(Duration::from_secs(1));
+                    let member = || {
+                        let mut cfg =
+                            cohort_config(e.broker.bootstrap(), &group, &e.topic, balancer);
+                        cfg.cooperative_rejoin_delay = delay;
+                        CohortRunner::start(cfg, None)
+                    };
+                    let (a, bm) = e.rt.block_on(async { (member().await, member().await) });
+                    settle(&a.owned, &bm.owned);
                     let before = a.generation.load(Ordering::SeqCst);
                     let start = Instant::now();
-                    let third = e.rt.block_on(cohort_member(&e, &group, balancer, delay));
+                    let third = e.rt.block_on(member());
                     let ok = wait(Duration::from_secs(60), || {
                         let g3 = third.generation.load(Ordering::SeqCst);
                         if g3 == 0 || third.consumed.load(Ordering::Relaxed) == 0 {
-                            e.rt.block_on(trickle(&admin, &e.topic));
+                            e.rt.block_on(trickle(&admin, &e.topic, PARTITIONS));
                             return false;
                         }
                         // As for librdkafka: in an eager rebalance every old member must
@@ -315,8 +178,7 @@ fn rebalance(c: &mut Criterion) {
                     total += start.elapsed();
                     e.rt.block_on(async {
                         for m in [a, bm, third] {
-                            let _ = m.stop.send(());
-                            let _ = m.task.await;
+                            m.stop().await;
                         }
                     });
                 }
@@ -330,22 +192,21 @@ fn rebalance(c: &mut Criterion) {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     let group = unique_name("g");
-                    let a = rd_member(&e, &group, balancer);
-                    let bm = rd_member(&e, &group, balancer);
-                    assert!(
-                        wait(Duration::from_secs(60), || {
-                            a.assignments.load(Ordering::SeqCst) > 0
-                                && bm.assignments.load(Ordering::SeqCst) > 0
-                        }),
-                        "two librdkafka members did not settle"
-                    );
-                    std::thread::sleep(Duration::from_secs(4));
+                    let member = || {
+                        RdRunner::start(
+                            rd_config(e.broker.bootstrap(), &group, balancer),
+                            &e.topic,
+                            None,
+                        )
+                    };
+                    let (a, bm) = (member(), member());
+                    settle(&a.owned, &bm.owned);
                     let (ba, bb) = (
                         a.assignments.load(Ordering::SeqCst),
                         bm.assignments.load(Ordering::SeqCst),
                     );
                     let start = Instant::now();
-                    let third = rd_member(&e, &group, balancer);
+                    let third = member();
                     // librdkafka reports an assignment to both old members in an eager
                     // rebalance; in a cooperative one, only members that gain partitions do.
                     // Done when the newcomer consumed a record and every old member that was
@@ -354,7 +215,7 @@ fn rebalance(c: &mut Criterion) {
                         if third.assignments.load(Ordering::SeqCst) == 0
                             || third.consumed.load(Ordering::Relaxed) == 0
                         {
-                            e.rt.block_on(trickle(&admin, &e.topic));
+                            e.rt.block_on(trickle(&admin, &e.topic, PARTITIONS));
                             return false;
                         }
                         balancer != "range"
@@ -364,8 +225,7 @@ fn rebalance(c: &mut Criterion) {
                     assert!(ok, "librdkafka rebalance did not complete");
                     total += start.elapsed();
                     for m in [a, bm, third] {
-                        m.stop.store(true, Ordering::SeqCst);
-                        let _ = m.thread.join();
+                        m.stop();
                     }
                 }
                 total
