@@ -14,7 +14,7 @@ use testcontainers::core::{ContainerPort, IntoContainerPort};
 use testcontainers::runners::{AsyncBuilder, AsyncRunner};
 use testcontainers::{ContainerAsync, GenericBuildableImage, GenericImage, ImageExt};
 
-use crate::{Backend, BrokerError, TANSU_VERSION, free_port, install_tansu, probe};
+use crate::{Backend, BrokerError, BrokerKind, TANSU_VERSION, free_port, install_tansu, probe};
 
 /// Name of the locally built image.
 const TANSU_IMAGE: &str = "cohort-tansu";
@@ -54,7 +54,8 @@ pub(crate) struct ContainerBroker {
     addr: String,
     image: String,
     id: String,
-    tansu: bool,
+    kind: BrokerKind,
+    version: Option<String>,
 }
 
 struct Started {
@@ -114,8 +115,10 @@ async fn run_container(
                 .with_mapped_port(host_port, BROKER_PORT.tcp())
                 .with_startup_timeout(timeout);
             if name.contains("kafka") {
-                // Apache Kafka's image in KRaft mode, one combined broker/controller, listening
-                // on 9092 and advertising the host's mapped port.
+                // Apache Kafka in KRaft mode (the apache/kafka image, or cohort-kafka, which takes
+                // the same variables), one combined broker/controller, listening on 9092 and
+                // advertising the host's mapped port. The test settings are those of the process
+                // backend (`kafka_process::server_properties`, where each is explained).
                 for (k, v) in [
                     ("KAFKA_NODE_ID", "1".to_owned()),
                     ("KAFKA_PROCESS_ROLES", "broker,controller".into()),
@@ -136,8 +139,13 @@ async fn run_container(
                     ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1".into()),
                     ("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1".into()),
                     ("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1".into()),
+                    (
+                        "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR",
+                        "1".into(),
+                    ),
+                    ("KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR", "1".into()),
                     ("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0".into()),
-                    ("KAFKA_NUM_PARTITIONS", "4".into()),
+                    ("KAFKA_GROUP_MIN_SESSION_TIMEOUT_MS", "1000".into()),
                 ] {
                     req = req.with_env_var(k, v);
                 }
@@ -169,13 +177,30 @@ async fn logs_of(c: &ContainerAsync<GenericImage>) -> String {
 }
 
 impl ContainerBroker {
-    pub(crate) fn start(image: Option<&str>, timeout: Duration) -> Result<Self, BrokerError> {
-        let source = match image {
-            None => Source::Tansu(install_tansu()?),
-            Some(i) => Source::Image(i.to_owned()),
+    pub(crate) fn start(
+        kind: BrokerKind,
+        image: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Self, BrokerError> {
+        let source = match (image, kind) {
+            (Some(i), _) => Source::Image(i.to_owned()),
+            (None, BrokerKind::Tansu) => Source::Tansu(install_tansu()?),
+            (None, BrokerKind::ApacheKafka) => Source::Image(crate::image::kafka_image()?),
         };
-        let tansu =
-            matches!(source, Source::Tansu(_)) || image.is_some_and(|i| i.contains("tansu"));
+        // An image's name says what it runs; anything else is taken to be what was asked for.
+        let (kind, version) = match &source {
+            Source::Tansu(_) => (BrokerKind::Tansu, Some(TANSU_VERSION.to_owned())),
+            Source::Image(i) => {
+                let tag = i.rsplit_once(':').map(|(_, t)| t.to_owned());
+                if i.contains("tansu") {
+                    (BrokerKind::Tansu, tag)
+                } else if i.contains("kafka") {
+                    (BrokerKind::ApacheKafka, tag)
+                } else {
+                    (kind, tag)
+                }
+            }
+        };
         let (ready_tx, ready_rx) = mpsc::channel::<Result<Started, String>>();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Cmd>();
         let thread = std::thread::Builder::new()
@@ -278,9 +303,18 @@ impl ContainerBroker {
             addr: started.addr,
             image: started.image,
             id: started.id,
-            tansu,
+            kind,
+            version,
         };
-        if let Err(reason) = probe::wait_ready(&broker.addr, timeout) {
+        // Apache Kafka (node 1) is ready once it lists itself and a group coordinator exists.
+        let want = match broker.kind {
+            BrokerKind::ApacheKafka => probe::Readiness {
+                brokers: vec![1],
+                coordinator: true,
+            },
+            BrokerKind::Tansu => probe::Readiness::default(),
+        };
+        if let Err(reason) = probe::wait_until(&broker.addr, timeout, &want, || None) {
             return Err(BrokerError::NotReady {
                 backend: Backend::Container,
                 addr: broker.addr.clone(),
@@ -295,8 +329,12 @@ impl ContainerBroker {
         self.addr.clone()
     }
 
-    pub(crate) fn is_tansu(&self) -> bool {
-        self.tansu
+    pub(crate) fn kind(&self) -> BrokerKind {
+        self.kind
+    }
+
+    pub(crate) fn version(&self) -> Option<String> {
+        self.version.clone()
     }
 
     pub(crate) fn description(&self) -> String {

