@@ -170,7 +170,50 @@ impl Producer {
     }
 
     /// Writes `records` to one partition (acks=all); returns the base offset.
+    ///
+    /// Errors the broker returns for a leadership in motion (NOT_LEADER_OR_FOLLOWER,
+    /// LEADER_NOT_AVAILABLE, UNKNOWN_TOPIC_OR_PARTITION for a topic just created, NOT_ENOUGH_REPLICAS,
+    /// REQUEST_TIMED_OUT) are retried with fresh metadata and a growing backoff for up to the request
+    /// timeout, as the Java producer does within `delivery.timeout.ms`; such an answer means the
+    /// records were not appended, so the retry cannot duplicate them. A lost connection is returned
+    /// to the caller: whether the records were appended is then unknown, and without idempotence
+    /// (which this producer does not implement) only the caller can decide.
     pub async fn send(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: &[ProducerRecord],
+    ) -> Result<i64, Error> {
+        let deadline = tokio::time::Instant::now() + self.cluster.config().request_timeout;
+        let mut backoff = std::time::Duration::from_millis(50);
+        loop {
+            match self.send_once(topic, partition, records).await {
+                Err(Error::Broker {
+                    code:
+                        code @ (ErrorCode::NotLeaderOrFollower
+                        | ErrorCode::LeaderNotAvailable
+                        | ErrorCode::UnknownTopicOrPartition
+                        | ErrorCode::NotEnoughReplicas
+                        | ErrorCode::RequestTimedOut),
+                    api,
+                    context,
+                }) => {
+                    if tokio::time::Instant::now() + backoff > deadline {
+                        return Err(Error::Broker { api, code, context });
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
+                    let _ = self
+                        .cluster
+                        .refresh_metadata(Some(&[topic.to_owned()]))
+                        .await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn send_once(
         &self,
         topic: &str,
         partition: i32,
@@ -236,15 +279,6 @@ impl Producer {
                 context: "empty produce response".into(),
             })?;
         if let Err(code) = ErrorCode::check(p.error_code) {
-            if matches!(
-                code,
-                ErrorCode::NotLeaderOrFollower | ErrorCode::UnknownTopicOrPartition
-            ) {
-                let _ = self
-                    .cluster
-                    .refresh_metadata(Some(&[topic.to_owned()]))
-                    .await;
-            }
             return Err(Error::Broker {
                 api: ApiKey::Produce,
                 code,

@@ -1,7 +1,7 @@
-//! The group core against the real broker (Tansu, see `cohort-testbroker`): members join and
-//! split partitions, leave cleanly, crash, restart at the committed offset; cooperative-sticky
-//! moves only what must move; added partitions are consumed; every record is consumed at least
-//! once through all of it.
+//! The group core against a real broker (Apache Kafka by default, see `cohort-testbroker`):
+//! members join and split partitions, leave cleanly, crash, restart at the committed offset;
+//! cooperative-sticky moves only what must move; added partitions are consumed; every record is
+//! consumed at least once through all of it.
 
 mod common;
 
@@ -14,7 +14,7 @@ use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_members_split_partitions_and_a_clean_leave_hands_over_quickly() {
-    let broker = TestBroker::start().expect("broker");
+    let broker = TestBroker::shared().expect("broker");
     let (topic, group) = (unique_name("split"), unique_name("g"));
     let p = common::topic(&broker, &topic, 6).await;
     let produced = produce(&p, &topic, 6, 20, "a").await;
@@ -34,7 +34,7 @@ async fn three_members_split_partitions_and_a_clean_leave_hands_over_quickly() {
     .await;
 
     // c leaves cleanly: a and b take its partitions within one rebalance (a round trip of
-    // JoinGroup/SyncGroup, which Tansu holds for half the session timeout).
+    // JoinGroup/SyncGroup; Tansu holds JoinGroup for half the session timeout, docs/DESIGN.md).
     let _ = c.stop(Stop::Close).await;
     let took = wait_for(
         Duration::from_secs(15),
@@ -60,7 +60,7 @@ async fn three_members_split_partitions_and_a_clean_leave_hands_over_quickly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_member_is_replaced_after_the_session_timeout() {
-    let broker = TestBroker::start().expect("broker");
+    let broker = TestBroker::shared().expect("broker");
     let (topic, group) = (unique_name("crash"), unique_name("g"));
     let p = common::topic(&broker, &topic, 4).await;
     let cfg = || group_config(broker.bootstrap(), &group, &[&topic], Box::new(Range));
@@ -97,7 +97,7 @@ async fn a_killed_member_is_replaced_after_the_session_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restarted_member_resumes_exactly_at_the_committed_offset() {
-    let broker = TestBroker::start().expect("broker");
+    let broker = TestBroker::shared().expect("broker");
     let (topic, group) = (unique_name("resume"), unique_name("g"));
     let p = common::topic(&broker, &topic, 1).await;
     produce(&p, &topic, 1, 30, "r").await;
@@ -136,7 +136,7 @@ async fn a_full_buffer_does_not_hide_new_records_of_caught_up_partitions() {
     // end. The fetcher then skips caught-up partitions to save round trips, but must still
     // poll them once per fetch_max_wait: a record written to partition 1 is fetched while
     // partition 0 stays held back.
-    let broker = TestBroker::start().expect("broker");
+    let broker = TestBroker::shared().expect("broker");
     let (topic, group) = (unique_name("held"), unique_name("g"));
     let p = common::topic(&broker, &topic, 2).await;
     let recs: Vec<ProducerRecord> = (0..50)
@@ -187,7 +187,7 @@ async fn a_full_buffer_does_not_hide_new_records_of_caught_up_partitions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn out_of_order_acknowledgements_commit_below_the_first_gap() {
-    let broker = TestBroker::start().expect("broker");
+    let broker = TestBroker::shared().expect("broker");
     let (topic, group) = (unique_name("ooo"), unique_name("g"));
     let p = common::topic(&broker, &topic, 1).await;
     produce(&p, &topic, 1, 10, "o").await;
@@ -216,7 +216,7 @@ async fn out_of_order_acknowledgements_commit_below_the_first_gap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cooperative_sticky_moves_only_what_must_and_the_rest_keeps_flowing() {
-    let broker = TestBroker::start().expect("broker");
+    let broker = TestBroker::shared().expect("broker");
     let (topic, group) = (unique_name("coop"), unique_name("g"));
     let p = common::topic(&broker, &topic, 6).await;
     let cfg = || {
@@ -336,7 +336,7 @@ async fn cooperative_sticky_moves_only_what_must_and_the_rest_keeps_flowing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn partitions_added_to_a_topic_get_consumed() {
-    let broker = TestBroker::start().expect("broker");
+    let broker = TestBroker::shared().expect("broker");
     let (topic, group) = (unique_name("grow"), unique_name("g"));
     let p = common::topic(&broker, &topic, 2).await;
     let cfg = || group_config(broker.bootstrap(), &group, &[&topic], Box::new(Range));
@@ -379,7 +379,7 @@ async fn partitions_added_to_a_topic_get_consumed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_record_is_consumed_at_least_once_through_joins_leaves_and_crashes() {
-    let broker = TestBroker::start().expect("broker");
+    let broker = TestBroker::shared().expect("broker");
     let (topic, group) = (unique_name("churn"), unique_name("g"));
     let p = common::topic(&broker, &topic, 6).await;
     let produced = std::sync::Arc::new(std::sync::Mutex::new(BTreeSet::new()));
@@ -440,7 +440,7 @@ async fn every_record_is_consumed_at_least_once_through_joins_leaves_and_crashes
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn recv_is_progress_for_max_poll_interval_and_a_stalled_consumer_rejoins_when_it_polls() {
     use std::time::Instant;
-    let broker = TestBroker::start().expect("broker");
+    let broker = TestBroker::shared().expect("broker");
     let (topic, group) = (unique_name("stall"), unique_name("g"));
     let p = common::topic(&broker, &topic, 2).await;
     produce(&p, &topic, 2, 5, "s").await;

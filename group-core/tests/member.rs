@@ -635,6 +635,43 @@ fn static_members_do_not_leave_and_fencing_is_fatal() {
     );
 }
 
+/// Found on Apache Kafka: a member closing while a heartbeat was in flight got that heartbeat's
+/// UNKNOWN_MEMBER_ID (the coordinator had already removed it) before its LeaveGroup answer. The
+/// error moved it from Leaving back to Unjoined, the LeaveGroup answer was then ignored, and
+/// `close` waited forever. Errors answered to a leaving member change nothing but what it owns.
+#[test]
+fn an_error_answered_while_leaving_does_not_keep_the_member_from_leaving() {
+    for code in [
+        ErrorCode::UnknownMemberId,
+        ErrorCode::IllegalGeneration,
+        ErrorCode::RebalanceInProgress,
+        ErrorCode::NotCoordinator,
+    ] {
+        let mut s = sim();
+        let m = member(&s, cfg(), Box::new(Range));
+        s.add(m);
+        assert!(s.run_until(Duration::from_secs(5), stable));
+        // The next heartbeat is answered with `code`, and the answer is held back.
+        s.fail_next(ApiKey::Heartbeat, code);
+        s.hold(ApiKey::Heartbeat, 1);
+        let before = s.sent[0].len();
+        assert!(s.run_until(Duration::from_secs(3), |s| {
+            s.sent[0][before..].contains(&ApiKey::Heartbeat)
+        }));
+        let now = s.now;
+        s.members[0].leave(now);
+        // The heartbeat's error arrives first, the LeaveGroup answer right after it.
+        s.release();
+        s.run(Duration::from_secs(2));
+        assert_eq!(s.members[0].phase(), Phase::Left, "{code:?}");
+        assert!(
+            s.take_events(0).contains(&GroupEvent::Left),
+            "{code:?}: no Left event"
+        );
+        assert!(s.sent[0].contains(&ApiKey::LeaveGroup), "{code:?}");
+    }
+}
+
 #[test]
 fn cooperative_members_revoke_only_what_moves_and_keep_the_rest() {
     let mut s = sim();

@@ -116,7 +116,7 @@ fn cohort_led_last(journal: &Journal) -> Option<bool> {
 }
 
 async fn mixed_group(balancer: &str, cohort_leads: bool) {
-    let broker = TestBroker::start().expect("broker");
+    let broker = TestBroker::shared().expect("broker");
     let topic = unique_name("mixed");
     let group = unique_name("g");
     let p = Producer::new(ClientConfig::new(broker.bootstrap()));

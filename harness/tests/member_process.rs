@@ -11,7 +11,7 @@ use cohort_testbroker::{TestBroker, unique_name};
 use serde_json::Value;
 
 fn run_member(client: &str) {
-    let broker = TestBroker::start().expect("broker");
+    let broker = TestBroker::shared().expect("broker");
     let topic = unique_name("proc");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {

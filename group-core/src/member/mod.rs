@@ -785,6 +785,13 @@ impl Member {
             self.reset_generation();
         }
         self.lose_all();
+        if matches!(self.state, State::Leaving { .. }) {
+            // Already leaving: an error for a request sent before the LeaveGroup (a heartbeat
+            // the coordinator answered after removing the member) only confirms that it let go.
+            // The LeaveGroup's answer, or its failure, still ends the leave; moving to Unjoined
+            // here would make that answer look stray, and `close` would wait forever.
+            return;
+        }
         self.state = State::Unjoined;
         self.pending_revoke = None;
         self.rejoin_reason = Some(reason.to_owned());

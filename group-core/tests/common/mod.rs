@@ -22,7 +22,8 @@ pub fn init_logs() {
         .try_init();
 }
 
-/// Short timeouts: Tansu holds JoinGroup for half the session timeout (BROKER.md).
+/// Short timeouts, so that crashes are noticed quickly (the test brokers allow session timeouts
+/// down to 1 s) and Tansu, which holds JoinGroup for half the session timeout, stays quick.
 pub fn group_config(
     bootstrap: &str,
     group: &str,
