@@ -16,7 +16,7 @@ use common::*;
 async fn three_members_split_partitions_and_a_clean_leave_hands_over_quickly() {
     let broker = TestBroker::shared().expect("broker");
     let (topic, group) = (unique_name("split"), unique_name("g"));
-    let p = common::topic(&broker, &topic, 6).await;
+    let p = common::topic(broker, &topic, 6).await;
     let produced = produce(&p, &topic, 6, 20, "a").await;
     let cfg = || group_config(broker.bootstrap(), &group, &[&topic], Box::new(Range));
     let a = Running::start(cfg()).await;
@@ -62,7 +62,7 @@ async fn three_members_split_partitions_and_a_clean_leave_hands_over_quickly() {
 async fn a_killed_member_is_replaced_after_the_session_timeout() {
     let broker = TestBroker::shared().expect("broker");
     let (topic, group) = (unique_name("crash"), unique_name("g"));
-    let p = common::topic(&broker, &topic, 4).await;
+    let p = common::topic(broker, &topic, 4).await;
     let cfg = || group_config(broker.bootstrap(), &group, &[&topic], Box::new(Range));
     let a = Running::start(cfg()).await;
     let b = Running::start(cfg()).await;
@@ -99,7 +99,7 @@ async fn a_killed_member_is_replaced_after_the_session_timeout() {
 async fn a_restarted_member_resumes_exactly_at_the_committed_offset() {
     let broker = TestBroker::shared().expect("broker");
     let (topic, group) = (unique_name("resume"), unique_name("g"));
-    let p = common::topic(&broker, &topic, 1).await;
+    let p = common::topic(broker, &topic, 1).await;
     produce(&p, &topic, 1, 30, "r").await;
     let mut cfg = group_config(broker.bootstrap(), &group, &[&topic], Box::new(Range));
     cfg.auto_commit_interval = None;
@@ -138,7 +138,7 @@ async fn a_full_buffer_does_not_hide_new_records_of_caught_up_partitions() {
     // partition 0 stays held back.
     let broker = TestBroker::shared().expect("broker");
     let (topic, group) = (unique_name("held"), unique_name("g"));
-    let p = common::topic(&broker, &topic, 2).await;
+    let p = common::topic(broker, &topic, 2).await;
     let recs: Vec<ProducerRecord> = (0..50)
         .map(|i| ProducerRecord::value(format!("{i}")))
         .collect();
@@ -189,7 +189,7 @@ async fn a_full_buffer_does_not_hide_new_records_of_caught_up_partitions() {
 async fn out_of_order_acknowledgements_commit_below_the_first_gap() {
     let broker = TestBroker::shared().expect("broker");
     let (topic, group) = (unique_name("ooo"), unique_name("g"));
-    let p = common::topic(&broker, &topic, 1).await;
+    let p = common::topic(broker, &topic, 1).await;
     produce(&p, &topic, 1, 10, "o").await;
     let mut cfg = group_config(broker.bootstrap(), &group, &[&topic], Box::new(Range));
     cfg.auto_commit_interval = None;
@@ -218,7 +218,7 @@ async fn out_of_order_acknowledgements_commit_below_the_first_gap() {
 async fn cooperative_sticky_moves_only_what_must_and_the_rest_keeps_flowing() {
     let broker = TestBroker::shared().expect("broker");
     let (topic, group) = (unique_name("coop"), unique_name("g"));
-    let p = common::topic(&broker, &topic, 6).await;
+    let p = common::topic(broker, &topic, 6).await;
     let cfg = || {
         group_config(
             broker.bootstrap(),
@@ -338,7 +338,7 @@ async fn cooperative_sticky_moves_only_what_must_and_the_rest_keeps_flowing() {
 async fn partitions_added_to_a_topic_get_consumed() {
     let broker = TestBroker::shared().expect("broker");
     let (topic, group) = (unique_name("grow"), unique_name("g"));
-    let p = common::topic(&broker, &topic, 2).await;
+    let p = common::topic(broker, &topic, 2).await;
     let cfg = || group_config(broker.bootstrap(), &group, &[&topic], Box::new(Range));
     let a = Running::start(cfg()).await;
     let b = Running::start(cfg()).await;
@@ -381,7 +381,7 @@ async fn partitions_added_to_a_topic_get_consumed() {
 async fn every_record_is_consumed_at_least_once_through_joins_leaves_and_crashes() {
     let broker = TestBroker::shared().expect("broker");
     let (topic, group) = (unique_name("churn"), unique_name("g"));
-    let p = common::topic(&broker, &topic, 6).await;
+    let p = common::topic(broker, &topic, 6).await;
     let produced = std::sync::Arc::new(std::sync::Mutex::new(BTreeSet::new()));
     let producing = {
         let (p, topic, produced) = (p.clone(), topic.clone(), std::sync::Arc::clone(&produced));
@@ -442,7 +442,7 @@ async fn recv_is_progress_for_max_poll_interval_and_a_stalled_consumer_rejoins_w
     use std::time::Instant;
     let broker = TestBroker::shared().expect("broker");
     let (topic, group) = (unique_name("stall"), unique_name("g"));
-    let p = common::topic(&broker, &topic, 2).await;
+    let p = common::topic(broker, &topic, 2).await;
     produce(&p, &topic, 2, 5, "s").await;
     let mut cfg = group_config(broker.bootstrap(), &group, &[&topic], Box::new(Range));
     cfg.max_poll_interval = Duration::from_secs(1);

@@ -787,10 +787,10 @@ fn a_member_without_heartbeat_responses_for_a_session_gives_its_partitions_up_as
     assert!(s.run_until(Duration::from_secs(5), stable));
     let id_before = s.members[0].member_id().to_owned();
     s.take_events(0);
-    // The coordinator stops answering (a partition between member and broker): after a whole
-    // session the coordinator has expired the member, so its partitions are lost, not revoked,
-    // and nothing is committed for them.
-    s.hold(ApiKey::Heartbeat, 1000);
+    // The coordinator stops answering (a partition between member and broker, or a broker
+    // restarting): after a whole session the coordinator may have expired the member, so its
+    // partitions are lost, not revoked, and nothing is committed for them.
+    unreachable(&mut s, true);
     s.run(Duration::from_millis(5_500));
     assert!(
         !s.take_events(0)
@@ -805,17 +805,69 @@ fn a_member_without_heartbeat_responses_for_a_session_gives_its_partitions_up_as
         "lost after the session timeout: {ev:?}"
     );
     assert!(!ev.iter().any(|e| matches!(e, GroupEvent::Revoked { .. })));
-    assert_ne!(
+    assert_eq!(
         s.members[0].member_id(),
         id_before,
-        "a dynamic member's id is gone"
+        "the member id is kept for the rejoin"
     );
-    // The path heals: the member joins again and gets its partitions back.
-    s.hold(ApiKey::Heartbeat, 0);
-    s.release();
+    // The path heals. This coordinator still knows the member (it received the heartbeats, as
+    // a coordinator that reloaded the group after a restart knows it), so the rejoin keeps the
+    // id: no MEMBER_ID_REQUIRED round, and the partitions come back.
+    let joins_before = joins(&s);
+    unreachable(&mut s, false);
     ack_revocations(&mut s);
     assert!(s.run_until(Duration::from_secs(10), stable));
     assert_eq!(assigned(&s.take_events(0)), vec![6]);
+    assert_eq!(s.members[0].member_id(), id_before);
+    assert_eq!(
+        joins(&s) - joins_before,
+        1,
+        "one JoinGroup with the kept id"
+    );
+}
+
+/// Holds back (or, with `false`, delivers) every answer of the coordinator a member needs to
+/// stay in or rejoin the group.
+fn unreachable(s: &mut Sim, on: bool) {
+    for api in [
+        ApiKey::Heartbeat,
+        ApiKey::FindCoordinator,
+        ApiKey::JoinGroup,
+    ] {
+        s.hold(api, if on { 1000 } else { 0 });
+    }
+    if !on {
+        s.release();
+    }
+}
+
+fn joins(s: &Sim) -> usize {
+    s.sent[0]
+        .iter()
+        .filter(|a| **a == ApiKey::JoinGroup)
+        .count()
+}
+
+/// A coordinator that did expire the member answers the kept id with UNKNOWN_MEMBER_ID; the
+/// member then joins with a new one.
+#[test]
+fn a_member_whose_session_expired_rejoins_with_a_new_id_when_the_coordinator_forgot_it() {
+    let mut s = sim();
+    let m = member(&s, cfg(), Box::new(Range));
+    s.add(m);
+    assert!(s.run_until(Duration::from_secs(5), stable));
+    let id_before = s.members[0].member_id().to_owned();
+    unreachable(&mut s, true);
+    s.run(Duration::from_millis(7_000));
+    assert_eq!(s.members[0].member_id(), id_before);
+    // The coordinator forgot the member: the JoinGroup with its id is refused.
+    s.fail_next(ApiKey::JoinGroup, ErrorCode::UnknownMemberId);
+    unreachable(&mut s, false);
+    ack_revocations(&mut s);
+    assert!(s.run_until(Duration::from_secs(10), |s| {
+        stable(s) && s.members[0].member_id() != id_before
+    }));
+    assert_eq!(count(s.members[0].assignment()), 6);
 }
 
 #[test]

@@ -196,14 +196,14 @@ fn cutoff_windows(entries: &[Entry], end: u64) -> BTreeMap<String, Vec<(u64, u64
             detail,
         } = &e.event
         {
-            let cuts = matches!(
-                action.as_str(),
-                "freeze" | "blackhole" | "cut" | "broker-pause"
-            );
+            // A broker fault (a paused, killed, stopped or restarting node) can cut any member
+            // off its coordinator or its partitions' leaders.
+            let broker = action.starts_with("broker-");
+            let cuts = broker || matches!(action.as_str(), "freeze" | "blackhole" | "cut");
             if !cuts {
                 continue;
             }
-            let who = if action == "broker-pause" {
+            let who = if broker {
                 "*".to_owned()
             } else {
                 target.clone()

@@ -1,12 +1,12 @@
 //! `cohort`: consumer groups under chaos against a real broker.
 //!
 //! ```text
-//! cohort demo                      a short scenario on the embedded broker, with a report
+//! cohort demo                      a short scenario on the default broker, with a report
 //! cohort run SCENARIO.toml         a scenario; exits non-zero when a check fails
 //! cohort member --bootstrap ...    one group member as a process, events as JSON lines
 //! cohort assign [FILE]             a balancer's plan and metrics for a group described in JSON
 //! cohort conformance --bootstrap   which group behaviours a broker gets right
-//! cohort broker                    start the embedded broker and wait
+//! cohort broker                    start a broker (or a cluster) and wait
 //! ```
 
 use std::io::Read;
@@ -20,6 +20,7 @@ use cohort_harness::process_member::{self, Client};
 use cohort_harness::runner::{self, RunOptions};
 use cohort_harness::scenario::Scenario;
 use cohort_harness::{assign, conformance};
+use cohort_testbroker::BrokerKind;
 
 #[derive(Parser)]
 #[command(
@@ -34,7 +35,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs a short default scenario on the embedded broker and writes its report.
+    /// Runs a short default scenario on the default broker (Apache Kafka) and writes its report.
     Demo {
         /// Where to write the report.
         #[arg(long, default_value = "cohort-report")]
@@ -42,6 +43,9 @@ enum Command {
         /// Seed (a random one is printed otherwise).
         #[arg(long)]
         seed: Option<u64>,
+        /// Which broker to start: `apache-kafka` (default) or `tansu` (no Java needed).
+        #[arg(long, value_parser = parse_broker)]
+        broker: Option<BrokerKind>,
     },
     /// Runs a scenario file; exits 1 when a check fails.
     Run {
@@ -56,9 +60,12 @@ enum Command {
         /// Runs against this cluster instead of the scenario's broker.
         #[arg(long)]
         bootstrap: Option<String>,
-        /// Runs against this Testcontainers image (e.g. `apache/kafka:4.0.0`).
+        /// Runs against this Testcontainers image (e.g. `apache/kafka:4.4.0`).
         #[arg(long)]
         image: Option<String>,
+        /// Which broker to start: `apache-kafka` (default) or `tansu`.
+        #[arg(long, value_parser = parse_broker)]
+        broker: Option<BrokerKind>,
         /// Multiplies the scenario's duration (a soak: `--scale 10`).
         #[arg(long, default_value_t = 1)]
         scale: u32,
@@ -130,9 +137,13 @@ enum Command {
     },
     /// Checks how a broker handles consumer groups and offsets.
     Conformance {
-        /// The broker; the embedded one when absent.
+        /// The broker; one started here when absent.
         #[arg(long)]
         bootstrap: Option<String>,
+        /// Which broker to start when no `--bootstrap` is given: `apache-kafka` (default) or
+        /// `tansu`.
+        #[arg(long, value_parser = parse_broker)]
+        broker: Option<BrokerKind>,
         /// Only these checks (repeat the flag).
         #[arg(long = "check")]
         checks: Vec<String>,
@@ -140,8 +151,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Starts the embedded broker, prints its address and waits for Ctrl-C.
-    Broker,
+    /// Starts a broker (or a cluster), prints its address and waits for Ctrl-C.
+    Broker {
+        /// `apache-kafka` (default) or `tansu`.
+        #[arg(long, value_parser = parse_broker)]
+        broker: Option<BrokerKind>,
+        /// Nodes of an Apache Kafka cluster.
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
+    },
+}
+
+fn parse_broker(s: &str) -> Result<BrokerKind, String> {
+    BrokerKind::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_bug(s: &str) -> Result<Bug, String> {
@@ -176,9 +198,11 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> u8 {
     match command {
-        Command::Demo { out, seed } => {
+        Command::Demo { out, seed, broker } => {
             let s = Scenario::parse(runner::DEMO).expect("the demo scenario parses");
-            scenario(&s, RunOptions::new(out, seed)).await
+            let mut opts = RunOptions::new(out, seed);
+            opts.broker = broker;
+            scenario(&s, opts).await
         }
         Command::Run {
             scenario: path,
@@ -186,6 +210,7 @@ async fn run(command: Command) -> u8 {
             out,
             bootstrap,
             image,
+            broker,
             scale,
         } => {
             let text = match runner::load(&path) {
@@ -206,6 +231,7 @@ async fn run(command: Command) -> u8 {
             let mut opts = RunOptions::new(out, seed);
             opts.bootstrap = bootstrap;
             opts.image = image;
+            opts.broker = broker;
             scenario(&s, opts).await
         }
         Command::Member {
@@ -276,13 +302,17 @@ async fn run(command: Command) -> u8 {
         }
         Command::Conformance {
             bootstrap,
+            broker,
             checks,
             json,
         } => {
             let (addr, _broker) = match bootstrap {
                 Some(b) => (b, None),
-                None => match runner::embedded_broker().await {
-                    Ok(b) => (b.bootstrap().to_owned(), Some(b)),
+                None => match runner::embedded_broker(broker, 1).await {
+                    Ok(b) => {
+                        eprintln!("cohort conformance: on {}", b.info());
+                        (b.bootstrap().to_owned(), Some(b))
+                    }
                     Err(e) => {
                         eprintln!("cohort conformance: {e}");
                         return 2;
@@ -311,8 +341,9 @@ async fn run(command: Command) -> u8 {
                 }
             }
         }
-        Command::Broker => match runner::embedded_broker().await {
+        Command::Broker { broker, nodes } => match runner::embedded_broker(broker, nodes).await {
             Ok(b) => {
+                eprintln!("cohort broker: {} ({})", b.info(), b.description());
                 println!("{}", b.bootstrap());
                 let _ = tokio::signal::ctrl_c().await;
                 drop(b);

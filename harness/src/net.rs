@@ -41,6 +41,9 @@ struct State {
     cut: Option<Direction>,
     /// Bumped to close every open connection.
     drop_epoch: u64,
+    /// API keys whose requests are swallowed: never forwarded, never answered (the client's
+    /// request times out), while every other request on the connection flows.
+    held: Vec<i16>,
 }
 
 impl Default for NetFaults {
@@ -74,6 +77,13 @@ impl NetFaults {
         self.state.send_modify(|s| s.cut = cut);
     }
 
+    /// Swallows requests of these API keys (empty to lift). A leader whose SyncGroup is held
+    /// stays between JoinGroup and SyncGroup for as long as the hold lasts, which a scenario
+    /// needs to fail it exactly there.
+    pub fn set_held(&self, apis: Vec<i16>) {
+        self.state.send_modify(|s| s.held = apis);
+    }
+
     /// Closes every open connection now (new ones may be opened).
     pub fn drop_connections(&self) {
         self.state.send_modify(|s| s.drop_epoch += 1);
@@ -85,6 +95,7 @@ impl NetFaults {
             s.latency = Duration::ZERO;
             s.blackhole = false;
             s.cut = None;
+            s.held.clear();
         });
     }
 
@@ -155,6 +166,9 @@ impl NetFaults {
         W: tokio::io::AsyncWrite + Unpin,
     {
         let mut buf = vec![0u8; 64 * 1024];
+        // Requests are forwarded frame by frame, so that held ones can be left out; responses
+        // chunk by chunk.
+        let mut frames = (dir == Direction::Outbound).then(RequestFrames::default);
         loop {
             let n = match r.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
@@ -171,11 +185,81 @@ impl NetFaults {
             if self.wait_open(dir, epoch).await.is_err() {
                 break;
             }
-            if w.write_all(&buf[..n]).await.is_err() {
+            let out = match &mut frames {
+                Some(f) => {
+                    let held = self.state.borrow().held.clone();
+                    f.push(&buf[..n], &held)
+                }
+                None => buf[..n].to_vec(),
+            };
+            if !out.is_empty() && w.write_all(&out).await.is_err() {
                 break;
             }
         }
         let _ = w.shutdown().await;
+    }
+}
+
+/// Follows a client's byte stream frame by frame (`size: i32`, then the request header, whose
+/// first field is the API key) and leaves out the frames of held APIs. Bytes are forwarded as
+/// they come; only a frame's first six bytes wait, until its API key is known. A stream that is
+/// not Kafka's (a size below 2 or above Kafka's default `socket.request.max.bytes`, 100 MiB)
+/// passes through untouched from then on.
+#[derive(Debug, Default)]
+struct RequestFrames {
+    header: Vec<u8>,
+    /// Bytes of the current frame still to come after its header.
+    remaining: usize,
+    /// Whether the current frame is being left out.
+    skipping: bool,
+    /// Not a Kafka stream: everything passes.
+    raw: bool,
+}
+
+impl RequestFrames {
+    const MAX_FRAME: usize = 100 << 20;
+
+    /// The bytes of `chunk` to forward now.
+    fn push(&mut self, chunk: &[u8], held: &[i16]) -> Vec<u8> {
+        if self.raw {
+            return chunk.to_vec();
+        }
+        let mut out = Vec::with_capacity(chunk.len());
+        let mut i = 0;
+        while i < chunk.len() {
+            if self.remaining > 0 {
+                let n = self.remaining.min(chunk.len() - i);
+                if !self.skipping {
+                    out.extend_from_slice(&chunk[i..i + n]);
+                }
+                self.remaining -= n;
+                i += n;
+                continue;
+            }
+            self.header.push(chunk[i]);
+            i += 1;
+            let h = &self.header;
+            if h.len() == 4 {
+                let size = i32::from_be_bytes([h[0], h[1], h[2], h[3]]);
+                if !usize::try_from(size).is_ok_and(|s| (2..=Self::MAX_FRAME).contains(&s)) {
+                    self.raw = true;
+                    out.append(&mut self.header);
+                    out.extend_from_slice(&chunk[i..]);
+                    return out;
+                }
+            }
+            if h.len() == 6 {
+                let size = i32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
+                let api = i16::from_be_bytes([h[4], h[5]]);
+                self.skipping = held.contains(&api);
+                if !self.skipping {
+                    out.extend_from_slice(&self.header);
+                }
+                self.header.clear();
+                self.remaining = size - 2;
+            }
+        }
+        out
     }
 }
 
@@ -291,6 +375,38 @@ mod tests {
             b"ping",
             "new connections work"
         );
+    }
+
+    #[test]
+    fn held_requests_are_left_out_whole_and_the_rest_flows() {
+        let frame = |api: i16, body: &[u8]| {
+            let mut f = ((2 + body.len()) as i32).to_be_bytes().to_vec();
+            f.extend_from_slice(&api.to_be_bytes());
+            f.extend_from_slice(body);
+            f
+        };
+        let heartbeat = frame(12, b"hb");
+        let sync = frame(14, b"sync-group");
+        let commit = frame(8, b"c");
+        let stream: Vec<u8> = [heartbeat.clone(), sync, commit.clone()].concat();
+        // Fed in awkward pieces, with SyncGroup (14) held.
+        let mut f = RequestFrames::default();
+        let mut out = Vec::new();
+        for piece in stream.chunks(3) {
+            out.extend(f.push(piece, &[14]));
+        }
+        assert_eq!(out, [heartbeat.clone(), commit.clone()].concat());
+        // Nothing held: everything, byte for byte.
+        let mut f = RequestFrames::default();
+        assert_eq!(f.push(&stream, &[]), stream);
+        // Only a frame's first six bytes wait.
+        let mut f = RequestFrames::default();
+        assert!(f.push(&heartbeat[..5], &[]).is_empty());
+        assert_eq!(f.push(&heartbeat[5..], &[]), heartbeat);
+        // Not Kafka: passes through.
+        let mut f = RequestFrames::default();
+        assert_eq!(f.push(b"ping", &[14]), b"ping");
+        assert_eq!(f.push(b"pong", &[14]), b"pong");
     }
 
     #[tokio::test]

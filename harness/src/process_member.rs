@@ -47,6 +47,11 @@ pub enum ControlCommand {
         /// Which.
         direction: Direction,
     },
+    /// Swallows requests of these API keys (see `NetFaults::set_held`).
+    Hold {
+        /// API keys.
+        apis: Vec<i16>,
+    },
     /// Closes every connection.
     Drop,
     /// Lifts every network fault.
@@ -64,6 +69,7 @@ pub fn apply(controls: &Controls, cmd: &ControlCommand) {
         ControlCommand::Latency { ms } => controls.faults.set_latency(Duration::from_millis(*ms)),
         ControlCommand::Blackhole => controls.faults.set_blackhole(true),
         ControlCommand::Cut { direction } => controls.faults.set_cut(Some(*direction)),
+        ControlCommand::Hold { apis } => controls.faults.set_held(apis.clone()),
         ControlCommand::Drop => controls.faults.drop_connections(),
         ControlCommand::Heal => controls.faults.heal(),
         ControlCommand::Processing { us } => controls.set_processing(Duration::from_micros(*us)),

@@ -21,7 +21,7 @@ pub struct Report {
     /// Seed of the run.
     pub seed: u64,
     /// The broker that ran it.
-    pub broker: String,
+    pub broker: BrokerReport,
     /// `passed`, `failed` or `not-run`.
     pub verdict: String,
     /// Why it was not run.
@@ -40,6 +40,56 @@ pub struct Report {
     pub throughput: Vec<ThroughputPoint>,
     /// Timeline actions as they happened (ms from the start).
     pub actions: Vec<(u64, String)>,
+}
+
+/// What broker a run used: `"broker": {"kind": "apache-kafka", "version": "4.4.0", ...}`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct BrokerReport {
+    /// `apache-kafka`, `tansu` or `external`.
+    pub kind: String,
+    /// The broker's version (`null` for an external cluster, whose version is not known).
+    pub version: Option<String>,
+    /// `process`, `container` or `external`.
+    pub backend: String,
+    /// Nodes started (0 for an external cluster).
+    pub nodes: usize,
+    /// Bootstrap address.
+    pub bootstrap: String,
+    /// Details: process ids, image.
+    pub description: String,
+}
+
+impl BrokerReport {
+    /// The report of a running broker.
+    pub fn of(b: &cohort_testbroker::TestBroker) -> Self {
+        let info = b.info();
+        Self {
+            kind: info.kind.clone(),
+            version: info.version.clone(),
+            backend: info.backend.to_string(),
+            nodes: info.nodes,
+            bootstrap: info.bootstrap.clone(),
+            description: b.description().to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for BrokerReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self.kind.as_str() {
+            "apache-kafka" => "Apache Kafka",
+            "tansu" => "Tansu",
+            _ => "an external cluster",
+        };
+        f.write_str(name)?;
+        if let Some(v) = &self.version {
+            write!(f, " {v}")?;
+        }
+        if self.nodes > 1 {
+            write!(f, ", {} nodes", self.nodes)?;
+        }
+        write!(f, " ({}, {})", self.backend, self.bootstrap)
+    }
 }
 
 /// Records per second at a point of the run.

@@ -24,9 +24,10 @@ use crate::journal::{Entry, Event, Journal, Offsets, now_us};
 use crate::member::{CohortMember, MemberOptions, StopHow, journal_sink};
 use crate::net::Direction;
 use crate::process_member::{Client, ControlCommand};
-use crate::report::{Report, throughput};
+use crate::report::{BrokerReport, Report, throughput};
 use crate::scenario::{
-    Action, ActionSpec, BrokerKind, Keys, MemberSettings, Placement, Scenario, Trigger,
+    Action, ActionSpec, BrokerBackend, BrokerSoftware, Keys, MemberSettings, Placement, Scenario,
+    Trigger,
 };
 
 /// Cohort members pause this long before the follow-up JoinGroup of a cooperative rebalance
@@ -75,6 +76,26 @@ pub const SHIPPED: &[(&str, &str)] = &[
         "static-restart",
         include_str!("../scenarios/static-restart.toml"),
     ),
+    (
+        "broker-restart",
+        include_str!("../scenarios/broker-restart.toml"),
+    ),
+    (
+        "rebalance-timeout",
+        include_str!("../scenarios/rebalance-timeout.toml"),
+    ),
+    (
+        "leader-leaves-mid-rebalance",
+        include_str!("../scenarios/leader-leaves-mid-rebalance.toml"),
+    ),
+    (
+        "coordinator-failover",
+        include_str!("../scenarios/coordinator-failover.toml"),
+    ),
+    (
+        "leader-change",
+        include_str!("../scenarios/leader-change.toml"),
+    ),
 ];
 
 /// A scenario's text from a path or a shipped name.
@@ -96,9 +117,22 @@ pub fn load(path_or_name: &str) -> Result<String, String> {
         })
 }
 
-/// Starts the embedded broker (as `COHORT_BROKER` and friends say; see `cohort-testbroker`).
-pub async fn embedded_broker() -> Result<TestBroker, String> {
-    tokio::task::spawn_blocking(TestBroker::start)
+/// Starts the default broker (Apache Kafka unless `COHORT_BROKER_KIND` and friends say
+/// otherwise, see `cohort-testbroker`), or the given kind.
+pub async fn embedded_broker(
+    kind: Option<cohort_testbroker::BrokerKind>,
+    nodes: usize,
+) -> Result<TestBroker, String> {
+    let mut o = BrokerOptions::from_env().map_err(|e| e.to_string())?;
+    if let Some(k) = kind {
+        o.kind = Some(k);
+        if o.backend == Some(cohort_testbroker::Backend::External) {
+            o.backend = None;
+            o.bootstrap = None;
+        }
+    }
+    o.nodes = nodes.max(1);
+    tokio::task::spawn_blocking(move || TestBroker::start_with(o))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())
@@ -115,6 +149,8 @@ pub struct RunOptions {
     pub bootstrap: Option<String>,
     /// Run against this image.
     pub image: Option<String>,
+    /// Run on this broker software (`--broker`).
+    pub broker: Option<cohort_testbroker::BrokerKind>,
     /// Show progress (a bar on a terminal, a line every 10 s otherwise).
     pub progress: bool,
     /// The `cohort` binary for process members (default: this executable).
@@ -129,6 +165,7 @@ impl RunOptions {
             seed,
             bootstrap: None,
             image: None,
+            broker: None,
             progress: true,
             cohort_bin: None,
         }
@@ -170,6 +207,10 @@ struct Ctx {
     producer_paused: AtomicBool,
     producer_stop: AtomicBool,
     broker_paused: AtomicBool,
+    /// Nodes a `broker-kill` or `broker-stop` took down: the action and the journal's label.
+    down: std::sync::Mutex<BTreeMap<i32, (&'static str, String)>>,
+    /// Replication factor of the run's topics (every node, up to 3, so that a node can fail).
+    replication: i16,
     /// Lasting faults in force (a `when = "stable"` trigger waits for them to end).
     active_faults: AtomicU64,
     notes: std::sync::Mutex<Vec<String>>,
@@ -554,6 +595,13 @@ async fn targets(ctx: &Arc<Ctx>, a: &ActionSpec) -> Vec<String> {
     let pool = if a.action == Action::Join { down } else { up };
     match target {
         "all" => pool,
+        "leader" => {
+            drop(members);
+            leader(ctx)
+                .into_iter()
+                .filter(|l| pool.contains(l))
+                .collect()
+        }
         "random" => {
             if pool.is_empty() {
                 return Vec::new();
@@ -567,6 +615,24 @@ async fn targets(ctx: &Arc<Ctx>, a: &ActionSpec) -> Vec<String> {
         }
         name => vec![name.to_owned()],
     }
+}
+
+/// The member that led the latest generation any member was assigned in.
+fn leader(ctx: &Ctx) -> Option<String> {
+    ctx.journal.with(|entries| {
+        entries
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::Assigned {
+                    generation,
+                    leader: Some(true),
+                    ..
+                } => Some((*generation, e.source.clone())),
+                _ => None,
+            })
+            .max_by_key(|(g, _)| *g)
+            .map(|(_, m)| m)
+    })
 }
 
 /// Whether the group is stable now (see [`Stability`]).
@@ -621,23 +687,96 @@ async fn grow(ctx: &Arc<Ctx>, topic: &str, n: i32) -> Result<(), String> {
     Ok(())
 }
 
-async fn restart_broker(ctx: &Arc<Ctx>) -> Result<(), String> {
+/// The nodes a broker action is done to.
+enum Nodes {
+    /// The whole broker (Tansu, a container, or `all`).
+    Whole,
+    /// These nodes of an Apache Kafka process cluster, with a label for the journal.
+    Some(Vec<i32>, String),
+}
+
+/// Resolves a broker action's `target` (see `ActionSpec::target`).
+async fn nodes_of(ctx: &Arc<Ctx>, b: &TestBroker, target: Option<&str>) -> Result<Nodes, String> {
+    let ids = b.node_ids();
+    let target = target.unwrap_or("all");
+    if target == "all" {
+        return Ok(Nodes::Whole);
+    }
+    if ids.is_empty() {
+        return Err(format!(
+            "target {target:?} names a node, and {} has none this run controls",
+            b.info()
+        ));
+    }
+    let (id, label) = match target {
+        "coordinator" => {
+            // A fresh lookup: the coordinator may have moved since the admin client last asked.
+            let cluster = ctx.admin.cluster();
+            cluster.forget_coordinator(&ctx.group);
+            let id = cluster
+                .find_coordinator(&ctx.group)
+                .await
+                .map_err(|e| format!("finding the group's coordinator: {e}"))?;
+            (id, format!("node {id} (coordinator)"))
+        }
+        "leader" => {
+            let topic = ctx.topics().into_iter().next().ok_or("no topic")?;
+            let cluster = ctx.admin.cluster();
+            cluster
+                .refresh_metadata(Some(std::slice::from_ref(&topic)))
+                .await
+                .map_err(|e| format!("metadata of {topic}: {e}"))?;
+            let id = cluster
+                .leader(&topic, 0)
+                .ok_or(format!("{topic}-0 has no leader"))?;
+            (id, format!("node {id} (leader of {topic}-0)"))
+        }
+        n => {
+            let id: i32 = n.parse().map_err(|_| format!("bad node {n:?}"))?;
+            (id, format!("node {id}"))
+        }
+    };
+    if !ids.contains(&id) {
+        return Err(format!("no node {id} (nodes: {ids:?})"));
+    }
+    Ok(Nodes::Some(vec![id], label))
+}
+
+/// Runs a blocking broker operation off the runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, cohort_testbroker::BrokerError> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
+async fn restart_broker(ctx: &Arc<Ctx>, target: Option<&str>) -> Result<(), String> {
     let Some(b) = ctx.broker.clone() else {
         ctx.note("broker-restart: not possible with an external cluster; skipped".into());
         return Ok(());
     };
+    if let Nodes::Some(ids, label) = nodes_of(ctx, &b, target).await? {
+        // One node of a cluster: the others serve meanwhile, so the producer goes on.
+        ctx.chaos("broker-restart", &label, "start");
+        for id in ids {
+            let b2 = Arc::clone(&b);
+            blocking(move || b2.restart_node(id)).await?;
+        }
+        ctx.chaos("broker-restart", &label, "end");
+        return Ok(());
+    }
     ctx.producer_paused.store(true, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    ctx.chaos("broker-restart", "broker", "");
+    ctx.chaos("broker-restart", "broker", "start");
     let b2 = Arc::clone(&b);
-    tokio::task::spawn_blocking(move || b2.restart())
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    blocking(move || b2.restart()).await?;
     ctx.broker_paused.store(false, Ordering::SeqCst);
+    ctx.chaos("broker-restart", "broker", "end");
     if b.is_volatile() {
         ctx.note(
-            "broker-restart: the embedded Tansu keeps its data in memory, so a restart loses topics and committed offsets; the harness recreates the topics and does not expect the records written before the restart".into(),
+            "broker-restart: Tansu keeps its data in memory, so a restart loses topics and committed offsets; the harness recreates the topics and does not expect the records written before the restart".into(),
         );
         for (t, n) in ctx.counts() {
             ctx.journal.record(
@@ -648,12 +787,105 @@ async fn restart_broker(ctx: &Arc<Ctx>) -> Result<(), String> {
                 },
             );
             ctx.admin
-                .create_topic(&t, n, 1)
+                .create_topic(&t, n, ctx.replication)
                 .await
                 .map_err(|e| format!("recreating {t}: {e}"))?;
         }
     }
     ctx.producer_paused.store(false, Ordering::SeqCst);
+    Ok(())
+}
+
+/// `broker-kill` and `broker-stop`: the nodes go down, and come back after `for` if given, else
+/// at a `broker-start` (or when the timeline ends).
+async fn take_down(ctx: &Arc<Ctx>, a: &ActionSpec, kill: bool) -> Result<(), String> {
+    let action = if kill { "broker-kill" } else { "broker-stop" };
+    let Some(b) = ctx.broker.clone() else {
+        ctx.note(format!(
+            "{action}: not possible with an external cluster; skipped"
+        ));
+        return Ok(());
+    };
+    let (ids, label) = match nodes_of(ctx, &b, a.target.as_deref()).await? {
+        Nodes::Some(ids, label) => (ids, label),
+        Nodes::Whole if !b.node_ids().is_empty() => {
+            let ids = b.node_ids();
+            (ids, "broker".to_owned())
+        }
+        Nodes::Whole => {
+            return Err(format!(
+                "{action} needs Apache Kafka nodes this run controls; {} has none",
+                b.info()
+            ));
+        }
+    };
+    let whole = ids.len() == b.node_ids().len();
+    if whole {
+        ctx.producer_paused.store(true, Ordering::SeqCst);
+        ctx.broker_paused.store(true, Ordering::SeqCst);
+    }
+    ctx.chaos(action, &label, "start");
+    for id in &ids {
+        let (b2, id) = (Arc::clone(&b), *id);
+        if kill {
+            blocking(move || b2.kill_node(id)).await?;
+        } else {
+            blocking(move || b2.stop_node(id)).await?;
+        }
+    }
+    {
+        let mut down = ctx.down.lock().unwrap_or_else(|e| e.into_inner());
+        for id in &ids {
+            down.insert(*id, (action, label.clone()));
+        }
+    }
+    if let Some(d) = a.lasting {
+        ctx.active_faults.fetch_add(1, Ordering::SeqCst);
+        let ctx = Arc::clone(ctx);
+        tokio::spawn(async move {
+            tokio::time::sleep(d).await;
+            let _ = bring_up(&ctx, Some(&ids)).await;
+            ctx.active_faults.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+    Ok(())
+}
+
+/// Starts nodes a `broker-kill` or `broker-stop` took down (`None`: all of them) and records
+/// the end of each fault.
+async fn bring_up(ctx: &Arc<Ctx>, only: Option<&[i32]>) -> Result<(), String> {
+    let Some(b) = ctx.broker.clone() else {
+        return Ok(());
+    };
+    let todo: Vec<(i32, (&'static str, String))> = {
+        let mut down = ctx.down.lock().unwrap_or_else(|e| e.into_inner());
+        let ids: Vec<i32> = down
+            .keys()
+            .copied()
+            .filter(|id| only.is_none_or(|o| o.contains(id)))
+            .collect();
+        ids.into_iter()
+            .filter_map(|id| down.remove(&id).map(|d| (id, d)))
+            .collect()
+    };
+    let mut ended: BTreeMap<(&'static str, String), ()> = BTreeMap::new();
+    for (id, (action, label)) in todo {
+        let b2 = Arc::clone(&b);
+        blocking(move || b2.start_node(id)).await?;
+        ended.insert((action, label), ());
+    }
+    for (action, label) in ended.into_keys() {
+        ctx.chaos(action, &label, "end");
+    }
+    if ctx
+        .down
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .is_empty()
+    {
+        ctx.broker_paused.store(false, Ordering::SeqCst);
+        ctx.producer_paused.store(false, Ordering::SeqCst);
+    }
     Ok(())
 }
 
@@ -685,25 +917,62 @@ async fn execute(ctx: &Arc<Ctx>, a: &ActionSpec) -> Result<(), String> {
                 ctx.note("broker-pause: not possible with an external cluster; skipped".into());
                 return Ok(());
             };
-            let (b1, b2, c1, c2) = (b.clone(), b, ctx.clone(), ctx.clone());
-            lasting(
-                ctx,
-                "broker-pause",
-                "broker".into(),
-                d,
-                async move {
-                    c1.broker_paused.store(true, Ordering::SeqCst);
-                    let _ = tokio::task::spawn_blocking(move || b1.pause()).await;
-                },
-                async move {
-                    if c2.broker_paused.swap(false, Ordering::SeqCst) {
-                        let _ = tokio::task::spawn_blocking(move || b2.resume()).await;
-                    }
-                },
-            );
+            match nodes_of(ctx, &b, a.target.as_deref()).await? {
+                Nodes::Whole => {
+                    let (b1, b2, c1, c2) = (b.clone(), b, ctx.clone(), ctx.clone());
+                    lasting(
+                        ctx,
+                        "broker-pause",
+                        "broker".into(),
+                        d,
+                        async move {
+                            c1.broker_paused.store(true, Ordering::SeqCst);
+                            let _ = tokio::task::spawn_blocking(move || b1.pause()).await;
+                        },
+                        async move {
+                            if c2.broker_paused.swap(false, Ordering::SeqCst) {
+                                let _ = tokio::task::spawn_blocking(move || b2.resume()).await;
+                            }
+                        },
+                    );
+                }
+                Nodes::Some(ids, label) => {
+                    let (b1, b2) = (b.clone(), b);
+                    let ids2 = ids.clone();
+                    lasting(
+                        ctx,
+                        "broker-pause",
+                        label,
+                        d,
+                        async move {
+                            let _ = tokio::task::spawn_blocking(move || {
+                                ids.iter().try_for_each(|id| b1.pause_node(*id))
+                            })
+                            .await;
+                        },
+                        async move {
+                            let _ = tokio::task::spawn_blocking(move || {
+                                ids2.iter().try_for_each(|id| b2.resume_node(*id))
+                            })
+                            .await;
+                        },
+                    );
+                }
+            }
             Ok(())
         }
-        Action::BrokerRestart => restart_broker(ctx).await,
+        Action::BrokerKill => take_down(ctx, a, true).await,
+        Action::BrokerStop => take_down(ctx, a, false).await,
+        Action::BrokerStart => {
+            let only = match a.target.as_deref() {
+                None | Some("all") => None,
+                Some(t) => Some(vec![t.parse::<i32>().map_err(|_| {
+                    format!("broker-start target {t:?}: expected all or a node id")
+                })?]),
+            };
+            bring_up(ctx, only.as_deref()).await
+        }
+        Action::BrokerRestart => restart_broker(ctx, a.target.as_deref()).await,
         Action::AddPartitions => {
             let scenario_topic = a
                 .target
@@ -855,6 +1124,22 @@ async fn member_action(
                 async move { control(&c2, &n2, ControlCommand::Heal).await },
             );
         }
+        Action::HoldRequests => {
+            let apis = a.api_keys()?;
+            let what = a.apis.clone().unwrap_or_default().join("+");
+            let (c1, c2, n1, n2) = (ctx.clone(), ctx.clone(), n.clone(), n.clone());
+            lasting(
+                ctx,
+                "hold-requests",
+                n,
+                d,
+                async move { control(&c1, &n1, ControlCommand::Hold { apis }).await },
+                async move { control(&c2, &n2, ControlCommand::Hold { apis: Vec::new() }).await },
+            );
+            ctx.note(format!(
+                "hold-requests: {what} requests of the target were swallowed"
+            ));
+        }
         Action::Drop => {
             ctx.chaos("drop", name, "");
             control(ctx, name, ControlCommand::Drop).await;
@@ -863,7 +1148,13 @@ async fn member_action(
             ctx.chaos("heal", name, "");
             control(ctx, name, ControlCommand::Heal).await;
         }
-        Action::Wait | Action::BrokerPause | Action::BrokerRestart | Action::AddPartitions => {}
+        Action::Wait
+        | Action::BrokerPause
+        | Action::BrokerRestart
+        | Action::BrokerKill
+        | Action::BrokerStop
+        | Action::BrokerStart
+        | Action::AddPartitions => {}
     }
     Ok(())
 }
@@ -1092,6 +1383,63 @@ fn status(ctx: &Ctx) -> String {
     )
 }
 
+/// The broker a run uses: the environment's (`COHORT_BROKER_KIND`, `COHORT_BROKER`, ...; Apache
+/// Kafka as a process by default), overridden by the scenario's `[broker]` table, overridden by
+/// the command line (`--broker`, `--image`, `--bootstrap`).
+fn broker_options(s: &Scenario, opts: &RunOptions) -> Result<(BrokerOptions, usize), String> {
+    use cohort_testbroker::{Backend, BrokerKind};
+    let mut o = BrokerOptions::from_env().map_err(|e| e.to_string())?;
+    let spec = &s.broker;
+    if let Some(k) = spec.kind {
+        o.kind = Some(match k {
+            BrokerSoftware::ApacheKafka => BrokerKind::ApacheKafka,
+            BrokerSoftware::Tansu => BrokerKind::Tansu,
+        });
+    }
+    if let Some(b) = spec.backend {
+        o.backend = Some(match b {
+            BrokerBackend::Process => Backend::Process,
+            BrokerBackend::Container => Backend::Container,
+        });
+    }
+    if let Some(n) = spec.nodes {
+        o.nodes = n as usize;
+    }
+    if let Some(i) = &spec.image {
+        o.image = Some(i.clone());
+        o.backend = Some(Backend::Container);
+    }
+    if let Some(b) = &spec.bootstrap {
+        o.bootstrap = Some(b.clone());
+        o.backend = Some(Backend::External);
+    }
+    if let Some(k) = opts.broker {
+        o.kind = Some(k);
+        // A broker kind on the command line means one this run starts.
+        if o.backend == Some(Backend::External) {
+            o.backend = None;
+            o.bootstrap = None;
+        }
+    }
+    if let Some(i) = &opts.image {
+        o.image = Some(i.clone());
+        o.backend = Some(Backend::Container);
+    }
+    if let Some(b) = &opts.bootstrap {
+        o.bootstrap = Some(b.clone());
+        o.backend = Some(Backend::External);
+    }
+    // Clusters are Apache Kafka processes; elsewhere the run starts one node, and `run` reports
+    // the scenario as not run.
+    let wanted = o.nodes.max(1);
+    let cluster_ok = o.effective_backend() == Backend::Process
+        && o.kind.unwrap_or(BrokerKind::ApacheKafka) == BrokerKind::ApacheKafka;
+    if !cluster_ok {
+        o.nodes = 1;
+    }
+    Ok((o, wanted))
+}
+
 /// Runs a scenario and writes its reports into `opts.out`.
 pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report, String> {
     let seed = opts.seed.or(s.seed).unwrap_or_else(|| now_us() % 1_000_000);
@@ -1101,32 +1449,9 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report, String> {
     );
     std::fs::create_dir_all(&opts.out).map_err(|e| format!("{}: {e}", opts.out.display()))?;
 
-    // The broker.
-    let mut broker_opts = BrokerOptions::from_env().map_err(|e| e.to_string())?;
-    let kind = if opts.bootstrap.is_some() {
-        BrokerKind::Bootstrap
-    } else if opts.image.is_some() {
-        BrokerKind::Image
-    } else {
-        s.broker.kind
-    };
-    match kind {
-        BrokerKind::Embedded => {}
-        BrokerKind::Container => {
-            broker_opts = broker_opts.backend(cohort_testbroker::Backend::Container)
-        }
-        BrokerKind::Process => {
-            broker_opts = broker_opts.backend(cohort_testbroker::Backend::Process)
-        }
-        BrokerKind::Image => {
-            broker_opts = broker_opts.backend(cohort_testbroker::Backend::Container);
-            broker_opts.image = opts.image.clone().or(s.broker.image.clone());
-        }
-        BrokerKind::Bootstrap => {
-            broker_opts = broker_opts.backend(cohort_testbroker::Backend::External);
-            broker_opts.bootstrap = opts.bootstrap.clone().or(s.broker.bootstrap.clone());
-        }
-    }
+    // The broker: the environment's (Apache Kafka by default), then what the scenario says,
+    // then the command line.
+    let (broker_opts, nodes_needed) = broker_options(s, opts)?;
     let broker = Arc::new(
         tokio::task::spawn_blocking(move || TestBroker::start_with(broker_opts))
             .await
@@ -1134,30 +1459,40 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report, String> {
             .map_err(|e| format!("broker: {e}"))?,
     );
     let bootstrap = broker.bootstrap().to_owned();
-    let broker_desc = broker.description().to_owned();
+    let broker_report = BrokerReport::of(&broker);
+    eprintln!("cohort run {}: broker {broker_report}", s.name);
     let members_desc: BTreeMap<String, String> = s
         .resolved_members()
         .into_iter()
         .map(|(n, _, st)| (n, describe(&st)))
         .collect();
 
-    // Behaviours the scenario needs.
+    // Behaviours the scenario needs: a cluster of its size, and the conformance checks it lists.
+    let mut missing: Vec<String> = Vec::new();
+    if nodes_needed > 1 && broker.node_ids().len() < nodes_needed {
+        missing.push(format!(
+            "a cluster of {nodes_needed} Apache Kafka nodes this run controls ({broker_report} cannot stop and start nodes)"
+        ));
+    }
     if !s.requires.is_empty() {
         let results = crate::conformance::run(&bootstrap, &s.requires).await?;
-        let missing: Vec<String> = results
-            .iter()
-            .filter(|r| !r.passed)
-            .map(|r| format!("{} ({})", r.name, r.evidence))
-            .collect();
+        missing.extend(
+            results
+                .iter()
+                .filter(|r| !r.passed)
+                .map(|r| format!("{} ({})", r.name, r.evidence)),
+        );
+    }
+    {
         if !missing.is_empty() {
             let report = Report {
                 scenario: s.name.clone(),
                 description: s.description.clone(),
                 seed,
-                broker: broker_desc,
+                broker: broker_report,
                 verdict: "not-run".into(),
                 not_run_reason: Some(format!(
-                    "the broker lacks behaviour(s) the scenario requires: {}",
+                    "the broker lacks what the scenario requires: {}",
                     missing.join("; ")
                 )),
                 duration_ms: 0,
@@ -1179,10 +1514,11 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report, String> {
     let admin = Producer::new(ClientConfig::new(&bootstrap));
     let mut topic_names = BTreeMap::new();
     let mut counts = BTreeMap::new();
+    let replication = broker.info().nodes.clamp(1, 3) as i16;
     for t in &s.topics {
         let name = format!("{}-{run_id}", t.name);
         admin
-            .create_topic(&name, t.partitions, 1)
+            .create_topic(&name, t.partitions, replication)
             .await
             .map_err(|e| format!("creating {name}: {e}"))?;
         topic_names.insert(t.name.clone(), name.clone());
@@ -1220,6 +1556,8 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report, String> {
         producer_paused: AtomicBool::new(false),
         producer_stop: AtomicBool::new(false),
         broker_paused: AtomicBool::new(false),
+        down: std::sync::Mutex::new(BTreeMap::new()),
+        replication,
         active_faults: AtomicU64::new(0),
         notes: std::sync::Mutex::new(Vec::new()),
         members: Mutex::new(slots),
@@ -1305,6 +1643,9 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report, String> {
     let timeline_end_ts = now_us();
 
     // Lift every fault, stop the producer, drain.
+    if let Err(e) = bring_up(&ctx, None).await {
+        ctx.note(format!("starting the nodes that were down at the end: {e}"));
+    }
     if ctx.broker_paused.swap(false, Ordering::SeqCst) {
         let b = Arc::clone(&broker);
         let _ = tokio::task::spawn_blocking(move || b.resume()).await;
@@ -1452,7 +1793,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report, String> {
         scenario: s.name.clone(),
         description: s.description.clone(),
         seed,
-        broker: broker_desc,
+        broker: broker_report,
         verdict: if analysis.passed() {
             "passed"
         } else {

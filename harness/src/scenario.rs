@@ -51,37 +51,47 @@ pub struct Scenario {
     pub checks: CheckSpec,
 }
 
-/// Which broker to run against.
+/// Which broker to run against. Every field is optional: by default the scenario runs on the
+/// broker the environment names (`COHORT_BROKER_KIND`, `COHORT_BROKER`, see `cohort-testbroker`),
+/// which is Apache Kafka, one node, as a child process.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct BrokerSpec {
-    /// `embedded` (Tansu, container when Docker answers, else process), `container`,
-    /// `process`, `image` (a Testcontainers image, e.g. `apache/kafka:4.0.0`) or `bootstrap`.
+    /// `apache-kafka` or `tansu`.
     #[serde(default)]
-    pub kind: BrokerKind,
-    /// Image for `kind = "image"`.
+    pub kind: Option<BrokerSoftware>,
+    /// `process` or `container`.
+    #[serde(default)]
+    pub backend: Option<BrokerBackend>,
+    /// Nodes of an Apache Kafka cluster (process backend); 1 by default.
+    #[serde(default)]
+    pub nodes: Option<u32>,
+    /// A Testcontainers image to run (e.g. `apache/kafka:4.4.0`).
     #[serde(default)]
     pub image: Option<String>,
-    /// Address for `kind = "bootstrap"`.
+    /// An existing cluster to run against instead.
     #[serde(default)]
     pub bootstrap: Option<String>,
 }
 
 /// See [`BrokerSpec::kind`].
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum BrokerKind {
-    /// Tansu, the embedded default.
-    #[default]
-    Embedded,
-    /// Tansu in a container.
-    Container,
-    /// Tansu as a child process.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum BrokerSoftware {
+    /// Apache Kafka, the reference.
+    ApacheKafka,
+    /// Tansu: fast to start, unfaithful in group behaviour.
+    Tansu,
+}
+
+/// See [`BrokerSpec::backend`].
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum BrokerBackend {
+    /// Child processes.
     Process,
-    /// A Testcontainers image.
-    Image,
-    /// An existing cluster.
-    Bootstrap,
+    /// A Testcontainers container.
+    Container,
 }
 
 /// A topic.
@@ -267,14 +277,38 @@ pub enum Action {
     Cut,
     /// Lift every network fault of a member.
     Heal,
-    /// Freeze the broker for `for`.
+    /// Swallow a member's requests of the APIs named in `apis` for `for` (never forwarded,
+    /// never answered): with `SyncGroup` held, a leader stays between JoinGroup and SyncGroup.
+    HoldRequests,
+    /// Freeze the broker, or the nodes `target` names, for `for` (SIGSTOP/SIGCONT).
     BrokerPause,
-    /// Restart the broker.
+    /// Kill the broker, or the nodes `target` names, and start them again with their data.
     BrokerRestart,
+    /// Kill nodes (SIGKILL, as in a crash); they come back after `for`, or at a `broker-start`.
+    BrokerKill,
+    /// Stop nodes cleanly (SIGTERM: a controlled shutdown that moves their leaderships away);
+    /// they come back after `for`, or at a `broker-start`.
+    BrokerStop,
+    /// Start nodes that a `broker-kill` or `broker-stop` took down (all of them by default).
+    BrokerStart,
     /// Grow a topic to `partitions`.
     AddPartitions,
     /// Wait for the group to be stable (a pure trigger).
     Wait,
+}
+
+impl Action {
+    /// Whether the action is done to the broker (its nodes) rather than to members or topics.
+    pub fn is_broker(self) -> bool {
+        matches!(
+            self,
+            Action::BrokerPause
+                | Action::BrokerRestart
+                | Action::BrokerKill
+                | Action::BrokerStop
+                | Action::BrokerStart
+        )
+    }
 }
 
 /// When an action fires.
@@ -301,8 +335,11 @@ pub struct ActionSpec {
     pub after: Option<Duration>,
     /// What.
     pub action: Action,
-    /// A member name, `random` (a running member, from the seed), `all`, a topic for
-    /// `add-partitions`; empty for broker actions.
+    /// A member name, `random` (a running member, from the seed), `all`, `leader` (the member
+    /// that led the latest generation), a topic for
+    /// `add-partitions`. For broker actions, the nodes: `all` (the default), a node id,
+    /// `coordinator` (the node coordinating the group, looked up when the action runs) or
+    /// `leader` (the leader of partition 0 of the first topic).
     #[serde(default)]
     pub target: Option<String>,
     /// How long a fault lasts before it is lifted.
@@ -332,6 +369,26 @@ pub struct ActionSpec {
     /// `restart` as a crash (no LeaveGroup).
     #[serde(default)]
     pub crash: bool,
+    /// APIs for `hold-requests`, by Kafka's names (`SyncGroup`, `JoinGroup`, `Heartbeat`, ...).
+    #[serde(default)]
+    pub apis: Option<Vec<String>>,
+}
+
+impl ActionSpec {
+    /// The API keys of `apis`; an unknown name is an error.
+    pub fn api_keys(&self) -> Result<Vec<i16>, String> {
+        self.apis
+            .iter()
+            .flatten()
+            .map(|name| {
+                cohort_protocol::ApiKey::ALL
+                    .iter()
+                    .find(|k| k.name() == name)
+                    .map(|k| *k as i16)
+                    .ok_or_else(|| format!("unknown API {name:?} (Kafka's names: SyncGroup, ...)"))
+            })
+            .collect()
+    }
 }
 
 /// Bounds the checker applies.
@@ -399,14 +456,23 @@ impl Scenario {
         if names.is_empty() {
             return Err("at least one member".into());
         }
-        match self.broker.kind {
-            BrokerKind::Image if self.broker.image.is_none() => {
-                return Err("broker kind \"image\" needs `image`".into());
-            }
-            BrokerKind::Bootstrap if self.broker.bootstrap.is_none() => {
-                return Err("broker kind \"bootstrap\" needs `bootstrap`".into());
+        let b = &self.broker;
+        let contradicts_cluster = b.kind == Some(BrokerSoftware::Tansu)
+            || b.backend == Some(BrokerBackend::Container)
+            || b.image.is_some()
+            || b.bootstrap.is_some();
+        match b.nodes {
+            Some(0) => return Err("broker: `nodes` must be at least 1".into()),
+            Some(n) if n > 1 && contradicts_cluster => {
+                return Err(
+                    "broker: a cluster of several `nodes` is an Apache Kafka process cluster"
+                        .into(),
+                );
             }
             _ => {}
+        }
+        if b.image.is_some() && b.bootstrap.is_some() {
+            return Err("broker: give `image` or `bootstrap`, not both".into());
         }
         for (_, _, s) in self.resolved_members() {
             for b in s.balancers.iter().flatten() {
@@ -420,12 +486,26 @@ impl Scenario {
             if a.at.is_some() && a.when.is_some() {
                 return Err(at("give `at` or `when`, not both"));
             }
-            let needs_member = !matches!(
-                a.action,
-                Action::BrokerPause | Action::BrokerRestart | Action::AddPartitions | Action::Wait
-            );
+            let broker_action = a.action.is_broker();
+            let needs_member =
+                !broker_action && !matches!(a.action, Action::AddPartitions | Action::Wait);
+            if broker_action
+                && let Some(t) = &a.target
+                && !(matches!(t.as_str(), "all" | "coordinator" | "leader")
+                    || t.parse::<i32>().is_ok_and(|n| n >= 1))
+            {
+                return Err(at(&format!(
+                    "broker target {t:?}: expected all, a node id, coordinator or leader"
+                )));
+            }
             match &a.target {
-                Some(t) if needs_member && t != "random" && t != "all" && !unique.contains(t) => {
+                Some(t)
+                    if needs_member
+                        && t != "random"
+                        && t != "all"
+                        && t != "leader"
+                        && !unique.contains(t) =>
+                {
                     return Err(at(&format!("no member {t:?}")));
                 }
                 None if needs_member => return Err(at("needs a `target` member")),
@@ -439,6 +519,7 @@ impl Scenario {
                     | Action::Blackhole
                     | Action::Cut
                     | Action::BrokerPause
+                    | Action::HoldRequests
             );
             if needs_for && a.lasting.is_none() {
                 return Err(at("needs `for`"));
@@ -447,6 +528,12 @@ impl Scenario {
                 Action::Latency if a.latency.is_none() => return Err(at("needs `latency`")),
                 Action::Slow if a.processing.is_none() => return Err(at("needs `processing`")),
                 Action::Cut if a.direction.is_none() => return Err(at("needs `direction`")),
+                Action::HoldRequests => {
+                    let keys = a.api_keys().map_err(|e| at(&e))?;
+                    if keys.is_empty() {
+                        return Err(at("needs `apis`"));
+                    }
+                }
                 Action::AddPartitions => {
                     let Some(p) = a.partitions else {
                         return Err(at("needs `partitions`"));

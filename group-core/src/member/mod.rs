@@ -844,13 +844,15 @@ impl Member {
             tracing::warn!(group = %self.cfg.group_id, "no heartbeat response within the session timeout: partitions lost");
             self.mark_coordinator_unknown("no heartbeat response within the session timeout");
             self.last_heartbeat_ok = now;
-            // A static member keeps its identity: the coordinator maps the instance id to its
-            // member (KIP-345); a dynamic member's id is gone with its session.
-            let reset_member = self.cfg.group_instance_id.is_none();
-            self.drop_out(
-                reset_member,
-                "session timed out without a heartbeat response",
-            );
+            // The member id is kept, as Java keeps it (`AbstractCoordinator` only marks the
+            // coordinator unknown). A coordinator that was merely out of reach (restarted, or
+            // failed over to another broker, which reloads the group from __consumer_offsets
+            // with fresh session timers) still knows the member: the rejoin with its id
+            // completes the rebalance at once, where a new id would leave the old one in the
+            // group until its session expired, a whole session timeout later (seen on Apache
+            // Kafka: 10 s more after a broker restart). A coordinator that did expire it answers
+            // UNKNOWN_MEMBER_ID, and the member joins with a new id one round trip later.
+            self.drop_out(false, "session timed out without a heartbeat response");
         }
 
         // Coordinator lookup.

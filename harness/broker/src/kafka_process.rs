@@ -79,6 +79,11 @@ fn cluster_id() -> String {
     if bits > 0 {
         out.push(ALPHABET[((acc << (6 - bits)) & 63) as usize] as char);
     }
+    // An id that starts with '-' reads as an option to `kafka-storage format` (Kafka's own
+    // `Uuid.randomUuid` draws again in that case, and never returns one).
+    if out.starts_with('-') {
+        out.replace_range(..1, "A");
+    }
     out
 }
 
@@ -508,6 +513,23 @@ impl Drop for KafkaCluster {
         });
         if std::env::var_os("COHORT_KEEP_BROKER_LOGS").is_none() {
             let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cluster_ids_look_like_kafkas_and_never_start_with_a_dash() {
+        for _ in 0..2000 {
+            let id = super::cluster_id();
+            assert_eq!(id.len(), 22, "{id}");
+            assert!(!id.starts_with('-'), "{id}");
+            assert!(
+                id.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+                "{id}"
+            );
         }
     }
 }
