@@ -501,7 +501,17 @@ async fn heartbeat_until_change(m: &Raw, limit: Duration) -> Result<(Code, Durat
 /// Heartbeats until the group rebalances (within `limit`), then rejoins with `range`; the way
 /// an established member learns that another one is joining.
 async fn rejoin_on_rebalance(
+    m: Raw,
+    limit: Duration,
+    who: &str,
+) -> Result<(Raw, JoinGroupResponse), String> {
+    rejoin_on_rebalance_with(m, &["range"], limit, who).await
+}
+
+/// [`rejoin_on_rebalance`] with these protocols.
+async fn rejoin_on_rebalance_with(
     mut m: Raw,
+    protocols: &[&str],
     limit: Duration,
     who: &str,
 ) -> Result<(Raw, JoinGroupResponse), String> {
@@ -509,7 +519,7 @@ async fn rejoin_on_rebalance(
     if !hb.is(ErrorCode::RebalanceInProgress) {
         return Err(format!("{who}'s heartbeat answered {hb}"));
     }
-    let r = m.join(&["range"], 30_000).await?;
+    let r = m.join(protocols, 30_000).await?;
     Ok((m, r))
 }
 
@@ -554,13 +564,18 @@ async fn unsupported_version(b: String) -> Result<String, String> {
     tokio::task::spawn_blocking(move || {
         let mut s = std::net::TcpStream::connect(&addr).map_err(|e| e.to_string())?;
         s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-        // ApiVersions (18) at version 99, correlation id 7, client id "c".
+        // ApiVersions (18) at version 99, correlation id 7, client id "c". ApiVersions v3+ is
+        // flexible, so its request header is v2: the client id, then (empty) tagged fields. A
+        // broker parses the header by the version the request names, known or not (Kafka's
+        // `RequestHeader.parse`), and answers an unknown ApiVersions version with a v0
+        // response: UNSUPPORTED_VERSION and the versions it supports (KIP-511).
         let mut body = Vec::new();
         body.extend_from_slice(&18i16.to_be_bytes());
         body.extend_from_slice(&99i16.to_be_bytes());
         body.extend_from_slice(&7i32.to_be_bytes());
         body.extend_from_slice(&1i16.to_be_bytes());
         body.push(b'c');
+        body.push(0);
         let mut frame = (body.len() as i32).to_be_bytes().to_vec();
         frame.extend_from_slice(&body);
         s.write_all(&frame).map_err(|e| e.to_string())?;
@@ -834,23 +849,39 @@ async fn protocol_vote(b: String) -> Result<String, String> {
     let group = name("g");
     let mut a = Raw::new(&b, &group, &t).await?;
     let mut c = Raw::new(&b, &group, &t).await?;
-    // Only roundrobin is common to both.
-    let (ra, rc) = tokio::join!(a.join(&["range", "roundrobin"], 30_000), async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        c.join(&["roundrobin"], 30_000).await
-    });
-    let chosen = match (&ra, &rc) {
-        (Ok(r), _) | (_, Ok(r)) => r.protocol_name.as_deref().unwrap_or("").to_owned(),
-        (Err(e), _) => return Err(e.clone()),
-    };
-    if let (Err(e), _) | (_, Err(e)) = (&ra, &rc) {
-        return Err(format!("a member was refused: {e}"));
+    // a alone: its first choice.
+    let r1 = a.join(&["range", "roundrobin"], 30_000).await?;
+    expect_ok("SyncGroup", a.sync(&r1).await?.error_code)?;
+    let alone = r1.protocol_name.as_deref().unwrap_or("").to_owned();
+    // c supports only roundrobin; a rejoins with both. The coordinator must pick, for the
+    // generation they form together, a protocol both support (Kafka's
+    // `ClassicGroup.selectProtocol`: candidates every member supports, then a vote by each
+    // member's preference).
+    let (rc, ra) = tokio::join!(
+        c.join(&["roundrobin"], 30_000),
+        rejoin_on_rebalance_with(a, &["range", "roundrobin"], Duration::from_secs(12), "a")
+    );
+    let rc = rc.map_err(|e| format!("c was refused: {e}"))?;
+    let (_a, ra) = ra?;
+    let (pa, pc) = (
+        ra.protocol_name.as_deref().unwrap_or(""),
+        rc.protocol_name.as_deref().unwrap_or(""),
+    );
+    if ra.generation_id != rc.generation_id {
+        return Err(format!(
+            "a and c were answered in generations {} and {}",
+            ra.generation_id, rc.generation_id
+        ));
     }
-    if chosen == "roundrobin" {
-        Ok("chose roundrobin, the only protocol both members support".into())
+    if pa == "roundrobin" && pc == "roundrobin" {
+        Ok(format!(
+            "a alone ran {alone:?}; with c (roundrobin only), generation {} chose roundrobin",
+            rc.generation_id
+        ))
     } else {
         Err(format!(
-            "chose {chosen:?}, which one member does not support"
+            "generation {} chose {pa:?}/{pc:?}, which one member does not support",
+            rc.generation_id
         ))
     }
 }
@@ -912,18 +943,66 @@ async fn static_member_rejoin(b: String) -> Result<String, String> {
     let start = Instant::now();
     let (a, st) = form(a, st, None).await?;
     let first = st.generation;
-    let other = format!("{t}-other");
-    let (a, st) = form(a, st, Some(other)).await?;
+    // The restart. Kafka answers a known static member that rejoins a stable group with the
+    // current generation and no rebalance unless the group's protocol would change
+    // (`GroupMetadataManager.updateStaticMemberThenRebalanceOrCompleteJoin`, KIP-345); another
+    // broker may rebalance instead. Either way the dynamic member follows what its heartbeats
+    // say, and the check asks that both end in a generation they completed.
+    let mut st = st;
+    st.member_id.clear();
+    st.topic = format!("{t}-other");
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let follow = async {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut a = a;
+        loop {
+            let hb = a.heartbeat().await?;
+            if hb.is(ErrorCode::RebalanceInProgress) {
+                let r = a.join(&["range"], 30_000).await?;
+                let s = a.sync(&r).await?;
+                expect_ok("the dynamic member's SyncGroup", s.error_code)?;
+                return Ok::<_, String>((a, true));
+            }
+            if hb != Code::NONE {
+                return Err(format!("the dynamic member's heartbeat answered {hb}"));
+            }
+            if done.load(std::sync::atomic::Ordering::SeqCst) || Instant::now() > deadline {
+                return Ok((a, false));
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    };
+    let rejoin = async {
+        let r = st.join(&["range"], 30_000).await?;
+        let s = st.sync(&r).await?;
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        let c = code(s.error_code);
+        if c != Code::NONE {
+            return Err(format!(
+                "the restarted static member's SyncGroup answered {c} in generation {}",
+                st.generation
+            ));
+        }
+        Ok::<_, String>(())
+    };
+    let (fa, rs) = tokio::join!(follow, rejoin);
+    rs?;
+    let (a, rebalanced) = fa?;
     let (ha, hs) = (a.heartbeat().await?, st.heartbeat().await?);
-    if ha == Code::NONE && hs == Code::NONE && st.generation > first {
+    if ha == Code::NONE && hs == Code::NONE {
         Ok(format!(
-            "generation {first} -> {} completed by both, {} ms",
+            "generation {first} -> {}{} completed by both, {} ms",
             st.generation,
+            if rebalanced {
+                " (a rebalance)"
+            } else {
+                " (no rebalance, KIP-345)"
+            },
             start.elapsed().as_millis()
         ))
     } else {
         Err(format!(
-            "after the rejoin: generation {first} -> {}, heartbeats {ha} and {hs}",
+            "after the rejoin: generation {first} -> {}, heartbeats {ha} (dynamic) and {hs} (static)",
             st.generation
         ))
     }
