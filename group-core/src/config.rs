@@ -278,12 +278,9 @@ impl GroupConfig {
                 "session_timeout must be between 1 ms and 1 h (brokers narrow it further)".into(),
             );
         }
-        if self.rebalance_timeout < self.session_timeout {
-            p.push(format!(
-                "rebalance_timeout ({:?}) should not be lower than session_timeout ({:?})",
-                self.rebalance_timeout, self.session_timeout
-            ));
-        }
+        // A rebalance timeout below the session timeout is allowed, as in Java (where it is
+        // `max.poll.interval.ms`, unchecked against `session.timeout.ms`): the coordinator then
+        // removes a member that stops rejoining before its session would expire.
         if self.max_poll_interval.is_zero() {
             p.push("max_poll_interval must be positive".into());
         }

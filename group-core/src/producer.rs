@@ -265,7 +265,14 @@ impl Producer {
         let resp = match resp {
             Ok(r) => r,
             Err(e) => {
+                // The leader may be gone (a node killed or stopped): the next send must not go
+                // to it again, so the cached leaders are refreshed now. Until the controller
+                // fences the node the metadata may still name it; each send then fails fast.
                 self.cluster.disconnect(Target::Broker(leader));
+                let _ = self
+                    .cluster
+                    .refresh_metadata(Some(&[topic.to_owned()]))
+                    .await;
                 return Err(e);
             }
         };

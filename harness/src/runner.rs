@@ -1253,17 +1253,30 @@ async fn produce(ctx: Arc<Ctx>, spec: crate::scenario::ProducerSpec, seed: u64) 
                 .or_default()
                 .push(rec);
         }
+        // One send per partition, all at once: a partition whose leader is down (a node killed
+        // in a cluster) must not hold back the others.
+        let mut sends = tokio::task::JoinSet::new();
         for ((topic, partition), recs) in batches {
-            match ctx.admin.send(&topic, partition, &recs).await {
+            let ctx = Arc::clone(&ctx);
+            sends.spawn(async move {
+                let r = ctx.admin.send(&topic, partition, &recs).await;
+                (topic, partition, recs.len(), r)
+            });
+        }
+        while let Some(done) = sends.join_next().await {
+            let Ok((topic, partition, n, r)) = done else {
+                continue;
+            };
+            match r {
                 Ok(base) => {
-                    ctx.produced.fetch_add(recs.len() as u64, Ordering::Relaxed);
+                    ctx.produced.fetch_add(n as u64, Ordering::Relaxed);
                     ctx.journal.record(
                         "producer",
                         Event::Produced {
                             topic,
                             partition,
                             first: base,
-                            last: base + recs.len() as i64 - 1,
+                            last: base + n as i64 - 1,
                         },
                     );
                 }

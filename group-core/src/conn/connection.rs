@@ -297,12 +297,14 @@ impl Connection {
         self.shared.poison(transport(&self.shared.addr, why));
     }
 
-    /// The version to use for `R`: the highest both sides support (and at most `cap`).
+    /// The version to use for `R`: the highest both sides support, at most `cap` and at most
+    /// what this client handles ([`super::versions::client_max`]).
     pub(crate) fn version_for<R: Request>(&self, cap: Option<i16>) -> Result<i16, Error> {
-        let ours = (
-            R::VERSIONS.min,
-            cap.map_or(R::LATEST_STABLE, |c| c.min(R::LATEST_STABLE)),
-        );
+        let limit = [cap, super::versions::client_max(R::API_KEY)]
+            .into_iter()
+            .flatten()
+            .fold(R::LATEST_STABLE, i16::min);
+        let ours = (R::VERSIONS.min, limit);
         let Some(&(bmin, bmax)) = self.versions.get(&R::API_KEY.as_i16()) else {
             return Err(Error::UnsupportedVersion {
                 api: R::API_KEY,

@@ -6,6 +6,7 @@
 mod cluster;
 mod connection;
 mod dialer;
+mod versions;
 
 pub use cluster::{Cluster, PartitionMeta, Target, TopicMeta};
 pub(crate) use connection::Connection;

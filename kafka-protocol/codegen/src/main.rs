@@ -6,9 +6,14 @@
 //! cargo run -p cohort-codegen -- --check      # fail if the committed output is stale
 //! ```
 //!
-//! The definitions are read from `../shared/kafka-message-specs` (beside the repository; Apache
-//! Kafka 4.0, Apache-2.0) unless `--specs DIR` says otherwise. They are never copied into the
-//! repository: only the generated Rust is committed, and CI regenerates it and checks for a diff.
+//! The definitions are those of the Apache Kafka release the project pins (`kafka.version` in
+//! `harness/kafka/pom.xml`), read from that release's `kafka-clients` jar
+//! (`common/message/*.json`) in Cohort's cache folder, where `scripts/install.sh` puts it, so
+//! that the codecs and the broker the tests run always agree. Without the jar they are read from
+//! `../shared/kafka-message-specs` (an Apache Kafka 4.0 snapshot beside the repository), which
+//! `--check` then reports as a different source. `--jar FILE` or `--specs DIR` name another
+//! source. The definitions are never copied into the repository: only the generated Rust is
+//! committed, and CI regenerates it and checks for a diff.
 
 mod emit;
 mod spec;
@@ -54,28 +59,50 @@ const DATA: &[&str] = &[
     "ConsumerProtocolAssignment",
 ];
 
-const KAFKA_REF: &str = "Apache Kafka 4.0";
-
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let mut check = false;
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let mut specs = root.join("../shared/kafka-message-specs");
+    let mut chosen: Option<Source> = None;
     let mut out = root.join("kafka-protocol/src/generated");
     while let Some(a) = args.next() {
         match a.as_str() {
             "--check" => check = true,
-            "--specs" => specs = PathBuf::from(args.next().expect("--specs DIR")),
+            "--specs" => {
+                let dir = PathBuf::from(args.next().expect("--specs DIR"));
+                chosen = Some(Source::dir(dir, "the definitions in --specs".into()));
+            }
+            "--jar" => {
+                let jar = PathBuf::from(args.next().expect("--jar FILE"));
+                match Source::jar(&jar, format!("{}", jar.display())) {
+                    Ok(s) => chosen = Some(s),
+                    Err(e) => {
+                        eprintln!("cohort-codegen: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
             "--out" => out = PathBuf::from(args.next().expect("--out DIR")),
             other => {
                 eprintln!(
-                    "unknown argument {other}; usage: cohort-codegen [--check] [--specs DIR] [--out DIR]"
+                    "unknown argument {other}; usage: cohort-codegen [--check] [--jar FILE | --specs DIR] [--out DIR]"
                 );
                 return ExitCode::from(2);
             }
         }
     }
-    match run(&specs, &out, check) {
+    let source = match chosen {
+        Some(s) => s,
+        None => match Source::pinned(&root) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("cohort-codegen: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    eprintln!("cohort-codegen: definitions of {}", source.kafka_ref);
+    match run(&source, &out, check) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("cohort-codegen: {e}");
@@ -84,15 +111,140 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(specs: &Path, name: &str) -> Result<(Spec, String), String> {
+/// Where the JSON message definitions come from.
+struct Source {
+    /// File name (`JoinGroupRequest.json`) to text.
+    files: BTreeMap<String, String>,
+    /// What the generated files say they were generated from.
+    kafka_ref: String,
+    /// Whether this is the fallback snapshot rather than the pinned release.
+    fallback: bool,
+}
+
+impl Source {
+    fn dir(dir: PathBuf, kafka_ref: String) -> Self {
+        let mut files = BTreeMap::new();
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".json")
+                    && let Ok(text) = std::fs::read_to_string(e.path())
+                {
+                    files.insert(name, text);
+                }
+            }
+        }
+        Self {
+            files,
+            kafka_ref,
+            fallback: false,
+        }
+    }
+
+    /// The `common/message/*.json` entries of a `kafka-clients` jar.
+    fn jar(jar: &Path, kafka_ref: String) -> Result<Self, String> {
+        use std::io::Read;
+        let f = std::fs::File::open(jar).map_err(|e| format!("{}: {e}", jar.display()))?;
+        let mut z = zip::ZipArchive::new(f).map_err(|e| format!("{}: {e}", jar.display()))?;
+        let mut files = BTreeMap::new();
+        for i in 0..z.len() {
+            let mut entry = z
+                .by_index(i)
+                .map_err(|e| format!("{}: {e}", jar.display()))?;
+            let full = entry
+                .name()
+                .map_err(|e| format!("{}: {e}", jar.display()))?
+                .into_owned();
+            let Some(name) = full
+                .strip_prefix("common/message/")
+                .filter(|n| n.ends_with(".json") && !n.contains('/'))
+                .map(str::to_owned)
+            else {
+                continue;
+            };
+            let mut text = String::new();
+            entry
+                .read_to_string(&mut text)
+                .map_err(|e| format!("{}: {name}: {e}", jar.display()))?;
+            files.insert(name, text);
+        }
+        if files.is_empty() {
+            return Err(format!(
+                "{} holds no common/message/*.json (not a kafka-clients jar?)",
+                jar.display()
+            ));
+        }
+        Ok(Self {
+            files,
+            kafka_ref,
+            fallback: false,
+        })
+    }
+
+    /// The pinned release's jar in Cohort's cache, else the fallback snapshot.
+    fn pinned(root: &Path) -> Result<Self, String> {
+        let pom_path = root.join("harness/kafka/pom.xml");
+        let pom = std::fs::read_to_string(&pom_path)
+            .map_err(|e| format!("{}: {e}", pom_path.display()))?;
+        let version = pom
+            .split("<kafka.version>")
+            .nth(1)
+            .and_then(|r| r.split("</kafka.version>").next())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| format!("{} names no <kafka.version>", pom_path.display()))?
+            .to_owned();
+        let jar = cache_dir()
+            .join("kafka")
+            .join(&version)
+            .join("libs")
+            .join(format!("kafka-clients-{version}.jar"));
+        if jar.is_file() {
+            return Self::jar(&jar, format!("Apache Kafka {version}"));
+        }
+        let snapshot = root.join("../shared/kafka-message-specs");
+        eprintln!(
+            "cohort-codegen: {} is not installed (scripts/install.sh installs it); using the Apache Kafka 4.0 snapshot in {}",
+            jar.display(),
+            snapshot.display()
+        );
+        let mut s = Self::dir(snapshot, "Apache Kafka 4.0".into());
+        s.fallback = true;
+        Ok(s)
+    }
+
+    fn read(&self, file: &str) -> Result<&str, String> {
+        self.files
+            .get(file)
+            .map(String::as_str)
+            .ok_or_else(|| format!("{file}: not in {}", self.kafka_ref))
+    }
+}
+
+/// Cohort's cache folder, by the rule of `cohort-testbroker` and the install scripts.
+fn cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("COHORT_CACHE_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("cohort");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    home.join(".cache").join("cohort")
+}
+
+fn load(source: &Source, name: &str) -> Result<(Spec, String), String> {
     let file = format!("{name}.json");
-    let path = specs.join(&file);
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let spec = spec::parse(&text).map_err(|e| format!("{file}: {e}"))?;
+    let text = source.read(&file)?;
+    let spec = spec::parse(text).map_err(|e| format!("{file}: {e}"))?;
     Ok((spec, file))
 }
 
-fn run(specs: &Path, out: &Path, check: bool) -> Result<(), String> {
+fn run(source: &Source, out: &Path, check: bool) -> Result<(), String> {
+    let specs = source;
+    let kafka_ref = source.kafka_ref.as_str();
     let mut files: BTreeMap<String, String> = BTreeMap::new();
     let mut modules = Vec::new();
     for api in APIS {
@@ -101,7 +253,7 @@ fn run(specs: &Path, out: &Path, check: bool) -> Result<(), String> {
             let module = snake(&spec.name);
             files.insert(
                 format!("{module}.rs"),
-                emit::message_module(&spec, &file, KAFKA_REF),
+                emit::message_module(&spec, &file, kafka_ref),
             );
             modules.push((module, spec));
         }
@@ -111,12 +263,12 @@ fn run(specs: &Path, out: &Path, check: bool) -> Result<(), String> {
         let module = snake(&spec.name);
         files.insert(
             format!("{module}.rs"),
-            emit::message_module(&spec, &file, KAFKA_REF),
+            emit::message_module(&spec, &file, kafka_ref),
         );
         modules.push((module, spec));
     }
     files.insert("api_key.rs".into(), api_keys(specs)?);
-    files.insert("mod.rs".into(), mod_rs(&modules));
+    files.insert("mod.rs".into(), mod_rs(&modules, kafka_ref));
 
     let target = if check {
         let tmp = std::env::temp_dir().join(format!("cohort-codegen-{}", std::process::id()));
@@ -162,8 +314,13 @@ fn run(specs: &Path, out: &Path, check: bool) -> Result<(), String> {
         }
         let _ = std::fs::remove_dir_all(&target);
         if !stale.is_empty() {
+            let hint = if source.fallback {
+                " (these definitions are the fallback snapshot; the committed code was likely generated from the pinned release's jar: run scripts/install.sh first)"
+            } else {
+                ""
+            };
             return Err(format!(
-                "generated code is stale, run `cargo run -p cohort-codegen`: {}",
+                "generated code is stale, run `cargo run -p cohort-codegen`{hint}: {}",
                 stale.join(", ")
             ));
         }
@@ -178,11 +335,11 @@ fn run(specs: &Path, out: &Path, check: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn mod_rs(modules: &[(String, Spec)]) -> String {
+fn mod_rs(modules: &[(String, Spec)], kafka_ref: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "// @generated by cohort-codegen ({KAFKA_REF}). Do not edit.\n"
+        "// @generated by cohort-codegen ({kafka_ref}). Do not edit.\n"
     );
     let _ = writeln!(
         out,
@@ -243,22 +400,20 @@ fn mod_rs(modules: &[(String, Spec)]) -> String {
 
 /// `ApiKey` for every API in the definitions (not only the implemented ones), with the header
 /// versions each API version uses.
-fn api_keys(specs: &Path) -> Result<String, String> {
+fn api_keys(specs: &Source) -> Result<String, String> {
+    let kafka_ref = specs.kafka_ref.as_str();
     let mut apis: BTreeMap<i16, (String, spec::Summary, spec::Summary)> = BTreeMap::new();
-    let mut names: Vec<String> = std::fs::read_dir(specs)
-        .map_err(|e| format!("{}: {e}", specs.display()))?
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
+    let names: Vec<String> = specs
+        .files
+        .keys()
         .filter(|n| n.ends_with("Request.json"))
+        .cloned()
         .collect();
-    names.sort();
     for n in names {
         let base = n.trim_end_matches("Request.json").to_owned();
         let read = |name: String| -> Result<spec::Summary, String> {
-            let path = specs.join(&name);
-            let text =
-                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            spec::parse_summary(&text).map_err(|e| format!("{name}: {e}"))
+            let text = specs.read(&name)?;
+            spec::parse_summary(text).map_err(|e| format!("{name}: {e}"))
         };
         let req = read(format!("{base}Request.json"))?;
         let resp = read(format!("{base}Response.json"))?;
@@ -268,7 +423,7 @@ fn api_keys(specs: &Path) -> Result<String, String> {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "// @generated by cohort-codegen from Apache Kafka's `*Request.json` ({KAFKA_REF}). Do not edit.\n"
+        "// @generated by cohort-codegen from Apache Kafka's `*Request.json` ({kafka_ref}). Do not edit.\n"
     );
     let _ = writeln!(
         out,
