@@ -504,6 +504,57 @@ impl Producer {
         Ok(())
     }
 
+    /// Deletes the records of a partition below `before` (DeleteRecords, sent to the leader):
+    /// the log start moves up, and a consumer positioned below it gets OFFSET_OUT_OF_RANGE.
+    /// Returns the new log start (low watermark).
+    pub async fn delete_records(
+        &self,
+        topic: &str,
+        partition: i32,
+        before: i64,
+    ) -> Result<i64, Error> {
+        use cohort_protocol::messages::{DeleteRecordsRequest, delete_records_request};
+        let leader = self
+            .leader(topic, partition, ApiKey::DeleteRecords, Refresh::Always)
+            .await?;
+        let req = DeleteRecordsRequest {
+            topics: vec![delete_records_request::DeleteRecordsTopic {
+                name: topic.to_owned().into(),
+                partitions: vec![delete_records_request::DeleteRecordsPartition {
+                    partition_index: partition,
+                    offset: before,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            timeout_ms: 30_000,
+            ..Default::default()
+        };
+        let resp = self
+            .cluster
+            .send(
+                Target::Broker(leader),
+                &req,
+                self.cluster.config().request_timeout,
+            )
+            .await?;
+        let p = resp
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or_else(|| Error::Broker {
+                api: ApiKey::DeleteRecords,
+                code: ErrorCode::UnknownServerError,
+                context: "empty DeleteRecords response".into(),
+            })?;
+        ErrorCode::check(p.error_code).map_err(|code| Error::Broker {
+            api: ApiKey::DeleteRecords,
+            code,
+            context: format!("{topic}-{partition}"),
+        })?;
+        Ok(p.low_watermark)
+    }
+
     /// End offsets (ListOffsets LATEST) of every partition of a topic.
     pub async fn end_offsets(&self, topic: &str) -> Result<BTreeMap<i32, i64>, Error> {
         let n = self.partitions(topic).await?;

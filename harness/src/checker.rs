@@ -42,6 +42,8 @@ pub struct CheckInput {
     pub end_ts: u64,
     /// Most duplicates allowed.
     pub max_duplicates: Option<u64>,
+    /// Longest a rebalance may take, from its trigger to a stable group.
+    pub max_rebalance: Option<Duration>,
     /// Time after the last fault by which the group must be stable.
     pub convergence_bound: Duration,
     /// Grace for a commit response arriving after the revoke it preceded.
@@ -741,6 +743,31 @@ pub fn check(entries: &[Entry], input: &CheckInput) -> Analysis {
             evidence: Vec::new(),
         },
     });
+    if let Some(bound) = input.max_rebalance {
+        let bound_ms = bound.as_millis() as u64;
+        let slow: Vec<String> = rebalances
+            .iter()
+            .filter(|r| r.latency_ms > bound_ms)
+            .map(|r| {
+                format!(
+                    "{} at {:.1}s took {} ms",
+                    r.trigger,
+                    r.trigger_ms as f64 / 1000.0,
+                    r.latency_ms
+                )
+            })
+            .collect();
+        let max = rebalances.iter().map(|r| r.latency_ms).max().unwrap_or(0);
+        findings.push(Finding {
+            check: "rebalances-bounded".into(),
+            passed: slow.is_empty(),
+            summary: format!(
+                "longest rebalance {max} ms (bound {bound_ms} ms, {} rebalances)",
+                rebalances.len()
+            ),
+            evidence: slow,
+        });
+    }
 
     Analysis {
         findings,
@@ -798,6 +825,10 @@ pub struct Stability {
     /// Members with a rebalance under way (a `rebalancing` or `lost` after their last
     /// `assigned`), or started and not yet assigned.
     pending: BTreeSet<String>,
+    /// Members frozen or cut off the network (a `freeze`, `blackhole` or `cut` in force): they
+    /// can act on nothing, so the group is stable without them once the others own every
+    /// partition (as the coordinator sees it after removing them).
+    cut_off: BTreeSet<String>,
     generation: i32,
 }
 
@@ -864,22 +895,30 @@ impl Stability {
                 {
                     self.counts.insert(target.clone(), n);
                 }
+                if matches!(action.as_str(), "freeze" | "blackhole" | "cut") {
+                    if detail == "end" {
+                        self.cut_off.remove(target);
+                    } else {
+                        self.cut_off.insert(target.clone());
+                    }
+                }
             }
             _ => return false,
         }
         true
     }
 
-    /// Every running member has its assignment, none is rebalancing, and every partition
-    /// has exactly one owner.
+    /// Every running member that is not cut off has its assignment, none is rebalancing, and
+    /// every partition has exactly one owner among them.
     pub fn is_stable(&self) -> bool {
-        if self.running.is_empty() || !self.pending.is_empty() {
+        let active = |m: &String| self.running.contains(m) && !self.cut_off.contains(m);
+        if !self.running.iter().any(active) || self.pending.iter().any(active) {
             return false;
         }
         let total: usize = self.counts.values().map(|n| *n as usize).sum();
         let mut owners: BTreeMap<&Tp, usize> = BTreeMap::new();
         for (m, ps) in &self.current {
-            if self.running.contains(m) {
+            if active(m) {
                 for tp in ps {
                     *owners.entry(tp).or_default() += 1;
                 }
@@ -1026,6 +1065,7 @@ mod tests {
             timeline_end_ts: 50_000_000,
             end_ts: 60_000_000,
             max_duplicates: None,
+            max_rebalance: None,
             convergence_bound: Duration::from_secs(30),
             commit_grace: Duration::from_secs(1),
         }

@@ -1753,6 +1753,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report, String> {
         timeline_end_ts,
         end_ts,
         max_duplicates: s.checks.max_duplicates,
+        max_rebalance: s.checks.max_rebalance,
         convergence_bound: convergence,
         commit_grace: Duration::from_secs(1),
     };

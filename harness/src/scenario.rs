@@ -398,6 +398,9 @@ pub struct CheckSpec {
     /// Most duplicate deliveries allowed (default: what the faults explain, unbounded).
     #[serde(default)]
     pub max_duplicates: Option<u64>,
+    /// Longest any rebalance may take, from its trigger to a stable group.
+    #[serde(default, with = "humantime_serde")]
+    pub max_rebalance: Option<Duration>,
     /// Time after the last fault by which the group must be stable (default: derived from
     /// the timeouts).
     #[serde(default, with = "humantime_serde")]

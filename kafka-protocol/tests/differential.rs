@@ -125,6 +125,8 @@ differentials! {
     sasl_authenticate_response: SaslAuthenticateResponse,
     consumer_group_heartbeat_request: ConsumerGroupHeartbeatRequest,
     consumer_group_heartbeat_response: ConsumerGroupHeartbeatResponse,
+    delete_records_request: DeleteRecordsRequest,
+    delete_records_response: DeleteRecordsResponse,
     request_header: RequestHeader,
     response_header: ResponseHeader,
     consumer_protocol_subscription: ConsumerProtocolSubscription,

@@ -145,7 +145,8 @@ fn encode_random_response(key: ApiKey, v: i16, rng: &mut Rng, buf: &mut BytesMut
          ListOffsets => ListOffsetsResponse, Fetch => FetchResponse, Produce => ProduceResponse,
          CreateTopics => CreateTopicsResponse, DeleteTopics => DeleteTopicsResponse, CreatePartitions => CreatePartitionsResponse,
          DescribeGroups => DescribeGroupsResponse, ListGroups => ListGroupsResponse, SaslHandshake => SaslHandshakeResponse,
-         SaslAuthenticate => SaslAuthenticateResponse, ConsumerGroupHeartbeat => ConsumerGroupHeartbeatResponse);
+         SaslAuthenticate => SaslAuthenticateResponse, ConsumerGroupHeartbeat => ConsumerGroupHeartbeatResponse,
+         DeleteRecords => DeleteRecordsResponse);
 }
 
 #[test]

@@ -49,6 +49,7 @@ const APIS: &[&str] = &[
     "SaslAuthenticate",
     "CreatePartitions",
     "ConsumerGroupHeartbeat",
+    "DeleteRecords",
 ];
 
 /// Non-API structures: headers and the embedded consumer protocol.

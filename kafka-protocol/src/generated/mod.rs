@@ -15,6 +15,8 @@ pub mod create_partitions_request;
 pub mod create_partitions_response;
 pub mod create_topics_request;
 pub mod create_topics_response;
+pub mod delete_records_request;
+pub mod delete_records_response;
 pub mod delete_topics_request;
 pub mod delete_topics_response;
 pub mod describe_groups_request;
@@ -60,6 +62,8 @@ pub use create_partitions_request::CreatePartitionsRequest;
 pub use create_partitions_response::CreatePartitionsResponse;
 pub use create_topics_request::CreateTopicsRequest;
 pub use create_topics_response::CreateTopicsResponse;
+pub use delete_records_request::DeleteRecordsRequest;
+pub use delete_records_response::DeleteRecordsResponse;
 pub use delete_topics_request::DeleteTopicsRequest;
 pub use delete_topics_response::DeleteTopicsResponse;
 pub use describe_groups_request::DescribeGroupsRequest;
@@ -139,6 +143,8 @@ pub enum RequestKind {
     CreatePartitions(CreatePartitionsRequest),
     /// `ConsumerGroupHeartbeatRequest`.
     ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest),
+    /// `DeleteRecordsRequest`.
+    DeleteRecords(DeleteRecordsRequest),
 }
 
 impl RequestKind {
@@ -199,6 +205,9 @@ impl RequestKind {
                 ConsumerGroupHeartbeatRequest::decode(buf, version)
                     .map(Self::ConsumerGroupHeartbeat)
             }
+            crate::ApiKey::DeleteRecords => {
+                DeleteRecordsRequest::decode(buf, version).map(Self::DeleteRecords)
+            }
             _ => return None,
         })
     }
@@ -231,6 +240,7 @@ impl RequestKind {
             Self::SaslAuthenticate(m) => m.encode(buf, version),
             Self::CreatePartitions(m) => m.encode(buf, version),
             Self::ConsumerGroupHeartbeat(m) => m.encode(buf, version),
+            Self::DeleteRecords(m) => m.encode(buf, version),
         }
     }
 
@@ -257,6 +267,7 @@ impl RequestKind {
             Self::SaslAuthenticate(_) => crate::ApiKey::SaslAuthenticate,
             Self::CreatePartitions(_) => crate::ApiKey::CreatePartitions,
             Self::ConsumerGroupHeartbeat(_) => crate::ApiKey::ConsumerGroupHeartbeat,
+            Self::DeleteRecords(_) => crate::ApiKey::DeleteRecords,
         }
     }
 }
@@ -305,6 +316,8 @@ pub enum ResponseKind {
     CreatePartitions(CreatePartitionsResponse),
     /// `ConsumerGroupHeartbeatResponse`.
     ConsumerGroupHeartbeat(ConsumerGroupHeartbeatResponse),
+    /// `DeleteRecordsResponse`.
+    DeleteRecords(DeleteRecordsResponse),
 }
 
 impl ResponseKind {
@@ -371,6 +384,9 @@ impl ResponseKind {
                 ConsumerGroupHeartbeatResponse::decode(buf, version)
                     .map(Self::ConsumerGroupHeartbeat)
             }
+            crate::ApiKey::DeleteRecords => {
+                DeleteRecordsResponse::decode(buf, version).map(Self::DeleteRecords)
+            }
             _ => return None,
         })
     }
@@ -403,6 +419,7 @@ impl ResponseKind {
             Self::SaslAuthenticate(m) => m.encode(buf, version),
             Self::CreatePartitions(m) => m.encode(buf, version),
             Self::ConsumerGroupHeartbeat(m) => m.encode(buf, version),
+            Self::DeleteRecords(m) => m.encode(buf, version),
         }
     }
 
@@ -429,6 +446,7 @@ impl ResponseKind {
             Self::SaslAuthenticate(_) => crate::ApiKey::SaslAuthenticate,
             Self::CreatePartitions(_) => crate::ApiKey::CreatePartitions,
             Self::ConsumerGroupHeartbeat(_) => crate::ApiKey::ConsumerGroupHeartbeat,
+            Self::DeleteRecords(_) => crate::ApiKey::DeleteRecords,
         }
     }
 }
