@@ -349,7 +349,12 @@ impl TestBroker {
     pub fn shared() -> Result<&'static TestBroker, BrokerError> {
         static SHARED: OnceLock<Result<TestBroker, String>> = OnceLock::new();
         match SHARED.get_or_init(|| Self::start().map_err(|e| e.to_string())) {
-            Ok(b) => Ok(b),
+            Ok(b) => {
+                // Printed for every caller, so that each test's captured output (shown when it
+                // fails) names the broker and its version.
+                eprintln!("cohort-testbroker: on {} at {}", b.info, b.bootstrap);
+                Ok(b)
+            }
             Err(e) => Err(BrokerError::Shared(e.clone())),
         }
     }
