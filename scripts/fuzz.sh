@@ -10,6 +10,9 @@ cd "$(dirname "$0")/../kafka-protocol/fuzz"
 secs="${FUZZ_SECONDS:-60}"
 targets="${FUZZ_TARGETS:-frame_decoder responses record_batch consumer_protocol}"
 export RUSTC_BOOTSTRAP=1
+# Built first, unfiltered: a target that does not compile must fail the run, not vanish in the
+# output filter below.
+for t in $targets; do cargo fuzz build -O -s none "$t"; done
 for t in $targets; do
   echo "fuzz: $t for ${secs}s"
   mkdir -p "corpus/$t"
