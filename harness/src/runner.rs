@@ -664,7 +664,7 @@ async fn wait_stable(ctx: &Arc<Ctx>, limit: Duration) -> bool {
     false
 }
 
-/// Grows a topic with CreatePartitions. A broker without it (the embedded Tansu) skips the
+/// Grows a topic with CreatePartitions. A broker without it (Tansu) skips the
 /// action with a note: recreating the topic is no stand-in, since Tansu keeps a group's
 /// committed offsets of a deleted topic and answers a fetch beyond the log end with no records
 /// (not OFFSET_OUT_OF_RANGE), so members would resume in the middle of the new log.

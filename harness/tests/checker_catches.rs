@@ -1,6 +1,6 @@
 //! The checker against real runs: a deliberately broken member (it commits revoked partitions
 //! again after their new owner took them over) fails the run, and the same scenario without
-//! the bug passes. Both run on the embedded broker through the scenario runner.
+//! the bug passes. Both run on the default broker (Apache Kafka) through the scenario runner.
 
 use std::path::PathBuf;
 
