@@ -239,6 +239,18 @@ impl KafkaNode {
         }
     }
 
+    /// Ready only counts when this node's JVM holds the listener: a JVM that could not bind its
+    /// port exits, and another broker answering there would otherwise pass for it.
+    fn check_owns_port(&self) -> Result<(), String> {
+        match self.pid() {
+            Some(pid) if probe::owns_listener(pid, self.port) == Some(false) => Err(format!(
+                "port {} answers, but not from node {}'s process {pid}",
+                self.port, self.id
+            )),
+            _ => Ok(()),
+        }
+    }
+
     fn pid(&self) -> Option<u32> {
         lock(&self.proc).as_ref().map(|r| r.jvm.id())
     }
@@ -387,6 +399,7 @@ impl KafkaCluster {
                 coordinator: node.id == 1,
             };
             probe::wait_until(&node.addr(), timeout, &want, || node.gone())
+                .and_then(|()| node.check_owns_port())
                 .map_err(|reason| cluster.not_ready(node, reason))
         });
         match ready {
@@ -394,7 +407,10 @@ impl KafkaCluster {
             Err(e) => {
                 // A node that exited (a port taken, most likely) is worth a retry on new ports;
                 // one that is merely slow is not.
-                let retry = cluster.nodes.iter().any(|n| n.gone().is_some());
+                let retry = cluster
+                    .nodes
+                    .iter()
+                    .any(|n| n.gone().is_some() || n.check_owns_port().is_err());
                 Err((e, retry))
             }
         }
@@ -470,7 +486,9 @@ impl KafkaCluster {
                 brokers: vec![id],
                 coordinator: false,
             };
-            match probe::wait_until(&node.addr(), timeout, &want, || node.gone()) {
+            match probe::wait_until(&node.addr(), timeout, &want, || node.gone())
+                .and_then(|()| node.check_owns_port())
+            {
                 Ok(()) => return Ok(()),
                 Err(reason) if node.gone().is_some() && Instant::now() < deadline => {
                     let _ = reason;

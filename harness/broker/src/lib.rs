@@ -634,9 +634,27 @@ impl TestBroker {
 
 /// A free TCP port on the loopback interface (the port is released before it is returned, so
 /// another process may take it; callers retry on a bind failure).
+///
+/// A port is handed out at most once per process: two brokers started at the same time by
+/// parallel tests (a Tansu process and a container, say) would otherwise be given the same
+/// just-released port now and then, and the second would find the first answering on it.
 pub fn free_port() -> Result<u16, std::io::Error> {
-    let l = TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
+    static ISSUED: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut issued = ISSUED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for _ in 0..64 {
+        let l = TcpListener::bind("127.0.0.1:0")?;
+        let port = l.local_addr()?.port();
+        if !issued.contains(&port) {
+            issued.push(port);
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "the kernel kept offering ports this process has already used",
+    ))
 }
 
 /// A name that is unique across tests and processes, for topics and groups: `prefix-<pid>-<n>-<t>`.

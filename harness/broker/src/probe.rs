@@ -186,3 +186,74 @@ fn check(addr: &str, want: &Readiness) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Whether process `pid` holds the socket listening on TCP `port` (Linux `/proc`; `None` where
+/// that cannot be read). A broker process that failed to bind its port may still look ready when
+/// something else answers there; this tells the two apart.
+pub(crate) fn owns_listener(pid: u32, port: u16) -> Option<bool> {
+    let mut inodes = Vec::new();
+    let mut readable = false;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        readable = true;
+        inodes.extend(listening_inodes(&text, port));
+    }
+    if !readable {
+        return None;
+    }
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    Some(fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|target| {
+            let t = target.to_string_lossy();
+            inodes.iter().any(|i| t == format!("socket:[{i}]"))
+        })
+    }))
+}
+
+/// The inodes of the sockets in LISTEN state (`0A`) on `port` in a `/proc/net/tcp` table.
+fn listening_inodes(table: &str, port: u16) -> Vec<String> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let local = cols.get(1)?;
+            let (_, hex_port) = local.rsplit_once(':')?;
+            let listening = *cols.get(3)? == "0A";
+            (listening && u16::from_str_radix(hex_port, 16).ok()? == port)
+                .then(|| cols.get(9).map(|s| (*s).to_owned()))
+                .flatten()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listening_inodes_reads_the_listen_rows_of_the_port() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:8CEF 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 4242 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:8CEF 0100007F:D431 01 00000000:00000000 00:00000000 00000000  1000        0 4343 1 0000000000000000 20 4 30 10 -1
+   2: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 4444 1 0000000000000000 100 0 0 10 0
+";
+        assert_eq!(listening_inodes(table, 0x8CEF), vec!["4242".to_owned()]);
+        assert!(listening_inodes(table, 1).is_empty());
+    }
+
+    #[test]
+    fn owns_listener_tells_this_process_from_another() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        if let Some(owned) = owns_listener(std::process::id(), port) {
+            assert!(owned);
+            // pid 1 (init) does not listen on our port.
+            assert_ne!(owns_listener(1, port), Some(true));
+        }
+        drop(l);
+        assert_ne!(owns_listener(std::process::id(), port), Some(true));
+    }
+}

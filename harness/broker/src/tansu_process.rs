@@ -86,7 +86,11 @@ impl ProcessBroker {
                 port,
                 log,
             };
-            match probe::wait_ready(&broker.addr(), timeout) {
+            let ready = probe::wait_until(&broker.addr(), timeout, &Default::default(), || {
+                broker.exited().map(|s| format!("broker exited ({s})"))
+            })
+            .and_then(|()| broker.check_owns_port());
+            match ready {
                 Ok(()) => return Ok(broker),
                 Err(reason) => {
                     let exited = broker.exited();
@@ -99,13 +103,31 @@ impl ProcessBroker {
                         },
                         log: broker.log_tail(),
                     });
-                    if exited.is_none() {
+                    if exited.is_none() && !broker.foreign_listener() {
                         break;
                     }
                 }
             }
         }
         Err(last_err.unwrap_or_else(|| BrokerError::Process("broker did not start".into())))
+    }
+
+    /// Ready only counts when it is our process that listens on the port: one that failed to
+    /// bind it exits, and whatever else listens there would otherwise pass for it.
+    fn check_owns_port(&self) -> Result<(), String> {
+        if self.foreign_listener() {
+            Err(format!(
+                "port {} answers, but not from the Tansu process {} started",
+                self.port,
+                self.pid()
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn foreign_listener(&self) -> bool {
+        probe::owns_listener(self.pid(), self.port) == Some(false)
     }
 
     fn exited(&self) -> Option<std::process::ExitStatus> {
@@ -172,7 +194,11 @@ impl ProcessBroker {
                 )));
             }
         }
-        probe::wait_ready(&self.addr(), timeout).map_err(|reason| BrokerError::NotReady {
+        probe::wait_until(&self.addr(), timeout, &Default::default(), || {
+            self.exited().map(|s| format!("broker exited ({s})"))
+        })
+        .and_then(|()| self.check_owns_port())
+        .map_err(|reason| BrokerError::NotReady {
             backend: Backend::Process,
             addr: self.addr(),
             reason,
