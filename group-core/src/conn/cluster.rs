@@ -2,6 +2,7 @@
 //! data, one for the group coordinator, as Java keeps them apart so that a long fetch never
 //! delays a heartbeat), reconnect backoff, coordinator discovery.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -200,7 +201,7 @@ impl Cluster {
     }
 
     /// Sends a request and returns the version used and the response.
-    pub async fn send_versioned<R: Request>(
+    pub async fn send_versioned<R: Request + Clone>(
         &self,
         target: Target,
         req: &R,
@@ -211,31 +212,36 @@ impl Cluster {
 
     /// Sends a request at a version no higher than `cap` (the client may need the layout of
     /// an older version, e.g. Fetch with topic names rather than topic ids).
-    pub async fn send_capped<R: Request>(
+    pub async fn send_capped<R: Request + Clone>(
         &self,
         target: Target,
         req: &R,
         timeout: Duration,
         cap: Option<i16>,
     ) -> Result<(i16, R::Response), Error> {
-        match target {
-            Target::Broker(id) => {
-                self.connection(ConnKey::Broker(id))
-                    .await?
-                    .send(req, timeout, cap)
-                    .await
-            }
-            Target::Coordinator(id) => {
-                self.connection(ConnKey::Group(id))
-                    .await?
-                    .send(req, timeout, cap)
-                    .await
-            }
+        self.send_built(target, |_| Cow::Borrowed(req), timeout, cap)
+            .await
+    }
+
+    /// Sends the request `build` makes for the version negotiated with the broker it goes to
+    /// (see [`Connection::send_built`]); with [`Target::Any`], brokers are tried one after
+    /// another (known brokers, then the bootstrap addresses) until one answers or fails with an
+    /// error that is not retriable, and each gets a request built for its own versions.
+    pub async fn send_built<'r, R: Request + Clone + 'r>(
+        &self,
+        target: Target,
+        build: impl Fn(i16) -> Cow<'r, R>,
+        timeout: Duration,
+        cap: Option<i16>,
+    ) -> Result<(i16, R::Response), Error> {
+        let key = match target {
+            Target::Broker(id) => ConnKey::Broker(id),
+            Target::Coordinator(id) => ConnKey::Group(id),
             Target::Any => {
                 let mut last = None;
                 for key in self.any_keys() {
                     match self.connection(key).await {
-                        Ok(c) => match c.send(req, timeout, cap).await {
+                        Ok(c) => match c.send_built(&build, timeout, cap).await {
                             Ok(r) => return Ok(r),
                             Err(e) if e.is_retriable() => last = Some(e),
                             Err(e) => return Err(e),
@@ -244,16 +250,20 @@ impl Cluster {
                     }
                     self.state().next_any += 1;
                 }
-                Err(last.unwrap_or_else(|| Error::Transport {
+                return Err(last.unwrap_or_else(|| Error::Transport {
                     broker: "bootstrap".into(),
                     message: "no broker reachable".into(),
-                }))
+                }));
             }
-        }
+        };
+        self.connection(key)
+            .await?
+            .send_built(build, timeout, cap)
+            .await
     }
 
     /// Sends a request and returns its response.
-    pub async fn send<R: Request>(
+    pub async fn send<R: Request + Clone>(
         &self,
         target: Target,
         req: &R,
@@ -391,24 +401,24 @@ impl Cluster {
     /// Finds the coordinator of `group` (FindCoordinator; batched form on v4+, KIP-699).
     pub async fn find_coordinator(&self, group: &str) -> Result<i32, Error> {
         let timeout = self.inner.config.request_timeout;
-        let batched = self
-            .supports(Target::Any, ApiKey::FindCoordinator, 4)
-            .await
-            .unwrap_or(false);
-        let req = if batched {
-            FindCoordinatorRequest {
-                key_type: 0,
-                coordinator_keys: vec![group.to_owned().into()],
-                ..Default::default()
-            }
-        } else {
-            FindCoordinatorRequest {
-                key: group.to_owned().into(),
-                key_type: 0,
-                ..Default::default()
-            }
+        let build = |version: i16| {
+            Cow::Owned(if version >= 4 {
+                FindCoordinatorRequest {
+                    key_type: 0,
+                    coordinator_keys: vec![group.to_owned().into()],
+                    ..Default::default()
+                }
+            } else {
+                FindCoordinatorRequest {
+                    key: group.to_owned().into(),
+                    key_type: 0,
+                    ..Default::default()
+                }
+            })
         };
-        let (version, resp) = self.send_versioned(Target::Any, &req, timeout).await?;
+        let (version, resp) = self
+            .send_built::<FindCoordinatorRequest>(Target::Any, build, timeout, None)
+            .await?;
         let (code, node, host, port) = if version >= 4 {
             let c = resp.coordinators.first().ok_or_else(|| Error::Transport {
                 broker: "coordinator lookup".into(),
@@ -470,5 +480,124 @@ impl Cluster {
     /// How old the cached metadata is.
     pub fn metadata_age(&self) -> Option<Duration> {
         self.state().metadata_at.map(|t| t.elapsed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::{Buf, Bytes, BytesMut};
+    use cohort_protocol::Decode;
+    use cohort_protocol::frame::{decode_request_header, encode_response};
+    use cohort_protocol::messages::api_versions_response::ApiVersion;
+    use cohort_protocol::messages::find_coordinator_response::Coordinator;
+    use cohort_protocol::messages::{ApiVersionsResponse, FindCoordinatorResponse};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A scripted broker that lists FindCoordinator up to `max` and answers it for the keys the
+    /// request carries, in the layout of the version it was sent at.
+    async fn fake_broker(max: i16) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    loop {
+                        let Ok(len) = sock.read_i32().await else {
+                            return;
+                        };
+                        let mut buf = vec![0; len as usize];
+                        if sock.read_exact(&mut buf).await.is_err() {
+                            return;
+                        }
+                        let (api, header, mut body) =
+                            decode_request_header(Bytes::from(buf)).unwrap();
+                        let (v, id) = (header.request_api_version, header.correlation_id);
+                        let mut out = BytesMut::new();
+                        match api.unwrap() {
+                            ApiKey::ApiVersions => {
+                                let api = |k: ApiKey, max_version| ApiVersion {
+                                    api_key: k.as_i16(),
+                                    min_version: 0,
+                                    max_version,
+                                    ..Default::default()
+                                };
+                                let resp = ApiVersionsResponse {
+                                    api_keys: vec![
+                                        api(ApiKey::ApiVersions, 3),
+                                        api(ApiKey::FindCoordinator, max),
+                                    ],
+                                    ..Default::default()
+                                };
+                                encode_response(&mut out, ApiKey::ApiVersions, v, id, &resp)
+                            }
+                            ApiKey::FindCoordinator => {
+                                let req = FindCoordinatorRequest::decode(&mut body, v).unwrap();
+                                assert!(!body.has_remaining());
+                                let resp = if v >= 4 {
+                                    FindCoordinatorResponse {
+                                        coordinators: req
+                                            .coordinator_keys
+                                            .iter()
+                                            .map(|k| Coordinator {
+                                                key: k.clone(),
+                                                node_id: 7,
+                                                host: "127.0.0.1".into(),
+                                                port: 9,
+                                                ..Default::default()
+                                            })
+                                            .collect(),
+                                        ..Default::default()
+                                    }
+                                } else {
+                                    assert_eq!(req.key.as_str(), "g");
+                                    FindCoordinatorResponse {
+                                        node_id: 7,
+                                        host: "127.0.0.1".into(),
+                                        port: 9,
+                                        ..Default::default()
+                                    }
+                                };
+                                encode_response(&mut out, ApiKey::FindCoordinator, v, id, &resp)
+                            }
+                            other => panic!("unexpected {other:?}"),
+                        }
+                        .unwrap();
+                        if sock.write_all(&out).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr.to_string()
+    }
+
+    /// An address nothing listens on.
+    fn dead_address() -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    }
+
+    fn cluster(bootstrap: &[String]) -> Cluster {
+        let mut config = ClientConfig::new(&bootstrap.join(","));
+        config.request_timeout = Duration::from_secs(5);
+        Cluster::new(config)
+    }
+
+    /// The request is built for the broker it is sent to: the first bootstrap address is down,
+    /// so the version cannot be learnt from it (seen live: a request built for v0-3 sent at v6,
+    /// "field Key is set but does not exist in version 6").
+    #[tokio::test]
+    async fn find_coordinator_is_built_for_the_broker_that_answers_it() {
+        for max in [6, 3] {
+            let c = cluster(&[dead_address(), fake_broker(max).await]);
+            assert_eq!(c.find_coordinator("g").await.unwrap(), 7, "max v{max}");
+            assert_eq!(
+                c.addr_of(&ConnKey::Broker(7)).as_deref(),
+                Some("127.0.0.1:9")
+            );
+        }
     }
 }

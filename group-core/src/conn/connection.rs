@@ -6,6 +6,7 @@
 //! every pending request fails once, and the next request opens a new connection. A broker
 //! that misbehaves costs its connection, never the process.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use cohort_protocol::frame::{FrameDecoder, decode_response, encode_request, peek_correlation_id};
 use cohort_protocol::messages::{ApiVersionsRequest, api_versions_response::ApiVersion};
-use cohort_protocol::{ApiKey, ErrorCode, Message, Request};
+use cohort_protocol::{ApiKey, ErrorCode, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
@@ -369,14 +370,27 @@ impl Connection {
         }
     }
 
-    /// Sends `req` at the negotiated version (at most `cap`) and decodes the answer.
-    pub(crate) async fn send<R: Request>(
+    /// Sends the request `build` makes for the version negotiated on this connection (at most
+    /// `cap`), for requests whose fields differ between versions (FindCoordinator's `Key`
+    /// before v4, `CoordinatorKeys` from v4, KIP-699): the layout must be chosen for the broker
+    /// the request goes to, not for another one.
+    pub(crate) async fn send_built<'r, R: Request + Clone + 'r>(
         &self,
-        req: &R,
+        build: impl FnOnce(i16) -> Cow<'r, R>,
         timeout: Duration,
         cap: Option<i16>,
     ) -> Result<(i16, R::Response), Error> {
         let version = self.version_for::<R>(cap)?;
+        self.exchange(build(version).as_ref(), version, timeout)
+            .await
+    }
+
+    async fn exchange<R: Request>(
+        &self,
+        req: &R,
+        version: i16,
+        timeout: Duration,
+    ) -> Result<(i16, R::Response), Error> {
         let frame = self.round_trip(req, version, timeout).await?;
         let (_, body) = decode_response::<R>(frame, version).map_err(|e| {
             let err = Error::Protocol {
@@ -387,7 +401,6 @@ impl Connection {
             self.shared.poison(err.clone());
             err
         })?;
-        let _ = <R::Response as Message>::NAME;
         Ok((version, body))
     }
 }
