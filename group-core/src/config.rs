@@ -173,8 +173,15 @@ pub struct GroupConfig {
     pub fetch_max_bytes: i32,
     /// Fetch: how long the broker may wait for data (`fetch.max.wait.ms`, 500 ms).
     pub fetch_max_wait: Duration,
-    /// Records buffered per partition before fetching pauses (backpressure).
+    /// Records buffered per partition before fetching pauses (backpressure); a fetch never
+    /// decodes more records of a partition than its buffer has room for.
     pub max_buffered_records: usize,
+    /// Decompressed bytes one Fetch response may expand to (128 MiB). Cohort's own bound, with
+    /// no Java equivalent: Java decompresses batch by batch as the application reads, Cohort
+    /// ahead of it, and a few kilobytes of zstd can claim hundreds of megabytes. Batches past
+    /// the bound are fetched again later; a single batch larger than it is reported as an
+    /// error on its partition.
+    pub fetch_max_decompressed_bytes: usize,
     /// Skip records older than this when starting or resuming (optional maximum message age).
     pub max_record_age: Option<Duration>,
 }
@@ -227,6 +234,7 @@ impl GroupConfig {
             fetch_max_bytes: 50 * 1024 * 1024,
             fetch_max_wait: Duration::from_millis(500),
             max_buffered_records: 10_000,
+            fetch_max_decompressed_bytes: 128 * 1024 * 1024,
             max_record_age: None,
         }
     }
@@ -297,6 +305,9 @@ impl GroupConfig {
         }
         if self.max_buffered_records == 0 {
             p.push("max_buffered_records must be positive".into());
+        }
+        if self.fetch_max_decompressed_bytes == 0 {
+            p.push("fetch_max_decompressed_bytes must be positive".into());
         }
         if p.is_empty() {
             Ok(())

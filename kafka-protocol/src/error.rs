@@ -102,6 +102,15 @@ pub enum DecodeError {
         /// What the decompressor reported.
         reason: String,
     },
+    /// Decoding would exceed a configured bound on memory (decompressed bytes of a batch or of
+    /// a whole response).
+    #[error("{what} exceeds the limit of {limit} bytes")]
+    LimitExceeded {
+        /// What was bounded.
+        what: &'static str,
+        /// The bound.
+        limit: usize,
+    },
     /// A value is structurally invalid (an enum value out of range, a count that disagrees
     /// with the content, ...).
     #[error("invalid {what}: {detail}")]

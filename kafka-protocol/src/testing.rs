@@ -158,3 +158,46 @@ impl Rng {
             .collect()
     }
 }
+
+/// A record batch of `records` records of one byte each (null key, value `x`, no headers),
+/// offsets from 0, compressed with `compression`: a few kilobytes that decompress to about 8
+/// bytes per record and cost an index entry each. What a hostile broker sends to make a small
+/// Fetch response expand; patch the first 8 bytes (the base offset, outside the CRC) to place
+/// it in a partition.
+pub fn amplified_batch(records: i32, compression: crate::records::Compression) -> Bytes {
+    use bytes::BufMut;
+    let records = records.max(1);
+    let mut plain = bytes::BytesMut::with_capacity(records as usize * 10);
+    for delta in 0..records {
+        // attributes, timestamp delta 0, offset delta, null key, value of 1 byte, no headers
+        let body = 1 + 1 + crate::primitives::varint_size(delta) + 1 + 1 + 1 + 1;
+        crate::primitives::put_varint(&mut plain, body as i32);
+        plain.put_i8(0);
+        crate::primitives::put_varlong(&mut plain, 0);
+        crate::primitives::put_varint(&mut plain, delta);
+        crate::primitives::put_varint(&mut plain, -1);
+        crate::primitives::put_varint(&mut plain, 1);
+        plain.put_u8(b'x');
+        crate::primitives::put_varint(&mut plain, 0);
+    }
+    let mut data = Vec::new();
+    crate::records::compress(compression, &plain, &mut data).expect("compress");
+    let mut buf = bytes::BytesMut::with_capacity(61 + data.len());
+    buf.put_i64(0); // base offset
+    buf.put_i32((61 - 12 + data.len()) as i32);
+    buf.put_i32(0); // partition leader epoch
+    buf.put_i8(2);
+    buf.put_u32(0); // crc, below
+    buf.put_i16(i16::from(compression.id()));
+    buf.put_i32(records - 1); // last offset delta
+    buf.put_i64(0); // base timestamp
+    buf.put_i64(0); // max timestamp
+    buf.put_i64(-1); // producer id
+    buf.put_i16(-1);
+    buf.put_i32(-1);
+    buf.put_i32(records);
+    buf.put_slice(&data);
+    let crc = crate::records::crc32c(&buf[21..]);
+    buf[17..21].copy_from_slice(&crc.to_be_bytes());
+    buf.freeze()
+}

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cohort_protocol::messages::{FetchRequest, fetch_request};
-use cohort_protocol::records::{BatchIter, DecodeOptions};
+use cohort_protocol::records::{BatchIter, DecodeBudget, DecodeOptions, RecordRef};
 use cohort_protocol::{ApiKey, ErrorCode};
 
 use super::{ConsumerEvent, ConsumerRecord, Inner, StartOffset, Status};
@@ -95,6 +95,7 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
     // When partitions caught up with their log end were last fetched while others were held
     // back (see below).
     let mut caught_up_polled = std::time::Instant::now();
+    let mut rotation = 0usize;
     loop {
         let notified = inner.fetchable.notified();
         // Partitions of this leader held back because their buffers are full: a long poll
@@ -104,7 +105,7 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
         // trip while the held-back ones drain: they are left out, except once per
         // `fetch_max_wait` so new data on them is still seen within the usual long-poll bound.
         let poll_caught_up = caught_up_polled.elapsed() >= inner.fetch_max_wait;
-        let (held_back, batch): (bool, Vec<(TopicPartition, i64, u64)>) = {
+        let (held_back, mut batch): (bool, Vec<(TopicPartition, i64, u64, usize)>) = {
             let st = inner.lock();
             if st.closed {
                 return;
@@ -129,7 +130,12 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
                             || p.tracker.fetch_offset < p.high_watermark
                             || p.high_watermark < 0)
                 })
-                .map(|(tp, p)| (tp.clone(), p.tracker.fetch_offset, p.epoch))
+                .map(|(tp, p)| {
+                    // Room in the buffer: records beyond it are not decoded now (the buffer only
+                    // drains until the response is applied, so this bounds what it can hold).
+                    let room = inner.max_buffered - p.tracker.buffer.len();
+                    (tp.clone(), p.tracker.fetch_offset, p.epoch, room)
+                })
                 .collect();
             (held_back, batch)
         };
@@ -158,20 +164,30 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
             continue;
         }
         idle_rounds = 0;
-        let mut topics: BTreeMap<&str, Vec<fetch_request::FetchPartition>> = BTreeMap::new();
-        for ((t, p), offset, _) in &batch {
-            topics
-                .entry(t.as_str())
-                .or_default()
-                .push(fetch_request::FetchPartition {
-                    partition: *p,
-                    current_leader_epoch: -1,
-                    fetch_offset: *offset,
-                    last_fetched_epoch: -1,
-                    log_start_offset: -1,
-                    partition_max_bytes: inner.max_partition_fetch_bytes,
-                    ..Default::default()
-                });
+        // KIP-74: the broker fills the response in request order up to `fetch.max.bytes`, and
+        // the decode budget below is spent in the same order, so the order rotates from one
+        // request to the next: no partition waits behind the others for ever.
+        let start = rotation % batch.len();
+        batch.rotate_left(start);
+        rotation = rotation.wrapping_add(1);
+        let mut topics: Vec<(&str, Vec<fetch_request::FetchPartition>)> = Vec::new();
+        for ((t, p), offset, _, _) in &batch {
+            let i = match topics.iter().position(|(name, _)| *name == t.as_str()) {
+                Some(i) => i,
+                None => {
+                    topics.push((t.as_str(), Vec::new()));
+                    topics.len() - 1
+                }
+            };
+            topics[i].1.push(fetch_request::FetchPartition {
+                partition: *p,
+                current_leader_epoch: -1,
+                fetch_offset: *offset,
+                last_fetched_epoch: -1,
+                log_start_offset: -1,
+                partition_max_bytes: inner.max_partition_fetch_bytes,
+                ..Default::default()
+            });
         }
         let req = FetchRequest {
             replica_id: -1,
@@ -220,7 +236,7 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
                 inner.cluster.disconnect(Target::Broker(leader));
                 let topics: Vec<String> = batch
                     .iter()
-                    .map(|((t, _), _, _)| t.clone())
+                    .map(|((t, _), _, _, _)| t.clone())
                     .collect::<BTreeSet<_>>()
                     .into_iter()
                     .collect();
@@ -232,8 +248,10 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
                 continue;
             }
         };
-        let epochs: BTreeMap<TopicPartition, (i64, u64)> =
-            batch.into_iter().map(|(tp, o, e)| (tp, (o, e))).collect();
+        let epochs: BTreeMap<TopicPartition, (i64, u64, usize)> = batch
+            .into_iter()
+            .map(|(tp, o, e, room)| (tp, (o, e, room)))
+            .collect();
         let mut refresh = false;
         let mut resets: Vec<(TopicPartition, i64, u64)> = Vec::new();
         let now_ms = std::time::SystemTime::now()
@@ -243,11 +261,13 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
         let generation = inner.lock().generation;
         // Decode outside the lock (the application keeps receiving meanwhile); apply under it.
         let mut decoded: Vec<Decoded> = Vec::new();
+        // What decoding this response may cost, whatever its batches claim (see DecodeBudget).
+        let mut budget = DecodeBudget::new(inner.fetch_max_decompressed_bytes, usize::MAX);
         for t in &resp.responses {
             let topic: Arc<str> = Arc::from(t.topic.as_str());
             for pd in &t.partitions {
                 let tp = (t.topic.to_string(), pd.partition_index);
-                let Some(&(sent_offset, epoch)) = epochs.get(&tp) else {
+                let Some(&(sent_offset, epoch, room)) = epochs.get(&tp) else {
                     continue;
                 };
                 let mut d = Decoded {
@@ -268,7 +288,15 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
                     // grow the vector once or twice). Capped so that a hostile frame of tiny
                     // records cannot make this reservation much larger than the frame.
                     d.records = Vec::with_capacity((records.len() / 48).min(1 << 16));
-                    for batch in BatchIter::new(records, DecodeOptions::default()) {
+                    let mut batches = BatchIter::with_budget(
+                        records,
+                        DecodeOptions::default(),
+                        DecodeBudget {
+                            records: room,
+                            ..budget
+                        },
+                    );
+                    for batch in &mut batches {
                         let batch = match batch {
                             Ok(b) => b,
                             Err(e) => {
@@ -277,15 +305,37 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
                             }
                         };
                         if !batch.header.is_control {
+                            let from = d.next;
+                            let fresh =
+                                |r: &RecordRef<'_>| min_ts.is_none_or(|m| r.timestamp() >= m);
+                            // A record shares its batch's buffer; when few of a large batch's
+                            // bytes are kept, they are copied so the rest can be freed.
+                            let kept: usize = batch
+                                .records()
+                                .filter(|r| r.offset() >= from && fresh(r))
+                                .map(|r| {
+                                    r.key().map_or(0, <[u8]>::len)
+                                        + r.value().map_or(0, <[u8]>::len)
+                                })
+                                .sum();
+                            let copy = kept.saturating_mul(2) < batch.data().len();
                             d.records.reserve(batch.len());
                             for r in batch.records() {
                                 if r.offset() < d.next {
                                     continue;
                                 }
-                                if min_ts.is_some_and(|m| r.timestamp() < m) {
-                                    d.next = d.next.max(r.offset() + 1);
+                                if !fresh(&r) {
+                                    d.next = d.next.max(r.offset().saturating_add(1));
                                     continue;
                                 }
+                                let (key, value) = if copy {
+                                    (
+                                        r.key().map(bytes::Bytes::copy_from_slice),
+                                        r.value().map(bytes::Bytes::copy_from_slice),
+                                    )
+                                } else {
+                                    (r.key_bytes(), r.value_bytes())
+                                };
                                 d.records.push((
                                     r.offset(),
                                     ConsumerRecord {
@@ -293,8 +343,8 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
                                         partition: pd.partition_index,
                                         offset: r.offset(),
                                         timestamp: r.timestamp(),
-                                        key: r.key_bytes(),
-                                        value: r.value_bytes(),
+                                        key,
+                                        value,
                                         headers: r
                                             .headers()
                                             .map(|(k, v)| {
@@ -305,11 +355,14 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
                                         epoch,
                                     },
                                 ));
-                                d.next = r.offset() + 1;
+                                d.next = r.offset().saturating_add(1);
                             }
                         }
-                        d.next = d.next.max(batch.header.next_offset());
+                        // The batch's end, or after its last indexed record when the budget
+                        // cut it: the next fetch starts there.
+                        d.next = d.next.max(batch.next_offset());
                     }
+                    budget.bytes = batches.budget().bytes;
                 }
                 decoded.push(d);
             }

@@ -84,6 +84,21 @@ fn dec_err(codec: Compression, e: impl std::fmt::Display) -> DecodeError {
     }
 }
 
+/// Output beyond the caller's bound: a typed error, so a caller with a budget can tell "too
+/// much for now" from a corrupt batch.
+fn over_limit(codec: Compression, limit: usize) -> DecodeError {
+    DecodeError::LimitExceeded {
+        what: match codec {
+            Compression::None => "batch",
+            Compression::Gzip => "gzip-decompressed batch",
+            Compression::Snappy => "snappy-decompressed batch",
+            Compression::Lz4 => "lz4-decompressed batch",
+            Compression::Zstd => "zstd-decompressed batch",
+        },
+        limit,
+    }
+}
+
 fn enc_err(codec: Compression, e: impl std::fmt::Display) -> EncodeError {
     EncodeError::Compression {
         codec: codec.name(),
@@ -101,10 +116,7 @@ fn read_bounded(
     let mut r = r.take(limit as u64 + 1);
     r.read_to_end(out).map_err(|e| dec_err(codec, e))?;
     if out.len() > limit {
-        return Err(dec_err(
-            codec,
-            format!("output exceeds the limit of {limit} bytes"),
-        ));
+        return Err(over_limit(codec, limit));
     }
     Ok(())
 }
@@ -116,7 +128,7 @@ pub fn decompress(codec: Compression, input: &[u8], limit: usize) -> Result<Vec<
     match codec {
         Compression::None => {
             if input.len() > limit {
-                return Err(dec_err(codec, "input exceeds the limit"));
+                return Err(over_limit(codec, limit));
             }
             out.extend_from_slice(input);
         }
@@ -145,10 +157,7 @@ fn snappy_decompress(input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<()
     let raw_block = |block: &[u8], out: &mut Vec<u8>| -> Result<(), DecodeError> {
         let len = snap::raw::decompress_len(block).map_err(|e| dec_err(codec, e))?;
         if out.len() + len > limit {
-            return Err(dec_err(
-                codec,
-                format!("output exceeds the limit of {limit} bytes"),
-            ));
+            return Err(over_limit(codec, limit));
         }
         let start = out.len();
         out.resize(start + len, 0);
@@ -237,7 +246,10 @@ mod tests {
             let d = decompress(codec, &c, input.len()).unwrap();
             assert_eq!(d, input, "{codec:?}");
             assert!(
-                decompress(codec, &c, input.len() - 1).is_err(),
+                matches!(
+                    decompress(codec, &c, input.len() - 1),
+                    Err(DecodeError::LimitExceeded { limit, .. }) if limit == input.len() - 1
+                ),
                 "{codec:?} limit"
             );
         }

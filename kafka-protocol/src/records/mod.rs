@@ -63,6 +63,43 @@ impl Default for DecodeOptions {
     }
 }
 
+/// What a whole Fetch response may cost once decoded, shared by the batches of all its
+/// partitions: decompressed bytes and indexed records.
+///
+/// Kafka's own bounds (`fetch.max.bytes`, `max.partition.fetch.bytes`) count bytes on the wire;
+/// a few kilobytes of zstd can hold hundreds of megabytes of tiny records, each of which costs
+/// an index entry and, once handed out, a record value. The Java client avoids holding that
+/// all at once by decompressing batch by batch as the application iterates; a decoder that
+/// decodes ahead needs this budget instead. When it runs out, [`BatchIter`] stops before the
+/// batch that does not fit (or inside it, for records) and says so ([`BatchIter::limited`]);
+/// the caller fetches the rest later, from [`BatchIter::resume_offset`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeBudget {
+    /// Decompressed bytes left.
+    pub bytes: usize,
+    /// Records left to index.
+    pub records: usize,
+    /// Decompressed bytes the budget started with: a batch that does not fit in a full budget
+    /// can never be decoded, and is an error rather than a reason to stop.
+    pub total_bytes: usize,
+}
+
+impl DecodeBudget {
+    /// A budget of `bytes` decompressed bytes and `records` records.
+    pub fn new(bytes: usize, records: usize) -> Self {
+        Self {
+            bytes,
+            records,
+            total_bytes: bytes,
+        }
+    }
+
+    /// No bound beyond each batch's own (`DecodeOptions::max_decompressed_size`).
+    pub fn unlimited() -> Self {
+        Self::new(usize::MAX, usize::MAX)
+    }
+}
+
 /// One record header (KIP-82).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordHeader {
@@ -299,12 +336,15 @@ impl Default for BatchHeader {
 impl BatchHeader {
     /// Offset of the last record (from `lastOffsetDelta`, so it survives compaction).
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+        // Saturating: a hostile header near i64::MAX must not overflow (the values are the
+        // broker's; a valid log never gets there).
+        self.base_offset
+            .saturating_add(i64::from(self.last_offset_delta))
     }
 
     /// Offset after this batch: where the next fetch resumes.
     pub fn next_offset(&self) -> i64 {
-        self.last_offset() + 1
+        self.last_offset().saturating_add(1)
     }
 
     fn attributes(&self) -> i16 {
@@ -439,7 +479,7 @@ impl RecordBatch {
 }
 
 #[inline]
-fn crc32c(data: &[u8]) -> u32 {
+pub(crate) fn crc32c(data: &[u8]) -> u32 {
     crc_fast::crc32_iscsi(data)
 }
 
@@ -581,6 +621,8 @@ pub struct DecodedBatch {
     pub header: BatchHeader,
     data: Bytes,
     entries: Vec<Entry>,
+    /// Records the header announces (`entries` may index fewer).
+    count: usize,
 }
 
 impl DecodedBatch {
@@ -597,6 +639,16 @@ impl DecodedBatch {
 
     /// Decodes a buffer that holds exactly one batch.
     fn decode_exact(batch: Bytes, opts: &DecodeOptions) -> Result<Self, DecodeError> {
+        Self::decode_prefix(batch, opts, usize::MAX)
+    }
+
+    /// Decodes a buffer that holds exactly one batch, indexing at most `max_records` of its
+    /// records ([`DecodedBatch::is_partial`] when there were more).
+    fn decode_prefix(
+        batch: Bytes,
+        opts: &DecodeOptions,
+        max_records: usize,
+    ) -> Result<Self, DecodeError> {
         let b = &batch[..];
         if b.len() <= MAGIC_OFFSET {
             return Err(DecodeError::eof(MAGIC_OFFSET + 1, b.len()));
@@ -644,12 +696,29 @@ impl DecodedBatch {
                 remaining: data.len(),
             });
         }
-        let entries = index_records(&data, count, &header)?;
+        let entries = index_records(&data, count, count.min(max_records), &header)?;
         Ok(DecodedBatch {
             header,
             data,
             entries,
+            count,
         })
+    }
+
+    /// Whether only a prefix of the batch's records was indexed (a record budget ran out).
+    pub fn is_partial(&self) -> bool {
+        self.entries.len() < self.count
+    }
+
+    /// The offset after the last indexed record: where to continue reading this partition.
+    pub fn next_offset(&self) -> i64 {
+        if self.is_partial() {
+            self.entries
+                .last()
+                .map_or(self.header.base_offset, |e| e.offset.saturating_add(1))
+        } else {
+            self.header.next_offset()
+        }
     }
 
     /// Number of records.
@@ -824,11 +893,18 @@ fn nullable_range(data: &[u8], pos: &mut usize, end: usize) -> Result<(u32, i32)
     Ok((start, len))
 }
 
-fn index_records(data: &[u8], count: usize, h: &BatchHeader) -> Result<Vec<Entry>, DecodeError> {
+/// Indexes the first `take` of a batch's `count` records (all of them checked for framing only
+/// when all are taken: the rest is read again when the partition is fetched from there).
+fn index_records(
+    data: &[u8],
+    count: usize,
+    take: usize,
+    h: &BatchHeader,
+) -> Result<Vec<Entry>, DecodeError> {
     let end = data.len();
     let mut pos = 0usize;
-    let mut entries = Vec::with_capacity(count);
-    for _ in 0..count {
+    let mut entries = Vec::with_capacity(take);
+    for _ in 0..take {
         let len = varint(data, &mut pos, end)?;
         if len < 1 || len as usize > end - pos {
             return Err(DecodeError::InvalidLength {
@@ -886,7 +962,7 @@ fn index_records(data: &[u8], count: usize, h: &BatchHeader) -> Result<Vec<Entry
             headers_count: n_headers as u32,
         });
     }
-    if pos != end {
+    if take == count && pos != end {
         return Err(DecodeError::TrailingBytes {
             what: "record batch",
             remaining: end - pos,
@@ -898,24 +974,37 @@ fn index_records(data: &[u8], count: usize, h: &BatchHeader) -> Result<Vec<Entry
 /// Iterates over the batches in a records field (a Fetch response partition's `records`).
 ///
 /// A broker may cut the last batch short when it hits the fetch size limit; the iterator ends
-/// there without an error and [`BatchIter::truncated`] says so. Any other malformation is an
-/// error item, after which iteration stops.
+/// there without an error and [`BatchIter::truncated`] says so. With a [`DecodeBudget`], it
+/// also ends, without an error, where the budget runs out ([`BatchIter::limited`]); a batch
+/// too large for a whole budget is an error. Any other malformation is an error item, after
+/// which iteration stops.
 #[derive(Debug)]
 pub struct BatchIter {
     rest: Bytes,
     opts: DecodeOptions,
+    budget: DecodeBudget,
     truncated: bool,
+    limited: bool,
     failed: bool,
+    resume: Option<i64>,
 }
 
 impl BatchIter {
     /// Iterates over `records` with the given options.
     pub fn new(records: Bytes, opts: DecodeOptions) -> Self {
+        Self::with_budget(records, opts, DecodeBudget::unlimited())
+    }
+
+    /// Iterates over `records`, spending at most `budget`.
+    pub fn with_budget(records: Bytes, opts: DecodeOptions, budget: DecodeBudget) -> Self {
         Self {
             rest: records,
             opts,
+            budget,
             truncated: false,
+            limited: false,
             failed: false,
+            resume: None,
         }
     }
 
@@ -923,13 +1012,30 @@ impl BatchIter {
     pub fn truncated(&self) -> bool {
         self.truncated
     }
+
+    /// Whether iteration stopped because the budget ran out: records after
+    /// [`BatchIter::resume_offset`] were left for a later fetch.
+    pub fn limited(&self) -> bool {
+        self.limited
+    }
+
+    /// Where the last batch handed out ends, or, when it was indexed only in part, the offset
+    /// after its last indexed record (`None` before the first batch).
+    pub fn resume_offset(&self) -> Option<i64> {
+        self.resume
+    }
+
+    /// What is left of the budget.
+    pub fn budget(&self) -> DecodeBudget {
+        self.budget
+    }
 }
 
 impl Iterator for BatchIter {
     type Item = Result<DecodedBatch, DecodeError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.failed || self.rest.is_empty() {
+        if self.failed || self.limited || self.rest.is_empty() {
             return None;
         }
         match peek(&self.rest) {
@@ -941,13 +1047,41 @@ impl Iterator for BatchIter {
                 self.truncated = true;
                 None
             }
+            Ok(Peek::Whole(_)) if self.budget.records == 0 => {
+                self.limited = true;
+                None
+            }
             Ok(Peek::Whole(n)) => {
                 let batch = self.rest.split_to(n);
-                let r = DecodedBatch::decode_exact(batch, &self.opts);
-                if r.is_err() {
-                    self.failed = true;
+                let per_batch = self.opts.max_decompressed_size;
+                let opts = DecodeOptions {
+                    max_decompressed_size: per_batch.min(self.budget.bytes),
+                    ..self.opts
+                };
+                match DecodedBatch::decode_prefix(batch, &opts, self.budget.records) {
+                    Ok(b) => {
+                        if b.header.compression != Compression::None {
+                            self.budget.bytes -= b.data.len();
+                        }
+                        self.budget.records -= b.len();
+                        self.limited = b.is_partial();
+                        self.resume = Some(b.next_offset());
+                        Some(Ok(b))
+                    }
+                    // Too large for what is left, but not for a whole budget: a later fetch
+                    // (where this partition comes earlier) decodes it.
+                    Err(DecodeError::LimitExceeded { .. })
+                        if self.budget.bytes < per_batch
+                            && self.budget.bytes < self.budget.total_bytes =>
+                    {
+                        self.limited = true;
+                        None
+                    }
+                    Err(e) => {
+                        self.failed = true;
+                        Some(Err(e))
+                    }
                 }
-                Some(r)
             }
         }
     }
@@ -1051,6 +1185,93 @@ impl RecordBatchBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `n` batches of `per_batch` one-byte records each, zstd, back to back.
+    fn tiny_batches(n: i64, per_batch: i64) -> Bytes {
+        let mut out = BytesMut::new();
+        for b in 0..n {
+            let mut builder = RecordBatchBuilder::new(b * per_batch).compression(Compression::Zstd);
+            for _ in 0..per_batch {
+                builder = builder.push(0, None, Some(Bytes::from_static(b"x")), vec![]);
+            }
+            builder.build().encode(&mut out).unwrap();
+        }
+        out.freeze()
+    }
+
+    #[test]
+    fn a_budget_stops_before_the_batch_that_does_not_fit() {
+        let records = tiny_batches(3, 1000);
+        let one = DecodedBatch::decode(&mut records.clone(), &DecodeOptions::default()).unwrap();
+        let size = one.data().len();
+        // Room for two batches' decompressed bytes and a half.
+        let mut it = BatchIter::with_budget(
+            records,
+            DecodeOptions::default(),
+            DecodeBudget::new(size * 5 / 2, usize::MAX),
+        );
+        assert_eq!(it.next().unwrap().unwrap().len(), 1000);
+        assert_eq!(it.next().unwrap().unwrap().len(), 1000);
+        assert!(it.next().is_none());
+        assert!(it.limited() && !it.truncated());
+        assert_eq!(it.resume_offset(), Some(2000));
+        assert_eq!(it.budget().bytes, size / 2);
+    }
+
+    #[test]
+    fn a_batch_too_large_for_a_whole_budget_is_an_error() {
+        let mut it = BatchIter::with_budget(
+            tiny_batches(1, 1000),
+            DecodeOptions::default(),
+            DecodeBudget::new(100, usize::MAX),
+        );
+        assert!(matches!(
+            it.next(),
+            Some(Err(DecodeError::LimitExceeded { limit: 100, .. }))
+        ));
+        assert!(it.next().is_none());
+    }
+
+    #[test]
+    fn a_record_budget_indexes_a_prefix_and_resumes_after_it() {
+        let mut it = BatchIter::with_budget(
+            tiny_batches(2, 10),
+            DecodeOptions::default(),
+            DecodeBudget::new(usize::MAX, 4),
+        );
+        let b = it.next().unwrap().unwrap();
+        assert_eq!(b.len(), 4);
+        assert!(b.is_partial());
+        assert_eq!(b.next_offset(), 4);
+        assert_eq!(b.records().last().unwrap().offset(), 3);
+        assert!(it.next().is_none());
+        assert!(it.limited());
+        assert_eq!(it.resume_offset(), Some(4));
+        assert_eq!(it.budget().records, 0);
+    }
+
+    #[test]
+    fn the_amplified_test_batch_decodes() {
+        for c in [Compression::Zstd, Compression::None] {
+            let mut b = crate::testing::amplified_batch(1000, c);
+            let d = DecodedBatch::decode(&mut b, &DecodeOptions::default()).unwrap();
+            assert_eq!(d.len(), 1000);
+            assert_eq!(d.records().last().unwrap().offset(), 999);
+            assert_eq!(d.get(5).unwrap().value(), Some(&b"x"[..]));
+            assert!(b.is_empty());
+        }
+    }
+
+    #[test]
+    fn offsets_near_the_end_of_the_range_do_not_overflow() {
+        let h = BatchHeader {
+            base_offset: i64::MAX - 1,
+            last_offset_delta: i32::MAX,
+            ..BatchHeader::default()
+        };
+        assert_eq!(h.last_offset(), i64::MAX);
+        assert_eq!(h.next_offset(), i64::MAX);
+    }
 
     fn sample(compression: Compression) -> RecordBatch {
         let mut b = RecordBatchBuilder::new(100).compression(compression);
