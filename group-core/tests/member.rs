@@ -891,3 +891,55 @@ fn records_are_held_back_when_the_coordinator_has_been_silent_for_almost_a_sessi
     );
     assert_eq!(s.members[0].phase(), Phase::Stable);
 }
+
+/// A JoinGroup "success" without a generation (or member id) is not a generation: the member
+/// reports it and rejoins, instead of syncing and later committing as generation -1 (found by
+/// the `member` fuzz target).
+#[test]
+fn a_join_without_a_generation_is_an_error_not_a_generation() {
+    use cohort::member::{OutboundRequest, Response};
+    use cohort_protocol::messages::JoinGroupResponse;
+    let now = std::time::Instant::now();
+    let mut m = Member::new(cfg(), vec![Box::new(Range)], vec!["t".into()], now);
+    let find = m.poll_request().expect("FindCoordinator");
+    assert!(matches!(find.request, OutboundRequest::FindCoordinator));
+    m.handle_response(now, find.id, Ok(Response::Coordinator(1)));
+    let join = m.poll_request().expect("JoinGroup");
+    assert!(matches!(join.request, OutboundRequest::JoinGroup(_)));
+    m.handle_response(
+        now,
+        join.id,
+        Ok(Response::JoinGroup(JoinGroupResponse {
+            generation_id: -1,
+            member_id: "m-1".into(),
+            leader: "m-1".into(),
+            protocol_name: Some("range".into()),
+            ..Default::default()
+        })),
+    );
+    assert_eq!(m.phase(), Phase::Unjoined);
+    assert_eq!(m.generation(), -1);
+    let events: Vec<GroupEvent> = std::iter::from_fn(|| m.poll_event()).collect();
+    assert!(
+        events.iter().any(|e| matches!(e, GroupEvent::Error(_))),
+        "{events:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, GroupEvent::Assigned { .. })),
+        "{events:?}"
+    );
+    // No SyncGroup for it; the next request, after the backoff, is a new JoinGroup.
+    assert!(
+        std::iter::from_fn(|| m.poll_request())
+            .all(|o| !matches!(o.request, OutboundRequest::SyncGroup(_)))
+    );
+    m.handle_timeout(now + Duration::from_secs(2));
+    let again = m.poll_request().expect("a new JoinGroup");
+    assert!(
+        matches!(again.request, OutboundRequest::JoinGroup(_)),
+        "{:?}",
+        again.request
+    );
+}

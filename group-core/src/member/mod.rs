@@ -1345,6 +1345,26 @@ impl Member {
             self.apply(now, GroupApi::JoinGroup, code, sent, Some(&r.member_id));
             return;
         }
+        if r.generation_id < 0 || r.member_id.is_empty() {
+            // A successful join always names a generation and the member (JoinGroupResponse in
+            // Kafka's GroupCoordinator); without them, commits would go out as generation -1,
+            // which the broker treats as coming from outside any group. Rejoin after a backoff.
+            self.events.push_back(GroupEvent::Error(Error::Protocol {
+                broker: "coordinator".into(),
+                error: cohort_protocol::DecodeError::Invalid {
+                    what: "JoinGroup response",
+                    detail: format!(
+                        "success with generation {} and member id {:?}",
+                        r.generation_id,
+                        r.member_id.as_str()
+                    ),
+                },
+            }));
+            self.state = State::Unjoined;
+            self.rejoin_reason = Some("invalid JoinGroup response".into());
+            self.retry_at = Some(now + self.join_backoff.next_delay());
+            return;
+        }
         self.join_backoff.reset();
         self.member_id = r.member_id.to_string();
         self.generation = r.generation_id;
