@@ -108,7 +108,7 @@ pub fn evaluate(
             .max()
             .unwrap_or(-1)
             .max(0)
-            + 1;
+            .saturating_add(1);
         while withheld(&stable, &current) && r < 8 {
             for (i, m) in current.iter_mut().enumerate() {
                 m.subscription.owned_partitions = stable
@@ -119,7 +119,7 @@ pub fn evaluate(
                 m.subscription.generation_id = generation;
             }
             stable = balancer.assign(&current, topics)?;
-            generation += 1;
+            generation = generation.saturating_add(1);
             r += 1;
         }
         rounds = Some(r);
@@ -163,9 +163,22 @@ pub fn measure(
     let idx = Indexed::new(members, topics)?;
     let table = &idx.table;
     let n = members.len();
+    // One map from member id to plan position: `Plan::member_index` per member would make
+    // this quadratic (100,000 members took 14 s).
+    let by_id: std::collections::HashMap<&str, usize> = plan
+        .members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.member_id.as_str(), i))
+        .collect();
     let plan_index: Vec<usize> = members
         .iter()
-        .map(|m| plan.member_index(&m.member_id).unwrap_or(usize::MAX))
+        .map(|m| {
+            by_id
+                .get(m.member_id.as_str())
+                .copied()
+                .unwrap_or(usize::MAX)
+        })
         .collect();
     let load: Vec<u64> = plan_index
         .iter()

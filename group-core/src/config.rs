@@ -117,6 +117,12 @@ impl ClientConfig {
         if self.request_timeout.is_zero() {
             problems.push("request_timeout must be positive".into());
         }
+        if self.request_timeout.as_millis() > i32::MAX as u128 {
+            problems.push(format!(
+                "request_timeout must be at most {} ms, the protocol's int32 bound",
+                i32::MAX
+            ));
+        }
         if self.reconnect_backoff > self.reconnect_backoff_max {
             problems.push("reconnect_backoff must not exceed reconnect_backoff_max".into());
         }
@@ -292,6 +298,19 @@ impl GroupConfig {
         if self.max_poll_interval.is_zero() {
             p.push("max_poll_interval must be positive".into());
         }
+        // Kafka's JoinGroup and Fetch carry these as int32 milliseconds.
+        for (name, d) in [
+            ("rebalance_timeout", self.rebalance_timeout),
+            ("max_poll_interval", self.max_poll_interval),
+            ("fetch_max_wait", self.fetch_max_wait),
+        ] {
+            if d.as_millis() > i32::MAX as u128 {
+                p.push(format!(
+                    "{name} ({d:?}) must be at most {} ms, the protocol's int32 bound",
+                    i32::MAX
+                ));
+            }
+        }
         if let Some(i) = &self.group_instance_id
             && i.is_empty()
         {
@@ -319,5 +338,38 @@ impl GroupConfig {
     /// Whether this member runs the cooperative protocol (every balancer supports it: Java's rule).
     pub fn cooperative(&self) -> bool {
         cohort_balancers::runs_cooperative(&self.balancers)
+    }
+}
+
+/// A duration as the int32 milliseconds Kafka's requests carry, saturating at `i32::MAX`
+/// (validation refuses larger settings; this keeps a member built without validation from
+/// sending a negative timeout).
+pub(crate) fn millis_i32(d: Duration) -> i32 {
+    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Timeouts Kafka carries as int32 milliseconds are refused past that bound instead of
+    /// going out negative (3e9 ms used to be sent as -1294967296).
+    #[test]
+    fn timeouts_past_the_int32_bound_are_refused() {
+        let ok = GroupConfig::new("127.0.0.1:9092", "g", &["t"]);
+        assert!(ok.validate().is_ok());
+        for set in [
+            |c: &mut GroupConfig| c.rebalance_timeout = Duration::from_millis(3_000_000_000),
+            |c: &mut GroupConfig| c.max_poll_interval = Duration::from_millis(3_000_000_000),
+            |c: &mut GroupConfig| c.fetch_max_wait = Duration::from_millis(3_000_000_000),
+            |c: &mut GroupConfig| c.client.request_timeout = Duration::from_millis(3_000_000_000),
+        ] {
+            let mut c = GroupConfig::new("127.0.0.1:9092", "g", &["t"]);
+            set(&mut c);
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("int32 bound"), "{e}");
+        }
+        assert_eq!(millis_i32(Duration::from_millis(3_000_000_000)), i32::MAX);
+        assert_eq!(millis_i32(Duration::from_millis(1500)), 1500);
     }
 }

@@ -242,7 +242,7 @@ impl Producer {
         b.build().encode(&mut buf).map_err(Error::Encode)?;
         let req = ProduceRequest {
             acks: -1,
-            timeout_ms: self.cluster.config().request_timeout.as_millis() as i32,
+            timeout_ms: crate::config::millis_i32(self.cluster.config().request_timeout),
             topic_data: vec![produce_request::TopicProduceData {
                 name: topic.to_owned().into(),
                 partition_data: vec![produce_request::PartitionProduceData {
@@ -311,7 +311,7 @@ impl Producer {
             .await?;
         let req = FetchRequest {
             replica_id: -1,
-            max_wait_ms: max_wait.as_millis() as i32,
+            max_wait_ms: crate::config::millis_i32(max_wait),
             min_bytes: 1,
             max_bytes: 4 << 20,
             session_epoch: -1,

@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 /// A topic: a partition count, or partitions with the racks of each partition's replicas.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(untagged)]
+#[serde(try_from = "Value")]
 pub enum TopicSpec {
     /// `"t1": 6`
     Count(u32),
@@ -33,6 +34,111 @@ pub enum TopicSpec {
         #[serde(default)]
         racks: Vec<Vec<String>>,
     },
+}
+
+impl TryFrom<Value> for TopicSpec {
+    type Error = String;
+
+    /// Reads a topic with errors that say what is wrong (serde's untagged enums only say that
+    /// nothing matched).
+    fn try_from(v: Value) -> Result<Self, String> {
+        let count = |v: &Value| {
+            v.as_u64()
+                .filter(|n| (1..=LIMITS.partitions).contains(n))
+                .map(|n| n as u32)
+                .ok_or_else(|| {
+                    format!(
+                        "a partition count must be a whole number from 1 to {}, not {v}",
+                        LIMITS.partitions
+                    )
+                })
+        };
+        match &v {
+            Value::Number(_) => Ok(TopicSpec::Count(count(&v)?)),
+            Value::Object(o) => {
+                if let Some(k) = o.keys().find(|k| *k != "partitions" && *k != "racks") {
+                    return Err(format!("unknown topic field {k:?} (partitions, racks)"));
+                }
+                let partitions = count(o.get("partitions").ok_or("a topic needs \"partitions\"")?)?;
+                let racks = match o.get("racks") {
+                    None => Vec::new(),
+                    Some(r) => serde_json::from_value(r.clone())
+                        .map_err(|e| format!("racks: a list of rack lists ({e})"))?,
+                };
+                Ok(TopicSpec::Full { partitions, racks })
+            }
+            other => Err(format!(
+                "a topic is a partition count or {{\"partitions\": n, \"racks\": [...]}}, not {other}"
+            )),
+        }
+    }
+}
+
+/// What one `cohort assign` may describe, checked before anything is sized from it: far past
+/// real groups (Kafka clusters hold a few hundred thousand partitions), small enough for this
+/// command to plan on an ordinary machine.
+pub struct Limits {
+    /// Partitions of one topic.
+    pub partitions: u64,
+    /// Partitions of all topics together.
+    pub total_partitions: u64,
+    /// Members of the group.
+    pub members: u64,
+    /// Subscriptions (member, topic) together.
+    pub subscriptions: u64,
+    /// Steps of `--steps`.
+    pub steps: u64,
+}
+
+/// The bounds of [`Limits`].
+pub const LIMITS: Limits = Limits {
+    partitions: 1_000_000,
+    total_partitions: 2_000_000,
+    members: 100_000,
+    subscriptions: 10_000_000,
+    steps: 10_000,
+};
+
+fn check_size(topics: &BTreeMap<String, TopicSpec>, members: &[MemberSpec]) -> Result<(), String> {
+    let total: u64 = topics
+        .values()
+        .map(|t| match t {
+            TopicSpec::Count(n) | TopicSpec::Full { partitions: n, .. } => u64::from(*n),
+        })
+        .sum();
+    if total > LIMITS.total_partitions {
+        return Err(format!(
+            "{total} partitions in all; this command plans at most {}",
+            LIMITS.total_partitions
+        ));
+    }
+    if members.len() as u64 > LIMITS.members {
+        return Err(format!(
+            "{} members; this command plans at most {}",
+            members.len(),
+            LIMITS.members
+        ));
+    }
+    let subscriptions: u64 = members.iter().map(|m| m.topics.len() as u64).sum();
+    if subscriptions > LIMITS.subscriptions {
+        return Err(format!(
+            "{subscriptions} subscriptions in all; this command plans at most {}",
+            LIMITS.subscriptions
+        ));
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    for m in members {
+        if !ids.insert(m.id.as_str()) {
+            return Err(format!("member id {:?} appears more than once", m.id));
+        }
+        if m.weight == 0 || m.weight > 1_000 {
+            return Err(format!(
+                "member {:?}: weight {} is outside 1..=1000",
+                m.id, m.weight
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A member of the described group.
@@ -273,6 +379,14 @@ pub fn run(input: &str, balancer: Option<&str>, steps: bool) -> Result<Value, St
         .or(input.balancer.clone())
         .ok_or("no balancer: give \"balancer\" in the input or --balancer")?;
     balancer_for(&name, 1)?;
+    check_size(&input.topics, &input.members)?;
+    if input.steps.len() as u64 > LIMITS.steps {
+        return Err(format!(
+            "{} steps; at most {}",
+            input.steps.len(),
+            LIMITS.steps
+        ));
+    }
     let mut topic_specs = input.topics.clone();
     let topics = topic_infos(&topic_specs)?;
     let (first, mut current) = plan_once(&name, &input.members, &topics)?;
@@ -289,10 +403,20 @@ pub fn run(input: &str, balancer: Option<&str>, steps: bool) -> Result<Value, St
         .max()
         .unwrap_or(-1)
         .max(0)
-        + 1;
+        .checked_add(1)
+        .ok_or("a member's generation is i32::MAX; there is no next one")?;
     let mut out = vec![json!({"step": 0, "change": "initial", "result": first})];
     for (i, step) in input.steps.iter().enumerate() {
-        let generation = first_generation + i as i32;
+        let generation = i32::try_from(i)
+            .ok()
+            .and_then(|i| first_generation.checked_add(i))
+            .ok_or_else(|| {
+                format!(
+                    "step {}: the generation would pass {} (the members' generations are too high)",
+                    i + 1,
+                    i32::MAX
+                )
+            })?;
         // Everyone owns what the last step gave it, at the generation that gave it.
         for m in &mut members {
             m.owned = current.get(&m.id).cloned().unwrap_or_default();
@@ -320,6 +444,7 @@ pub fn run(input: &str, balancer: Option<&str>, steps: bool) -> Result<Value, St
             }
             Step::Rebalance => "rebalance".to_owned(),
         };
+        check_size(&topic_specs, &members).map_err(|e| format!("step {}: {e}", i + 1))?;
         let topics = topic_infos(&topic_specs)?;
         let (result, next) = plan_once(&name, &members, &topics)?;
         current = next;
@@ -409,5 +534,46 @@ mod tests {
             r#"{"balancer":"range","topics":{"t":2},"members":[{"id":"a","topics":["t","zz"]}]}"#;
         let v = run(unknown, None, false).unwrap();
         assert_eq!(v["assignment"]["a"]["t"], json!([0, 1]));
+    }
+
+    /// Inputs that used to ask for gigabytes, overflow or give unrelated errors are refused
+    /// before anything is sized from them, with a message that says what is wrong.
+    #[test]
+    fn oversized_and_malformed_inputs_get_clear_errors() {
+        let m = r#"[{"id":"a","topics":["t"]}]"#;
+        for (input, want) in [
+            (
+                format!(r#"{{"balancer":"range","topics":{{"t":4294967294}},"members":{m}}}"#),
+                "a partition count must be a whole number from 1 to 1000000",
+            ),
+            (
+                format!(
+                    r#"{{"balancer":"range","topics":{{"t":1000000,"u":1000000,"v":1}},"members":{m}}}"#
+                ),
+                "2000001 partitions in all",
+            ),
+            (
+                format!(r#"{{"balancer":"range","topics":{{"t":-1}},"members":{m}}}"#),
+                "not -1",
+            ),
+            (
+                format!(r#"{{"balancer":"range","topics":{{"t":{{"partitions":2,"colour":1}}}},"members":{m}}}"#),
+                "unknown topic field \"colour\"",
+            ),
+            (
+                r#"{"balancer":"range","topics":{"t":2},"members":[{"id":"a","topics":["t"]},{"id":"a","topics":["t"]}]}"#.to_owned(),
+                "member id \"a\" appears more than once",
+            ),
+            (
+                r#"{"balancer":"range","topics":{"t":2},"members":[{"id":"a","topics":["t"],"weight":0}]}"#.to_owned(),
+                "weight 0 is outside",
+            ),
+        ] {
+            let e = run(&input, None, false).unwrap_err();
+            assert!(e.contains(want), "{input}\n=> {e}");
+        }
+        let wrap = r#"{"balancer":"sticky","topics":{"t":2},"members":[{"id":"a","topics":["t"],"generation":2147483647}],"steps":["rebalance"]}"#;
+        let e = run(wrap, None, true).unwrap_err();
+        assert!(e.contains("i32::MAX"), "{e}");
     }
 }

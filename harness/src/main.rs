@@ -220,14 +220,13 @@ async fn run(command: Command) -> u8 {
                     return 2;
                 }
             };
-            let mut s = match Scenario::parse(&text) {
+            let s = match Scenario::parse(&text).and_then(|s| s.scaled(scale)) {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("cohort run: {path}: {e}");
                     return 2;
                 }
             };
-            s.duration *= scale.max(1);
             let mut opts = RunOptions::new(out, seed);
             opts.bootstrap = bootstrap;
             opts.image = image;

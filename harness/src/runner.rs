@@ -1159,6 +1159,16 @@ async fn member_action(
     Ok(())
 }
 
+/// The message of a task's panic.
+fn panic_text(e: tokio::task::JoinError) -> String {
+    let payload = e.into_panic();
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
 async fn timeline(
     ctx: Arc<Ctx>,
     actions: Vec<ActionSpec>,
@@ -1653,6 +1663,17 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report, String> {
         pb.finish_and_clear();
     }
     timeline_task.abort();
+    // A task of the run that panicked (an action, the producer, the monitor) fails the run:
+    // its work did not happen, and the checker would judge a run that was not the scenario.
+    let mut task_failures: Vec<String> = Vec::new();
+    let mut joined = |what: &str, r: Result<(), tokio::task::JoinError>| {
+        if let Err(e) = r
+            && e.is_panic()
+        {
+            task_failures.push(format!("the {what} task panicked: {}", panic_text(e)));
+        }
+    };
+    joined("timeline", timeline_task.await);
     let timeline_end_ts = now_us();
 
     // Lift every fault, stop the producer, drain.
@@ -1701,7 +1722,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report, String> {
         .await;
     }
     ctx.producer_stop.store(true, Ordering::SeqCst);
-    let _ = producer.await;
+    joined("producer", producer.await);
     if opts.progress {
         eprintln!(
             "  timeline done; draining (up to {} s)",
@@ -1727,6 +1748,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report, String> {
         ));
     }
     monitor_task.abort();
+    joined("monitor", monitor_task.await);
     let names = running(&ctx).await;
     let mut stops = Vec::new();
     for name in names {
@@ -1757,7 +1779,15 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report, String> {
         convergence_bound: convergence,
         commit_grace: Duration::from_secs(1),
     };
-    let analysis = checker::check(&entries, &input);
+    let mut analysis = checker::check(&entries, &input);
+    if !task_failures.is_empty() {
+        analysis.findings.push(checker::Finding {
+            check: "harness-tasks".into(),
+            passed: false,
+            summary: format!("{} task(s) of the run panicked", task_failures.len()),
+            evidence: task_failures,
+        });
+    }
     let mut notes = ctx.notes.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let any_cooperative = s.resolved_members().iter().any(|(_, _, st)| {
         st.balancers

@@ -410,6 +410,34 @@ pub struct CheckSpec {
     pub drain: Option<Duration>,
 }
 
+/// The ranges scenario values must fall in: generous for any real run, small enough that no
+/// arithmetic on them overflows and nothing sized from them exhausts the machine.
+pub mod limits {
+    use std::time::Duration;
+
+    /// Any duration or instant of the timeline: a week.
+    pub const DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+    /// Members of a run, counts included.
+    pub const MEMBERS: u64 = 1_000;
+    /// Topics of a run.
+    pub const TOPICS: u64 = 100;
+    /// Partitions of one topic (Kafka has no hard limit; this is far past any test's need).
+    pub const PARTITIONS: u64 = 10_000;
+    /// Records per second.
+    pub const RATE: u64 = 1_000_000;
+    /// Distinct keys.
+    pub const KEY_SPACE: u64 = 100_000_000;
+    /// Bytes per record value: 16 MiB (Kafka's `max.message.bytes` defaults to 1 MiB).
+    pub const RECORD_SIZE: u64 = 16 << 20;
+    /// Repetitions of one action.
+    pub const REPEAT: u64 = 1_000_000;
+    /// Nodes of a broker cluster.
+    pub const NODES: u64 = 9;
+    /// A member's weight for the weighted balancer (0 would give it nothing, and the balancer
+    /// sums weights).
+    pub const WEIGHT: u64 = 1_000;
+}
+
 impl Scenario {
     /// Parses and validates a scenario file's text.
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -439,7 +467,115 @@ impl Scenario {
             .collect()
     }
 
+    /// The scenario with its duration multiplied by `factor` (a soak: `--scale 10`), within
+    /// the same bounds as a file's values.
+    pub fn scaled(mut self, factor: u32) -> Result<Self, String> {
+        self.duration = self
+            .duration
+            .checked_mul(factor.max(1))
+            .filter(|d| *d <= limits::DURATION)
+            .ok_or_else(|| {
+                format!(
+                    "--scale {factor}: the duration would exceed {}",
+                    humantime::format_duration(limits::DURATION)
+                )
+            })?;
+        Ok(self)
+    }
+
+    /// Every value within a stated range, checked before anything is sized from them (member
+    /// names are expanded from counts, timers are added to `Instant`s).
+    fn check_ranges(&self) -> Result<(), String> {
+        use limits::*;
+        let duration = |what: &str, d: Option<Duration>| match d {
+            Some(d) if d > DURATION => Err(format!(
+                "{what}: {} is more than the {} a scenario may last",
+                humantime::format_duration(d),
+                humantime::format_duration(DURATION)
+            )),
+            _ => Ok(()),
+        };
+        let count = |what: &str, n: u64, range: std::ops::RangeInclusive<u64>| {
+            if range.contains(&n) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{what}: {n} is outside {}..={}",
+                    range.start(),
+                    range.end()
+                ))
+            }
+        };
+        duration("duration", Some(self.duration))?;
+        count("topics", self.topics.len() as u64, 1..=TOPICS)?;
+        for t in &self.topics {
+            count(
+                &format!("topic {}: partitions", t.name),
+                u64::try_from(t.partitions).unwrap_or(0),
+                1..=PARTITIONS,
+            )?;
+        }
+        let p = &self.producer;
+        count("producer: rate", u64::from(p.rate), 0..=RATE)?;
+        count("producer: key_space", u64::from(p.key_space), 1..=KEY_SPACE)?;
+        count(
+            "producer: record_size",
+            p.record_size as u64,
+            1..=RECORD_SIZE,
+        )?;
+        for m in &self.members {
+            count(
+                &format!("member {}: count", m.name),
+                u64::from(m.count),
+                1..=MEMBERS,
+            )?;
+        }
+        let members: u64 = self.members.iter().map(|m| u64::from(m.count)).sum();
+        count("members (with their counts)", members, 1..=MEMBERS)?;
+        if let Some(n) = self.broker.nodes {
+            count("broker: nodes", u64::from(n), 1..=NODES)?;
+        }
+        let settings = std::iter::once(("defaults".to_owned(), &self.defaults)).chain(
+            self.members
+                .iter()
+                .map(|m| (format!("member {}", m.name), &m.settings)),
+        );
+        for (who, s) in settings {
+            duration(&format!("{who}: session_timeout"), s.session_timeout)?;
+            duration(&format!("{who}: heartbeat_interval"), s.heartbeat_interval)?;
+            duration(&format!("{who}: rebalance_timeout"), s.rebalance_timeout)?;
+            duration(&format!("{who}: max_poll_interval"), s.max_poll_interval)?;
+            duration(&format!("{who}: processing"), s.processing)?;
+            if let Some(w) = s.weight {
+                count(&format!("{who}: weight"), u64::from(w), 1..=WEIGHT)?;
+            }
+        }
+        for (i, a) in self.actions.iter().enumerate() {
+            let what = |field: &str| format!("action {} ({:?}): {field}", i + 1, a.action);
+            duration(&what("at"), a.at)?;
+            duration(&what("after"), a.after)?;
+            duration(&what("for"), a.lasting)?;
+            duration(&what("every"), a.every)?;
+            duration(&what("latency"), a.latency)?;
+            duration(&what("processing"), a.processing)?;
+            count(&what("repeat"), u64::from(a.repeat), 1..=REPEAT)?;
+            if let Some(n) = a.partitions {
+                count(
+                    &what("partitions"),
+                    u64::try_from(n).unwrap_or(0),
+                    1..=PARTITIONS,
+                )?;
+            }
+        }
+        let c = &self.checks;
+        duration("checks: max_rebalance", c.max_rebalance)?;
+        duration("checks: convergence", c.convergence)?;
+        duration("checks: drain", c.drain)?;
+        Ok(())
+    }
+
     fn validate(&self) -> Result<(), String> {
+        self.check_ranges()?;
         if self.duration.is_zero() {
             return Err("duration must be positive".into());
         }
@@ -624,5 +760,65 @@ mod tests {
             let e = Scenario::parse(&text).expect_err(extra);
             assert!(e.contains(want), "{extra}: {e}");
         }
+    }
+
+    /// Values that used to overflow `Instant` arithmetic, abort on allocation or be clamped
+    /// silently are clear errors when the file is read.
+    #[test]
+    fn values_out_of_range_are_refused_when_read() {
+        let scenario = |duration: &str, topic: &str, member: &str, extra: &str| {
+            format!(
+                "name = \"x\"\nduration = \"{duration}\"\n{extra}\n[[topics]]\nname = \"t\"\n{topic}\n[[members]]\nname = \"m\"\n{member}"
+            )
+        };
+        for (text, want) in [
+            (
+                scenario("1000000000s", "partitions = 3", "", ""),
+                "duration: 31years",
+            ),
+            (
+                scenario("10s", "partitions = 3", "count = 4000000000", ""),
+                "member m: count: 4000000000 is outside 1..=1000",
+            ),
+            (
+                scenario(
+                    "10s",
+                    "partitions = 3",
+                    "",
+                    "[producer]\nrecord_size = 10000000000",
+                ),
+                "record_size",
+            ),
+            (
+                scenario("10s", "partitions = 3", "", "[producer]\nrate = 4294967295"),
+                "producer: rate",
+            ),
+            (scenario("10s", "partitions = 0", "", ""), "partitions: 0"),
+            (
+                scenario("10s", "partitions = 3", "weight = 0", ""),
+                "member m: weight: 0 is outside 1..=1000",
+            ),
+            (
+                scenario("10s", "partitions = 3", "weight = 4294967295", ""),
+                "weight",
+            ),
+            (
+                format!(
+                    "{}\n[[actions]]\nat = \"100000000h\"\naction = \"crash\"\ntarget = \"m\"",
+                    scenario("10s", "partitions = 3", "", "")
+                ),
+                "action 1 (Crash): at",
+            ),
+        ] {
+            let e = Scenario::parse(&text).expect_err(&text);
+            assert!(e.contains(want), "{text}\n=> {e}");
+        }
+        let ok = Scenario::parse(&scenario("1h", "partitions = 3", "", "")).unwrap();
+        assert_eq!(
+            ok.clone().scaled(24).unwrap().duration,
+            Duration::from_secs(86_400)
+        );
+        let e = ok.scaled(u32::MAX).unwrap_err();
+        assert!(e.contains("--scale 4294967295"), "{e}");
     }
 }

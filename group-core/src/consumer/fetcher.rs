@@ -197,7 +197,7 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
             max_wait_ms: if held_back {
                 1
             } else {
-                inner.fetch_max_wait.as_millis() as i32
+                crate::config::millis_i32(inner.fetch_max_wait)
             },
             min_bytes: 1,
             max_bytes: inner.fetch_max_bytes,

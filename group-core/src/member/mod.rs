@@ -1087,8 +1087,8 @@ impl Member {
         }
         let req = JoinGroupRequest {
             group_id: self.cfg.group_id.clone().into(),
-            session_timeout_ms: self.cfg.session_timeout.as_millis() as i32,
-            rebalance_timeout_ms: self.cfg.rebalance_timeout.as_millis() as i32,
+            session_timeout_ms: crate::config::millis_i32(self.cfg.session_timeout),
+            rebalance_timeout_ms: crate::config::millis_i32(self.cfg.rebalance_timeout),
             member_id: self.member_id.clone().into(),
             group_instance_id: self.cfg.group_instance_id.clone().map(Into::into),
             protocol_type: PROTOCOL_TYPE.into(),
