@@ -344,7 +344,18 @@ async fn run(command: Command) -> u8 {
             Ok(b) => {
                 eprintln!("cohort broker: {} ({})", b.info(), b.description());
                 println!("{}", b.bootstrap());
-                let _ = tokio::signal::ctrl_c().await;
+                // SIGINT or SIGTERM stop it cleanly; a harder end is the watchdogs' job.
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut term) => {
+                        tokio::select! {
+                            _ = tokio::signal::ctrl_c() => {}
+                            _ = term.recv() => {}
+                        }
+                    }
+                    Err(_) => {
+                        let _ = tokio::signal::ctrl_c().await;
+                    }
+                }
                 drop(b);
                 0
             }

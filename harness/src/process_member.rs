@@ -2,7 +2,8 @@
 //! prints one JSON object per line on stdout for every event (the journal's [`Entry`] format).
 //! SIGTERM or SIGINT make it leave cleanly and exit 0.
 //!
-//! With `--control`, it also reads commands from stdin, one JSON object per line, so a harness
+//! With `--control`, it also reads commands from stdin, one JSON object per line (and leaves
+//! and exits when stdin closes: its harness is gone), so a harness
 //! can fault its network from outside (`{"cmd":"latency","ms":200}`, `{"cmd":"blackhole"}`,
 //! `{"cmd":"cut","direction":"inbound"}`, `{"cmd":"drop"}`, `{"cmd":"heal"}`,
 //! `{"cmd":"processing","us":1000}`).
@@ -117,7 +118,7 @@ pub async fn run(opts: MemberOptions, client: Client, control: bool) -> i32 {
             };
             let controls = member.controls().clone();
             let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-            let mut stdin_open = control;
+            let stdin_open = control;
             loop {
                 tokio::select! {
                     _ = term.recv() => break,
@@ -129,7 +130,9 @@ pub async fn run(opts: MemberOptions, client: Client, control: bool) -> i32 {
                             Err(e) => sink(Event::Error { message: format!("control {l:?}: {e}") }),
                         },
                         Ok(Some(_)) => {}
-                        _ => stdin_open = false,
+                        // The control pipe closed: whoever drives this member is gone, so it
+                        // leaves rather than run on unattended.
+                        _ => break,
                     },
                 }
             }
@@ -145,7 +148,7 @@ pub async fn run(opts: MemberOptions, client: Client, control: bool) -> i32 {
                 }
             };
             let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-            let mut stdin_open = control;
+            let stdin_open = control;
             loop {
                 tokio::select! {
                     _ = term.recv() => break,
@@ -156,7 +159,7 @@ pub async fn run(opts: MemberOptions, client: Client, control: bool) -> i32 {
                             Ok(other) => sink(Event::Error { message: format!("a librdkafka member has no pluggable dialer: {other:?} not applied") }),
                             Err(e) => sink(Event::Error { message: format!("control {l:?}: {e}") }),
                         },
-                        _ => stdin_open = false,
+                        _ => break,
                     },
                 }
             }

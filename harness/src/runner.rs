@@ -186,6 +186,15 @@ struct ProcessMember {
     pid: u32,
     /// Set when the harness ends the process, so its end is not taken for a crash.
     stopping: Arc<AtomicBool>,
+    /// Ends the member if `cohort run` dies without stopping it (SIGKILL, a panic, a frozen
+    /// member that would never see its control pipe close).
+    watchdog: Option<std::process::Child>,
+}
+
+impl Drop for ProcessMember {
+    fn drop(&mut self) {
+        cohort_testbroker::dismiss_watchdog(self.watchdog.take());
+    }
 }
 
 struct Slot {
@@ -450,6 +459,7 @@ async fn spawn_process(
         stdin,
         pid,
         stopping,
+        watchdog: cohort_testbroker::watch_process(pid),
     })
 }
 

@@ -56,6 +56,9 @@ pub(crate) struct ContainerBroker {
     id: String,
     kind: BrokerKind,
     version: Option<String>,
+    /// Removes the container if this process dies without dropping the broker (see
+    /// `watchdog`): testcontainers removes it on drop only.
+    watchdog: Option<std::process::Child>,
 }
 
 struct Started {
@@ -102,6 +105,7 @@ async fn run_container(
                 ])
                 .with_env_var("RUST_LOG", "warn")
                 .with_mapped_port(host_port, BROKER_PORT.tcp())
+                .with_host_config_modifier(loopback_only)
                 .with_startup_timeout(timeout)
                 .start()
                 .await
@@ -113,6 +117,7 @@ async fn run_container(
             let mut req = GenericImage::new(name, tag)
                 .with_exposed_port(ContainerPort::Tcp(BROKER_PORT))
                 .with_mapped_port(host_port, BROKER_PORT.tcp())
+                .with_host_config_modifier(loopback_only)
                 .with_startup_timeout(timeout);
             if name.contains("kafka") {
                 // Apache Kafka in KRaft mode (the apache/kafka image, or cohort-kafka, which takes
@@ -164,6 +169,22 @@ async fn run_container(
                 .await
                 .map_err(|e| format!("starting {reference}: {e}"))?;
             Ok((c, reference.clone()))
+        }
+    }
+}
+
+/// Publishes the broker's port on the loopback interface only: the address the tests print
+/// and use is `127.0.0.1`, and a test broker without authentication must not be reachable
+/// from the network (testcontainers binds every interface by default).
+fn loopback_only(host: &mut testcontainers::bollard::models::HostConfig) {
+    for bindings in host
+        .port_bindings
+        .iter_mut()
+        .flat_map(|m| m.values_mut())
+        .flatten()
+    {
+        for b in bindings {
+            b.host_ip = Some("127.0.0.1".into());
         }
     }
 }
@@ -298,6 +319,7 @@ impl ContainerBroker {
             }
         };
         let broker = ContainerBroker {
+            watchdog: crate::watchdog::watch_container(&started.id),
             tx: Some(tx),
             thread: Some(thread),
             addr: started.addr,
@@ -386,5 +408,6 @@ impl Drop for ContainerBroker {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        crate::watchdog::dismiss(self.watchdog.take());
     }
 }

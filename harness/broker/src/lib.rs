@@ -64,6 +64,7 @@ pub use crate::install::{
     install_tansu,
 };
 pub use crate::probe::{probe_api_versions, probe_brokers, probe_coordinator};
+pub use crate::watchdog::{dismiss as dismiss_watchdog, watch_process};
 
 /// Which broker software runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -48,8 +48,37 @@ pub(crate) fn watch(child: u32, remove: Option<&Path>) -> Option<Child> {
         .ok()
 }
 
+const CONTAINER_SCRIPT: &str = r#"
+parent="$1"; id="$2"
+while kill -0 "$parent" 2>/dev/null; do sleep 0.5; done
+docker rm -f "$id" >/dev/null 2>&1
+"#;
+
+/// Starts a watchdog that removes container `id` once the test process is gone, for a process
+/// that dies without dropping its broker (a panic in a `static`, SIGTERM, SIGKILL).
+pub(crate) fn watch_container(id: &str) -> Option<Child> {
+    Command::new("sh")
+        .arg("-c")
+        .arg(CONTAINER_SCRIPT)
+        .arg("cohort-container-watchdog")
+        .arg(std::process::id().to_string())
+        .arg(id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()
+}
+
+/// Starts a watchdog for a process that is not a broker (a group member the harness runs as a
+/// process): SIGCONT, SIGTERM and then SIGKILL once the process that started it is gone, so a
+/// frozen or orphaned member does not outlive its run.
+pub fn watch_process(pid: u32) -> Option<Child> {
+    watch(pid, None)
+}
+
 /// Ends a watchdog whose broker was stopped normally.
-pub(crate) fn dismiss(watchdog: Option<Child>) {
+pub fn dismiss(watchdog: Option<Child>) {
     if let Some(mut w) = watchdog {
         let _ = w.kill();
         let _ = w.wait();
