@@ -95,6 +95,57 @@ pub fn stdout_sink(source: &str) -> Sink {
     })
 }
 
+/// Turns the client's warnings (a broker that cannot be reached, with the cause and the next
+/// attempt; see `cohort::conn`) into `error` event lines, so whoever reads the member's
+/// journal sees them where it sees everything else.
+pub struct WarningsAsEvents {
+    sink: Sink,
+}
+
+impl WarningsAsEvents {
+    /// Warnings of the client become events on the member's stdout journal as `source`.
+    pub fn new(source: &str) -> Self {
+        Self {
+            sink: stdout_sink(source),
+        }
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for WarningsAsEvents {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let meta = event.metadata();
+        if *meta.level() != tracing::Level::WARN || !meta.target().starts_with("cohort") {
+            return;
+        }
+        struct Fields(String);
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                use std::fmt::Write as _;
+                if f.name() == "message" {
+                    let _ = write!(self.0, "{v:?}");
+                } else {
+                    let _ = write!(self.0, " {}={v:?}", f.name());
+                }
+            }
+            fn record_str(&mut self, f: &tracing::field::Field, v: &str) {
+                use std::fmt::Write as _;
+                if f.name() == "message" {
+                    self.0.push_str(v);
+                } else {
+                    let _ = write!(self.0, " {}={v}", f.name());
+                }
+            }
+        }
+        let mut fields = Fields(String::new());
+        event.record(&mut fields);
+        (self.sink)(Event::Error { message: fields.0 });
+    }
+}
+
 /// Runs the member until a signal; returns the exit code.
 pub async fn run(opts: MemberOptions, client: Client, control: bool) -> i32 {
     let sink = stdout_sink(&opts.name);

@@ -121,3 +121,42 @@ fn a_bad_flag_is_an_error_line_and_a_failure() {
         "{line}"
     );
 }
+
+/// A member whose broker cannot be reached says so at the default log level and as a JSON
+/// `error` event, with the broker, the cause and the next attempt, instead of staying silent.
+#[test]
+fn an_unreachable_broker_is_an_error_event() {
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cohort"))
+        .args(["member", "--bootstrap", &dead])
+        .args(["--group", "g", "--topic", "t", "--balancer", "range"])
+        .args(["--name", "lonely", "--client", "cohort"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn cohort member");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let error = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx.recv_timeout(left).expect("an error event within 20 s");
+        let v: Value = serde_json::from_str(&line).expect(&line);
+        if v.to_string().contains("\"error\"") && line.contains("cannot connect") {
+            break line;
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(error.contains("cannot connect to broker"), "{error}");
+    assert!(error.contains(&dead), "{error}");
+    assert!(error.contains("retry_in_ms"), "{error}");
+}

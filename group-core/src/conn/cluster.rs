@@ -63,7 +63,14 @@ struct Slot {
     backoff: Option<Backoff>,
     last_failure: Option<Instant>,
     next_delay: Duration,
+    /// Consecutive failures to connect, and when the last warning about them was logged.
+    failures: u32,
+    warned_at: Option<Instant>,
 }
+
+/// How often a broker that stays unreachable is reported at `warn` (the first failure always
+/// is; the rest at debug).
+const WARN_EVERY: Duration = Duration::from_secs(30);
 
 struct State {
     brokers: BTreeMap<i32, (String, Option<String>)>,
@@ -175,6 +182,11 @@ impl Cluster {
                 slot.conn = Some(Arc::clone(&c));
                 slot.backoff = None;
                 slot.last_failure = None;
+                if slot.failures > 0 && slot.warned_at.is_some() {
+                    tracing::warn!(broker = %addr, failures = slot.failures, "connected again");
+                }
+                slot.failures = 0;
+                slot.warned_at = None;
                 tracing::debug!(broker = %addr, ?key, "connected");
                 Ok(c)
             }
@@ -184,7 +196,22 @@ impl Cluster {
                 });
                 slot.next_delay = b.next_delay();
                 slot.last_failure = Some(Instant::now());
-                tracing::debug!(broker = %addr, error = %e, "connect failed");
+                slot.failures = slot.failures.saturating_add(1);
+                // A broker that is down, silent or sends garbage must show at the default
+                // level, once and then every WARN_EVERY while it stays so, with the cause and
+                // the next attempt; not every attempt (reconnects back off to 1 s).
+                if slot.warned_at.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+                    slot.warned_at = Some(Instant::now());
+                    tracing::warn!(
+                        broker = %addr,
+                        error = %e,
+                        failures = slot.failures,
+                        retry_in_ms = slot.next_delay.as_millis() as u64,
+                        "cannot connect to broker"
+                    );
+                } else {
+                    tracing::debug!(broker = %addr, error = %e, "connect failed");
+                }
                 Err(e)
             }
         }
