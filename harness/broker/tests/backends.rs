@@ -9,6 +9,37 @@ use cohort_testbroker::{
     Backend, BrokerKind, BrokerOptions, TestBroker, probe_api_versions, probe_brokers,
 };
 
+/// Held by every test that pauses a broker or runs a container. Docker publishes a container's
+/// port with a DNAT rule on 127.0.0.1 (besides its proxy), and in two CI runs a paused Tansu
+/// *process* "answered" while the container test ran beside it: its connections were being
+/// answered by the container's Tansu. One at a time, the process tests test the process.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Who listens on and who redirects `addr`'s port, for a failure message.
+fn who_serves(addr: &str) -> String {
+    let port = addr.rsplit(':').next().unwrap_or_default();
+    let run = |cmd: &str| {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    format!(
+        "listeners: {}; nat rules: {}; containers: {}",
+        run(&format!("ss -ltnp 'sport = :{port}' 2>/dev/null")),
+        run(&format!("iptables -t nat -S 2>/dev/null | grep -w {port}")),
+        run("docker ps --format '{{.ID}} {{.Image}} {{.Ports}}' 2>/dev/null"),
+    )
+}
+
 fn exercise(kind: BrokerKind, backend: Backend) {
     let broker = TestBroker::start_with(BrokerOptions::default().kind(kind).backend(backend))
         .unwrap_or_else(|e| panic!("{kind} {backend} broker: {e}"));
@@ -23,7 +54,12 @@ fn exercise(kind: BrokerKind, backend: Backend) {
 
     broker.pause().expect("pause");
     let frozen = probe_api_versions(&addr, Duration::from_millis(500));
-    assert!(frozen.is_err(), "a paused broker answered: {frozen:?}");
+    assert!(
+        frozen.is_err(),
+        "a paused broker answered: {frozen:?} ({}; {})",
+        broker.info(),
+        who_serves(&addr)
+    );
     broker.resume().expect("resume");
     probe_api_versions(&addr, Duration::from_secs(5)).expect("ApiVersions after resume");
 
@@ -41,11 +77,13 @@ fn exercise(kind: BrokerKind, backend: Backend) {
 
 #[test]
 fn apache_kafka_process_backend() {
+    let _one = serial();
     exercise(BrokerKind::ApacheKafka, Backend::Process);
 }
 
 #[test]
 fn tansu_process_backend() {
+    let _one = serial();
     exercise(BrokerKind::Tansu, Backend::Process);
 }
 
@@ -54,6 +92,7 @@ fn tansu_process_backend() {
 /// pass as if it had run.
 #[test]
 fn container_backend() {
+    let _one = serial();
     if let Err(why) = cohort_testbroker::ensure_docker() {
         eprintln!("container backend: not run ({why})");
         return;
