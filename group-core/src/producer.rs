@@ -403,7 +403,20 @@ impl Producer {
                 }
             }
         }
-        // Wait until metadata shows every partition with a leader.
+        self.wait_for_partitions(name, partitions, ApiKey::CreateTopics)
+            .await
+    }
+
+    /// Waits until metadata shows `partitions` partitions of `name`, each with a leader: the
+    /// controller answers CreateTopics and CreatePartitions once it has committed the change,
+    /// and the brokers' metadata follows a moment later (Java's tests wait the same way,
+    /// `TestUtils.waitForPartitionMetadata`).
+    async fn wait_for_partitions(
+        &self,
+        name: &str,
+        partitions: i32,
+        api: ApiKey,
+    ) -> Result<(), Error> {
         for _ in 0..100 {
             let meta = self
                 .cluster
@@ -419,9 +432,9 @@ impl Producer {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         Err(Error::Broker {
-            api: ApiKey::CreateTopics,
+            api,
             code: ErrorCode::LeaderNotAvailable,
-            context: format!("{name}: partitions without a leader after creation"),
+            context: format!("{name}: not {partitions} partitions with leaders after the change"),
         })
     }
 
@@ -452,7 +465,8 @@ impl Producer {
                 });
             }
         }
-        Ok(())
+        self.wait_for_partitions(name, total, ApiKey::CreatePartitions)
+            .await
     }
 
     /// Deletes topics. An unknown topic is not an error.

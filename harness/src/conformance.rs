@@ -251,6 +251,27 @@ impl Raw {
             .find_coordinator(group)
             .await
             .map_err(|e| format!("FindCoordinator: {e}"))?;
+        // The coordinator answers COORDINATOR_LOAD_IN_PROGRESS while it loads the group's
+        // `__consumer_offsets` partition (the checks run at once on a fresh broker, and their
+        // groups hash to partitions loaded one by one). Every client retries that (it is
+        // retriable in Kafka's Errors table); the checks wait for it here, so that what they
+        // test is the behaviour they name.
+        let describe = DescribeGroupsRequest {
+            groups: vec![group.to_owned().into()],
+            ..Default::default()
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = cluster
+                .send(Target::Coordinator(coord), &describe, TIMEOUT)
+                .await
+                .map_err(|e| format!("DescribeGroups: {e}"))?;
+            let code = r.groups.first().map_or(0, |g| g.error_code);
+            if code != ErrorCode::CoordinatorLoadInProgress.code() || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         Ok(Self {
             cluster,
             coord,
