@@ -411,6 +411,26 @@ pub fn check(entries: &[Entry], input: &CheckInput) -> Analysis {
 
     // 2. Processing and commits only while owned.
     let grace = input.commit_grace.as_micros() as u64;
+    // A commit sent while the member owned the partition may be answered after it gave the
+    // partition up as lost (a coordinator failing over holds it for seconds). The broker accepts
+    // a commit only in the group's current generation, so one acknowledged in the generation of
+    // the member's last ownership, with no other member owning the partition since, was valid
+    // when it was applied (the Java client completes such commits too, after
+    // onPartitionsLost). Anything else outside ownership is a violation.
+    let answered_late = |member: &str, tp: &Tp, ts: u64, generation: i32| {
+        by_tp.get(tp).is_some_and(|v| {
+            v.iter().any(|i| {
+                i.member == member
+                    && i.ended_by == "lost"
+                    && i.generation == generation
+                    && generation >= 0
+                    && i.end <= ts
+                    && !v
+                        .iter()
+                        .any(|j| j.member != member && j.start <= ts && j.end >= i.end)
+            })
+        })
+    };
     let mut outside = Finder::new("acts-only-while-owned");
     for e in entries {
         match &e.event {
@@ -435,10 +455,16 @@ pub fn check(entries: &[Entry], input: &CheckInput) -> Analysis {
                     ));
                 }
             }
-            Event::Committed { offsets, .. } => {
+            Event::Committed {
+                offsets,
+                generation,
+            } => {
                 for (t, ps) in offsets {
                     for (p, o) in ps {
-                        if !owned_at(&e.source, &(t.clone(), *p), e.ts, grace) {
+                        let tp = (t.clone(), *p);
+                        if !owned_at(&e.source, &tp, e.ts, grace)
+                            && !answered_late(&e.source, &tp, e.ts, *generation)
+                        {
                             outside.violation(format!(
                                 "{} committed {}/{} = {} at {} without owning it",
                                 e.source,
@@ -1190,6 +1216,41 @@ mod tests {
         let f = failed(&a);
         assert!(f.contains(&"acts-only-while-owned"), "{f:?}");
         assert!(f.contains(&"commits-never-go-backwards"), "{f:?}");
+    }
+
+    /// A commit sent while owned and answered after the partition was given up as lost, in the
+    /// generation of that ownership and before anyone else owned it, is fine (the broker only
+    /// accepts it in the current generation); after a new owner took over it is not.
+    #[test]
+    fn a_commit_answered_after_a_loss_is_judged_by_its_generation() {
+        let lost_then_committed = |at: u64| {
+            let mut j = clean();
+            for x in &mut j {
+                if x.source == "a" && matches!(x.event, Event::Revoked { .. }) {
+                    x.event = Event::Lost {
+                        partitions: parts(&[1]),
+                    };
+                }
+            }
+            j.push(e(
+                at,
+                "a",
+                Event::Committed {
+                    generation: 1,
+                    offsets: offsets(1, 5),
+                },
+            ));
+            j.sort_by_key(|x| x.ts);
+            failed(&check(&j, &input()))
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect::<Vec<String>>()
+        };
+        // Lost at 7, b owns partition 1 from 10.
+        let f = lost_then_committed(9);
+        assert!(!f.iter().any(|c| c == "acts-only-while-owned"), "{f:?}");
+        let f = lost_then_committed(11);
+        assert!(f.iter().any(|c| c == "acts-only-while-owned"), "{f:?}");
     }
 
     #[test]
