@@ -264,15 +264,7 @@ pub(crate) fn spawn(
                 let tx = results_tx.clone();
                 let c = cluster.clone();
                 let g = group.clone();
-                let api = match &out.request {
-                    OutboundRequest::FindCoordinator => ApiKey::FindCoordinator,
-                    OutboundRequest::Metadata(_) => ApiKey::Metadata,
-                    OutboundRequest::JoinGroup(_) => ApiKey::JoinGroup,
-                    OutboundRequest::SyncGroup(_) => ApiKey::SyncGroup,
-                    OutboundRequest::Heartbeat(_) => ApiKey::Heartbeat,
-                    OutboundRequest::LeaveGroup(_) => ApiKey::LeaveGroup,
-                    OutboundRequest::OffsetCommit(_) => ApiKey::OffsetCommit,
-                };
+                let api = out.request.api();
                 tracing::trace!(%group, member = member.member_id(), ?api, "request");
                 tokio::spawn(async move {
                     let r = execute(c, g, out).await;

@@ -654,13 +654,5 @@ impl Sim {
 }
 
 fn api_of(r: &OutboundRequest) -> ApiKey {
-    match r {
-        OutboundRequest::FindCoordinator => ApiKey::FindCoordinator,
-        OutboundRequest::Metadata(_) => ApiKey::Metadata,
-        OutboundRequest::JoinGroup(_) => ApiKey::JoinGroup,
-        OutboundRequest::SyncGroup(_) => ApiKey::SyncGroup,
-        OutboundRequest::Heartbeat(_) => ApiKey::Heartbeat,
-        OutboundRequest::LeaveGroup(_) => ApiKey::LeaveGroup,
-        OutboundRequest::OffsetCommit(_) => ApiKey::OffsetCommit,
-    }
+    r.api()
 }

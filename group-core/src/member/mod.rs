@@ -138,7 +138,9 @@ pub enum OutboundRequest {
 }
 
 impl OutboundRequest {
-    fn api(&self) -> ApiKey {
+    /// The Kafka API of the request (the one mapping the driver, the simulator and the fuzz
+    /// target share).
+    pub fn api(&self) -> ApiKey {
         match self {
             OutboundRequest::FindCoordinator => ApiKey::FindCoordinator,
             OutboundRequest::Metadata(_) => ApiKey::Metadata,

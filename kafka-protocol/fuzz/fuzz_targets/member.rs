@@ -189,15 +189,7 @@ fuzz_target!(|data: &[u8]| {
             }
             3 => {
                 if let Some(out) = inflight.pop_front() {
-                    let api = match &out.request {
-                        OutboundRequest::FindCoordinator => ApiKey::FindCoordinator,
-                        OutboundRequest::Metadata(_) => ApiKey::Metadata,
-                        OutboundRequest::JoinGroup(_) => ApiKey::JoinGroup,
-                        OutboundRequest::SyncGroup(_) => ApiKey::SyncGroup,
-                        OutboundRequest::Heartbeat(_) => ApiKey::Heartbeat,
-                        OutboundRequest::LeaveGroup(_) => ApiKey::LeaveGroup,
-                        OutboundRequest::OffsetCommit(_) => ApiKey::OffsetCommit,
-                    };
+                    let api = out.request.api();
                     m.handle_response(now, out.id, Err(failure(&mut s, api)));
                 }
             }
