@@ -276,6 +276,8 @@ impl RdMember {
     /// Closes the member (librdkafka commits what is stored and leaves the group). A crash
     /// cannot be simulated inside this process: librdkafka's threads would keep heartbeating.
     /// Run a librdkafka member as a process (`cohort member --client librdkafka`) for that.
+    /// Returns within about `CLOSE_LIMIT` (45 s) even when librdkafka's close does not finish;
+    /// the journal then has an error saying so.
     pub fn stop(mut self, how: StopHow) {
         debug_assert_eq!(how, StopHow::Close);
         self.stop.store(CLOSE, Ordering::Relaxed);
@@ -351,9 +353,58 @@ fn poll_loop(
         }
     }
     consumer.context().flush();
-    // Close: commit what is stored, leave the group (librdkafka's consumer close).
+    if close(&consumer, CLOSE_LIMIT) {
+        drop(consumer);
+    } else {
+        // rust-rdkafka's drop would poll until the close finishes, without a bound, and the
+        // thread joining this one (a test, a scenario's stop) would hang with it. Leaking the
+        // handle keeps librdkafka's threads alive in this process, but the run goes on and the
+        // journal says what happened.
+        sink(Event::Error {
+            message: format!(
+                "close: librdkafka did not finish closing within {} s",
+                CLOSE_LIMIT.as_secs()
+            ),
+        });
+        std::mem::forget(consumer);
+    }
+    sink(Event::Left);
+}
+
+/// How long a librdkafka member may take to commit, give up its partitions and leave.
+const CLOSE_LIMIT: Duration = Duration::from_secs(45);
+
+/// Commits what is stored, gives the assignment up and leaves the group, polling so the
+/// rebalance callbacks run; false when that did not finish within `limit`.
+///
+/// The order is the one that avoids librdkafka's hang when an incremental assignment arrives
+/// while the consumer closes (confluentinc/librdkafka#4527): unsubscribe, poll until nothing
+/// is assigned, then close through the queue and poll until closed.
+fn close(consumer: &BaseConsumer<Ctx>, limit: Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
     let _ = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync);
     consumer.unsubscribe();
-    drop(consumer);
-    sink(Event::Left);
+    let assigned = || {
+        consumer
+            .assignment()
+            .map(|a| a.count() > 0)
+            .unwrap_or(false)
+    };
+    while assigned() {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        // Records still buffered are not processed: their offsets are not stored.
+        let _ = consumer.poll(Duration::from_millis(100));
+    }
+    if consumer.close_queue().is_err() {
+        return true;
+    }
+    while !consumer.closed() {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        let _ = consumer.poll(Duration::from_millis(100));
+    }
+    true
 }

@@ -20,13 +20,20 @@ enum Any {
 }
 
 impl Any {
+    /// Closes the member; a close that does not finish fails the test instead of hanging it
+    /// (a librdkafka member bounds its own close, see `RdMember::stop`).
     async fn stop(self) {
-        match self {
-            Any::Ours(m) => m.stop(StopHow::Close).await,
-            Any::Theirs(m) => tokio::task::spawn_blocking(move || m.stop(StopHow::Close))
-                .await
-                .expect("join"),
-        }
+        let stopped = async {
+            match self {
+                Any::Ours(m) => m.stop(StopHow::Close).await,
+                Any::Theirs(m) => tokio::task::spawn_blocking(move || m.stop(StopHow::Close))
+                    .await
+                    .expect("join"),
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(90), stopped)
+            .await
+            .expect("the member closes within 90 s");
     }
 }
 
