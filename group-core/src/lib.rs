@@ -104,7 +104,9 @@ mod driver;
 pub mod generation;
 pub mod offsets;
 
-pub use consumer::{Consumer, ConsumerEvent, ConsumerOptions, ConsumerRecord, StartOffset};
+pub use consumer::{
+    Consumer, ConsumerEvent, ConsumerOptions, ConsumerRecord, DEFAULT_CLOSE_TIMEOUT, StartOffset,
+};
 pub use driver::DriverStats;
 pub mod producer;
 pub use generation::{Generation, GenerationContext, Group, PartitionStart};

@@ -36,6 +36,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use cohort_protocol::ApiKey;
 use tokio::sync::{Notify, mpsc};
 
 use self::tracker::Tracker;
@@ -45,6 +46,10 @@ use crate::driver::{self, DriverHandle, DriverStats, TopicSource};
 use crate::error::Error;
 use crate::member::{Assignment, CommitOffset, GroupEvent, Member, MemberConfig};
 use crate::offsets::{self, EARLIEST, LATEST, TopicPartition};
+
+/// How long [`Consumer::close`] waits for the final commit and the LeaveGroup: Java's
+/// `KafkaConsumer.DEFAULT_CLOSE_TIMEOUT_MS`.
+pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One record, with where it came from.
 #[derive(Clone)]
@@ -668,13 +673,37 @@ impl Consumer {
     }
 
     /// Closes the consumer: stops delivering, commits what is done (with auto-commit or
-    /// `commit_on_revoke`), leaves the group (dynamic members) and returns when done.
-    pub async fn close(mut self) -> Result<(), Error> {
+    /// `commit_on_revoke`), leaves the group (dynamic members) and returns when done, or after
+    /// [`DEFAULT_CLOSE_TIMEOUT`] (30 s, as Java's `KafkaConsumer.close()`); see
+    /// [`Consumer::close_within`].
+    pub async fn close(self) -> Result<(), Error> {
+        self.close_within(DEFAULT_CLOSE_TIMEOUT).await
+    }
+
+    /// [`Consumer::close`] within `limit`: a final commit or a LeaveGroup still unanswered
+    /// then is given up, the member stops as [`Consumer::abort`] does (the coordinator lets it
+    /// go after the session timeout) and the result is [`Error::Timeout`] naming the request
+    /// that was waited for. Nothing processed is lost by that: what was not committed is
+    /// consumed again by the next owner.
+    pub async fn close_within(mut self, limit: Duration) -> Result<(), Error> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let gave_up = |api| Error::Timeout {
+            api,
+            broker: "the group coordinator".into(),
+            elapsed_ms: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
+        };
         let result = if self.commit_on_close {
-            commit_done(&self.inner, None).await.map(|_| ())
+            match tokio::time::timeout_at(deadline, commit_done(&self.inner, None)).await {
+                Ok(r) => r.map(|_| ()),
+                Err(_) => Err(gave_up(ApiKey::OffsetCommit)),
+            }
         } else {
             Ok(())
         };
+        if let Err(e @ Error::Timeout { .. }) = result {
+            self.abort();
+            return Err(e);
+        }
         {
             let mut st = self.inner.lock();
             st.closed = true;
@@ -682,7 +711,11 @@ impl Consumer {
                 p.tracker.clear_buffer();
             }
         }
-        self.inner.driver.leave().await;
+        let left = tokio::time::timeout_at(deadline, self.inner.driver.leave()).await;
+        if left.is_err() {
+            self.abort();
+            return Err(gave_up(ApiKey::LeaveGroup));
+        }
         self.inner.readable.notify_waiters();
         self.inner.fetchable.notify_waiters();
         for t in self.tasks.drain(..) {
