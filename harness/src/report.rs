@@ -40,6 +40,24 @@ pub struct Report {
     pub throughput: Vec<ThroughputPoint>,
     /// Timeline actions as they happened (ms from the start).
     pub actions: Vec<(u64, String)>,
+    /// Faults injected, by kind (see [`fault_counts`]).
+    pub faults: BTreeMap<String, u64>,
+}
+
+/// The faults of a run's timeline by kind: every `chaos` entry that starts one (not the end
+/// of a lasting fault), leaving out the actions that only bring things back (`join`, `heal`,
+/// `broker-start`) and pure triggers (`wait`).
+pub fn fault_counts(entries: &[Entry]) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for e in entries {
+        if let Event::Chaos { action, detail, .. } = &e.event
+            && detail != "end"
+            && !matches!(action.as_str(), "join" | "heal" | "broker-start" | "wait")
+        {
+            *out.entry(action.clone()).or_insert(0) += 1;
+        }
+    }
+    out
 }
 
 /// What broker a run used: `"broker": {"kind": "apache-kafka", "version": "4.4.0", ...}`.
@@ -156,6 +174,18 @@ impl Report {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        if !self.faults.is_empty() {
+            let _ = writeln!(
+                s,
+                "  {} faults: {}",
+                self.faults.values().sum::<u64>(),
+                self.faults
+                    .iter()
+                    .map(|(k, n)| format!("{k} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         if let Some(a) = &self.analysis {
             let _ = writeln!(
                 s,

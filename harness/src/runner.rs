@@ -27,7 +27,7 @@ use crate::process_member::{Client, ControlCommand};
 use crate::report::{BrokerReport, Report, throughput};
 use crate::scenario::{
     Action, ActionSpec, BrokerBackend, BrokerSoftware, Keys, MemberSettings, Placement, Scenario,
-    Trigger,
+    Trigger, limits,
 };
 
 /// Cohort members pause this long before the follow-up JoinGroup of a cooperative rebalance
@@ -993,7 +993,19 @@ async fn execute(ctx: &Arc<Ctx>, a: &ActionSpec) -> Result<(), String> {
                 .get(&scenario_topic)
                 .cloned()
                 .ok_or(format!("no topic {scenario_topic}"))?;
-            grow(ctx, &topic, a.partitions.unwrap_or(0)).await
+            let target = match a.grow_by {
+                Some(by) => {
+                    let now = ctx.counts().get(&topic).copied().unwrap_or(0);
+                    now.checked_add(by)
+                        .filter(|n| u64::try_from(*n).is_ok_and(|n| n <= limits::PARTITIONS))
+                        .ok_or(format!(
+                            "{topic}: {now} + {by} partitions is more than {}",
+                            limits::PARTITIONS
+                        ))?
+                }
+                None => a.partitions.unwrap_or(0),
+            };
+            grow(ctx, &topic, target).await
         }
         _ => {
             let names = targets(ctx, a).await;
@@ -1184,13 +1196,41 @@ async fn timeline(
     actions: Vec<ActionSpec>,
     duration: Duration,
     stability_limit: Duration,
+    rounds: Rounds,
 ) {
     let end = ctx.start + duration;
+    let mut round_start = ctx.start;
+    // A round boundary is not journaled: the checker takes timeline entries for the triggers
+    // of rebalances, and a new round triggers nothing.
+    while play(&ctx, &actions, end, round_start, stability_limit).await
+        && rounds == Rounds::UntilTheEnd
+        && Instant::now() < end
+    {
+        round_start = Instant::now();
+    }
+}
+
+/// Whether the timeline plays once or again and again until the run's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rounds {
+    Once,
+    UntilTheEnd,
+}
+
+/// Plays the actions once, `at` counted from `round_start`; false when the run's end came
+/// first.
+async fn play(
+    ctx: &Arc<Ctx>,
+    actions: &[ActionSpec],
+    end: Instant,
+    round_start: Instant,
+    stability_limit: Duration,
+) -> bool {
     for (i, a) in actions.iter().enumerate() {
         if let Some(at) = a.at {
-            tokio::time::sleep_until(ctx.start + at).await;
+            tokio::time::sleep_until(round_start + at).await;
         }
-        if a.when == Some(Trigger::Stable) && !wait_stable(&ctx, stability_limit).await {
+        if a.when == Some(Trigger::Stable) && !wait_stable(ctx, stability_limit).await {
             ctx.note(format!(
                 "action {} ({:?}): the group was not stable within {} s; fired anyway",
                 i + 1,
@@ -1208,9 +1248,9 @@ async fn timeline(
                     i + 1,
                     a.action
                 ));
-                return;
+                return false;
             }
-            if let Err(e) = execute(&ctx, a).await {
+            if let Err(e) = execute(ctx, a).await {
                 ctx.note(format!("action {} ({:?}) failed: {e}", i + 1, a.action));
             }
             if rep + 1 < a.repeat {
@@ -1218,6 +1258,7 @@ async fn timeline(
             }
         }
     }
+    true
 }
 
 async fn produce(ctx: Arc<Ctx>, spec: crate::scenario::ProducerSpec, seed: u64) {
@@ -1534,6 +1575,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report, String> {
                 analysis: None,
                 throughput: Vec::new(),
                 actions: Vec::new(),
+                faults: BTreeMap::new(),
             };
             report
                 .write(&opts.out, &[], now_us())
@@ -1642,6 +1684,11 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report, String> {
         s.actions.clone(),
         s.duration,
         convergence,
+        if s.repeat_timeline {
+            Rounds::UntilTheEnd
+        } else {
+            Rounds::Once
+        },
     ));
 
     // Progress.
@@ -1861,6 +1908,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report, String> {
         throughput: throughput(&entries, start_ts, end_ts),
         analysis: Some(analysis),
         actions,
+        faults: crate::report::fault_counts(&entries),
     };
     report
         .write(&opts.out, &entries, start_ts)

@@ -46,6 +46,11 @@ pub struct Scenario {
     /// The timeline.
     #[serde(default)]
     pub actions: Vec<ActionSpec>,
+    /// Play the timeline again from its first action whenever it ends, until `duration` is
+    /// over (a soak: `--scale` then multiplies the faults as well as the time). `at` times are
+    /// then counted from the start of each round.
+    #[serde(default)]
+    pub repeat_timeline: bool,
     /// Bounds for the checker.
     #[serde(default)]
     pub checks: CheckSpec,
@@ -360,6 +365,10 @@ pub struct ActionSpec {
     /// Partition count for `add-partitions`.
     #[serde(default)]
     pub partitions: Option<i32>,
+    /// Or, for `add-partitions`, how many partitions to add each time it plays (a repeated
+    /// action or a repeated timeline keeps growing the topic).
+    #[serde(default)]
+    pub grow_by: Option<i32>,
     /// Direction for `cut`.
     #[serde(default)]
     pub direction: Option<Direction>,
@@ -566,6 +575,13 @@ impl Scenario {
                     1..=PARTITIONS,
                 )?;
             }
+            if let Some(n) = a.grow_by {
+                count(
+                    &what("grow_by"),
+                    u64::try_from(n).unwrap_or(0),
+                    1..=PARTITIONS,
+                )?;
+            }
         }
         let c = &self.checks;
         duration("checks: max_rebalance", c.max_rebalance)?;
@@ -674,21 +690,45 @@ impl Scenario {
                     }
                 }
                 Action::AddPartitions => {
-                    let Some(p) = a.partitions else {
-                        return Err(at("needs `partitions`"));
-                    };
                     let topic = a.target.as_deref().unwrap_or(&self.topics[0].name);
                     let Some(t) = self.topics.iter().find(|t| t.name == topic) else {
                         return Err(at(&format!("no topic {topic:?}")));
                     };
-                    if p <= t.partitions {
-                        return Err(at("`partitions` must grow the topic"));
+                    match (a.partitions, a.grow_by) {
+                        (Some(_), Some(_)) => {
+                            return Err(at("give `partitions` or `grow_by`, not both"));
+                        }
+                        (None, None) => return Err(at("needs `partitions` or `grow_by`")),
+                        (Some(p), None) if p <= t.partitions => {
+                            return Err(at("`partitions` must grow the topic"));
+                        }
+                        (Some(_), None) if self.repeat_timeline || a.repeat > 1 => {
+                            return Err(at(
+                                "a repeated `add-partitions` grows the topic with `grow_by`",
+                            ));
+                        }
+                        _ => {}
                     }
                 }
                 _ => {}
             }
             if a.repeat > 1 && a.every.is_none() {
                 return Err(at("`repeat` needs `every`"));
+            }
+        }
+        if self.repeat_timeline {
+            // A round that takes no time would spin: some action must wait.
+            let waits = self.actions.iter().any(|a| {
+                [a.at, a.after, a.every]
+                    .into_iter()
+                    .flatten()
+                    .any(|d| d >= Duration::from_millis(100))
+            });
+            if !waits {
+                return Err(
+                    "repeat_timeline: some action needs an `at`, `after` or `every` of at least 100 ms"
+                        .into(),
+                );
             }
         }
         Ok(())
@@ -720,6 +760,46 @@ mod tests {
             }
         }
         assert!(n >= 7, "only {n} scenarios");
+    }
+
+    #[test]
+    fn a_repeated_timeline_must_wait_and_grow_by_steps() {
+        let scenario = |top: &str, action: &str| {
+            format!(
+                "name = \"x\"\nduration = \"10s\"\n{top}\n[[topics]]\nname = \"t\"\npartitions = 3\n\
+                 [[members]]\nname = \"m\"\n[[actions]]\n{action}"
+            )
+        };
+        let err = |top: &str, action: &str| Scenario::parse(&scenario(top, action)).unwrap_err();
+        assert!(
+            err(
+                "repeat_timeline = true",
+                "action = \"crash\"\ntarget = \"m\""
+            )
+            .contains("at least 100 ms")
+        );
+        assert!(
+            err(
+                "repeat_timeline = true",
+                "action = \"add-partitions\"\npartitions = 6\nafter = \"1s\""
+            )
+            .contains("grow_by")
+        );
+        assert!(
+            err(
+                "",
+                "action = \"add-partitions\"\npartitions = 6\ngrow_by = 1"
+            )
+            .contains("not both")
+        );
+        assert!(err("", "action = \"add-partitions\"").contains("`partitions` or `grow_by`"));
+        let ok = Scenario::parse(&scenario(
+            "repeat_timeline = true",
+            "action = \"add-partitions\"\ngrow_by = 2\nafter = \"1s\"",
+        ))
+        .expect("valid");
+        assert!(ok.repeat_timeline);
+        assert_eq!(ok.actions[0].grow_by, Some(2));
     }
 
     #[test]
