@@ -695,15 +695,15 @@ impl Consumer {
         let result = if self.commit_on_close {
             match tokio::time::timeout_at(deadline, commit_done(&self.inner, None)).await {
                 Ok(r) => r.map(|_| ()),
-                Err(_) => Err(gave_up(ApiKey::OffsetCommit)),
+                // The close's own limit; a commit that failed in time still leaves the group.
+                Err(_) => {
+                    self.abort();
+                    return Err(gave_up(ApiKey::OffsetCommit));
+                }
             }
         } else {
             Ok(())
         };
-        if let Err(e @ Error::Timeout { .. }) = result {
-            self.abort();
-            return Err(e);
-        }
         {
             let mut st = self.inner.lock();
             st.closed = true;
