@@ -21,12 +21,17 @@ for t in $targets; do cargo fuzz build -O -a -s none "$t"; done
 summary=""
 for t in $targets; do
   echo "fuzz: $t for ${secs}s"
+  # corpus/ is this machine's working corpus (ignored by git); regressions/ is the committed,
+  # minimised corpus of earlier campaigns and every input that once crashed a target: each run
+  # replays all of it first, so a fixed finding that comes back fails CI.
   mkdir -p "corpus/$t"
+  seeds=()
+  [ -d "regressions/$t" ] && seeds=("regressions/$t")
   # -rss_limit_mb and -malloc_limit_mb: a decoder that allocates beyond what the input allows
   # is a finding, not just a slow run.
   log="$(mktemp)"
   status=0
-  cargo fuzz run -O -a -s none "$t" "corpus/$t" -- \
+  cargo fuzz run -O -a -s none "$t" "corpus/$t" "${seeds[@]}" -- \
     -max_total_time="$secs" -rss_limit_mb=1024 -malloc_limit_mb=256 -print_final_stats=1 \
     >"$log" 2>&1 || status=$?
   grep -E "^(#[0-9]+ *DONE|INFO: Running|stat::number_of_executed_units|==|SUMMARY|thread|panicked)" "$log" || true

@@ -943,3 +943,42 @@ fn a_join_without_a_generation_is_an_error_not_a_generation() {
         again.request
     );
 }
+
+/// A leader that closes while its Metadata request is out (the group dissolving around it):
+/// the late Metadata answer must not put the member back into the rebalance, or the LeaveGroup
+/// answer finds it "syncing", the leave never completes and `Consumer::close` waits for good
+/// (seen as a 30 s close timeout in the librdkafka interop test).
+#[test]
+fn a_metadata_answer_after_leave_does_not_undo_the_leave() {
+    let mut s = sim();
+    let m = member(&s, cfg(), Box::new(Range));
+    s.add(m);
+    s.hold(ApiKey::Metadata, 1);
+    assert!(
+        s.run_until(Duration::from_secs(5), |s| s.members[0].phase()
+            == Phase::Assigning),
+        "the leader waits for its metadata"
+    );
+    s.run(Duration::from_millis(100));
+    let now = s.now;
+    s.members[0].leave(now);
+    assert_eq!(s.members[0].phase(), Phase::Leaving);
+    s.release();
+    assert!(
+        s.run_until(Duration::from_secs(5), |s| s.members[0].phase()
+            == Phase::Left),
+        "the member left; it is {:?}",
+        s.members[0].phase()
+    );
+    assert!(
+        s.take_events(0)
+            .iter()
+            .any(|e| matches!(e, GroupEvent::Left)),
+        "Left was reported"
+    );
+    assert!(
+        !s.sent[0].contains(&ApiKey::SyncGroup),
+        "no SyncGroup after the leave: {:?}",
+        s.sent[0]
+    );
+}

@@ -69,6 +69,10 @@ enum Command {
         /// Multiplies the scenario's duration (a soak: `--scale 10`).
         #[arg(long, default_value_t = 1)]
         scale: u32,
+        /// Replaces the scenario's duration before `--scale` (a short soak in CI:
+        /// `--duration 150s`).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
     },
     /// Runs one group member until SIGTERM/SIGINT, printing one JSON object per event.
     Member {
@@ -226,6 +230,7 @@ async fn run(command: Command) -> u8 {
             image,
             broker,
             scale,
+            duration,
         } => {
             let text = match runner::load(&path) {
                 Ok(t) => t,
@@ -234,7 +239,7 @@ async fn run(command: Command) -> u8 {
                     return 2;
                 }
             };
-            let s = match Scenario::parse(&text).and_then(|s| s.scaled(scale)) {
+            let s = match Scenario::parse(&text).and_then(|s| s.lasting(duration)?.scaled(scale)) {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("cohort run: {path}: {e}");

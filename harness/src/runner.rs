@@ -96,6 +96,7 @@ pub const SHIPPED: &[(&str, &str)] = &[
         "leader-change",
         include_str!("../scenarios/leader-change.toml"),
     ),
+    ("soak", include_str!("../scenarios/soak.toml")),
 ];
 
 /// A scenario's text from a path or a shipped name.
@@ -1787,16 +1788,26 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report, String> {
         );
     }
     let drain_end = Instant::now() + drain_limit;
+    // Everything committed, and the group stable for the second the convergence check asks
+    // of a stable span: stopping the members the moment a rebalance settles would cut the
+    // span that shows the group converged after the last fault.
     let mut drained_ok = false;
+    let mut settled_since: Option<Instant> = None;
     while Instant::now() < drain_end {
-        if let Some(c) = committed(&ctx).await
-            && drained(&ctx, &c)
-            && is_stable(&ctx)
-        {
-            drained_ok = true;
-            break;
+        let settled = match committed(&ctx).await {
+            Some(c) => drained(&ctx, &c) && is_stable(&ctx),
+            None => false,
+        };
+        match (settled, settled_since) {
+            (true, Some(t)) if t.elapsed() >= Duration::from_secs(1) => {
+                drained_ok = true;
+                break;
+            }
+            (true, None) => settled_since = Some(Instant::now()),
+            (false, _) => settled_since = None,
+            _ => {}
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
     if !drained_ok {
         ctx.note(format!(

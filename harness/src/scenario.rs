@@ -476,6 +476,21 @@ impl Scenario {
             .collect()
     }
 
+    /// The scenario with another duration (`cohort run --duration`), within the same limit.
+    pub fn lasting(mut self, duration: Option<Duration>) -> Result<Self, String> {
+        if let Some(d) = duration {
+            if d.is_zero() || d > limits::DURATION {
+                return Err(format!(
+                    "--duration {}: a scenario lasts more than 0 s and at most {}",
+                    humantime::format_duration(d),
+                    humantime::format_duration(limits::DURATION)
+                ));
+            }
+            self.duration = d;
+        }
+        Ok(self)
+    }
+
     /// The scenario with its duration multiplied by `factor` (a soak: `--scale 10`), within
     /// the same bounds as a file's values.
     pub fn scaled(mut self, factor: u32) -> Result<Self, String> {
@@ -756,6 +771,14 @@ mod tests {
             if p.extension().is_some_and(|x| x == "toml") {
                 let text = std::fs::read_to_string(&p).unwrap();
                 Scenario::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                // `cohort run NAME` finds it wherever the binary runs.
+                let name = p.file_stem().unwrap().to_str().unwrap();
+                assert!(
+                    crate::runner::SHIPPED
+                        .iter()
+                        .any(|(n, t)| *n == name && *t == text),
+                    "{name} is not in runner::SHIPPED"
+                );
                 n += 1;
             }
         }

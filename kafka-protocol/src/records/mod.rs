@@ -495,11 +495,13 @@ fn len_of(b: &Option<Bytes>) -> Result<i32, EncodeError> {
 
 /// (body size, body size + its varint length prefix) of a record.
 fn record_size(h: &BatchHeader, r: &Record) -> Result<(i32, usize), EncodeError> {
-    let offset_delta =
-        i32::try_from(r.offset - h.base_offset).map_err(|_| EncodeError::TooLong {
-            what: "record offset delta",
-            length: (r.offset - h.base_offset).unsigned_abs() as usize,
-        })?;
+    // In i128: a record offset and a base offset far apart (a decoded batch whose offsets
+    // saturated, a caller's mistake) must be an error, not an overflow (found by fuzzing).
+    let delta = i128::from(r.offset) - i128::from(h.base_offset);
+    let offset_delta = i32::try_from(delta).map_err(|_| EncodeError::TooLong {
+        what: "record offset delta",
+        length: usize::try_from(delta.unsigned_abs()).unwrap_or(usize::MAX),
+    })?;
     let ts_delta = r.timestamp.wrapping_sub(h.base_timestamp);
     let key_len = len_of(&r.key)?;
     let value_len = len_of(&r.value)?;
@@ -1146,7 +1148,11 @@ impl RecordBatchBuilder {
         value: Option<Bytes>,
         headers: Vec<RecordHeader>,
     ) -> Self {
-        let offset = self.batch.header.base_offset + self.batch.records.len() as i64;
+        let offset = self
+            .batch
+            .header
+            .base_offset
+            .saturating_add(self.batch.records.len() as i64);
         self.batch.records.push(Record {
             offset,
             timestamp,
@@ -1177,7 +1183,11 @@ impl RecordBatchBuilder {
             .unwrap_or(h.base_timestamp);
         h.last_offset_delta = records
             .last()
-            .map_or(0, |r| (r.offset - h.base_offset) as i32);
+            // Saturated: an offset out of the batch's range is refused when it is encoded.
+            .map_or(0, |r| {
+                let d = i128::from(r.offset) - i128::from(h.base_offset);
+                i32::try_from(d).unwrap_or(if d < 0 { i32::MIN } else { i32::MAX })
+            });
         self.batch
     }
 }
@@ -1271,6 +1281,42 @@ mod tests {
         };
         assert_eq!(h.last_offset(), i64::MAX);
         assert_eq!(h.next_offset(), i64::MAX);
+    }
+
+    /// Found by the fuzz campaign (`record_batch`): a batch whose record offsets saturated at
+    /// `i64::MAX` above a negative base offset overflowed the offset delta when re-encoded.
+    #[test]
+    fn a_decoded_batch_with_offsets_far_from_its_base_re_encodes_without_overflow() {
+        let input: &[u8] = &[
+            128, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 60, 165, 0, 0, 0, 2, 149, 244, 36, 25, 117, 88, 0,
+            0, 0, 45, 74, 71, 129, 0, 79, 0, 79, 79, 79, 79, 79, 255, 207, 79, 79, 75, 79, 79, 0,
+            0, 0, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 20, 0, 49, 165, 0, 0, 0, 2, 2, 0, 1, 0,
+        ];
+        let opts = DecodeOptions {
+            max_decompressed_size: 4 << 20,
+            verify_crc: false,
+        };
+        let mut decoded_any = false;
+        for batch in BatchIter::new(Bytes::copy_from_slice(input), opts) {
+            let Ok(decoded) = batch else { break };
+            decoded_any = true;
+            let batch = decoded.to_batch();
+            let _ = batch.encode(&mut BytesMut::new());
+        }
+        assert!(decoded_any, "the input decodes to a batch");
+        let far = RecordBatchBuilder::new(i64::MIN + 1)
+            .record(Record {
+                offset: i64::MAX,
+                timestamp: 0,
+                key: None,
+                value: None,
+                headers: Vec::new(),
+            })
+            .build();
+        assert!(matches!(
+            far.encode(&mut BytesMut::new()),
+            Err(EncodeError::TooLong { .. })
+        ));
     }
 
     fn sample(compression: Compression) -> RecordBatch {
