@@ -89,6 +89,11 @@ pub struct Sim {
     hold: BTreeMap<ApiKey, usize>,
     /// Latency of every response.
     pub latency: Duration,
+    /// Whether a request unanswered past its deadline fails with [`crate::Error::Timeout`], as
+    /// the driver makes it fail (off by default: tests that withhold an answer want it late).
+    pub timeouts: bool,
+    /// Requests not yet answered: their deadline and API, by (member, request).
+    outstanding: BTreeMap<(usize, RequestId), (Instant, ApiKey)>,
 }
 
 impl Sim {
@@ -115,6 +120,8 @@ impl Sim {
             held: Vec::new(),
             hold: BTreeMap::new(),
             latency: Duration::from_millis(1),
+            timeouts: false,
+            outstanding: BTreeMap::new(),
         }
     }
 
@@ -207,14 +214,39 @@ impl Sim {
             due
         };
         for d in due {
-            self.members[d.member].handle_response(now, d.id, d.result);
-            while let Some(out) = self.members[d.member].poll_request() {
-                self.sent[d.member].push(api_of(&out.request));
-                self.receive(d.member, out);
+            self.outstanding.remove(&(d.member, d.id));
+            self.deliver(d.member, d.id, d.result);
+        }
+        if self.timeouts {
+            let expired: Vec<((usize, RequestId), ApiKey)> = self
+                .outstanding
+                .iter()
+                .filter(|(_, (deadline, _))| *deadline <= now)
+                .map(|(k, (_, api))| (*k, *api))
+                .collect();
+            for ((member, id), api) in expired {
+                self.outstanding.remove(&(member, id));
+                self.pending.retain(|d| (d.member, d.id) != (member, id));
+                self.held.retain(|d| (d.member, d.id) != (member, id));
+                let err = crate::Error::Timeout {
+                    api,
+                    broker: "the fake coordinator".into(),
+                    elapsed_ms: 0,
+                };
+                self.deliver(member, id, Err(err));
             }
-            while let Some(ev) = self.members[d.member].poll_event() {
-                self.events[d.member].push(ev);
-            }
+        }
+    }
+
+    fn deliver(&mut self, member: usize, id: RequestId, result: Result<Response, crate::Error>) {
+        let now = self.now;
+        self.members[member].handle_response(now, id, result);
+        while let Some(out) = self.members[member].poll_request() {
+            self.sent[member].push(api_of(&out.request));
+            self.receive(member, out);
+        }
+        while let Some(ev) = self.members[member].poll_event() {
+            self.events[member].push(ev);
         }
     }
 
@@ -247,6 +279,8 @@ impl Sim {
 
     fn receive(&mut self, member: usize, out: Outbound) {
         let api = api_of(&out.request);
+        self.outstanding
+            .insert((member, out.id), (self.now + out.deadline, api));
         match out.request {
             OutboundRequest::FindCoordinator => {
                 let r = Ok(Response::Coordinator(self.coordinator_id));

@@ -666,6 +666,9 @@ impl Member {
                     self.send_leave(AfterLeave::Left, "the consumer is closing");
                 } else {
                     self.state = State::Left;
+                    self.answer_queued_commits(&Error::CommitFailed(
+                        "the member left the group".into(),
+                    ));
                     self.events.push_back(GroupEvent::Left);
                 }
             }
@@ -750,14 +753,16 @@ impl Member {
                 token,
             });
         }
-        for (id, offsets, _, _) in std::mem::take(&mut self.queued_commits) {
-            let _ = offsets;
-            self.events.push_back(GroupEvent::Committed {
-                id,
-                result: Err(err.clone()),
-            });
-        }
+        self.answer_queued_commits(&err);
         self.events.push_back(GroupEvent::Fatal(err));
+    }
+
+    /// Every commit waiting for a coordinator or a retry gets `err`: the member will not send
+    /// it (it failed, or left the group).
+    fn answer_queued_commits(&mut self, err: &Error) {
+        for (id, _, _, _) in std::mem::take(&mut self.queued_commits) {
+            self.commit_result(id, Err(err.clone()));
+        }
     }
 
     fn token(&mut self) -> RevokeToken {
@@ -1513,6 +1518,11 @@ impl Member {
         match then {
             AfterLeave::Left => {
                 self.state = State::Left;
+                // A sans-IO user waits for an answer to every commit (the driver also answers
+                // what is outstanding when the member is gone).
+                self.answer_queued_commits(&Error::CommitFailed(
+                    "the member left the group".into(),
+                ));
                 self.events.push_back(GroupEvent::Left);
             }
             AfterLeave::Unjoined => self.state = State::Unjoined,
@@ -1531,6 +1541,18 @@ impl Member {
         attempts: u32,
     ) {
         let _ = now;
+        if matches!(
+            self.state,
+            State::Leaving { .. } | State::Left | State::Failed
+        ) {
+            self.commit_result(
+                id,
+                Err(Error::CommitFailed(
+                    "the member is leaving or has left the group".into(),
+                )),
+            );
+            return;
+        }
         if !self.joined()
             || matches!(
                 self.state,
@@ -1622,8 +1644,14 @@ impl Member {
         err: Error,
     ) {
         // Retried within about one request timeout's worth of attempts; past that the caller
-        // hears about it and commits again later.
-        if attempts >= 5 {
+        // hears about it and commits again later. A member that is leaving or gone does not
+        // retry: its generation is over (Java fails commits once the consumer is closing).
+        if attempts >= 5
+            || matches!(
+                self.state,
+                State::Leaving { .. } | State::Left | State::Failed
+            )
+        {
             self.commit_result(id, Err(err));
             return;
         }
