@@ -145,33 +145,30 @@ hostile trickle "one byte a second"
 # The probes start Tansu only; member processes are this binary's.
 leftovers() { pgrep -f "tansu broker|$bin member" | grep -v "^$$\$" || true; }
 before="$(leftovers | sort)"
-for sig in INT TERM KILL; do
-  "$bin" run smoke --broker tansu --out "$work/sig-$sig" >"$work/sig.log" 2>&1 &
-  pid=$!
-  sleep 6
+# stopped NAME SIG WAIT -- COMMAND...: starts the command, sends SIG after WAIT seconds, and
+# fails when a process of the probes outlives it.
+stopped() {
+  local name="$1" sig="$2" wait="$3"
+  shift 4
+  "$@" >"$work/stopped.log" 2>&1 &
+  local pid=$!
+  sleep "$wait"
   kill -s "$sig" "$pid"; wait "$pid" 2>/dev/null
   sleep 3
+  local left
   left="$(comm -13 <(echo "$before") <(leftovers | sort))"
   if [ -n "$left" ]; then
-    fail=$((fail + 1)); leaks=$((leaks + 1)); printf "FAIL  run stopped by SIG%s left: %s\n" "$sig" "$left"
+    fail=$((fail + 1)); leaks=$((leaks + 1)); printf "FAIL  %s stopped by SIG%s left: %s\n" "$name" "$sig" "$left"
     kill -9 $left 2>/dev/null
   else
-    pass=$((pass + 1)); printf "ok    run stopped by SIG%s leaves no process\n" "$sig"
+    pass=$((pass + 1)); printf "ok    %s stopped by SIG%s leaves no process\n" "$name" "$sig"
   fi
+}
+for sig in INT TERM KILL; do
+  stopped run "$sig" 6 -- "$bin" run smoke --broker tansu --out "$work/sig-$sig"
 done
 for sig in INT TERM; do
-  "$bin" broker --broker tansu >"$work/broker.log" 2>&1 &
-  pid=$!
-  sleep 3
-  kill -s "$sig" "$pid"; wait "$pid" 2>/dev/null
-  sleep 2
-  left="$(comm -13 <(echo "$before") <(leftovers | sort))"
-  if [ -n "$left" ]; then
-    fail=$((fail + 1)); leaks=$((leaks + 1)); printf "FAIL  broker stopped by SIG%s left: %s\n" "$sig" "$left"
-    kill -9 $left 2>/dev/null
-  else
-    pass=$((pass + 1)); printf "ok    broker stopped by SIG%s leaves no process\n" "$sig"
-  fi
+  stopped broker "$sig" 3 -- "$bin" broker --broker tansu
 done
 
 echo "probes: $((pass + fail)) run, $pass ok, $fail failed ($panics panics, $aborts aborts, $leaks leaks)"

@@ -19,6 +19,17 @@ use proptest::prelude::*;
 
 const PARTITIONS: i32 = 6;
 
+/// The answers a script may withhold.
+const HELD: [ApiKey; 7] = [
+    ApiKey::FindCoordinator,
+    ApiKey::Metadata,
+    ApiKey::JoinGroup,
+    ApiKey::SyncGroup,
+    ApiKey::Heartbeat,
+    ApiKey::OffsetCommit,
+    ApiKey::LeaveGroup,
+];
+
 fn cfg(i: usize) -> MemberConfig {
     MemberConfig {
         group_id: "g".into(),
@@ -55,15 +66,7 @@ fn op(members: usize) -> impl Strategy<Value = Op> {
         ApiKey::Heartbeat,
         ApiKey::OffsetCommit,
     ]);
-    let held = prop::sample::select(vec![
-        ApiKey::FindCoordinator,
-        ApiKey::Metadata,
-        ApiKey::JoinGroup,
-        ApiKey::SyncGroup,
-        ApiKey::Heartbeat,
-        ApiKey::OffsetCommit,
-        ApiKey::LeaveGroup,
-    ]);
+    let held = prop::sample::select(HELD.to_vec());
     // Retriable or recoverable answers only: none of them may fail a member.
     let code = prop::sample::select(vec![
         ErrorCode::RebalanceInProgress,
@@ -198,15 +201,7 @@ fn run_script(cooperative: Vec<bool>, ops: Vec<Op>) -> Result<(), TestCaseError>
 
     // The faults lift: withheld answers arrive, nothing more is scripted to fail (the scripted
     // failures left over are consumed by the retries), and the group settles.
-    s.hold(ApiKey::FindCoordinator, 0);
-    for api in [
-        ApiKey::Metadata,
-        ApiKey::JoinGroup,
-        ApiKey::SyncGroup,
-        ApiKey::Heartbeat,
-        ApiKey::OffsetCommit,
-        ApiKey::LeaveGroup,
-    ] {
+    for api in HELD {
         s.hold(api, 0);
     }
     s.release();

@@ -660,17 +660,29 @@ fn is_stable(ctx: &Ctx) -> bool {
 /// Waits until no lasting fault is in force and the group has been stable for a second (so a
 /// member that is about to learn it lost its partitions, or one that just started, counts).
 async fn wait_stable(ctx: &Arc<Ctx>, limit: Duration) -> bool {
+    holds_for_a_second(limit, Duration::from_millis(100), || {
+        std::future::ready(ctx.active_faults.load(Ordering::SeqCst) == 0 && is_stable(ctx))
+    })
+    .await
+}
+
+/// Polls `quiet` every `every` until it has held for a second; false when `limit` passes
+/// first. A second is also what the convergence check asks of a stable span.
+async fn holds_for_a_second<F: std::future::Future<Output = bool>>(
+    limit: Duration,
+    every: Duration,
+    mut quiet: impl FnMut() -> F,
+) -> bool {
     let end = Instant::now() + limit;
     let mut since: Option<Instant> = None;
     while Instant::now() < end {
-        let quiet = ctx.active_faults.load(Ordering::SeqCst) == 0 && is_stable(ctx);
-        match (quiet, since) {
+        match (quiet().await, since) {
             (true, Some(t)) if t.elapsed() >= Duration::from_secs(1) => return true,
             (true, None) => since = Some(Instant::now()),
             (false, _) => since = None,
             _ => {}
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(every).await;
     }
     false
 }
@@ -1787,28 +1799,19 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report, String> {
             drain_limit.as_secs()
         );
     }
-    let drain_end = Instant::now() + drain_limit;
-    // Everything committed, and the group stable for the second the convergence check asks
-    // of a stable span: stopping the members the moment a rebalance settles would cut the
-    // span that shows the group converged after the last fault.
-    let mut drained_ok = false;
-    let mut settled_since: Option<Instant> = None;
-    while Instant::now() < drain_end {
-        let settled = match committed(&ctx).await {
-            Some(c) => drained(&ctx, &c) && is_stable(&ctx),
-            None => false,
-        };
-        match (settled, settled_since) {
-            (true, Some(t)) if t.elapsed() >= Duration::from_secs(1) => {
-                drained_ok = true;
-                break;
+    // Everything committed, and the group stable for a second: stopping the members the
+    // moment a rebalance settles would cut the span that shows it converged after the last
+    // fault.
+    let drained_ok = holds_for_a_second(drain_limit, Duration::from_millis(250), || {
+        let ctx = Arc::clone(&ctx);
+        async move {
+            match committed(&ctx).await {
+                Some(c) => drained(&ctx, &c) && is_stable(&ctx),
+                None => false,
             }
-            (true, None) => settled_since = Some(Instant::now()),
-            (false, _) => settled_since = None,
-            _ => {}
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    })
+    .await;
     if !drained_ok {
         ctx.note(format!(
             "the group did not commit everything within the drain limit of {} s",

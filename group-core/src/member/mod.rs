@@ -1181,12 +1181,12 @@ impl Member {
     fn on_metadata(&mut self, now: Instant, topics: Vec<TopicInfo>) {
         // The answer may come after the member moved on (it is leaving, it dropped out of the
         // generation): then it is not the leader's any more, and the state stays as it is.
-        if !matches!(self.state, State::Assigning { .. }) {
-            return;
-        }
-        let State::Assigning { join, .. } = std::mem::replace(&mut self.state, State::Syncing)
-        else {
-            return;
+        let join = match std::mem::replace(&mut self.state, State::Syncing) {
+            State::Assigning { join, .. } => join,
+            other => {
+                self.state = other;
+                return;
+            }
         };
         let protocol = join
             .protocol_name
