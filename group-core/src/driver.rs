@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant as TokioInstant;
 
 use crate::conn::{Cluster, Target};
+use crate::deadline::DeliveryDeadline;
 use crate::error::Error;
 use crate::member::{
     CommitId, CommitOffset, GroupEvent, Member, MemberStats, Outbound, OutboundRequest, Phase,
@@ -66,9 +67,9 @@ pub(crate) struct DriverHandle {
     task: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
     /// Set by the application side on every poll, taken by the driver (see [`Self::polled`]).
     polled: Arc<AtomicBool>,
-    /// Whether records may be delivered now: kept by the driver from
-    /// [`Member::deliverable_until`] (it wakes at that instant to clear it).
-    deliverable: Arc<AtomicBool>,
+    /// Until when records may be delivered: kept by the driver from
+    /// [`Member::deliverable_until`], read against the clock by the application side.
+    deliverable: Arc<DeliveryDeadline>,
 }
 
 impl DriverHandle {
@@ -86,11 +87,10 @@ impl DriverHandle {
     }
 
     /// Whether the member can still be sure it owns its partitions (it heard from the
-    /// coordinator recently enough); records are held back otherwise. Exact to the driver's
-    /// timer (about a millisecond), well inside the heartbeat interval of margin that
-    /// [`Member::deliverable_until`] keeps.
+    /// coordinator recently enough); records are held back otherwise. Exact to a kernel tick,
+    /// well inside the heartbeat interval of margin that [`Member::deliverable_until`] keeps.
     pub(crate) fn may_deliver(&self) -> bool {
-        self.deliverable.load(Ordering::Relaxed)
+        self.deliverable.open()
     }
 
     pub(crate) async fn commit(
@@ -238,7 +238,7 @@ pub(crate) fn spawn(
     let (commands_tx, mut commands) = mpsc::unbounded_channel::<Command>();
     let task = Arc::new(std::sync::Mutex::new(None));
     let polled = Arc::new(AtomicBool::new(false));
-    let deliverable = Arc::new(AtomicBool::new(true));
+    let deliverable = Arc::new(DeliveryDeadline::new());
     let handle = DriverHandle {
         commands: commands_tx,
         task: Arc::clone(&task),
@@ -309,7 +309,7 @@ pub(crate) fn spawn(
                 }
             }
             let until = member.deliverable_until();
-            deliverable.store(until.is_none_or(|u| t < u), Ordering::Relaxed);
+            deliverable.set(t, until);
             let wake = [
                 member.poll_timeout(),
                 until.filter(|u| t < *u),

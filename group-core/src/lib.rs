@@ -88,6 +88,7 @@ struct ReadmeDoctests;
 mod backoff;
 pub mod config;
 pub mod conn;
+mod deadline;
 pub mod error;
 pub mod member;
 #[cfg(any(test, feature = "testing"))]

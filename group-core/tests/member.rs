@@ -892,6 +892,35 @@ fn records_are_held_back_when_the_coordinator_has_been_silent_for_almost_a_sessi
     assert_eq!(s.members[0].phase(), Phase::Stable);
 }
 
+/// The session is counted from when the last answered heartbeat was sent, not from when its
+/// answer came: the coordinator restarted its count in between, so an answer that took 3 s
+/// must not lend the member 3 s more of delivery than the coordinator grants.
+#[test]
+fn a_slow_heartbeat_answer_does_not_extend_delivery_past_the_coordinators_session() {
+    let mut s = sim();
+    let m = member(&s, cfg(), Box::new(Range));
+    s.add(m);
+    assert!(s.run_until(Duration::from_secs(5), stable));
+    let held_from = s.now;
+    s.hold(ApiKey::Heartbeat, 1);
+    s.run(Duration::from_millis(3_000));
+    s.release();
+    // One tick: the held answer arrives; the next heartbeat is not answered yet.
+    s.run(Duration::ZERO);
+    let until = s.members[0].deliverable_until().expect("still stable");
+    // The held heartbeat went out within one interval (1 s) of `held_from`; session 6 s,
+    // margin 1 s. Counted from the answer, the limit would be `held_from` + 3 s + 5 s.
+    assert!(
+        until <= held_from + Duration::from_millis(6_000),
+        "limit {:?} after the hold began",
+        until - held_from
+    );
+    assert!(
+        until > s.now,
+        "an answered heartbeat keeps the member deliverable"
+    );
+}
+
 /// A JoinGroup "success" without a generation (or member id) is not a generation: the member
 /// reports it and rejoins, instead of syncing and later committing as generation -1 (found by
 /// the `member` fuzz target).

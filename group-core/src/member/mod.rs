@@ -296,6 +296,9 @@ enum AfterLeave {
 #[derive(Debug, Clone)]
 struct Sent {
     api: ApiKey,
+    /// When the member queued the request: before the coordinator can have received it, so
+    /// a session counted from here ends no later than the coordinator's count of it.
+    at: Instant,
     generation: i32,
     member_id: String,
     commit: Option<(CommitId, Vec<CommitOffset>, u32)>,
@@ -466,9 +469,10 @@ impl Member {
     }
 
     /// Until when the member may hand records of its partitions to the application: while it
-    /// is stable it must have heard from the coordinator within the session timeout, less one
-    /// heartbeat interval of margin (the coordinator counts from when it received the last
-    /// heartbeat, which is before its answer arrived here). Past that instant the coordinator
+    /// is stable it must have heard from the coordinator within the session timeout, counted
+    /// from when its last successful heartbeat was sent (the coordinator restarted the
+    /// session after that), less one heartbeat interval of margin (for the SyncGroup answer,
+    /// which is counted from its arrival, and for coarse clocks). Past that instant the coordinator
     /// may already have expired the member and given its partitions to someone else, so a
     /// record delivered then could be processed twice at once. `None`: no limit (not stable:
     /// a pending JoinGroup or SyncGroup is the member's liveness, as in the Java client).
@@ -663,7 +667,7 @@ impl Member {
                     && !self.member_id.is_empty()
                     && self.coordinator.is_some()
                 {
-                    self.send_leave(AfterLeave::Left, "the consumer is closing");
+                    self.send_leave(now, AfterLeave::Left, "the consumer is closing");
                 } else {
                     self.state = State::Left;
                     self.answer_queued_commits(&Error::CommitFailed(
@@ -717,6 +721,7 @@ impl Member {
 
     fn send(
         &mut self,
+        now: Instant,
         request: OutboundRequest,
         deadline: Duration,
         commit: Option<(CommitId, Vec<CommitOffset>, u32)>,
@@ -727,6 +732,7 @@ impl Member {
             id,
             Sent {
                 api: request.api(),
+                at: now,
                 generation: self.generation,
                 member_id: self.member_id.clone(),
                 commit,
@@ -828,7 +834,11 @@ impl Member {
             }));
             self.want_join = false;
             if self.cfg.group_instance_id.is_none() && self.coordinator.is_some() {
-                self.send_leave(AfterLeave::Unjoined, "consumer poll timeout has expired");
+                self.send_leave(
+                    now,
+                    AfterLeave::Unjoined,
+                    "consumer poll timeout has expired",
+                );
             } else {
                 // Static members do not leave (KIP-345); they stop heartbeating and the
                 // coordinator expires them after the session timeout.
@@ -876,6 +886,7 @@ impl Member {
         {
             self.retry_at = None;
             self.send(
+                now,
                 OutboundRequest::FindCoordinator,
                 self.cfg.request_timeout,
                 None,
@@ -940,6 +951,7 @@ impl Member {
                 metadata_sent: true,
             };
             self.send(
+                now,
                 OutboundRequest::Metadata(topics),
                 self.cfg.request_timeout,
                 None,
@@ -966,6 +978,7 @@ impl Member {
                     ..Default::default()
                 };
                 self.send(
+                    now,
                     OutboundRequest::Heartbeat(req),
                     self.cfg.request_timeout,
                     None,
@@ -1108,13 +1121,14 @@ impl Member {
         // never outlasts the client's wait (kafka-go #510: shorter causes rebalance loops).
         let deadline = self.cfg.rebalance_timeout + Duration::from_secs(5);
         self.send(
+            now,
             OutboundRequest::JoinGroup(req),
             deadline.max(self.cfg.request_timeout),
             None,
         );
     }
 
-    fn send_leave(&mut self, then: AfterLeave, reason: &str) {
+    fn send_leave(&mut self, now: Instant, then: AfterLeave, reason: &str) {
         let req = LeaveGroupRequest {
             group_id: self.cfg.group_id.clone().into(),
             member_id: self.member_id.clone().into(),
@@ -1129,6 +1143,7 @@ impl Member {
         self.state = State::Leaving { then };
         self.heartbeat_due = None;
         self.send(
+            now,
             OutboundRequest::LeaveGroup(req),
             self.cfg.request_timeout,
             None,
@@ -1242,12 +1257,12 @@ impl Member {
                 },
             )
             .collect();
-        self.send_sync(assignments, &protocol);
-        let _ = now;
+        self.send_sync(now, assignments, &protocol);
     }
 
     fn send_sync(
         &mut self,
+        now: Instant,
         assignments: Vec<sync_group_request::SyncGroupRequestAssignment>,
         protocol: &str,
     ) {
@@ -1265,7 +1280,7 @@ impl Member {
         // The rule and Java's: SyncGroup may wait for the leader up to the session
         // timeout (plus the usual request allowance).
         let deadline = self.cfg.session_timeout.max(self.cfg.request_timeout);
-        self.send(OutboundRequest::SyncGroup(req), deadline, None);
+        self.send(now, OutboundRequest::SyncGroup(req), deadline, None);
     }
 
     fn stale(&self, sent: &Sent) -> bool {
@@ -1397,7 +1412,7 @@ impl Member {
             };
         } else {
             let protocol = self.protocol.clone().unwrap_or_default();
-            self.send_sync(Vec::new(), &protocol);
+            self.send_sync(now, Vec::new(), &protocol);
         }
     }
 
@@ -1493,7 +1508,10 @@ impl Member {
         match ErrorCode::check(r.error_code) {
             Ok(()) => {
                 if !self.stale(sent) {
-                    self.last_heartbeat_ok = now;
+                    // From when the heartbeat was sent, not when its answer came: the
+                    // coordinator restarted the session between the two, so a session counted
+                    // from here ends first, however slow the answer (`deliverable_until`).
+                    self.last_heartbeat_ok = self.last_heartbeat_ok.max(sent.at);
                 }
             }
             Err(code) => self.apply(now, GroupApi::Heartbeat, code, sent, None),
@@ -1629,6 +1647,7 @@ impl Member {
             ..Default::default()
         };
         self.send(
+            now,
             OutboundRequest::OffsetCommit(req),
             self.cfg.request_timeout,
             Some((id, mine, attempts)),
