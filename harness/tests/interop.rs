@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use cohort::{ClientConfig, Producer, ProducerRecord};
+use cohort_harness::checker::{self, CheckInput};
 use cohort_harness::foreign::RdMember;
 use cohort_harness::journal::{Event, Journal, current_assignments, processed_counts};
 use cohort_harness::member::{CohortMember, MemberOptions, StopHow, journal_sink};
@@ -249,6 +250,38 @@ async fn mixed_group(balancer: &str, cohort_leads: bool) {
         closing.is_empty(),
         "members reported errors while closing: {closing:?}"
     );
+
+    // The scenario checker's rules on the whole journal, both clients alike: no partition
+    // owned twice at once, records and commits only while owned, commits never backwards
+    // (a librdkafka member journaling from its commit callback failed the last two).
+    let entries = journal.snapshot();
+    let first_ts = entries.first().map_or(0, |e| e.ts);
+    let last_ts = entries.last().map_or(0, |e| e.ts);
+    let analysis = checker::check(
+        &entries,
+        &CheckInput {
+            topics: BTreeMap::from([(topic.clone(), PARTITIONS)]),
+            start_ts: first_ts,
+            timeline_end_ts: last_ts,
+            end_ts: last_ts,
+            max_duplicates: None,
+            max_rebalance: None,
+            convergence_bound: Duration::from_secs(3600),
+            commit_grace: Duration::from_secs(1),
+        },
+    );
+    for name in [
+        "exclusive-ownership",
+        "acts-only-while-owned",
+        "commits-never-go-backwards",
+    ] {
+        let f = analysis
+            .findings
+            .iter()
+            .find(|f| f.check == name)
+            .unwrap_or_else(|| panic!("the checker has no {name} finding"));
+        assert!(f.passed, "{name}: {} {:?}", f.summary, f.evidence);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

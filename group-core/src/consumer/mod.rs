@@ -704,12 +704,23 @@ impl Consumer {
         } else {
             Ok(())
         };
-        {
-            let mut st = self.inner.lock();
-            st.closed = true;
-            for p in st.partitions.values_mut() {
-                p.tracker.clear_buffer();
-            }
+        self.inner.lock().closed = true;
+        // The partitions are given up before the LeaveGroup goes out, so an application hears
+        // of it (and stops acting on them) before the coordinator can hand them to another
+        // member: Java's `AbstractCoordinator.close` calls `onLeavePrepare` (revoked, or lost
+        // when the final commit failed) before `maybeLeaveGroup`.
+        let owned = self.assignment();
+        give_up(&self.inner, &owned, false, Duration::ZERO).await;
+        if !owned.is_empty() {
+            let generation = self.generation();
+            self.inner.event(if result.is_ok() {
+                ConsumerEvent::Revoked {
+                    generation,
+                    partitions: owned,
+                }
+            } else {
+                ConsumerEvent::Lost { partitions: owned }
+            });
         }
         let left = tokio::time::timeout_at(deadline, self.inner.driver.leave()).await;
         if left.is_err() {
