@@ -310,11 +310,8 @@ pub(crate) fn spawn(
             }
             let until = member.deliverable_until();
             deliverable.set(t, until);
-            let wake = [
-                member.poll_timeout(),
-                until.filter(|u| t < *u),
-                Some(polls_taken + take_every),
-            ];
+            // No wake at `until`: the consumer reads the deadline against the clock.
+            let wake = [member.poll_timeout(), Some(polls_taken + take_every)];
             let deadline = wake.into_iter().flatten().min().map(TokioInstant::from_std);
             tokio::select! {
                 Some((id, r)) = results.recv() => member.handle_response(now(), id, r),

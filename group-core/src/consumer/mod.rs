@@ -673,7 +673,9 @@ impl Consumer {
     }
 
     /// Closes the consumer: stops delivering, commits what is done (with auto-commit or
-    /// `commit_on_revoke`), leaves the group (dynamic members) and returns when done, or after
+    /// `commit_on_revoke`), gives its partitions up ([`ConsumerEvent::Revoked`], or
+    /// [`ConsumerEvent::Lost`] when that commit failed), then leaves the group (dynamic
+    /// members) and returns when done, or after
     /// [`DEFAULT_CLOSE_TIMEOUT`] (30 s, as Java's `KafkaConsumer.close()`); see
     /// [`Consumer::close_within`].
     pub async fn close(self) -> Result<(), Error> {
