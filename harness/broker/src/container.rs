@@ -386,9 +386,23 @@ impl ContainerBroker {
     }
 
     pub(crate) fn pause(&self) -> Result<(), BrokerError> {
-        self.call(Cmd::Pause)
-            .unwrap_or_else(|| Err("container thread ended".into()))
-            .map_err(BrokerError::Container)
+        // runc's cgroup v1 freezer gives up ("unable to freeze") when the container's threads
+        // keep it in FREEZING through its retries, which a JVM on a loaded 2-core machine does
+        // (seen in CI); runc's maintainers leave the retry to the caller
+        // (opencontainers/runc#4388). A failed attempt leaves the container thawed.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .call(Cmd::Pause)
+                .unwrap_or_else(|| Err("container thread ended".into()))
+            {
+                Err(e) if attempt < PAUSE_ATTEMPTS && e.contains("unable to freeze") => {
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                r => return r.map_err(BrokerError::Container),
+            }
+        }
     }
 
     pub(crate) fn unpause(&self) -> Result<(), BrokerError> {
@@ -401,6 +415,9 @@ impl ContainerBroker {
         self.call(Cmd::Logs).unwrap_or_default()
     }
 }
+
+/// Attempts at freezing a container before its pause fails.
+const PAUSE_ATTEMPTS: u32 = 5;
 
 impl Drop for ContainerBroker {
     fn drop(&mut self) {
