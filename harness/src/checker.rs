@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::journal::{Entry, Event};
+use crate::journal::{Entry, Event, Offsets};
 
 /// A partition.
 pub type Tp = (String, i32);
@@ -180,9 +180,13 @@ impl Finder {
 
 /// When a processed run's records were handed to the application (its journal time when the
 /// member did not say).
-fn delivered_at(e: &Entry) -> u64 {
+/// When a member acted: a record run at its delivery, a commit at its request (the entry is
+/// written when the answer arrives, seconds later for a member frozen meanwhile), anything else
+/// when it was journaled.
+fn acted_at(e: &Entry) -> u64 {
     match &e.event {
         Event::Processed { delivered, .. } if *delivered > 0 => *delivered,
+        Event::Committed { requested, .. } if *requested > 0 => *requested,
         _ => e.ts,
     }
 }
@@ -347,14 +351,14 @@ pub fn check(entries: &[Entry], input: &CheckInput) -> Analysis {
             } => activity
                 .entry((e.source.clone(), (topic.clone(), *partition)))
                 .or_default()
-                .push(delivered_at(e)),
+                .push(acted_at(e)),
             Event::Committed { offsets, .. } => {
                 for (t, ps) in offsets {
                     for p in ps.keys() {
                         activity
                             .entry((e.source.clone(), (t.clone(), *p)))
                             .or_default()
-                            .push(e.ts);
+                            .push(acted_at(e));
                     }
                 }
             }
@@ -442,7 +446,7 @@ pub fn check(entries: &[Entry], input: &CheckInput) -> Analysis {
                 ..
             } => {
                 let tp = (topic.clone(), *partition);
-                let at = delivered_at(e);
+                let at = acted_at(e);
                 if !owned_at(&e.source, &tp, at, 0) {
                     outside.violation(format!(
                         "{} was handed {}/{} offsets {}..={} at {} without owning it",
@@ -458,11 +462,13 @@ pub fn check(entries: &[Entry], input: &CheckInput) -> Analysis {
             Event::Committed {
                 offsets,
                 generation,
+                ..
             } => {
+                let at = acted_at(e);
                 for (t, ps) in offsets {
                     for (p, o) in ps {
                         let tp = (t.clone(), *p);
-                        if !owned_at(&e.source, &tp, e.ts, grace)
+                        if !owned_at(&e.source, &tp, at, grace)
                             && !answered_late(&e.source, &tp, e.ts, *generation)
                         {
                             outside.violation(format!(
@@ -471,7 +477,7 @@ pub fn check(entries: &[Entry], input: &CheckInput) -> Analysis {
                                 t,
                                 p,
                                 o,
-                                secs(e.ts, start)
+                                secs(at, start)
                             ));
                         }
                     }
@@ -557,7 +563,7 @@ pub fn check(entries: &[Entry], input: &CheckInput) -> Analysis {
                     *first,
                     *last,
                     e.source.clone(),
-                    delivered_at(e),
+                    acted_at(e),
                 ));
             }
         }
@@ -608,15 +614,21 @@ pub fn check(entries: &[Entry], input: &CheckInput) -> Analysis {
         }
     }
     // Committed offsets never go backwards, as members report them and as the broker does.
+    // Members' commits are ordered by their requests: the coordinator applies commits of one
+    // partition in generation order, and a member requests one only while in the generation.
     let mut back = Finder::new("commits-never-go-backwards");
     for source in ["members", "broker"] {
+        let mut commits: Vec<(u64, &Entry, &Offsets)> = entries
+            .iter()
+            .filter_map(|e| match (&e.event, source) {
+                (Event::Committed { offsets, .. }, "members") => Some((acted_at(e), e, offsets)),
+                (Event::Observed { offsets }, "broker") => Some((e.ts, e, offsets)),
+                _ => None,
+            })
+            .collect();
+        commits.sort_by_key(|(at, ..)| *at);
         let mut last: BTreeMap<Tp, (i64, u64, String)> = BTreeMap::new();
-        for e in entries {
-            let offsets = match (&e.event, source) {
-                (Event::Committed { offsets, .. }, "members") => offsets,
-                (Event::Observed { offsets }, "broker") => offsets,
-                _ => continue,
-            };
+        for (at, e, offsets) in commits {
             for (t, ps) in offsets {
                 for (p, o) in ps {
                     let tp = (t.clone(), *p);
@@ -626,7 +638,7 @@ pub fn check(entries: &[Entry], input: &CheckInput) -> Analysis {
                     if let Some((prev, prev_ts, who)) = last.get(&tp) {
                         let reset = forgotten_at
                             .get(&tp)
-                            .is_some_and(|v| v.iter().any(|f| *f > *prev_ts && *f <= e.ts));
+                            .is_some_and(|v| v.iter().any(|f| *f > *prev_ts && *f <= at));
                         if *o < *prev && !reset {
                             back.violation(format!(
                                 "{}/{}: {} committed {} at {} after {} committed {} at {} ({})",
@@ -638,7 +650,7 @@ pub fn check(entries: &[Entry], input: &CheckInput) -> Analysis {
                                     &e.source
                                 },
                                 o,
-                                secs(e.ts, start),
+                                secs(at, start),
                                 who,
                                 prev,
                                 secs(*prev_ts, start),
@@ -646,7 +658,7 @@ pub fn check(entries: &[Entry], input: &CheckInput) -> Analysis {
                             ));
                         }
                     }
-                    last.insert(tp, (*o, e.ts, e.source.clone()));
+                    last.insert(tp, (*o, at, e.source.clone()));
                 }
             }
         }
@@ -1127,6 +1139,7 @@ mod tests {
                 Event::Committed {
                     generation: 1,
                     offsets: offsets(1, 5),
+                    requested: 0,
                 },
             ),
             e(
@@ -1156,6 +1169,7 @@ mod tests {
                 Event::Committed {
                     generation: 3,
                     offsets: offsets(0, 10),
+                    requested: 0,
                 },
             ),
             e(
@@ -1164,6 +1178,7 @@ mod tests {
                 Event::Committed {
                     generation: 3,
                     offsets: offsets(1, 10),
+                    requested: 0,
                 },
             ),
             e(
@@ -1209,6 +1224,7 @@ mod tests {
             Event::Committed {
                 generation: 3,
                 offsets: offsets(1, 5),
+                requested: 0,
             },
         ));
         j.sort_by_key(|x| x.ts);
@@ -1238,6 +1254,7 @@ mod tests {
                 Event::Committed {
                     generation: 1,
                     offsets: offsets(1, 5),
+                    requested: 0,
                 },
             ));
             j.sort_by_key(|x| x.ts);
@@ -1329,6 +1346,7 @@ mod tests {
                 Event::Committed {
                     generation: 2,
                     offsets: [("t".to_owned(), [(0, 10), (1, 10)].into())].into(),
+                    requested: 0,
                 },
             ),
             e(
@@ -1354,6 +1372,72 @@ mod tests {
         let mut i = input();
         i.max_duplicates = Some(5);
         assert!(failed(&check(&j, &i)).contains(&"duplicates-bounded"));
+    }
+
+    #[test]
+    fn a_commit_is_placed_at_its_request_not_at_its_late_answer() {
+        // a requests a commit at 19 s and is frozen at 20 s before it reads the answer; b gets
+        // partition 0 at 30 s (resuming at the committed 11) and commits 12 at 32 s. a thaws at
+        // 35 s, journals its commit (requested at 19 s) and then the loss.
+        let with = |requested: u64| {
+            let mut j = clean();
+            j.push(e(19, "a", processed(0, 10, 10)));
+            j.push(e(
+                20,
+                "chaos",
+                Event::Chaos {
+                    action: "freeze".into(),
+                    target: "a".into(),
+                    detail: "start".into(),
+                },
+            ));
+            j.push(e(30, "b", assigned(&[0, 1], 4)));
+            j.push(e(31, "b", processed(0, 11, 11)));
+            j.push(e(
+                32,
+                "b",
+                Event::Committed {
+                    generation: 4,
+                    offsets: offsets(0, 12),
+                    requested: 32_000_000,
+                },
+            ));
+            j.push(e(
+                35,
+                "chaos",
+                Event::Chaos {
+                    action: "freeze".into(),
+                    target: "a".into(),
+                    detail: "end".into(),
+                },
+            ));
+            j.push(e(
+                35,
+                "a",
+                Event::Committed {
+                    generation: 1,
+                    offsets: offsets(0, 11),
+                    requested,
+                },
+            ));
+            j.push(e(
+                35,
+                "a",
+                Event::Lost {
+                    partitions: parts(&[0]),
+                },
+            ));
+            j.push(e(43, "a", assigned(&[], 5)));
+            j.sort_by_key(|x| x.ts);
+            check(&j, &input())
+        };
+        let a = with(19_000_000);
+        assert!(a.passed(), "{:#?}", a.findings);
+        // Placed at its answer instead, the same commit overlaps b's ownership and goes back.
+        let late = with(0);
+        let f = failed(&late);
+        assert!(f.contains(&"exclusive-ownership"), "{f:?}");
+        assert!(f.contains(&"commits-never-go-backwards"), "{f:?}");
     }
 
     #[test]
@@ -1408,6 +1492,7 @@ mod tests {
                 Event::Committed {
                     generation: 1,
                     offsets: offsets(0, 4),
+                    requested: 0,
                 },
             ),
             e(
@@ -1433,6 +1518,7 @@ mod tests {
                 Event::Committed {
                     generation: 1,
                     offsets: offsets(0, 3),
+                    requested: 0,
                 },
             ),
             e(

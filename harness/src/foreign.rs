@@ -89,6 +89,7 @@ impl Ctx {
         // Records processed so far come first in the journal: a crash right after the commit
         // cannot leave committed records missing from it.
         self.flush();
+        let requested = crate::journal::now_us();
         match consumer.commit(&tpl, rdkafka::consumer::CommitMode::Sync) {
             Ok(()) => {
                 let mut o = Offsets::new();
@@ -101,6 +102,7 @@ impl Ctx {
                 (self.sink)(Event::Committed {
                     generation: -1,
                     offsets: o,
+                    requested,
                 });
             }
             Err(e) => (self.sink)(Event::Error {

@@ -101,6 +101,12 @@ pub enum Event {
         /// The offsets.
         #[serde(deserialize_with = "offsets_from_json")]
         offsets: Offsets,
+        /// When the member requested the commit (µs since the epoch; 0 when unknown). The
+        /// entry is written when the answer arrives, which for a member frozen or slowed down
+        /// can be seconds after the coordinator applied it: the checker places the commit at
+        /// its request.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        requested: u64,
     },
     /// A problem the member reported.
     Error {
@@ -404,6 +410,7 @@ mod tests {
         let c = Event::Committed {
             generation: 3,
             offsets: [("T".to_owned(), [(0, 42)].into())].into(),
+            requested: 0,
         };
         assert_eq!(
             serde_json::to_string(&c).unwrap(),

@@ -434,13 +434,18 @@ pub fn translate(ev: ConsumerEvent, generation: i32) -> Option<Event> {
         ConsumerEvent::Lost { partitions } => Event::Lost {
             partitions: partitions_of(&partitions),
         },
-        ConsumerEvent::Committed { offsets } => {
+        ConsumerEvent::Committed {
+            offsets,
+            requested_at,
+        } => {
             if offsets.is_empty() {
                 return None;
             }
+            let ago = requested_at.elapsed().as_micros() as u64;
             Event::Committed {
                 generation,
                 offsets: offsets_of(&offsets),
+                requested: crate::journal::now_us().saturating_sub(ago),
             }
         }
         ConsumerEvent::Error(e) => Event::Error {
@@ -521,12 +526,14 @@ impl BugState {
                     // accepts: the classic protocol does not check partition ownership.
                     let (generation, member_id) =
                         current.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    let requested = crate::journal::now_us();
                     let ok = raw_commit(&cluster, &group, generation, &member_id, &stale).await;
                     // The buggy member reports its commit like any other.
                     if ok {
                         sink(Event::Committed {
                             generation,
                             offsets: offsets_of(&stale),
+                            requested,
                         });
                     } else {
                         sink(Event::Error {

@@ -143,6 +143,11 @@ pub enum ConsumerEvent {
     Committed {
         /// What.
         offsets: Vec<CommitOffset>,
+        /// When the commit was requested. The coordinator applied it between then and this
+        /// event, so a commit answered late (the member frozen, the answer slow) is still placed
+        /// where it happened: an observer judging ownership or ordering needs that time, not the
+        /// event's.
+        requested_at: std::time::Instant,
     },
     /// A problem; the consumer keeps going unless it is fatal.
     Error(Error),
@@ -826,6 +831,7 @@ async fn commit_done(
     if offsets.is_empty() {
         return Ok(Vec::new());
     }
+    let requested_at = tokio::time::Instant::now().into_std();
     let done = inner.driver.commit(offsets).await?;
     {
         let mut st = inner.lock();
@@ -837,6 +843,7 @@ async fn commit_done(
     }
     inner.event(ConsumerEvent::Committed {
         offsets: done.clone(),
+        requested_at,
     });
     Ok(done)
 }
