@@ -3,6 +3,10 @@
 //! divergent member, one join and one leave; 50,000 partitions / 1,000 members; 24,000 / 100.
 //!
 //! `cargo bench -p cohort-benches --bench balancer`
+#![allow(
+    clippy::disallowed_methods,
+    reason = "harness code does I/O and reads the clock"
+)]
 
 use std::hint::black_box;
 use std::time::Duration;

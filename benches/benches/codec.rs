@@ -2,6 +2,10 @@
 //! the crates.io `kafka-protocol` crate on the same bytes in the same run.
 //!
 //! `cargo bench -p cohort-benches --bench codec`
+#![allow(
+    clippy::disallowed_methods,
+    reason = "harness code does I/O and reads the clock"
+)]
 
 use std::hint::black_box;
 

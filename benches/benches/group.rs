@@ -13,6 +13,10 @@
 //! `docs/BENCHMARKS.md`. Tansu holds every JoinGroup for half the session timeout (a 6 s
 //! session here, so 3 s per round), which dominates rebalance times there for both clients;
 //! cohort's `cooperative_rejoin_delay` case is run on Tansu only, where it helps.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "harness code does I/O and reads the clock"
+)]
 
 mod common;
 mod members;

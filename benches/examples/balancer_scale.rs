@@ -2,7 +2,10 @@
 //! moves for one join and one leave, and peak memory of `assign` against the input's size.
 //!
 //! `cargo run --release -p cohort-benches --example balancer_scale`
-
+#![allow(
+    clippy::disallowed_methods,
+    reason = "harness code does I/O and reads the clock"
+)]
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};

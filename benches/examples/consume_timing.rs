@@ -6,6 +6,10 @@
 //! timing: from the first record to the last) for ROUNDS rounds (default 3) and prints each
 //! run's wall time and the client's CPU time per record. `consume_timing ROUNDS cohort` runs
 //! cohort alone (for `perf record`).
+#![allow(
+    clippy::disallowed_methods,
+    reason = "harness code does I/O and reads the clock"
+)]
 
 #[path = "../benches/common/mod.rs"]
 mod common;

@@ -8,6 +8,10 @@
 //! cooperative-sticky, 0, cohort). With CLIENT `librdkafka` the three members are librdkafka's.
 //! `RUST_LOG=cohort::member=trace,cohort::driver=trace` adds every group request and response
 //! of cohort's members; with librdkafka, any `RUST_LOG` adds its `cgrp` debug log.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "harness code does I/O and reads the clock"
+)]
 
 #[path = "../benches/members/mod.rs"]
 mod members;

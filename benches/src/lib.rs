@@ -1,5 +1,9 @@
 //! Workloads shared by the benchmarks (see `benches/`), so that every arm of a comparison gets
 //! the same input. Results are recorded in `docs/BENCHMARKS.md`.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "harness code does I/O and reads the clock"
+)]
 
 use bytes::{Bytes, BytesMut};
 use cohort_protocol::records::{Compression, RecordBatch, RecordBatchBuilder, RecordHeader};

@@ -190,6 +190,9 @@ pub struct GroupConfig {
     pub fetch_max_decompressed_bytes: usize,
     /// Skip records older than this when starting or resuming (optional maximum message age).
     pub max_record_age: Option<Duration>,
+    /// Seed of the member's retry jitter (KIP-580). `None` (the default) draws one per
+    /// consumer; a test or a chaos scenario sets it so that a seed replays the retry timing too.
+    pub jitter_seed: Option<u64>,
 }
 
 impl fmt::Debug for GroupConfig {
@@ -242,6 +245,7 @@ impl GroupConfig {
             max_buffered_records: 10_000,
             fetch_max_decompressed_bytes: 128 * 1024 * 1024,
             max_record_age: None,
+            jitter_seed: None,
         }
     }
 

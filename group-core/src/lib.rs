@@ -85,13 +85,27 @@
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 
+// The member, the codecs and the balancers take time as an argument (clippy.toml's
+// disallowed-methods); the modules marked below are the I/O around them.
 mod backoff;
 pub mod config;
+#[allow(
+    clippy::disallowed_methods,
+    reason = "I/O layer: reads the clock and hands `now` to the member"
+)]
 pub mod conn;
+#[allow(
+    clippy::disallowed_methods,
+    reason = "I/O layer: reads the clock and hands `now` to the member"
+)]
 mod deadline;
 pub mod error;
 pub mod member;
 #[cfg(any(test, feature = "testing"))]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the simulation's virtual time starts at the clock"
+)]
 pub mod testing;
 
 /// The balancers (assignment strategies), re-exported.
@@ -100,15 +114,35 @@ pub use cohort_balancers as balancers;
 pub use cohort_protocol as protocol;
 pub use config::{ClientConfig, GroupConfig, OffsetReset, Subscription};
 pub use error::Error;
+#[allow(
+    clippy::disallowed_methods,
+    reason = "I/O layer: reads the clock and hands `now` to the member"
+)]
 pub mod consumer;
+#[allow(
+    clippy::disallowed_methods,
+    reason = "I/O layer: reads the clock and hands `now` to the member"
+)]
 mod driver;
+#[allow(
+    clippy::disallowed_methods,
+    reason = "I/O layer: reads the clock and hands `now` to the member"
+)]
 pub mod generation;
+#[allow(
+    clippy::disallowed_methods,
+    reason = "I/O layer: reads the clock and hands `now` to the member"
+)]
 pub mod offsets;
 
 pub use consumer::{
     Consumer, ConsumerEvent, ConsumerOptions, ConsumerRecord, DEFAULT_CLOSE_TIMEOUT, StartOffset,
 };
 pub use driver::DriverStats;
+#[allow(
+    clippy::disallowed_methods,
+    reason = "I/O layer: reads the clock and hands `now` to the member"
+)]
 pub mod producer;
 pub use generation::{Generation, GenerationContext, Group, PartitionStart};
 pub use producer::{Producer, ProducerRecord, partition_for_key};

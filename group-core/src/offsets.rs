@@ -8,7 +8,7 @@ use cohort_protocol::messages::{
 };
 use cohort_protocol::{ApiKey, ErrorCode};
 
-use crate::backoff::Backoff;
+use crate::backoff::{Backoff, Jitter};
 use crate::conn::{Cluster, Target};
 use crate::error::Error;
 
@@ -39,7 +39,11 @@ pub async fn fetch_committed(
 ) -> Result<BTreeMap<TopicPartition, Option<i64>>, Error> {
     let cfg = cluster.config();
     let start = tokio::time::Instant::now();
-    let mut backoff = Backoff::new(cfg.retry_backoff, cfg.retry_backoff_max);
+    let mut backoff = Backoff::new(
+        cfg.retry_backoff,
+        cfg.retry_backoff_max,
+        Jitter::from_process(),
+    );
     loop {
         let attempt = fetch_committed_once(cluster, group, partitions).await;
         match attempt {

@@ -2,6 +2,10 @@
 //! members join and split partitions, leave cleanly, crash, restart at the committed offset;
 //! cooperative-sticky moves only what must move; added partitions are consumed; every record is
 //! consumed at least once through all of it.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "a test against a real broker reads the clock"
+)]
 
 mod common;
 

@@ -5,6 +5,10 @@
 //! Fetch response, replacing each partition's records with crafted batches at the requested
 //! offset (the "hostile broker"). The test process's peak resident set is the measure (this
 //! file is its own test binary, and the broker another process).
+#![allow(
+    clippy::disallowed_methods,
+    reason = "a test against a real broker reads the clock"
+)]
 
 mod common;
 

@@ -4,6 +4,10 @@
 //! coordinator handing a stalled member's partitions to the others (KIP-62), and records and
 //! commits that survive a broker restart. Tansu departs from Kafka in each (docs/DESIGN.md,
 //! "The broker"), so with `COHORT_BROKER_KIND=tansu` these tests say "not run" and return.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "a test against a real broker reads the clock"
+)]
 
 mod common;
 

@@ -25,6 +25,7 @@ fn cfg() -> MemberConfig {
         rack: None,
         leave_on_close: true,
         cooperative_rejoin_delay: Duration::ZERO,
+        jitter_seed: 1,
     }
 }
 
@@ -199,6 +200,44 @@ fn join_retriable_errors_back_off_and_fatal_errors_stop() {
             );
         }
     }
+}
+
+#[test]
+fn the_jitter_seed_decides_the_retry_schedule() {
+    // JoinGroup answered COORDINATOR_LOAD_IN_PROGRESS five times: the member retries with
+    // backoff (KIP-580). When, relative to the start, is decided by the seed alone.
+    let schedule = |seed: u64| {
+        let mut s = sim();
+        let start = s.now;
+        for _ in 0..5 {
+            s.fail_next(ApiKey::JoinGroup, ErrorCode::CoordinatorLoadInProgress);
+        }
+        let m = member(
+            &s,
+            MemberConfig {
+                jitter_seed: seed,
+                ..cfg()
+            },
+            Box::new(Range),
+        );
+        s.add(m);
+        let mut joins = Vec::new();
+        s.run_until(Duration::from_secs(6), |s| {
+            let n = s.sent[0]
+                .iter()
+                .filter(|a| **a == ApiKey::JoinGroup)
+                .count();
+            if n > joins.len() {
+                joins.push(s.now - start);
+            }
+            false
+        });
+        // The first join is answered MEMBER_ID_REQUIRED (KIP-394) before the scripted errors.
+        assert_eq!(joins.len(), 7, "five failed joins among seven");
+        joins
+    };
+    assert_eq!(schedule(7), schedule(7));
+    assert_ne!(schedule(7), schedule(8));
 }
 
 #[test]
@@ -928,7 +967,7 @@ fn a_slow_heartbeat_answer_does_not_extend_delivery_past_the_coordinators_sessio
 fn a_join_without_a_generation_is_an_error_not_a_generation() {
     use cohort::member::{OutboundRequest, Response};
     use cohort_protocol::messages::JoinGroupResponse;
-    let now = std::time::Instant::now();
+    let now = sim().now;
     let mut m = Member::new(cfg(), vec![Box::new(Range)], vec!["t".into()], now);
     let find = m.poll_request().expect("FindCoordinator");
     assert!(matches!(find.request, OutboundRequest::FindCoordinator));

@@ -44,6 +44,7 @@ fn cfg(i: usize) -> MemberConfig {
         rack: Some(format!("r{i}")),
         leave_on_close: true,
         cooperative_rejoin_delay: Duration::ZERO,
+        jitter_seed: i as u64,
     }
 }
 

@@ -8,6 +8,10 @@
 //! cohort conformance --bootstrap   which group behaviours a broker gets right
 //! cohort broker                    start a broker (or a cluster) and wait
 //! ```
+#![allow(
+    clippy::disallowed_methods,
+    reason = "harness code does I/O and reads the clock"
+)]
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -124,6 +128,9 @@ enum Command {
         /// Pause before the follow-up JoinGroup of a cooperative rebalance.
         #[arg(long, default_value_t = 0)]
         cooperative_rejoin_delay_ms: u64,
+        /// Seed of the retry jitter (a scenario derives one per member); drawn when absent.
+        #[arg(long)]
+        jitter_seed: Option<u64>,
     },
     /// Prints a balancer's plan and metrics for a group described in JSON (stdin or a file).
     Assign {
@@ -269,6 +276,7 @@ async fn run(command: Command) -> u8 {
             control,
             bug,
             cooperative_rejoin_delay_ms,
+            jitter_seed,
         } => {
             let mut o = MemberOptions::new(&name, &bootstrap, &group, &topics);
             if !balancers.is_empty() {
@@ -285,6 +293,7 @@ async fn run(command: Command) -> u8 {
             o.weight = weight;
             o.bug = bug;
             o.cooperative_rejoin_delay = Duration::from_millis(cooperative_rejoin_delay_ms);
+            o.jitter_seed = jitter_seed;
             process_member::run(o, client, control).await as u8
         }
         Command::Assign {

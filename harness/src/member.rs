@@ -70,6 +70,8 @@ pub struct MemberOptions {
     pub bug: Option<Bug>,
     /// See `GroupConfig::cooperative_rejoin_delay`.
     pub cooperative_rejoin_delay: Duration,
+    /// See `GroupConfig::jitter_seed`.
+    pub jitter_seed: Option<u64>,
 }
 
 impl MemberOptions {
@@ -92,6 +94,7 @@ impl MemberOptions {
             processing: Duration::ZERO,
             bug: None,
             cooperative_rejoin_delay: Duration::ZERO,
+            jitter_seed: None,
         }
     }
 
@@ -132,6 +135,7 @@ impl MemberOptions {
         cfg.offset_reset = OffsetReset::Earliest;
         cfg.partition_watch_interval = Duration::from_secs(1);
         cfg.cooperative_rejoin_delay = self.cooperative_rejoin_delay;
+        cfg.jitter_seed = self.jitter_seed;
         cfg.validate().map_err(|e| e.to_string())?;
         Ok(cfg)
     }

@@ -228,6 +228,8 @@ struct Ctx {
     /// Applied to every cohort member (see `GroupConfig::cooperative_rejoin_delay`).
     cooperative_rejoin_delay: Duration,
     rng: std::sync::Mutex<ChaCha8Rng>,
+    /// The scenario's seed, from which each member's retry jitter is derived.
+    seed: u64,
     out: PathBuf,
     cohort_bin: PathBuf,
     start: Instant,
@@ -292,8 +294,17 @@ impl Ctx {
         }
         o.bug = s.bug;
         o.cooperative_rejoin_delay = self.cooperative_rejoin_delay;
+        o.jitter_seed = Some(member_seed(self.seed, name));
         o
     }
+}
+
+/// A member's jitter seed: the scenario's seed mixed with its name (FNV-1a, stable across Rust
+/// releases unlike `DefaultHasher`), so members differ and a replay repeats each one's retries.
+fn member_seed(seed: u64, name: &str) -> u64 {
+    name.bytes().fold(seed ^ 0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn describe(s: &MemberSettings) -> String {
@@ -394,6 +405,9 @@ async fn spawn_process(
         "--cooperative-rejoin-delay-ms",
         &ms(o.cooperative_rejoin_delay),
     ]);
+    if let Some(seed) = o.jitter_seed {
+        cmd.args(["--jitter-seed", &seed.to_string()]);
+    }
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -1655,6 +1669,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report, String> {
             Duration::ZERO
         },
         rng: std::sync::Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
+        seed,
         out: opts.out.clone(),
         cohort_bin,
         start: Instant::now(),

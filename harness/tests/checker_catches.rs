@@ -1,6 +1,10 @@
 //! The checker against real runs: a deliberately broken member (it commits revoked partitions
 //! again after their new owner took them over) fails the run, and the same scenario without
 //! the bug passes. Both run on the default broker (Apache Kafka) through the scenario runner.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "harness code does I/O and reads the clock"
+)]
 
 use std::path::PathBuf;
 

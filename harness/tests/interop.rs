@@ -2,6 +2,10 @@
 //! 2.12) on the real broker, with `range` and with `cooperative-sticky`, led once by each
 //! client. Whoever leads, every partition ends up owned by exactly one member, every record is
 //! consumed, and a clean leave hands the departed member's partitions over.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "harness code does I/O and reads the clock"
+)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

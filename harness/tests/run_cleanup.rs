@@ -1,6 +1,10 @@
 //! A `cohort run` killed outright (SIGKILL: no handler, no destructor runs) leaves nothing
 //! behind: its broker, and its member processes, frozen ones included, are stopped by their
 //! watchdogs.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "harness code does I/O and reads the clock"
+)]
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -1,6 +1,10 @@
 //! The codecs against a real broker (Apache Kafka by default, see `cohort-testbroker`): topics,
 //! produce with every compression, fetch back, list offsets, groups. Fails, never skips, when no
 //! broker starts.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "a test against a real broker reads the clock"
+)]
 
 mod common;
 

@@ -11,7 +11,7 @@ use cohort_protocol::messages::{FindCoordinatorRequest, MetadataRequest, metadat
 use cohort_protocol::{ApiKey, ErrorCode, Request};
 
 use super::Connection;
-use crate::backoff::Backoff;
+use crate::backoff::{Backoff, Jitter};
 use crate::config::ClientConfig;
 use crate::error::Error;
 
@@ -192,7 +192,11 @@ impl Cluster {
             }
             Err(e) => {
                 let b = slot.backoff.get_or_insert_with(|| {
-                    Backoff::new(cfg.reconnect_backoff, cfg.reconnect_backoff_max)
+                    Backoff::new(
+                        cfg.reconnect_backoff,
+                        cfg.reconnect_backoff_max,
+                        Jitter::from_process(),
+                    )
                 });
                 slot.next_delay = b.next_delay();
                 slot.last_failure = Some(Instant::now());

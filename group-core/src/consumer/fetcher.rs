@@ -13,7 +13,7 @@ use cohort_protocol::records::{BatchIter, DecodeBudget, DecodeOptions, RecordRef
 use cohort_protocol::{ApiKey, ErrorCode};
 
 use super::{ConsumerEvent, ConsumerRecord, Inner, StartOffset, Status};
-use crate::backoff::Backoff;
+use crate::backoff::{Backoff, Jitter};
 use crate::config::OffsetReset;
 use crate::conn::Target;
 use crate::error::Error;
@@ -90,7 +90,11 @@ struct Decoded {
 
 async fn leader_loop(inner: Arc<Inner>, leader: i32) {
     let cfg = inner.cluster.config().clone();
-    let mut backoff = Backoff::new(cfg.retry_backoff, cfg.retry_backoff_max);
+    let mut backoff = Backoff::new(
+        cfg.retry_backoff,
+        cfg.retry_backoff_max,
+        Jitter::from_process(),
+    );
     let mut idle_rounds = 0u32;
     // When partitions caught up with their log end were last fetched while others were held
     // back (see below).

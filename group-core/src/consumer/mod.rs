@@ -321,6 +321,9 @@ pub(crate) async fn start_member(
         rack: config.client.rack.clone(),
         leave_on_close: config.leave_on_close,
         cooperative_rejoin_delay: config.cooperative_rejoin_delay,
+        jitter_seed: config
+            .jitter_seed
+            .unwrap_or_else(crate::backoff::process_seed),
     };
     let balancers = std::mem::take(&mut config.balancers);
     let member = Member::new(
@@ -1002,8 +1005,11 @@ async fn start_partitions(
     partitions: Vec<TopicPartition>,
     rest: GroupConfigRest,
 ) {
-    let mut backoff =
-        crate::backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+    let mut backoff = crate::backoff::Backoff::new(
+        Duration::from_millis(100),
+        Duration::from_secs(2),
+        crate::backoff::Jitter::from_process(),
+    );
     loop {
         // Only partitions still assigned (a quick rebalance may have taken some away).
         let wanted: Vec<TopicPartition> = {

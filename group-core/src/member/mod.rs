@@ -60,7 +60,7 @@ use cohort_protocol::messages::{
 use cohort_protocol::{ApiKey, ErrorCode};
 
 pub(crate) use self::errors::{GroupApi, Transition, transition};
-use crate::backoff::Backoff;
+use crate::backoff::{Backoff, Jitter};
 use crate::error::Error;
 
 /// Partitions by topic.
@@ -94,6 +94,10 @@ pub struct MemberConfig {
     /// Pause before the follow-up JoinGroup of a cooperative rebalance (zero: at once, as
     /// KIP-429 and the Java client do). See [`crate::GroupConfig::cooperative_rejoin_delay`].
     pub cooperative_rejoin_delay: Duration,
+    /// Seed of the retry jitter (KIP-580), so that the member's retry schedule is decided by
+    /// its inputs alone. Members of one group need different seeds, or those that failed
+    /// together retry together.
+    pub jitter_seed: u64,
 }
 
 /// Identifies an outbound request.
@@ -347,6 +351,8 @@ pub struct Member {
     rejoin_reason: Option<String>,
     /// The follow-up JoinGroup of a cooperative rebalance waits until then.
     rejoin_not_before: Option<Instant>,
+    /// Seeds the jitter of backoffs made later (commit retries).
+    jitter: Jitter,
     join_backoff: Backoff,
     retry_at: Option<Instant>,
     coordinator_backoff: Backoff,
@@ -400,8 +406,17 @@ impl Member {
         topics.sort();
         topics.dedup();
         let cooperative = cohort_balancers::runs_cooperative(&balancers);
-        let join_backoff = Backoff::new(cfg.retry_backoff, cfg.retry_backoff_max);
-        let coordinator_backoff = Backoff::new(cfg.retry_backoff, cfg.retry_backoff_max);
+        let mut jitter = Jitter::seeded(cfg.jitter_seed);
+        let join_backoff = Backoff::new(
+            cfg.retry_backoff,
+            cfg.retry_backoff_max,
+            Jitter::seeded(jitter.next_u64()),
+        );
+        let coordinator_backoff = Backoff::new(
+            cfg.retry_backoff,
+            cfg.retry_backoff_max,
+            Jitter::seeded(jitter.next_u64()),
+        );
         let mut m = Self {
             cfg,
             balancers,
@@ -425,6 +440,7 @@ impl Member {
             pending_revoke: None,
             rejoin_reason: Some("initial join".into()),
             rejoin_not_before: None,
+            jitter,
             join_backoff,
             retry_at: None,
             coordinator_backoff,
@@ -1674,7 +1690,11 @@ impl Member {
             self.commit_result(id, Err(err));
             return;
         }
-        let mut b = Backoff::new(self.cfg.retry_backoff, self.cfg.retry_backoff_max);
+        let mut b = Backoff::new(
+            self.cfg.retry_backoff,
+            self.cfg.retry_backoff_max,
+            Jitter::seeded(self.jitter.next_u64()),
+        );
         for _ in 0..attempts {
             b.next_delay();
         }

@@ -45,6 +45,10 @@
 //! **No orphans.** Every broker process has a watchdog that stops it when the test process ends
 //! without dropping it: after a panic, an abort, a kill, or for the shared broker, which lives in
 //! a `static`.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "harness code does I/O and reads the clock"
+)]
 
 mod container;
 mod image;

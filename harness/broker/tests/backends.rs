@@ -2,6 +2,10 @@
 //! after it is dropped; a three-node Apache Kafka cluster survives the loss of a node, and a
 //! restarted node keeps its data. These tests fail (never skip) when a broker cannot start; the
 //! container backend says "not run" with the reason where no Docker engine can run.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "harness code does I/O and reads the clock"
+)]
 
 use std::time::Duration;
 
