@@ -351,7 +351,7 @@ async fn partitions_added_to_a_topic_get_consumed() {
     })
     .await;
     // Apache Kafka grows the topic with CreatePartitions. Tansu does not implement that API
-    // (BROKER.md), so there the topic is recreated with more partitions: the client path is the
+    // (`cohort conformance --broker tansu`, create-partitions), so there the topic is recreated with more partitions: the client path is the
     // same (the leader sees the count change in metadata, rejoins, the new partitions are
     // assigned and consumed).
     let grew = p.create_partitions(&topic, 4).await;

@@ -1,8 +1,8 @@
 //! Network faults for one member, injected where its bytes flow: a [`ChaosDialer`] wraps the
 //! group core's pluggable dialer (as franz-go's tests do), and every connection it opens runs
 //! through two pumps that consult the member's [`NetFaults`]: latency, dropped connections,
-//! black holes and one-way cuts. The same pumps serve the Kafka-aware proxy
-//! ([`crate::proxy`]) that puts foreign clients under the same faults.
+//! black holes and one-way cuts. Foreign clients (librdkafka) have no pluggable dialer, so
+//! these faults do not reach them: the runner notes each fault it could not apply.
 
 use std::io;
 use std::sync::Arc;

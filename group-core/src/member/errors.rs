@@ -1,7 +1,9 @@
 //! Every error code of the group APIs, mapped to exactly one transition, in one place.
 //!
-//! The reference is the Java client (`AbstractCoordinator`, `ConsumerCoordinator`); PITFALLS
-//! Part A, 3.1 lists the table with sources. Differences from other clients are deliberate:
+//! The reference is the Java client: the response handlers of `AbstractCoordinator`
+//! (`JoinGroupResponseHandler`, `SyncGroupResponseHandler`, `HeartbeatResponseHandler`) and
+//! `ConsumerCoordinator.OffsetCommitResponseHandler`. Differences from other clients are
+//! deliberate:
 //! ILLEGAL_GENERATION keeps the member id ("since the member ID might still be valid", Java
 //! `resetStateAndGeneration`), REBALANCE_IN_PROGRESS on a heartbeat while already rebalancing is
 //! ignored and heartbeats continue, and a failed commit during a rebalance never resets the
@@ -9,14 +11,13 @@
 
 use cohort_protocol::ErrorCode;
 
-/// The APIs a member sends to its coordinator.
+/// The APIs whose errors a member acts on. LeaveGroup is not one: leaving is best effort, and
+/// the member is gone from its own side whatever the answer (Java logs it too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // LeaveGroup errors are logged, not acted on; the row documents that.
 pub(crate) enum GroupApi {
     JoinGroup,
     SyncGroup,
     Heartbeat,
-    LeaveGroup,
     OffsetCommit,
 }
 
@@ -70,11 +71,6 @@ pub(crate) fn transition(api: GroupApi, code: ErrorCode) -> Transition {
         (A::Heartbeat, E::UnknownMemberId) => T::ResetMemberAndRejoin,
         (A::Heartbeat, E::IllegalGeneration) => T::ResetGenerationAndRejoin,
 
-        // Leaving is best effort: the member is gone from our side whatever the answer.
-        (A::LeaveGroup, E::UnknownMemberId | E::IllegalGeneration | E::RebalanceInProgress) => {
-            T::FailCommit
-        }
-
         // Commits: Java raises RebalanceInProgressException and requests a rejoin, keeping the
         // generation; UNKNOWN_MEMBER_ID and ILLEGAL_GENERATION fail the commit, and reset the
         // member only when the generation is still the current one (decided by the caller,
@@ -116,7 +112,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_table_of_pitfalls_part_a() {
+    fn every_group_error_has_javas_transition() {
         use ErrorCode as E;
         use GroupApi as A;
         use Transition as T;
@@ -170,7 +166,6 @@ mod tests {
             (A::OffsetCommit, E::RequestTimedOut, T::RetryWithBackoff),
             (A::OffsetCommit, E::OffsetMetadataTooLarge, T::FailCommit),
             (A::OffsetCommit, E::FencedInstanceId, T::Fenced),
-            (A::LeaveGroup, E::UnknownMemberId, T::FailCommit),
         ];
         for (api, code, want) in rows {
             assert_eq!(transition(api, code), want, "{api:?} {code:?}");

@@ -24,7 +24,8 @@
 //!   generation is stale and never resets state (Java `generationUnchanged()`).
 //! - Offsets are committed only with a valid generation, only for owned partitions, never while a
 //!   JoinGroup or SyncGroup is in flight, and no JoinGroup is sent while a commit is in flight
-//!   (franz-go v1.13.2; PITFALLS 3.2).
+//!   (a commit racing a rebalance can rewind the new owner's offsets; franz-go fixed it in
+//!   v1.13.2; Java's `ConsumerCoordinator` refuses to commit while a rebalance is in progress).
 //! - Eager members give up every partition (Revoked) before they rejoin; cooperative members keep
 //!   theirs and give up only what the new plan takes away, then rejoin at once (KIP-429).
 //! - Partitions are *lost* (not revoked) when the member's generation or id is gone; lost
@@ -273,7 +274,6 @@ enum State {
     Revoking {
         token: RevokeToken,
         deadline: Instant,
-        lost: bool,
     },
     Joining,
     Assigning {
@@ -305,7 +305,17 @@ struct Sent {
     at: Instant,
     generation: i32,
     member_id: String,
-    commit: Option<(CommitId, Vec<CommitOffset>, u32)>,
+    commit: Option<PendingCommit>,
+}
+
+/// A commit the member has taken on and not answered yet: waiting for a coordinator or a retry
+/// time, or in flight.
+#[derive(Debug, Clone)]
+struct PendingCommit {
+    id: CommitId,
+    offsets: Vec<CommitOffset>,
+    /// Failed attempts so far (the retry backoff grows with them).
+    attempts: u32,
 }
 
 /// Counters for metrics.
@@ -342,7 +352,7 @@ pub struct Member {
     outbox: VecDeque<Outbound>,
     events: VecDeque<GroupEvent>,
     /// Commits waiting for a coordinator or a retry time.
-    queued_commits: VecDeque<(CommitId, Vec<CommitOffset>, u32, Instant)>,
+    queued_commits: VecDeque<(Instant, PendingCommit)>,
     next_commit_id: CommitId,
     next_token: RevokeToken,
     /// A cooperative revocation the application has not acknowledged yet: its token, deadline
@@ -584,7 +594,10 @@ impl Member {
                 at(Some(self.last_heartbeat_ok + self.cfg.session_timeout));
             }
         }
-        at(self.queued_commits.front().map(|c| c.3));
+        at(self
+            .queued_commits
+            .front()
+            .map(|(not_before, _)| *not_before));
         t
     }
 
@@ -637,10 +650,10 @@ impl Member {
 
     /// The application finished giving up revoked (or lost) partitions.
     pub fn handle_revoked(&mut self, now: Instant, token: RevokeToken) {
-        if let State::Revoking { token: t, lost, .. } = self.state
+        if let State::Revoking { token: t, .. } = self.state
             && t == token
         {
-            self.finish_revoking(lost);
+            self.finish_revoking();
         }
         if self
             .pending_revoke
@@ -664,7 +677,14 @@ impl Member {
     pub fn commit(&mut self, now: Instant, offsets: Vec<CommitOffset>) -> CommitId {
         let id = self.next_commit_id;
         self.next_commit_id += 1;
-        self.try_commit(now, id, offsets, 0);
+        self.try_commit(
+            now,
+            PendingCommit {
+                id,
+                offsets,
+                attempts: 0,
+            },
+        );
         self.step(now);
         id
     }
@@ -740,7 +760,7 @@ impl Member {
         now: Instant,
         request: OutboundRequest,
         deadline: Duration,
-        commit: Option<(CommitId, Vec<CommitOffset>, u32)>,
+        commit: Option<PendingCommit>,
     ) {
         let id = self.next_id;
         self.next_id += 1;
@@ -782,8 +802,8 @@ impl Member {
     /// Every commit waiting for a coordinator or a retry gets `err`: the member will not send
     /// it (it failed, or left the group).
     fn answer_queued_commits(&mut self, err: &Error) {
-        for (id, _, _, _) in std::mem::take(&mut self.queued_commits) {
-            self.commit_result(id, Err(err.clone()));
+        for (_, c) in std::mem::take(&mut self.queued_commits) {
+            self.commit_result(c.id, Err(err.clone()));
         }
     }
 
@@ -911,13 +931,13 @@ impl Member {
 
         // Revocation deadlines: the application gets the rebalance timeout to give partitions
         // up (Java `joinPrepareTimer`); after that the member moves on without it.
-        if let State::Revoking { deadline, lost, .. } = self.state
+        if let State::Revoking { deadline, .. } = self.state
             && now >= deadline
         {
             self.events.push_back(GroupEvent::Error(Error::CommitFailed(
                 "the application did not acknowledge revoked partitions within the rebalance timeout".into(),
             )));
-            self.finish_revoking(lost);
+            self.finish_revoking();
         }
         if self
             .pending_revoke
@@ -1005,14 +1025,14 @@ impl Member {
         }
 
         // Commits waiting for a coordinator or their retry time.
-        while let Some(front) = self.queued_commits.front() {
-            if self.coordinator.is_none() || now < front.3 {
+        while let Some((not_before, _)) = self.queued_commits.front() {
+            if self.coordinator.is_none() || now < *not_before {
                 break;
             }
-            let Some((id, offsets, attempts, _)) = self.queued_commits.pop_front() else {
+            let Some((_, c)) = self.queued_commits.pop_front() else {
                 break;
             };
-            self.try_commit(now, id, offsets, attempts);
+            self.try_commit(now, c);
         }
     }
 
@@ -1054,7 +1074,6 @@ impl Member {
             self.state = State::Revoking {
                 token,
                 deadline: now + self.cfg.rebalance_timeout,
-                lost: false,
             };
         }
     }
@@ -1084,8 +1103,7 @@ impl Member {
         }
     }
 
-    fn finish_revoking(&mut self, lost: bool) {
-        let _ = lost;
+    fn finish_revoking(&mut self) {
         self.owned.clear();
         self.state = State::Unjoined;
     }
@@ -1201,8 +1219,8 @@ impl Member {
             ApiKey::LeaveGroup => self.finish_leave(),
             ApiKey::OffsetCommit => {
                 self.mark_coordinator_unknown(&err.to_string());
-                if let Some((id, offsets, attempts)) = sent.commit {
-                    self.requeue_commit(now, id, offsets, attempts, err);
+                if let Some(c) = sent.commit {
+                    self.requeue_commit(now, c, err);
                 }
             }
             _ => {}
@@ -1567,14 +1585,12 @@ impl Member {
         self.events.push_back(GroupEvent::Committed { id, result });
     }
 
-    fn try_commit(
-        &mut self,
-        now: Instant,
-        id: CommitId,
-        offsets: Vec<CommitOffset>,
-        attempts: u32,
-    ) {
-        let _ = now;
+    fn try_commit(&mut self, now: Instant, c: PendingCommit) {
+        let PendingCommit {
+            id,
+            offsets,
+            attempts,
+        } = c;
         if matches!(
             self.state,
             State::Leaving { .. } | State::Left | State::Failed
@@ -1603,8 +1619,8 @@ impl Member {
             );
             return;
         }
-        // Only partitions this member still owns (PITFALLS 3.2: a commit after losing
-        // ownership can rewind the new owner).
+        // Only partitions this member still owns: a commit after losing ownership can rewind
+        // the new owner (the coordinator checks the generation, not who owns what).
         let (mine, not_mine): (Vec<CommitOffset>, Vec<CommitOffset>) =
             offsets.into_iter().partition(|o| {
                 self.owned
@@ -1628,7 +1644,14 @@ impl Member {
             return;
         }
         if self.coordinator.is_none() {
-            self.queued_commits.push_back((id, mine, attempts, now));
+            self.queued_commits.push_back((
+                now,
+                PendingCommit {
+                    id,
+                    offsets: mine,
+                    attempts,
+                },
+            ));
             return;
         }
         let mut topics: BTreeMap<String, Vec<offset_commit_request::OffsetCommitRequestPartition>> =
@@ -1666,28 +1689,25 @@ impl Member {
             now,
             OutboundRequest::OffsetCommit(req),
             self.cfg.request_timeout,
-            Some((id, mine, attempts)),
+            Some(PendingCommit {
+                id,
+                offsets: mine,
+                attempts,
+            }),
         );
     }
 
-    fn requeue_commit(
-        &mut self,
-        now: Instant,
-        id: CommitId,
-        offsets: Vec<CommitOffset>,
-        attempts: u32,
-        err: Error,
-    ) {
+    fn requeue_commit(&mut self, now: Instant, c: PendingCommit, err: Error) {
         // Retried within about one request timeout's worth of attempts; past that the caller
         // hears about it and commits again later. A member that is leaving or gone does not
         // retry: its generation is over (Java fails commits once the consumer is closing).
-        if attempts >= 5
+        if c.attempts >= 5
             || matches!(
                 self.state,
                 State::Leaving { .. } | State::Left | State::Failed
             )
         {
-            self.commit_result(id, Err(err));
+            self.commit_result(c.id, Err(err));
             return;
         }
         let mut b = Backoff::new(
@@ -1695,15 +1715,26 @@ impl Member {
             self.cfg.retry_backoff_max,
             Jitter::seeded(self.jitter.next_u64()),
         );
-        for _ in 0..attempts {
+        for _ in 0..c.attempts {
             b.next_delay();
         }
-        self.queued_commits
-            .push_back((id, offsets, attempts + 1, now + b.next_delay()));
+        let not_before = now + b.next_delay();
+        self.queued_commits.push_back((
+            not_before,
+            PendingCommit {
+                attempts: c.attempts + 1,
+                ..c
+            },
+        ));
     }
 
     fn on_commit(&mut self, now: Instant, sent: Sent, r: OffsetCommitResponse) {
-        let Some((id, offsets, attempts)) = sent.commit.clone() else {
+        let Some(PendingCommit {
+            id,
+            offsets,
+            attempts,
+        }) = sent.commit.clone()
+        else {
             return;
         };
         // The worst partition error decides.
@@ -1729,9 +1760,25 @@ impl Member {
         match t {
             Transition::Rediscover => {
                 self.mark_coordinator_unknown(&code.to_string());
-                self.requeue_commit(now, id, offsets, attempts, err);
+                self.requeue_commit(
+                    now,
+                    PendingCommit {
+                        id,
+                        offsets,
+                        attempts,
+                    },
+                    err,
+                );
             }
-            Transition::RetryWithBackoff => self.requeue_commit(now, id, offsets, attempts, err),
+            Transition::RetryWithBackoff => self.requeue_commit(
+                now,
+                PendingCommit {
+                    id,
+                    offsets,
+                    attempts,
+                },
+                err,
+            ),
             Transition::ResetMemberAndRejoin | Transition::ResetGenerationAndRejoin => {
                 self.commit_result(
                     id,
@@ -1797,11 +1844,6 @@ pub fn topic_infos(
             info
         })
         .collect()
-}
-
-/// An empty assignment blob (what followers send in SyncGroup).
-pub fn empty_user_data() -> Option<Bytes> {
-    None
 }
 
 /// The subscription a member sends in JoinGroup for one balancer: its topics, the balancer's

@@ -53,7 +53,7 @@ fn exercise(kind: BrokerKind, backend: Backend) {
     assert!(broker.info().version.is_some(), "{:?}", broker.info());
     let addr = broker.bootstrap().to_owned();
     let apis = probe_api_versions(&addr, Duration::from_secs(5)).expect("ApiVersions");
-    // BROKER.md: the pinned Tansu build lists 36 APIs; Apache Kafka 4 lists more.
+    // The pinned Tansu build lists 36 APIs; Apache Kafka 4 lists more.
     assert!(apis >= 20, "only {apis} APIs listed");
 
     broker.pause().expect("pause");
