@@ -255,7 +255,7 @@ impl Cluster {
     }
 
     /// Sends the request `build` makes for the version negotiated with the broker it goes to
-    /// (see [`Connection::send_built`]); with [`Target::Any`], brokers are tried one after
+    /// (see `Connection::send_built`); with [`Target::Any`], brokers are tried one after
     /// another (known brokers, then the bootstrap addresses) until one answers or fails with an
     /// error that is not retriable, and each gets a request built for its own versions.
     pub async fn send_built<'r, R: Request + Clone + 'r>(

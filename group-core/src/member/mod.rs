@@ -1,7 +1,7 @@
 //! The group member as an explicit state machine without I/O.
 //!
 //! Inputs are responses and time (`handle_*`, always with `now` passed in); outputs are requests,
-//! events and the next deadline (`poll_*`). A thin tokio driver ([`crate::driver`]) moves bytes;
+//! events and the next deadline (`poll_*`). A thin tokio driver (`driver.rs`) moves bytes;
 //! tests drive the machine with a scripted coordinator and virtual time.
 //!
 //! ```text
