@@ -158,10 +158,7 @@ async fn execute(cluster: Cluster, group: String, out: Outbound) -> Result<Respo
     let target = || {
         out.coordinator
             .map(Target::Coordinator)
-            .ok_or(Error::Transport {
-                broker: "coordinator".into(),
-                message: "coordinator unknown".into(),
-            })
+            .ok_or_else(|| Error::transport("coordinator", "coordinator unknown"))
     };
     let result = match out.request {
         OutboundRequest::FindCoordinator => cluster

@@ -1,5 +1,8 @@
 //! The error type of the group client.
 
+use std::io;
+use std::sync::Arc;
+
 use cohort_protocol::{ApiKey, DecodeError, EncodeError, ErrorCode};
 
 /// What went wrong. Cloneable, so one error can reach every interested caller.
@@ -19,6 +22,9 @@ pub enum Error {
         broker: String,
         /// What failed.
         message: String,
+        /// The I/O error behind it, when there is one (also [`Error::io_error`]).
+        #[source]
+        cause: Option<IoCause>,
     },
     /// A broker answered with an error code.
     #[error("{api:?} failed with {code}{}", if context.is_empty() { String::new() } else { format!(" ({context})") })]
@@ -110,7 +116,77 @@ pub enum Error {
     Closed,
 }
 
+/// An I/O error shared by the clones of one [`Error`]. Two are equal when their kind and
+/// message are (`io::Error` itself is neither `Clone` nor `PartialEq`).
+#[derive(Debug, Clone)]
+pub struct IoCause(Arc<io::Error>);
+
+impl IoCause {
+    /// The I/O error.
+    pub fn get(&self) -> &io::Error {
+        &self.0
+    }
+}
+
+impl From<io::Error> for IoCause {
+    fn from(e: io::Error) -> Self {
+        Self(Arc::new(e))
+    }
+}
+
+impl PartialEq for IoCause {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.kind() == other.0.kind() && self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for IoCause {}
+
+impl std::fmt::Display for IoCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for IoCause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
 impl Error {
+    /// A transport error without an I/O cause (a broker missing from metadata, a closed
+    /// connection).
+    pub(crate) fn transport(broker: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Transport {
+            broker: broker.into(),
+            message: message.into(),
+            cause: None,
+        }
+    }
+
+    /// A transport error caused by `e`; the message names what was being done and repeats the
+    /// cause, so that a log line of the error alone says everything.
+    pub(crate) fn transport_io(broker: impl Into<String>, doing: &str, e: io::Error) -> Self {
+        Error::Transport {
+            broker: broker.into(),
+            message: if doing.is_empty() {
+                e.to_string()
+            } else {
+                format!("{doing}: {e}")
+            },
+            cause: Some(e.into()),
+        }
+    }
+
+    /// The I/O error behind a transport error (refused, reset, timed out, ...).
+    pub fn io_error(&self) -> Option<&io::Error> {
+        match self {
+            Error::Transport { cause: Some(c), .. } => Some(c.get()),
+            _ => None,
+        }
+    }
+
     /// Whether retrying the same operation later may succeed.
     pub fn is_retriable(&self) -> bool {
         match self {

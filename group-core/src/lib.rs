@@ -113,7 +113,7 @@ pub use cohort_balancers as balancers;
 /// The wire codecs, re-exported.
 pub use cohort_protocol as protocol;
 pub use config::{ClientConfig, GroupConfig, OffsetReset, Subscription};
-pub use error::Error;
+pub use error::{Error, IoCause};
 #[allow(
     clippy::disallowed_methods,
     reason = "I/O layer: reads the clock and hands `now` to the member"

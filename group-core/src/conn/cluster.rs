@@ -156,9 +156,8 @@ impl Cluster {
             }
             slot.conn = None;
         }
-        let addr = self.addr_of(&key).ok_or_else(|| Error::Transport {
-            broker: format!("{key:?}"),
-            message: "broker unknown (not in metadata)".into(),
+        let addr = self.addr_of(&key).ok_or_else(|| {
+            Error::transport(format!("{key:?}"), "broker unknown (not in metadata)")
         })?;
         // Reconnect backoff (KIP-580): exponential with jitter after consecutive failures.
         if let Some(at) = slot.last_failure {
@@ -281,10 +280,9 @@ impl Cluster {
                     }
                     self.state().next_any += 1;
                 }
-                return Err(last.unwrap_or_else(|| Error::Transport {
-                    broker: "bootstrap".into(),
-                    message: "no broker reachable".into(),
-                }));
+                return Err(
+                    last.unwrap_or_else(|| Error::transport("bootstrap", "no broker reachable"))
+                );
             }
         };
         self.connection(key)
@@ -451,9 +449,11 @@ impl Cluster {
             .send_built::<FindCoordinatorRequest>(Target::Any, build, timeout, None)
             .await?;
         let (code, node, host, port) = if version >= 4 {
-            let c = resp.coordinators.first().ok_or_else(|| Error::Transport {
-                broker: "coordinator lookup".into(),
-                message: "FindCoordinator returned no coordinator".into(),
+            let c = resp.coordinators.first().ok_or_else(|| {
+                Error::transport(
+                    "coordinator lookup",
+                    "FindCoordinator returned no coordinator",
+                )
             })?;
             (c.error_code, c.node_id, c.host.to_string(), c.port)
         } else {
@@ -630,5 +630,20 @@ mod tests {
                 Some("127.0.0.1:9")
             );
         }
+    }
+
+    /// A refused connection keeps its `io::Error`: the kind is there to act on, and the chain
+    /// of `source()` reaches it.
+    #[tokio::test]
+    async fn a_refused_connection_carries_its_io_error() {
+        let c = cluster(&[dead_address()]);
+        let e = c.find_coordinator("g").await.unwrap_err();
+        assert!(e.is_retriable(), "{e}");
+        let io = e
+            .io_error()
+            .unwrap_or_else(|| panic!("no I/O cause in {e:?}"));
+        assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused);
+        let source = std::error::Error::source(&e).expect("a source");
+        assert_eq!(source.to_string(), io.to_string());
     }
 }

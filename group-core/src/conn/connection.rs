@@ -88,10 +88,7 @@ impl Drop for Connection {
 }
 
 fn transport(addr: &str, message: impl std::fmt::Display) -> Error {
-    Error::Transport {
-        broker: addr.to_owned(),
-        message: message.to_string(),
-    }
+    Error::transport(addr, message.to_string())
 }
 
 impl Connection {
@@ -103,7 +100,10 @@ impl Connection {
         max_frame_size: usize,
         timeout: Duration,
     ) -> Result<Self, Error> {
-        let stream = dialer.dial(addr).await.map_err(|e| transport(addr, e))?;
+        let stream = dialer
+            .dial(addr)
+            .await
+            .map_err(|e| Error::transport_io(addr, "", e))?;
         let (mut rd, mut wr) = tokio::io::split(stream);
         let shared = Arc::new(Shared {
             addr: addr.to_owned(),
@@ -139,7 +139,7 @@ impl Connection {
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .insert(correlation, out.reply);
                 if let Err(e) = wr.write_all(&out.frame).await {
-                    w.poison(transport(&w.addr, format!("write: {e}")));
+                    w.poison(Error::transport_io(&*w.addr, "write", e));
                     break;
                 }
             }
@@ -204,7 +204,7 @@ impl Connection {
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        r.poison(transport(&r.addr, format!("read: {e}")));
+                        r.poison(Error::transport_io(&*r.addr, "read", e));
                         return;
                     }
                 }
