@@ -41,8 +41,10 @@ impl Subscription {
     }
 }
 
-/// Client settings shared by every connection.
+/// Client settings shared by every connection. Made with [`ClientConfig::new`], then adjusted
+/// field by field (new fields can come without breaking callers).
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct ClientConfig {
     /// `host:port` addresses to bootstrap from.
     pub bootstrap: Vec<String>,
@@ -132,7 +134,9 @@ impl ClientConfig {
     }
 }
 
-/// Consumer-group settings.
+/// Consumer-group settings. Made with [`GroupConfig::new`], then adjusted field by field (new
+/// fields can come without breaking callers).
+#[non_exhaustive]
 pub struct GroupConfig {
     /// Client settings.
     pub client: ClientConfig,
@@ -174,9 +178,9 @@ pub struct GroupConfig {
     /// How often the leader checks partition counts of subscribed topics.
     pub partition_watch_interval: Duration,
     /// Fetch: bytes per partition per request (`max.partition.fetch.bytes`, 1 MiB).
-    pub max_partition_fetch_bytes: i32,
+    pub max_partition_fetch_bytes: u32,
     /// Fetch: bytes per request (`fetch.max.bytes`, 50 MiB).
-    pub fetch_max_bytes: i32,
+    pub fetch_max_bytes: u32,
     /// Fetch: how long the broker may wait for data (`fetch.max.wait.ms`, 500 ms).
     pub fetch_max_wait: Duration,
     /// Records buffered per partition before fetching pauses (backpressure); a fetch never
@@ -323,8 +327,17 @@ impl GroupConfig {
         if self.auto_commit_interval.is_some_and(|d| d.is_zero()) {
             p.push("auto_commit_interval must be positive when set".into());
         }
-        if self.max_partition_fetch_bytes <= 0 || self.fetch_max_bytes <= 0 {
-            p.push("fetch sizes must be positive".into());
+        // Fetch carries both as int32.
+        for (name, n) in [
+            ("max_partition_fetch_bytes", self.max_partition_fetch_bytes),
+            ("fetch_max_bytes", self.fetch_max_bytes),
+        ] {
+            if n == 0 || n > i32::MAX as u32 {
+                p.push(format!(
+                    "{name} ({n}) must be between 1 and {}, the protocol's int32 bound",
+                    i32::MAX
+                ));
+            }
         }
         if self.max_buffered_records == 0 {
             p.push("max_buffered_records must be positive".into());

@@ -287,16 +287,15 @@ async fn a_committed_offset_below_the_log_start_goes_to_the_out_of_range_hook() 
     // The next member resumes at 5, is told OFFSET_OUT_OF_RANGE, and asks the hook.
     let calls = Arc::new(Mutex::new(Vec::new()));
     let hook_calls = Arc::clone(&calls);
-    let options = ConsumerOptions {
-        out_of_range: Some(Arc::new(move |t: &str, part: i32, offset: i64| {
+    let options = ConsumerOptions::default().out_of_range(Arc::new(
+        move |t: &str, part: i32, offset: i64| {
             hook_calls
                 .lock()
                 .unwrap()
                 .push((t.to_owned(), part, offset));
             StartOffset::Earliest
-        })),
-        ..Default::default()
-    };
+        },
+    ));
     let cfg = group_config(broker.bootstrap(), &group, &[&topic], Box::new(Range));
     let mut c = Consumer::with_options(cfg, options)
         .await

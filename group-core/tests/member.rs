@@ -12,21 +12,16 @@ use cohort_protocol::consumer_protocol::decode_subscription;
 use cohort_protocol::{ApiKey, ErrorCode};
 
 fn cfg() -> MemberConfig {
-    MemberConfig {
-        group_id: "g".into(),
-        group_instance_id: None,
-        session_timeout: Duration::from_secs(6),
-        rebalance_timeout: Duration::from_secs(10),
-        heartbeat_interval: Duration::from_secs(1),
-        max_poll_interval: Duration::from_secs(60),
-        request_timeout: Duration::from_secs(5),
-        retry_backoff: Duration::from_millis(100),
-        retry_backoff_max: Duration::from_secs(1),
-        rack: None,
-        leave_on_close: true,
-        cooperative_rejoin_delay: Duration::ZERO,
-        jitter_seed: 1,
-    }
+    let mut c = MemberConfig::new("g");
+    c.session_timeout = Duration::from_secs(6);
+    c.rebalance_timeout = Duration::from_secs(10);
+    c.heartbeat_interval = Duration::from_secs(1);
+    c.max_poll_interval = Duration::from_secs(60);
+    c.request_timeout = Duration::from_secs(5);
+    c.retry_backoff = Duration::from_millis(100);
+    c.retry_backoff_max = Duration::from_secs(1);
+    c.jitter_seed = 1;
+    c
 }
 
 fn sim() -> Sim {
@@ -212,14 +207,9 @@ fn the_jitter_seed_decides_the_retry_schedule() {
         for _ in 0..5 {
             s.fail_next(ApiKey::JoinGroup, ErrorCode::CoordinatorLoadInProgress);
         }
-        let m = member(
-            &s,
-            MemberConfig {
-                jitter_seed: seed,
-                ..cfg()
-            },
-            Box::new(Range),
-        );
+        let mut c = cfg();
+        c.jitter_seed = seed;
+        let m = member(&s, c, Box::new(Range));
         s.add(m);
         let mut joins = Vec::new();
         s.run_until(Duration::from_secs(6), |s| {

@@ -31,21 +31,17 @@ const HELD: [ApiKey; 7] = [
 ];
 
 fn cfg(i: usize) -> MemberConfig {
-    MemberConfig {
-        group_id: "g".into(),
-        group_instance_id: None,
-        session_timeout: Duration::from_secs(6),
-        rebalance_timeout: Duration::from_secs(10),
-        heartbeat_interval: Duration::from_secs(1),
-        max_poll_interval: Duration::from_secs(600),
-        request_timeout: Duration::from_secs(5),
-        retry_backoff: Duration::from_millis(100),
-        retry_backoff_max: Duration::from_secs(1),
-        rack: Some(format!("r{i}")),
-        leave_on_close: true,
-        cooperative_rejoin_delay: Duration::ZERO,
-        jitter_seed: i as u64,
-    }
+    let mut c = MemberConfig::new("g");
+    c.session_timeout = Duration::from_secs(6);
+    c.rebalance_timeout = Duration::from_secs(10);
+    c.heartbeat_interval = Duration::from_secs(1);
+    c.max_poll_interval = Duration::from_secs(600);
+    c.request_timeout = Duration::from_secs(5);
+    c.retry_backoff = Duration::from_millis(100);
+    c.retry_backoff_max = Duration::from_secs(1);
+    c.rack = Some(format!("r{i}"));
+    c.jitter_seed = i as u64;
+    c
 }
 
 #[derive(Debug, Clone)]

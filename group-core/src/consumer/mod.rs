@@ -244,8 +244,10 @@ impl Inner {
     }
 }
 
-/// Options of a consumer beyond the group configuration.
+/// Options of a consumer beyond the group configuration:
+/// `ConsumerOptions::default().in_order(true)`.
 #[derive(Clone, Default)]
+#[non_exhaustive]
 pub struct ConsumerOptions {
     /// Chooses where each newly assigned partition starts.
     pub starting_offset: Option<StartingOffsetHook>,
@@ -253,6 +255,27 @@ pub struct ConsumerOptions {
     pub out_of_range: Option<OutOfRangeHook>,
     /// Acknowledging a record acknowledges every earlier delivered record of its partition.
     pub in_order: bool,
+}
+
+impl ConsumerOptions {
+    /// Sets the hook choosing where each newly assigned partition starts.
+    pub fn starting_offset(mut self, hook: StartingOffsetHook) -> Self {
+        self.starting_offset = Some(hook);
+        self
+    }
+
+    /// Sets the hook choosing where to go after OFFSET_OUT_OF_RANGE.
+    pub fn out_of_range(mut self, hook: OutOfRangeHook) -> Self {
+        self.out_of_range = Some(hook);
+        self
+    }
+
+    /// Whether acknowledging a record acknowledges every earlier delivered record of its
+    /// partition.
+    pub fn in_order(mut self, in_order: bool) -> Self {
+        self.in_order = in_order;
+        self
+    }
 }
 
 impl fmt::Debug for ConsumerOptions {
@@ -349,8 +372,10 @@ pub(crate) async fn start_member(
         rebalance_timeout: config.rebalance_timeout,
         max_buffered_records: config.max_buffered_records,
         fetch_max_decompressed_bytes: config.fetch_max_decompressed_bytes,
-        max_partition_fetch_bytes: config.max_partition_fetch_bytes,
-        fetch_max_bytes: config.fetch_max_bytes,
+        // Validated above to fit the wire's int32.
+        max_partition_fetch_bytes: i32::try_from(config.max_partition_fetch_bytes)
+            .unwrap_or(i32::MAX),
+        fetch_max_bytes: i32::try_from(config.fetch_max_bytes).unwrap_or(i32::MAX),
         fetch_max_wait: config.fetch_max_wait,
         max_record_age: config.max_record_age,
         heartbeat_interval: config.heartbeat_interval,

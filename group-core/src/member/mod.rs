@@ -67,8 +67,10 @@ use crate::error::Error;
 /// Partitions by topic.
 pub type Assignment = BTreeMap<String, BTreeSet<i32>>;
 
-/// Settings of the state machine.
+/// Settings of the state machine. Made with [`MemberConfig::new`], then adjusted field by field
+/// (new fields can come without breaking callers).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct MemberConfig {
     /// `group.id`.
     pub group_id: String,
@@ -99,6 +101,27 @@ pub struct MemberConfig {
     /// its inputs alone. Members of one group need different seeds, or those that failed
     /// together retry together.
     pub jitter_seed: u64,
+}
+
+impl MemberConfig {
+    /// The Java client's defaults for a member of `group_id`, with jitter seed 0.
+    pub fn new(group_id: &str) -> Self {
+        Self {
+            group_id: group_id.to_owned(),
+            group_instance_id: None,
+            session_timeout: Duration::from_secs(45),
+            rebalance_timeout: Duration::from_secs(300),
+            heartbeat_interval: Duration::from_secs(3),
+            max_poll_interval: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(30),
+            retry_backoff: Duration::from_millis(100),
+            retry_backoff_max: Duration::from_secs(1),
+            rack: None,
+            leave_on_close: true,
+            cooperative_rejoin_delay: Duration::ZERO,
+            jitter_seed: 0,
+        }
+    }
 }
 
 /// Identifies an outbound request.

@@ -149,7 +149,7 @@ fn answer(s: &mut Script<'_>, req: &OutboundRequest) -> Result<Response, Error> 
 
 fn failure(s: &mut Script<'_>, api: ApiKey) -> Error {
     match s.byte().unwrap_or(0) % 3 {
-        0 => Error::Transport { broker: "b".into(), message: "connection closed".into() },
+        0 => Error::Transport { broker: "b".into(), message: "connection closed".into(), cause: None },
         1 => Error::Timeout { api, broker: "b".into(), elapsed_ms: 5000 },
         _ => Error::Broker { api, code: ErrorCode::NotCoordinator, context: "fuzz".into() },
     }
@@ -157,20 +157,13 @@ fn failure(s: &mut Script<'_>, api: ApiKey) -> Error {
 
 fuzz_target!(|data: &[u8]| {
     let mut s = Script(data);
-    let cfg = MemberConfig {
-        group_id: "g".into(),
-        group_instance_id: (s.byte().unwrap_or(0) % 2 == 0).then(|| "i".into()),
-        session_timeout: Duration::from_secs(6),
-        rebalance_timeout: Duration::from_secs(10),
-        heartbeat_interval: Duration::from_secs(1),
-        max_poll_interval: Duration::from_secs(30),
-        request_timeout: Duration::from_secs(5),
-        retry_backoff: Duration::from_millis(100),
-        retry_backoff_max: Duration::from_secs(1),
-        rack: None,
-        leave_on_close: true,
-        cooperative_rejoin_delay: Duration::ZERO,
-    };
+    let mut cfg = MemberConfig::new("g");
+    cfg.group_instance_id = (s.byte().unwrap_or(0) % 2 == 0).then(|| "i".into());
+    cfg.session_timeout = Duration::from_secs(6);
+    cfg.rebalance_timeout = Duration::from_secs(10);
+    cfg.heartbeat_interval = Duration::from_secs(1);
+    cfg.max_poll_interval = Duration::from_secs(30);
+    cfg.request_timeout = Duration::from_secs(5);
     let balancer: Box<dyn Balancer> =
         if s.byte().unwrap_or(0) % 2 == 0 { Box::new(Range) } else { Box::new(CooperativeSticky) };
     let mut now = Instant::now();
