@@ -4,7 +4,7 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), cohort::Error> {
-//! use cohort::{Group, GroupConfig};
+//! use cohort::{CommitOffset, Group, GroupConfig};
 //!
 //! let config = GroupConfig::new("127.0.0.1:9092", "reporting", &["events"]);
 //! let mut group = Group::new(config).await?;
@@ -18,7 +18,7 @@
 //!                 let mut offset = start;
 //!                 // ... read from (topic, partition) at `offset`, process, then:
 //!                 offset += 1;
-//!                 let _ = g.commit(&[(topic.clone(), partition, offset)]).await;
+//!                 let _ = g.commit(&[CommitOffset::new(&topic, partition, offset)]).await;
 //!                 ctx.done().await; // the generation ended: return promptly
 //!             });
 //!         }
@@ -145,24 +145,17 @@ impl Generation {
             .push(handle);
     }
 
-    /// Commits offsets (topic, partition, next offset to read) for this generation. Fails with
+    /// Commits offsets (the next offset to read, per partition) for this generation, as
+    /// [`crate::Consumer::commit`] does, and returns what was committed. Fails with
     /// [`Error::CommitFailed`] once the generation has ended or for partitions it does not own.
-    pub async fn commit(&self, offsets: &[(String, i32, i64)]) -> Result<(), Error> {
+    pub async fn commit(&self, offsets: &[CommitOffset]) -> Result<Vec<CommitOffset>, Error> {
         if self.is_done() {
             return Err(Error::CommitFailed(format!(
                 "generation {} has ended",
                 self.inner.id
             )));
         }
-        let offsets: Vec<CommitOffset> = offsets
-            .iter()
-            .map(|(t, p, o)| CommitOffset {
-                topic: t.clone(),
-                partition: *p,
-                offset: *o,
-            })
-            .collect();
-        self.inner.driver.commit(offsets).await.map(|_| ())
+        self.inner.driver.commit(offsets.to_vec()).await
     }
 
     /// Ends the generation: tells the tasks and waits for them, up to `deadline`. Returns the

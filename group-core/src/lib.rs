@@ -50,7 +50,7 @@
 //! # Driving generations yourself
 //!
 //! ```no_run
-//! use cohort::{Group, GroupConfig};
+//! use cohort::{CommitOffset, Group, GroupConfig};
 //!
 //! # async fn run() -> Result<(), cohort::Error> {
 //! let mut group = Group::new(GroupConfig::new("localhost:9092", "indexer", &["pages"])).await?;
@@ -65,7 +65,8 @@
 //!                     // ... fetch from `next`, process, advance `next` ...
 //!                     next += 1;
 //!                     // Fails once the generation is over: the partition may be someone else's.
-//!                     if generation.commit(&[(topic.clone(), start.partition, next)]).await.is_err() {
+//!                     let done = CommitOffset::new(&topic, start.partition, next);
+//!                     if generation.commit(&[done]).await.is_err() {
 //!                         break;
 //!                     }
 //!                 }
@@ -114,6 +115,7 @@ pub use cohort_balancers as balancers;
 pub use cohort_protocol as protocol;
 pub use config::{ClientConfig, GroupConfig, OffsetReset, Subscription};
 pub use error::{Error, IoCause};
+pub use member::CommitOffset;
 #[allow(
     clippy::disallowed_methods,
     reason = "I/O layer: reads the clock and hands `now` to the member"

@@ -512,3 +512,81 @@ async fn recv_is_progress_for_max_poll_interval_and_a_stalled_consumer_rejoins_w
     assert!(back.is_ok(), "polling again did not rejoin");
     c.close().await.unwrap();
 }
+
+/// The generation API (kafka-go's `ConsumerGroup`): a generation commits for itself; when a
+/// second member joins, its tasks are told to stop, its commits are refused, and the next
+/// generations start where it committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_generation_commits_for_itself_and_ends_when_a_member_joins() {
+    use cohort::{CommitOffset, Error, Group};
+    let broker = TestBroker::shared().expect("broker");
+    let (topic, group) = (unique_name("generations"), unique_name("g"));
+    let p = common::topic(broker, &topic, 2).await;
+    produce(&p, &topic, 2, 10, "g").await;
+    let cfg = || group_config(broker.bootstrap(), &group, &[&topic], Box::new(Range));
+
+    let mut g1 = Group::new(cfg()).await.expect("group");
+    let first = tokio::time::timeout(Duration::from_secs(30), g1.next())
+        .await
+        .expect("a first generation")
+        .expect("generation");
+    let starts: Vec<(i32, i64)> = first.assignments()[&topic]
+        .iter()
+        .map(|s| (s.partition, s.offset))
+        .collect();
+    assert_eq!(starts, [(0, 0), (1, 0)], "alone, from the earliest offsets");
+    let committed = first
+        .commit(&[
+            CommitOffset::new(&topic, 0, 4),
+            CommitOffset::new(&topic, 1, 6),
+        ])
+        .await
+        .expect("commit in the generation");
+    assert_eq!(committed.len(), 2);
+    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel();
+    first.start(move |ctx| async move {
+        ctx.done().await;
+        let _ = stopped_tx.send(());
+    });
+
+    let mut g2 = Group::new(cfg()).await.expect("second member");
+    let joined = tokio::spawn(async move {
+        let g = tokio::time::timeout(Duration::from_secs(60), g2.next()).await;
+        (g, g2)
+    });
+    tokio::time::timeout(Duration::from_secs(60), stopped_rx)
+        .await
+        .expect("the first generation's task is told to stop")
+        .unwrap();
+    assert!(first.is_done());
+    let refused = first.commit(&[CommitOffset::new(&topic, 0, 9)]).await;
+    assert!(
+        matches!(refused, Err(Error::CommitFailed(_))),
+        "{refused:?}"
+    );
+
+    let second = tokio::time::timeout(Duration::from_secs(60), g1.next())
+        .await
+        .expect("a second generation")
+        .expect("generation");
+    let (other, g2) = joined.await.unwrap();
+    let other = other.expect("the joiner's generation").expect("generation");
+    assert!(second.id() > first.id());
+    assert_eq!(second.id(), other.id());
+    let mut starts: Vec<(i32, i64)> = [&second, &other]
+        .iter()
+        .flat_map(|g| {
+            g.assignments()[&topic]
+                .iter()
+                .map(|s| (s.partition, s.offset))
+        })
+        .collect();
+    starts.sort();
+    assert_eq!(
+        starts,
+        [(0, 4), (1, 6)],
+        "one partition each, from the first generation's commits (not its refused one)"
+    );
+    g1.close().await;
+    g2.close().await;
+}

@@ -211,6 +211,17 @@ pub struct CommitOffset {
     pub offset: i64,
 }
 
+impl CommitOffset {
+    /// `offset` (the next record to consume) for `topic`-`partition`.
+    pub fn new(topic: impl Into<String>, partition: i32, offset: i64) -> Self {
+        Self {
+            topic: topic.into(),
+            partition,
+            offset,
+        }
+    }
+}
+
 /// What happened in the group.
 #[derive(Debug, Clone, PartialEq)]
 pub enum GroupEvent {
