@@ -45,10 +45,10 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::GroupConfig;
 use crate::conn::Cluster;
-use crate::consumer::{GroupConfigRest, resolve_starts, start_member};
 use crate::driver::DriverHandle;
 use crate::error::Error;
 use crate::member::{Assignment, CommitOffset, GroupEvent};
+use crate::start::{GroupConfigRest, resolve_starts, start_member};
 
 /// A partition of a generation's assignment and where to start reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

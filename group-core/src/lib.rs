@@ -146,5 +146,10 @@ pub use driver::DriverStats;
     reason = "I/O layer: reads the clock and hands `now` to the member"
 )]
 pub mod producer;
+#[allow(
+    clippy::disallowed_methods,
+    reason = "I/O layer: reads the clock and hands `now` to the member"
+)]
+mod start;
 pub use generation::{Generation, GenerationContext, Group, PartitionStart};
 pub use producer::{Producer, ProducerRecord, partition_for_key};

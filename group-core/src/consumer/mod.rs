@@ -40,12 +40,12 @@ use cohort_protocol::ApiKey;
 use tokio::sync::{Notify, mpsc};
 
 use self::tracker::Tracker;
-use crate::config::{GroupConfig, OffsetReset, Subscription};
+use crate::config::{GroupConfig, OffsetReset};
 use crate::conn::Cluster;
-use crate::driver::{self, DriverHandle, DriverStats, TopicSource};
+use crate::driver::{DriverHandle, DriverStats};
 use crate::error::Error;
-use crate::member::{Assignment, CommitOffset, GroupEvent, Member, MemberConfig};
-use crate::offsets::{self, EARLIEST, LATEST, TopicPartition};
+use crate::member::{Assignment, CommitOffset, GroupEvent};
+use crate::offsets::TopicPartition;
 
 /// How long [`Consumer::close`] waits for the final commit and the LeaveGroup: Java's
 /// `KafkaConsumer.DEFAULT_CLOSE_TIMEOUT_MS`.
@@ -84,22 +84,8 @@ impl fmt::Debug for ConsumerRecord {
     }
 }
 
-/// Where a partition starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StartOffset {
-    /// The committed offset, or the reset policy when there is none.
-    Committed,
-    /// The log start.
-    Earliest,
-    /// The log end.
-    Latest,
-    /// This offset.
-    Offset(i64),
-}
-
-/// Chooses the start of a partition given its committed offset (sarama-consumer's
-/// `StartingOffset` hook).
-pub type StartingOffsetHook = Arc<dyn Fn(&str, i32, Option<i64>) -> StartOffset + Send + Sync>;
+pub(crate) use crate::start::{GroupConfigRest, resolve_starts, start_member};
+pub use crate::start::{StartOffset, StartingOffsetHook};
 
 /// Chooses where to go when a fetch offset is out of range (default: the reset policy).
 pub type OutOfRangeHook = Arc<dyn Fn(&str, i32, i64) -> StartOffset + Send + Sync>;
@@ -303,160 +289,6 @@ impl fmt::Debug for Consumer {
             .field("group", &self.inner.group_id)
             .finish_non_exhaustive()
     }
-}
-
-/// Builds the member state machine for a configuration and resolves a pattern subscription.
-pub(crate) async fn start_member(
-    mut config: GroupConfig,
-) -> Result<
-    (
-        Cluster,
-        DriverHandle,
-        mpsc::UnboundedReceiver<GroupEvent>,
-        GroupConfigRest,
-    ),
-    Error,
-> {
-    config.validate()?;
-    let cluster = Cluster::new(config.client.clone());
-    let (topics, source) = match &config.subscription {
-        Subscription::Topics(ts) => (ts.clone(), TopicSource::Fixed),
-        Subscription::Pattern(re) => {
-            let all = cluster.refresh_metadata(None).await?;
-            let topics = all
-                .keys()
-                .filter(|t| config.subscription.matches(t))
-                .cloned()
-                .collect();
-            (topics, TopicSource::Pattern(re.clone()))
-        }
-    };
-    let mcfg = MemberConfig {
-        group_id: config.group_id.clone(),
-        group_instance_id: config.group_instance_id.clone(),
-        session_timeout: config.session_timeout,
-        rebalance_timeout: config.rebalance_timeout,
-        heartbeat_interval: config.heartbeat_interval,
-        max_poll_interval: config.max_poll_interval,
-        request_timeout: config.client.request_timeout,
-        retry_backoff: config.client.retry_backoff,
-        retry_backoff_max: config.client.retry_backoff_max,
-        rack: config.client.rack.clone(),
-        leave_on_close: config.leave_on_close,
-        cooperative_rejoin_delay: config.cooperative_rejoin_delay,
-        jitter_seed: config
-            .jitter_seed
-            .unwrap_or_else(crate::backoff::process_seed),
-    };
-    let balancers = std::mem::take(&mut config.balancers);
-    let member = Member::new(
-        mcfg,
-        balancers,
-        topics,
-        tokio::time::Instant::now().into_std(),
-    );
-    let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let handle = driver::spawn(
-        member,
-        cluster.clone(),
-        config.group_id.clone(),
-        source,
-        config.partition_watch_interval,
-        events_tx,
-    );
-    let rest = GroupConfigRest {
-        group_id: config.group_id,
-        offset_reset: config.offset_reset,
-        auto_commit_interval: config.auto_commit_interval,
-        commit_on_revoke: config.commit_on_revoke,
-        rebalance_timeout: config.rebalance_timeout,
-        max_buffered_records: config.max_buffered_records,
-        fetch_max_decompressed_bytes: config.fetch_max_decompressed_bytes,
-        // Validated above to fit the wire's int32.
-        max_partition_fetch_bytes: i32::try_from(config.max_partition_fetch_bytes)
-            .unwrap_or(i32::MAX),
-        fetch_max_bytes: i32::try_from(config.fetch_max_bytes).unwrap_or(i32::MAX),
-        fetch_max_wait: config.fetch_max_wait,
-        max_record_age: config.max_record_age,
-        heartbeat_interval: config.heartbeat_interval,
-    };
-    Ok((cluster, handle, events_rx, rest))
-}
-
-/// The parts of a [`GroupConfig`] the layers above the member keep.
-#[derive(Debug, Clone)]
-pub(crate) struct GroupConfigRest {
-    pub(crate) group_id: String,
-    pub(crate) offset_reset: OffsetReset,
-    pub(crate) auto_commit_interval: Option<Duration>,
-    pub(crate) commit_on_revoke: bool,
-    pub(crate) rebalance_timeout: Duration,
-    pub(crate) max_buffered_records: usize,
-    pub(crate) fetch_max_decompressed_bytes: usize,
-    pub(crate) max_partition_fetch_bytes: i32,
-    pub(crate) fetch_max_bytes: i32,
-    pub(crate) fetch_max_wait: Duration,
-    pub(crate) max_record_age: Option<Duration>,
-    pub(crate) heartbeat_interval: Duration,
-}
-
-/// Resolves where partitions start: committed offsets, else the reset policy; the hook may
-/// override either.
-pub(crate) async fn resolve_starts(
-    cluster: &Cluster,
-    group: &str,
-    partitions: &[TopicPartition],
-    reset: OffsetReset,
-    hook: Option<&StartingOffsetHook>,
-    deadline: Duration,
-) -> Result<BTreeMap<TopicPartition, i64>, Error> {
-    if partitions.is_empty() {
-        return Ok(BTreeMap::new());
-    }
-    let committed = offsets::fetch_committed(cluster, group, partitions, deadline).await?;
-    let mut want: BTreeMap<TopicPartition, StartOffset> = BTreeMap::new();
-    for tp in partitions {
-        let c = committed.get(tp).copied().flatten();
-        let choice = match hook {
-            Some(h) => h(&tp.0, tp.1, c),
-            None => StartOffset::Committed,
-        };
-        let choice = match (choice, c) {
-            (StartOffset::Committed, Some(o)) => StartOffset::Offset(o),
-            (StartOffset::Committed, None) => match reset {
-                OffsetReset::Earliest => StartOffset::Earliest,
-                OffsetReset::Latest => StartOffset::Latest,
-                OffsetReset::None => {
-                    return Err(Error::NoOffset {
-                        topic: tp.0.clone(),
-                        partition: tp.1,
-                    });
-                }
-            },
-            (other, _) => other,
-        };
-        want.insert(tp.clone(), choice);
-    }
-    let mut out = BTreeMap::new();
-    for (kind, ts) in [
-        (StartOffset::Earliest, EARLIEST),
-        (StartOffset::Latest, LATEST),
-    ] {
-        let tps: Vec<TopicPartition> = want
-            .iter()
-            .filter(|(_, c)| **c == kind)
-            .map(|(tp, _)| tp.clone())
-            .collect();
-        if !tps.is_empty() {
-            out.extend(offsets::list_offsets(cluster, &tps, ts).await?);
-        }
-    }
-    for (tp, c) in want {
-        if let StartOffset::Offset(o) = c {
-            out.insert(tp, o);
-        }
-    }
-    Ok(out)
 }
 
 fn flatten(a: &Assignment) -> Vec<TopicPartition> {
