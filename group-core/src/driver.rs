@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use cohort_balancers::TopicInfo;
 use cohort_protocol::ApiKey;
 use cohort_protocol::messages::LeaveGroupRequest;
 use tokio::sync::{mpsc, oneshot};
@@ -20,7 +21,7 @@ use crate::deadline::DeliveryDeadline;
 use crate::error::Error;
 use crate::member::{
     CommitId, CommitOffset, GroupEvent, Member, MemberStats, Outbound, OutboundRequest, Phase,
-    RequestId, Response, RevokeToken, topic_infos,
+    RequestId, Response, RevokeToken,
 };
 
 /// Commands from the application side.
@@ -399,6 +400,30 @@ pub(crate) fn spawn(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(join);
     handle
+}
+
+/// Builds the `TopicInfo` list a leader passes to its balancer from the cluster's metadata:
+/// partition counts and the racks of each partition's replicas.
+fn topic_infos(
+    topics: &BTreeMap<String, crate::conn::TopicMeta>,
+    rack_of: impl Fn(i32) -> Option<String>,
+) -> Vec<TopicInfo> {
+    topics
+        .iter()
+        .filter(|(_, m)| m.error_code == 0)
+        .map(|(name, m)| {
+            let racks: Vec<Vec<String>> = m
+                .partitions
+                .iter()
+                .map(|p| p.replicas.iter().filter_map(|&r| rack_of(r)).collect())
+                .collect();
+            let mut info = TopicInfo::new(name.clone(), m.partitions.len() as u32);
+            if racks.iter().any(|r| !r.is_empty()) {
+                info = info.with_racks(&racks);
+            }
+            info
+        })
+        .collect()
 }
 
 #[cfg(test)]

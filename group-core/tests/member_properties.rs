@@ -54,6 +54,8 @@ enum Op {
     Commit(usize),
     Leave(usize),
     Rejoin(usize),
+    /// A new member joins (cooperative or not): the members already there revoke what moves.
+    Join(bool),
 }
 
 fn op(members: usize) -> impl Strategy<Value = Op> {
@@ -82,6 +84,7 @@ fn op(members: usize) -> impl Strategy<Value = Op> {
         2 => (0..members).prop_map(Op::Commit),
         1 => (0..members).prop_map(Op::Leave),
         1 => (0..members).prop_map(Op::Rejoin),
+        1 => any::<bool>().prop_map(Op::Join),
     ]
 }
 
@@ -122,11 +125,32 @@ impl App {
     }
 }
 
+/// Members a script may grow the group to.
+const MAX_MEMBERS: usize = 5;
+
+fn add_member(s: &mut Sim, app: &mut App, told_to_leave: &mut Vec<bool>, cooperative: bool) {
+    let i = s.members.len();
+    // Cooperative members run cooperative-sticky alone (a member listing an eager balancer too
+    // runs the eager protocol, as Java's does); eager ones list both, Range first, so the group
+    // always has a common protocol, and a mixed group is the first bounce of an upgrade.
+    let balancers: Vec<Box<dyn Balancer>> = if cooperative {
+        vec![Box::new(CooperativeSticky)]
+    } else {
+        vec![Box::new(Range), Box::new(CooperativeSticky)]
+    };
+    let m = Member::new(cfg(i), balancers, vec!["t".into()], s.now);
+    s.add(m);
+    app.seen.push(0);
+    app.commits.push(BTreeSet::new());
+    app.answered.push(BTreeSet::new());
+    told_to_leave.push(false);
+}
+
 fn check_terminal(s: &Sim, before: &[Phase]) -> Result<(), TestCaseError> {
     for (i, m) in s.members.iter().enumerate() {
         let now = m.phase();
         prop_assert!(now != Phase::Failed, "member {i} failed");
-        if before[i] == Phase::Left {
+        if before.get(i) == Some(&Phase::Left) {
             prop_assert_eq!(now, Phase::Left, "member {} came back after leaving", i);
         }
     }
@@ -144,24 +168,15 @@ fn run_script(cooperative: Vec<bool>, ops: Vec<Op>) -> Result<(), TestCaseError>
     let mut s = Sim::new(vec![TopicInfo::new("t", PARTITIONS as u32)]);
     // Unanswered requests time out, as the driver makes them.
     s.timeouts = true;
-    let n = cooperative.len();
-    for (i, coop) in cooperative.iter().enumerate() {
-        // Both protocols in every member (Range preferred by the eager ones), so the group
-        // always has a common protocol.
-        let balancers: Vec<Box<dyn Balancer>> = if *coop {
-            vec![Box::new(CooperativeSticky), Box::new(Range)]
-        } else {
-            vec![Box::new(Range), Box::new(CooperativeSticky)]
-        };
-        let m = Member::new(cfg(i), balancers, vec!["t".into()], s.now);
-        s.add(m);
-    }
     let mut app = App {
-        seen: vec![0; n],
-        commits: vec![BTreeSet::new(); n],
-        answered: vec![BTreeSet::new(); n],
+        seen: Vec::new(),
+        commits: Vec::new(),
+        answered: Vec::new(),
     };
-    let mut told_to_leave = vec![false; n];
+    let mut told_to_leave = Vec::new();
+    for coop in cooperative {
+        add_member(&mut s, &mut app, &mut told_to_leave, coop);
+    }
     for o in ops {
         let before: Vec<Phase> = s.members.iter().map(Member::phase).collect();
         let now = s.now;
@@ -191,6 +206,11 @@ fn run_script(cooperative: Vec<bool>, ops: Vec<Op>) -> Result<(), TestCaseError>
                 s.members[i].leave(now);
             }
             Op::Rejoin(i) => s.members[i].request_rejoin("the application asked"),
+            Op::Join(coop) => {
+                if s.members.len() < MAX_MEMBERS {
+                    add_member(&mut s, &mut app, &mut told_to_leave, coop);
+                }
+            }
         }
         app.react(&mut s);
         check_terminal(&s, &before)?;
@@ -202,6 +222,7 @@ fn run_script(cooperative: Vec<bool>, ops: Vec<Op>) -> Result<(), TestCaseError>
         s.hold(api, 0);
     }
     s.release();
+    let n = s.members.len();
     let staying: Vec<usize> = (0..n).filter(|&i| !told_to_leave[i]).collect();
     let mut settled = false;
     for _ in 0..240 {
