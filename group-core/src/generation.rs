@@ -43,6 +43,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
+use crate::TopicPartition;
 use crate::config::GroupConfig;
 use crate::conn::Cluster;
 use crate::driver::DriverHandle;
@@ -186,6 +187,10 @@ pub struct Group {
     generations: mpsc::UnboundedReceiver<Result<Generation, Error>>,
     driver: DriverHandle,
     task: tokio::task::JoinHandle<()>,
+    #[cfg_attr(
+        not(feature = "unstable-internals"),
+        allow(dead_code, reason = "read by `cluster()`, an unstable internal")
+    )]
     cluster: Cluster,
 }
 
@@ -214,7 +219,8 @@ impl Group {
         self.generations.recv().await.unwrap_or(Err(Error::Closed))
     }
 
-    /// The cluster handle (for reading the assigned partitions).
+    /// The cluster handle, for raw requests (no semver promise: `unstable-internals`).
+    #[cfg(feature = "unstable-internals")]
     pub fn cluster(&self) -> &Cluster {
         &self.cluster
     }
@@ -305,10 +311,7 @@ async fn build(
     member_id: String,
     assignment: &Assignment,
 ) -> Result<Generation, Error> {
-    let tps: Vec<(String, i32)> = assignment
-        .iter()
-        .flat_map(|(t, ps)| ps.iter().map(move |&p| (t.clone(), p)))
-        .collect();
+    let tps = TopicPartition::all_of(assignment);
     let starts = resolve_starts(
         cluster,
         &rest.group_id,
@@ -319,8 +322,15 @@ async fn build(
     )
     .await?;
     let mut assignments: BTreeMap<String, Vec<PartitionStart>> = BTreeMap::new();
-    for ((t, p), offset) in starts {
-        assignments.entry(t).or_default().push(PartitionStart {
+    for (
+        TopicPartition {
+            topic,
+            partition: p,
+        },
+        offset,
+    ) in starts
+    {
+        assignments.entry(topic).or_default().push(PartitionStart {
             partition: p,
             offset,
         });

@@ -94,7 +94,16 @@ pub mod config;
     clippy::disallowed_methods,
     reason = "I/O layer: reads the clock and hands `now` to the member"
 )]
-pub mod conn;
+// Public only through `unstable` (the dialer types are re-exported below).
+#[cfg_attr(
+    not(feature = "unstable-internals"),
+    allow(
+        unreachable_pub,
+        dead_code,
+        reason = "reachable through `unstable` only"
+    )
+)]
+mod conn;
 #[allow(
     clippy::disallowed_methods,
     reason = "I/O layer: reads the clock and hands `now` to the member"
@@ -114,8 +123,10 @@ pub use cohort_balancers as balancers;
 /// The wire codecs, re-exported.
 pub use cohort_protocol as protocol;
 pub use config::{ClientConfig, GroupConfig, OffsetReset, Subscription};
+pub use conn::{BoxedStream, Dialer, IoStream, TcpDialer};
 pub use error::{Error, IoCause};
-pub use member::CommitOffset;
+pub use member::{Assignment, CommitOffset};
+pub use topic_partition::TopicPartition;
 #[allow(
     clippy::disallowed_methods,
     reason = "I/O layer: reads the clock and hands `now` to the member"
@@ -135,7 +146,15 @@ pub mod generation;
     clippy::disallowed_methods,
     reason = "I/O layer: reads the clock and hands `now` to the member"
 )]
-pub mod offsets;
+#[cfg_attr(
+    not(feature = "unstable-internals"),
+    allow(
+        unreachable_pub,
+        dead_code,
+        reason = "reachable through `unstable` only"
+    )
+)]
+mod offsets;
 
 pub use consumer::{
     Consumer, ConsumerEvent, ConsumerOptions, ConsumerRecord, DEFAULT_CLOSE_TIMEOUT, StartOffset,
@@ -151,5 +170,17 @@ pub mod producer;
     reason = "I/O layer: reads the clock and hands `now` to the member"
 )]
 mod start;
+mod topic_partition;
 pub use generation::{Generation, GenerationContext, Group, PartitionStart};
 pub use producer::{Producer, ProducerRecord, partition_for_key};
+
+/// What the `cohort` harness and tools build on beneath the public API: the cluster handle and
+/// raw requests, committed offsets and log positions, and the leader's assignment step.
+/// **No semver promise**: anything here may change in any release. Enabled by the
+/// `unstable-internals` feature (as rskafka's `unstable-fuzzing`).
+#[cfg(feature = "unstable-internals")]
+pub mod unstable {
+    pub use crate::conn::{Cluster, PartitionMeta, Target, TopicMeta};
+    pub use crate::member::{Led, lead, subscription};
+    pub use crate::offsets::{EARLIEST, LATEST, fetch_committed, list_offsets};
+}

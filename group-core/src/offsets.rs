@@ -12,8 +12,7 @@ use crate::backoff::{Backoff, Jitter};
 use crate::conn::{Cluster, Target};
 use crate::error::Error;
 
-/// A topic-partition.
-pub type TopicPartition = (String, i32);
+use crate::TopicPartition;
 
 /// `ListOffsets` timestamp for the log start.
 pub const EARLIEST: i64 = -2;
@@ -22,8 +21,8 @@ pub const LATEST: i64 = -1;
 
 fn by_topic(partitions: &[TopicPartition]) -> BTreeMap<&str, Vec<i32>> {
     let mut m: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-    for (t, p) in partitions {
-        m.entry(t.as_str()).or_default().push(*p);
+    for tp in partitions {
+        m.entry(tp.topic.as_str()).or_default().push(tp.partition);
     }
     m
 }
@@ -138,7 +137,7 @@ async fn fetch_committed_once(
                 for p in &t.partitions {
                     check(p.error_code, format!("{}-{}", t.name, p.partition_index))?;
                     out.insert(
-                        (t.name.to_string(), p.partition_index),
+                        TopicPartition::new(t.name.to_string(), p.partition_index),
                         (p.committed_offset >= 0).then_some(p.committed_offset),
                     );
                 }
@@ -150,7 +149,7 @@ async fn fetch_committed_once(
             for p in &t.partitions {
                 check(p.error_code, format!("{}-{}", t.name, p.partition_index))?;
                 out.insert(
-                    (t.name.to_string(), p.partition_index),
+                    TopicPartition::new(t.name.to_string(), p.partition_index),
                     (p.committed_offset >= 0).then_some(p.committed_offset),
                 );
             }
@@ -175,23 +174,29 @@ pub async fn list_offsets(
         .collect();
     if partitions
         .iter()
-        .any(|(t, p)| cluster.leader(t, *p).is_none())
+        .any(|tp| cluster.leader(&tp.topic, tp.partition).is_none())
     {
         cluster.refresh_metadata(Some(&topics)).await?;
     }
     let mut by_leader: BTreeMap<i32, Vec<&TopicPartition>> = BTreeMap::new();
     for tp in partitions {
-        let leader = cluster.leader(&tp.0, tp.1).ok_or_else(|| Error::Broker {
-            api: ApiKey::ListOffsets,
-            code: ErrorCode::LeaderNotAvailable,
-            context: format!("{}-{}", tp.0, tp.1),
-        })?;
+        let leader = cluster
+            .leader(&tp.topic, tp.partition)
+            .ok_or_else(|| Error::Broker {
+                api: ApiKey::ListOffsets,
+                code: ErrorCode::LeaderNotAvailable,
+                context: tp.to_string(),
+            })?;
         by_leader.entry(leader).or_default().push(tp);
     }
     let mut out = BTreeMap::new();
     for (leader, tps) in by_leader {
         let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-        for (t, p) in tps {
+        for TopicPartition {
+            topic: t,
+            partition: p,
+        } in tps
+        {
             topics.entry(t.as_str()).or_default().push(*p);
         }
         let req = ListOffsetsRequest {
@@ -231,7 +236,10 @@ pub async fn list_offsets(
                         context: format!("{}-{}", t.name, p.partition_index),
                     });
                 }
-                out.insert((t.name.to_string(), p.partition_index), p.offset);
+                out.insert(
+                    TopicPartition::new(t.name.to_string(), p.partition_index),
+                    p.offset,
+                );
             }
         }
     }

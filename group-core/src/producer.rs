@@ -12,6 +12,7 @@ use cohort_protocol::messages::{
 use cohort_protocol::records::{Compression, RecordBatchBuilder, RecordHeader};
 use cohort_protocol::{ApiKey, ErrorCode, StrBytes};
 
+use crate::TopicPartition;
 use crate::config::ClientConfig;
 use crate::conn::{Cluster, Target};
 use crate::error::Error;
@@ -119,7 +120,8 @@ impl Producer {
         }
     }
 
-    /// The cluster handle.
+    /// The cluster handle (no semver promise: `unstable-internals`).
+    #[cfg(feature = "unstable-internals")]
     pub fn cluster(&self) -> &Cluster {
         &self.cluster
     }
@@ -572,9 +574,9 @@ impl Producer {
     /// End offsets (ListOffsets LATEST) of every partition of a topic.
     pub async fn end_offsets(&self, topic: &str) -> Result<BTreeMap<i32, i64>, Error> {
         let n = self.partitions(topic).await?;
-        let tps: Vec<(String, i32)> = (0..n).map(|p| (topic.to_owned(), p)).collect();
+        let tps: Vec<TopicPartition> = (0..n).map(|p| TopicPartition::new(topic, p)).collect();
         let m = crate::offsets::list_offsets(&self.cluster, &tps, crate::offsets::LATEST).await?;
-        Ok(m.into_iter().map(|((_, p), o)| (p, o)).collect())
+        Ok(m.into_iter().map(|(tp, o)| (tp.partition, o)).collect())
     }
 }
 

@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use crate::TopicPartition;
 use crate::config::{GroupConfig, OffsetReset, Subscription};
 use crate::conn::Cluster;
 use crate::driver::{self, DriverHandle, TopicSource};
 use crate::error::Error;
 use crate::member::{GroupEvent, Member, MemberConfig};
-use crate::offsets::{self, EARLIEST, LATEST, TopicPartition};
+use crate::offsets::{self, EARLIEST, LATEST};
 
 /// Where a partition starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +31,8 @@ pub enum StartOffset {
 
 /// Chooses the start of a partition given its committed offset (sarama-consumer's
 /// `StartingOffset` hook).
-pub type StartingOffsetHook = Arc<dyn Fn(&str, i32, Option<i64>) -> StartOffset + Send + Sync>;
+pub type StartingOffsetHook =
+    Arc<dyn Fn(&TopicPartition, Option<i64>) -> StartOffset + Send + Sync>;
 
 /// Builds the member state machine for a configuration and resolves a pattern subscription.
 pub(crate) async fn start_member(
@@ -145,7 +147,7 @@ pub(crate) async fn resolve_starts(
     for tp in partitions {
         let c = committed.get(tp).copied().flatten();
         let choice = match hook {
-            Some(h) => h(&tp.0, tp.1, c),
+            Some(h) => h(tp, c),
             None => StartOffset::Committed,
         };
         let choice = match (choice, c) {
@@ -155,8 +157,8 @@ pub(crate) async fn resolve_starts(
                 OffsetReset::Latest => StartOffset::Latest,
                 OffsetReset::None => {
                     return Err(Error::NoOffset {
-                        topic: tp.0.clone(),
-                        partition: tp.1,
+                        topic: tp.topic.clone(),
+                        partition: tp.partition,
                     });
                 }
             },

@@ -82,8 +82,8 @@ pub struct Sim {
     pending_ids: std::collections::BTreeSet<String>,
     scripted: BTreeMap<ApiKey, VecDeque<ErrorCode>>,
     pending: Vec<Delivery>,
-    /// Offsets committed, by (topic, partition).
-    pub committed: BTreeMap<(String, i32), i64>,
+    /// Offsets committed, by partition.
+    pub committed: BTreeMap<crate::TopicPartition, i64>,
     /// Requests whose response is withheld until released (to make races).
     held: Vec<Delivery>,
     hold: BTreeMap<ApiKey, usize>,
@@ -629,8 +629,10 @@ impl Sim {
             let mut parts = Vec::new();
             for p in &t.partitions {
                 if code.is_none() {
-                    self.committed
-                        .insert((t.name.to_string(), p.partition_index), p.committed_offset);
+                    self.committed.insert(
+                        crate::TopicPartition::new(t.name.to_string(), p.partition_index),
+                        p.committed_offset,
+                    );
                 }
                 parts.push(offset_commit_response::OffsetCommitResponsePartition {
                     partition_index: p.partition_index,

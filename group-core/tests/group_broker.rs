@@ -151,7 +151,7 @@ async fn a_full_buffer_does_not_hide_new_records_of_caught_up_partitions() {
     cfg.max_buffered_records = 10;
     cfg.fetch_max_wait = Duration::from_millis(200);
     let c = Consumer::new(cfg).await.expect("consumer");
-    let tp = |part: i32| (topic.clone(), part);
+    let tp = |part: i32| cohort::TopicPartition::new(&topic, part);
     let buffered = |m: &cohort::consumer::ConsumerMetrics, part: i32| {
         m.buffered.get(&tp(part)).copied().unwrap_or(0)
     };

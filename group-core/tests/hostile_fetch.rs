@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use cohort::conn::{BoxedStream, Dialer, TcpDialer};
+use cohort::{BoxedStream, Dialer, TcpDialer};
 use cohort::{ConsumerEvent, Error};
 use cohort_balancers::Range;
 use cohort_protocol::frame::{decode_request_header, decode_response, encode_response};

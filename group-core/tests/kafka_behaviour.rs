@@ -288,11 +288,11 @@ async fn a_committed_offset_below_the_log_start_goes_to_the_out_of_range_hook() 
     let calls = Arc::new(Mutex::new(Vec::new()));
     let hook_calls = Arc::clone(&calls);
     let options = ConsumerOptions::default().out_of_range(Arc::new(
-        move |t: &str, part: i32, offset: i64| {
+        move |tp: &cohort::TopicPartition, offset: i64| {
             hook_calls
                 .lock()
                 .unwrap()
-                .push((t.to_owned(), part, offset));
+                .push((tp.topic.clone(), tp.partition, offset));
             StartOffset::Earliest
         },
     ));

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use cohort::TopicPartition;
 use cohort::member::{Assignment, CommitOffset, GroupEvent, Member, MemberConfig, Phase};
 use cohort::testing::Sim;
 use cohort_balancers::{Balancer, CooperativeSticky, Range, TopicInfo};
@@ -351,7 +352,7 @@ fn heartbeat_rebalance_in_progress_keeps_heartbeating_while_revoking() {
         hb_after >= hb_before + 2,
         "heartbeats continued: {hb_before} -> {hb_after}"
     );
-    assert_eq!(s.committed.get(&("t".into(), 0)), Some(&5));
+    assert_eq!(s.committed.get(&TopicPartition::new("t", 0)), Some(&5));
     let now = s.now;
     s.members[0].handle_revoked(now, token);
     assert!(s.run_until(Duration::from_secs(5), stable));
@@ -450,8 +451,8 @@ fn commits_are_gated_by_generation_and_ownership() {
         ],
     );
     s.run(Duration::from_millis(100));
-    assert_eq!(s.committed.get(&("t".into(), 1)), Some(&7));
-    assert!(!s.committed.contains_key(&("other".into(), 0)));
+    assert_eq!(s.committed.get(&TopicPartition::new("t", 1)), Some(&7));
+    assert!(!s.committed.contains_key(&TopicPartition::new("other", 0)));
 }
 
 #[test]
@@ -567,7 +568,7 @@ fn commit_retriable_errors_are_retried_and_rebalance_in_progress_requests_rejoin
     );
     s.run(Duration::from_secs(1));
     assert_eq!(
-        s.committed.get(&("t".into(), 2)),
+        s.committed.get(&TopicPartition::new("t", 2)),
         Some(&11),
         "retried after the backoff"
     );

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use bytes::Bytes;
-use cohort::member::{Led, lead, subscription};
+use cohort::unstable::{Led, lead, subscription};
 use cohort_balancers::metrics::{self, Previous};
 use cohort_balancers::{Balancer, GroupMember, TopicInfo, WeightedSticky};
 use cohort_protocol::StrBytes;

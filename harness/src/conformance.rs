@@ -11,8 +11,8 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cohort::conn::{Cluster, Target};
-use cohort::{ClientConfig, Producer, ProducerRecord};
+use cohort::unstable::{Cluster, Target};
+use cohort::{ClientConfig, Producer, ProducerRecord, TopicPartition};
 use cohort_protocol::consumer_protocol::{
     ConsumerProtocolSubscription, PROTOCOL_TYPE, encode_subscription,
 };
@@ -1065,17 +1065,17 @@ async fn offset_commit_fetch(b: String) -> Result<String, String> {
     if c != Code::NONE {
         return Err(format!("OffsetCommit answered {c}"));
     }
-    let got = cohort::offsets::fetch_committed(
+    let got = cohort::unstable::fetch_committed(
         &a.cluster,
         &a.group,
-        &[(t.clone(), 0), (t.clone(), 1)],
+        &[TopicPartition::new(&t, 0), TopicPartition::new(&t, 1)],
         Duration::from_secs(10),
     )
     .await
     .map_err(|e| format!("OffsetFetch: {e}"))?;
     let (p0, p1) = (
-        got.get(&(t.clone(), 0)).copied().flatten(),
-        got.get(&(t, 1)).copied().flatten(),
+        got.get(&TopicPartition::new(&t, 0)).copied().flatten(),
+        got.get(&TopicPartition::new(t, 1)).copied().flatten(),
     );
     if p0 == Some(42) && p1.is_none() {
         Ok("42 fetched back; -1 for the uncommitted partition".into())

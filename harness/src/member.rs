@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use cohort::conn::{Cluster, Target};
 use cohort::member::CommitOffset;
+use cohort::unstable::{Cluster, Target};
 use cohort::{ClientConfig, Consumer, ConsumerEvent, GroupConfig, OffsetReset};
 use cohort_balancers::{Balancer, WeightedSticky};
 use cohort_protocol::messages::{OffsetCommitRequest, offset_commit_request};

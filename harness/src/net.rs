@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cohort::conn::{BoxedStream, Dialer, IoStream, TcpDialer};
+use cohort::{BoxedStream, Dialer, IoStream, TcpDialer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;

@@ -96,7 +96,7 @@ pub fn stdout_sink(source: &str) -> Sink {
 }
 
 /// Turns the client's warnings (a broker that cannot be reached, with the cause and the next
-/// attempt; see `cohort::conn`) into `error` event lines, so whoever reads the member's
+/// attempt; see `cohort::unstable::Cluster`) into `error` event lines, so whoever reads the member's
 /// journal sees them where it sees everything else.
 pub struct WarningsAsEvents {
     sink: Sink,

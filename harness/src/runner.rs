@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use cohort::{ClientConfig, Producer, ProducerRecord, partition_for_key};
+use cohort::{ClientConfig, Producer, ProducerRecord, TopicPartition, partition_for_key};
 use cohort_testbroker::{BrokerOptions, TestBroker};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -1385,12 +1385,12 @@ async fn produce(ctx: Arc<Ctx>, spec: crate::scenario::ProducerSpec, seed: u64) 
 }
 
 async fn committed(ctx: &Ctx) -> Option<Offsets> {
-    let tps: Vec<(String, i32)> = ctx
+    let tps: Vec<TopicPartition> = ctx
         .counts()
         .iter()
-        .flat_map(|(t, n)| (0..*n).map(move |p| (t.clone(), p)))
+        .flat_map(|(t, n)| (0..*n).map(move |p| TopicPartition::new(t, p)))
         .collect();
-    let got = cohort::offsets::fetch_committed(
+    let got = cohort::unstable::fetch_committed(
         ctx.admin.cluster(),
         &ctx.group,
         &tps,
@@ -1399,9 +1399,9 @@ async fn committed(ctx: &Ctx) -> Option<Offsets> {
     .await
     .ok()?;
     let mut out = Offsets::new();
-    for ((t, p), o) in got {
+    for (tp, o) in got {
         if let Some(o) = o {
-            out.entry(t).or_default().insert(p, o);
+            out.entry(tp.topic).or_default().insert(tp.partition, o);
         }
     }
     Some(out)

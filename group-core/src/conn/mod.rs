@@ -8,6 +8,10 @@ mod connection;
 mod dialer;
 mod versions;
 
+#[cfg_attr(
+    not(feature = "unstable-internals"),
+    allow(unused_imports, reason = "reachable through `unstable` only")
+)]
 pub use cluster::{Cluster, PartitionMeta, Target, TopicMeta};
 pub(crate) use connection::Connection;
 pub use dialer::{BoxedStream, Dialer, IoStream, TcpDialer};

@@ -13,11 +13,12 @@ use cohort_protocol::records::{BatchIter, DecodeBudget, DecodeOptions, RecordRef
 use cohort_protocol::{ApiKey, ErrorCode};
 
 use super::{ConsumerEvent, ConsumerRecord, Inner, StartOffset, Status};
+use crate::TopicPartition;
 use crate::backoff::{Backoff, Jitter};
 use crate::config::OffsetReset;
 use crate::conn::Target;
 use crate::error::Error;
-use crate::offsets::{self, TopicPartition};
+use crate::offsets;
 
 const FETCH_VERSION_CAP: i16 = 12;
 
@@ -45,7 +46,11 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         }
         let mut leaders = BTreeSet::new();
         let mut unknown: BTreeSet<String> = BTreeSet::new();
-        for (t, p) in &fetching {
+        for TopicPartition {
+            topic: t,
+            partition: p,
+        } in &fetching
+        {
             match inner.cluster.leader(t, *p) {
                 Some(l) => {
                     leaders.insert(l);
@@ -117,7 +122,7 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
             let eligible = |tp: &TopicPartition, p: &super::PartitionState| {
                 matches!(p.status, Status::Fetching)
                     && !p.paused
-                    && inner.cluster.leader(&tp.0, tp.1) == Some(leader)
+                    && inner.cluster.leader(&tp.topic, tp.partition) == Some(leader)
             };
             let held_back = st
                 .partitions
@@ -175,7 +180,16 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
         batch.rotate_left(start);
         rotation = rotation.wrapping_add(1);
         let mut topics: Vec<(&str, Vec<fetch_request::FetchPartition>)> = Vec::new();
-        for ((t, p), offset, _, _) in &batch {
+        for (
+            TopicPartition {
+                topic: t,
+                partition: p,
+            },
+            offset,
+            _,
+            _,
+        ) in &batch
+        {
             let i = match topics.iter().position(|(name, _)| *name == t.as_str()) {
                 Some(i) => i,
                 None => {
@@ -240,7 +254,7 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
                 inner.cluster.disconnect(Target::Broker(leader));
                 let topics: Vec<String> = batch
                     .iter()
-                    .map(|((t, _), _, _, _)| t.clone())
+                    .map(|(tp, _, _, _)| tp.topic.clone())
                     .collect::<BTreeSet<_>>()
                     .into_iter()
                     .collect();
@@ -270,7 +284,7 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
         for t in &resp.responses {
             let topic: Arc<str> = Arc::from(t.topic.as_str());
             for pd in &t.partitions {
-                let tp = (t.topic.to_string(), pd.partition_index);
+                let tp = TopicPartition::new(t.topic.to_string(), pd.partition_index);
                 let Some(&(sent_offset, epoch, room)) = epochs.get(&tp) else {
                     continue;
                 };
@@ -409,7 +423,7 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
                         inner.event(ConsumerEvent::Error(Error::Broker {
                             api: ApiKey::Fetch,
                             code,
-                            context: format!("{}-{}", d.tp.0, d.tp.1),
+                            context: d.tp.to_string(),
                         }));
                         continue;
                     }
@@ -422,7 +436,7 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
                     // A corrupt batch cannot be skipped safely: report and stop the partition
                     // (as Java raises CorruptRecordException). What decoded before it stays.
                     inner.event(ConsumerEvent::Error(Error::Protocol {
-                        broker: format!("broker {leader} ({}-{})", d.tp.0, d.tp.1),
+                        broker: format!("broker {leader} ({})", d.tp),
                         error: e,
                     }));
                     p.status = Status::Stalled;
@@ -451,7 +465,7 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
             let _ = inner
                 .cluster
                 .refresh_metadata(Some(
-                    &epochs.keys().map(|(t, _)| t.clone()).collect::<Vec<_>>(),
+                    &epochs.keys().map(|tp| tp.topic.clone()).collect::<Vec<_>>(),
                 ))
                 .await;
             inner.fetchable.notify_waiters();
@@ -466,7 +480,7 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
 /// OFFSET_OUT_OF_RANGE: the hook decides, else the reset policy.
 async fn reset_offset(inner: Arc<Inner>, tp: TopicPartition, offset: i64, epoch: u64) {
     let choice = match &inner.out_of_range {
-        Some(h) => h(&tp.0, tp.1, offset),
+        Some(h) => h(&tp, offset),
         None => match inner.offset_reset {
             OffsetReset::Earliest => StartOffset::Earliest,
             OffsetReset::Latest => StartOffset::Latest,
@@ -474,7 +488,7 @@ async fn reset_offset(inner: Arc<Inner>, tp: TopicPartition, offset: i64, epoch:
                 inner.event(ConsumerEvent::Error(Error::Broker {
                     api: ApiKey::Fetch,
                     code: ErrorCode::OffsetOutOfRange,
-                    context: format!("{}-{} at offset {offset}; offset_reset is None", tp.0, tp.1),
+                    context: format!("{tp} at offset {offset}; offset_reset is None"),
                 }));
                 if let Some(p) = inner.lock().partitions.get_mut(&tp) {
                     p.status = Status::Stalled;
@@ -502,7 +516,7 @@ async fn reset_offset(inner: Arc<Inner>, tp: TopicPartition, offset: i64, epoch:
             if let Some(p) = st.partitions.get_mut(&tp)
                 && p.epoch == epoch
             {
-                tracing::info!(topic = %tp.0, partition = tp.1, from = offset, to = o, "offset out of range; reset");
+                tracing::info!(topic = %tp.topic, partition = tp.partition, from = offset, to = o, "offset out of range; reset");
                 p.tracker.seek(o);
                 p.status = Status::Fetching;
             }

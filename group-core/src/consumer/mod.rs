@@ -40,12 +40,12 @@ use cohort_protocol::ApiKey;
 use tokio::sync::{Notify, mpsc};
 
 use self::tracker::Tracker;
+use crate::TopicPartition;
 use crate::config::{GroupConfig, OffsetReset};
 use crate::conn::Cluster;
 use crate::driver::{DriverHandle, DriverStats};
 use crate::error::Error;
 use crate::member::{Assignment, CommitOffset, GroupEvent};
-use crate::offsets::TopicPartition;
 
 /// How long [`Consumer::close`] waits for the final commit and the LeaveGroup: Java's
 /// `KafkaConsumer.DEFAULT_CLOSE_TIMEOUT_MS`.
@@ -88,7 +88,7 @@ pub(crate) use crate::start::{GroupConfigRest, resolve_starts, start_member};
 pub use crate::start::{StartOffset, StartingOffsetHook};
 
 /// Chooses where to go when a fetch offset is out of range (default: the reset policy).
-pub type OutOfRangeHook = Arc<dyn Fn(&str, i32, i64) -> StartOffset + Send + Sync>;
+pub type OutOfRangeHook = Arc<dyn Fn(&TopicPartition, i64) -> StartOffset + Send + Sync>;
 
 /// What the application can observe.
 #[derive(Debug, Clone, PartialEq)]
@@ -292,9 +292,7 @@ impl fmt::Debug for Consumer {
 }
 
 fn flatten(a: &Assignment) -> Vec<TopicPartition> {
-    a.iter()
-        .flat_map(|(t, ps)| ps.iter().map(move |&p| (t.clone(), p)))
-        .collect()
+    TopicPartition::all_of(a)
 }
 
 impl Consumer {
@@ -449,20 +447,20 @@ impl Consumer {
     }
 
     /// Stops fetching and delivering a partition (buffered records stay).
-    pub fn pause(&self, topic: &str, partition: i32) {
+    pub fn pause(&self, tp: &TopicPartition) {
         let mut st = self.inner.lock();
-        st.paused.insert((topic.to_owned(), partition));
-        if let Some(p) = st.partitions.get_mut(&(topic.to_owned(), partition)) {
+        st.paused.insert(tp.clone());
+        if let Some(p) = st.partitions.get_mut(tp) {
             p.paused = true;
         }
     }
 
     /// Resumes a paused partition.
-    pub fn resume(&self, topic: &str, partition: i32) {
+    pub fn resume(&self, tp: &TopicPartition) {
         {
             let mut st = self.inner.lock();
-            st.paused.remove(&(topic.to_owned(), partition));
-            if let Some(p) = st.partitions.get_mut(&(topic.to_owned(), partition)) {
+            st.paused.remove(tp);
+            if let Some(p) = st.partitions.get_mut(tp) {
                 p.paused = false;
             }
         }
@@ -474,7 +472,11 @@ impl Consumer {
     pub fn assignment(&self) -> Assignment {
         let st = self.inner.lock();
         let mut a = Assignment::new();
-        for (t, p) in st.partitions.keys() {
+        for TopicPartition {
+            topic: t,
+            partition: p,
+        } in st.partitions.keys()
+        {
             a.entry(t.clone()).or_default().insert(*p);
         }
         a
@@ -681,11 +683,7 @@ async fn commit_done(
                     && matches!(p.status, Status::Fetching)
                     && p.tracker.needs_commit()
             })
-            .map(|((t, part), p)| CommitOffset {
-                topic: t.clone(),
-                partition: *part,
-                offset: p.tracker.committable(),
-            })
+            .map(|(tp, p)| CommitOffset::new(&tp.topic, tp.partition, p.tracker.committable()))
             .collect()
     };
     if offsets.is_empty() {
@@ -696,7 +694,7 @@ async fn commit_done(
     {
         let mut st = inner.lock();
         for o in &done {
-            if let Some(p) = st.partitions.get_mut(&(o.topic.clone(), o.partition)) {
+            if let Some(p) = st.partitions.get_mut(&o.topic_partition()) {
                 p.tracker.committed = Some(o.offset);
             }
         }
@@ -902,7 +900,7 @@ async fn start_partitions(
                     {
                         p.tracker = Tracker::new(offset);
                         p.status = Status::Fetching;
-                        tracing::debug!(topic = %tp.0, partition = tp.1, offset, "partition starts");
+                        tracing::debug!(topic = %tp.topic, partition = tp.partition, offset, "partition starts");
                     }
                 }
                 drop(st);

@@ -64,6 +64,10 @@ use cohort_balancers::Balancer;
 use cohort_protocol::ApiKey;
 use cohort_protocol::messages::HeartbeatRequest;
 
+#[cfg_attr(
+    not(feature = "unstable-internals"),
+    allow(unreachable_pub, reason = "reachable through `unstable` only")
+)]
 pub use self::leader::{Led, lead, subscription};
 use self::state::{AfterLeave, Coordinator, Membership, State};
 pub use self::types::{

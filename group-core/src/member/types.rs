@@ -12,6 +12,7 @@ use cohort_protocol::messages::{
     SyncGroupResponse,
 };
 
+use crate::TopicPartition;
 use crate::error::Error;
 
 /// Partitions by topic.
@@ -162,6 +163,11 @@ pub struct CommitOffset {
 }
 
 impl CommitOffset {
+    /// The partition the offset is for.
+    pub fn topic_partition(&self) -> TopicPartition {
+        TopicPartition::new(self.topic.clone(), self.partition)
+    }
+
     /// `offset` (the next record to consume) for `topic`-`partition`.
     pub fn new(topic: impl Into<String>, partition: i32, offset: i64) -> Self {
         Self {
