@@ -22,11 +22,10 @@ pub struct Report {
     pub seed: u64,
     /// The broker that ran it.
     pub broker: BrokerReport,
-    /// `passed`, `failed` or `not-run`.
-    pub verdict: String,
-    /// Why it was not run.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub not_run_reason: Option<String>,
+    /// Passed, failed, or not run (and why); in JSON `verdict` (`passed`, `failed`,
+    /// `not-run`) and `not_run_reason`.
+    #[serde(flatten)]
+    pub verdict: Verdict,
     /// Run length (ms).
     pub duration_ms: u64,
     /// Members and their clients.
@@ -143,10 +142,68 @@ pub fn throughput(entries: &[Entry], start: u64, end: u64) -> Vec<ThroughputPoin
     out
 }
 
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every check held.
+    Passed,
+    /// A check failed.
+    Failed,
+    /// The broker lacks what the scenario needs; nothing was run.
+    NotRun {
+        /// What the broker lacks.
+        reason: String,
+    },
+}
+
+impl Verdict {
+    /// `passed`, `failed` or `not-run`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Verdict::Passed => "passed",
+            Verdict::Failed => "failed",
+            Verdict::NotRun { .. } => "not-run",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Compares with the JSON name (`report.verdict == "passed"`).
+impl PartialEq<&str> for Verdict {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl Serialize for Verdict {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Repr<'a> {
+            verdict: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            not_run_reason: Option<&'a str>,
+        }
+        let not_run_reason = match self {
+            Verdict::NotRun { reason } => Some(reason.as_str()),
+            _ => None,
+        };
+        Repr {
+            verdict: self.as_str(),
+            not_run_reason,
+        }
+        .serialize(s)
+    }
+}
+
 impl Report {
     /// Whether the run passed (a run that was not run did not fail).
     pub fn ok(&self) -> bool {
-        self.verdict != "failed"
+        self.verdict != Verdict::Failed
     }
 
     /// The short text summary.
@@ -158,9 +215,9 @@ impl Report {
             self.scenario,
             self.seed,
             self.broker,
-            self.verdict.to_uppercase()
+            self.verdict.as_str().to_uppercase()
         );
-        if let Some(r) = &self.not_run_reason {
+        if let Verdict::NotRun { reason: r } = &self.verdict {
             let _ = writeln!(s, "  not run: {r}");
             return s;
         }
@@ -270,7 +327,7 @@ impl Report {
              <body><h1>{name} <span class=\"{verdict}\">{verdict}</span></h1>\n<p>{desc}</p>\n{svg}\n\
              <h2>Summary</h2><pre>{text}</pre></body></html>\n",
             name = esc(&self.scenario),
-            verdict = esc(&self.verdict),
+            verdict = self.verdict.as_str(),
             desc = esc(&self.description),
             text = esc(&self.text()),
         )
@@ -323,7 +380,7 @@ fn timeline_svg(r: &Report, entries: &[Entry], start: u64) -> String {
         w = left + width + 40.0,
         h = height,
         name = xml(&r.scenario),
-        verdict = xml(&r.verdict),
+        verdict = r.verdict.as_str(),
         seed = r.seed
     );
     // Rebalances: shaded bands behind the lanes.

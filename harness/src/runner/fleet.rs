@@ -1,0 +1,448 @@
+//! The members of a run: starting, stopping, freezing and controlling each kind (cohort in
+//! process, librdkafka in process, either as a `cohort member` process).
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+use crate::foreign::{RdMember, librdkafka_version};
+use crate::journal::{Entry, Event, now_us};
+use crate::member::{CohortMember, MemberOptions, StopHow, journal_sink};
+use crate::process_member::{Client, ControlCommand};
+use crate::scenario::{Action, ActionSpec, MemberSettings, Placement};
+
+use super::context::Ctx;
+
+// ---------------------------------------------------------------------------------------------
+
+pub(super) enum Handle {
+    Ours(CohortMember),
+    Theirs(RdMember),
+    Process(ProcessMember),
+}
+
+pub(super) struct ProcessMember {
+    pub(super) child: tokio::process::Child,
+    pub(super) stdin: Option<tokio::process::ChildStdin>,
+    pub(super) pid: u32,
+    /// Set when the harness ends the process, so its end is not taken for a crash.
+    pub(super) stopping: Arc<AtomicBool>,
+    /// Ends the member if `cohort run` dies without stopping it (SIGKILL, a panic, a frozen
+    /// member that would never see its control pipe close).
+    pub(super) watchdog: Option<std::process::Child>,
+}
+
+impl Drop for ProcessMember {
+    fn drop(&mut self) {
+        cohort_testbroker::dismiss_watchdog(self.watchdog.take());
+    }
+}
+
+pub(super) struct Slot {
+    pub(super) settings: MemberSettings,
+    pub(super) handle: Option<Handle>,
+    pub(super) frozen: bool,
+}
+
+pub(super) fn describe(s: &MemberSettings) -> String {
+    let client = match s.client.unwrap_or(Client::Cohort) {
+        Client::Cohort => "cohort".to_owned(),
+        Client::Librdkafka => format!("librdkafka {}", librdkafka_version()),
+    };
+    let place = match s.placement.unwrap_or_default() {
+        Placement::InProcess => "in-process",
+        Placement::Process => "process",
+    };
+    let mut d = format!(
+        "{client}, {place}, {}",
+        s.balancers.clone().unwrap_or_default().join("+")
+    );
+    if s.static_membership == Some(true) {
+        d.push_str(", static");
+    }
+    if let Some(b) = s.bug {
+        d.push_str(&format!(", bug {b:?}"));
+    }
+    d
+}
+
+pub(super) async fn start_member(ctx: &Arc<Ctx>, name: &str) -> Result<(), String> {
+    let mut members = ctx.members.lock().await;
+    let slot = members.get_mut(name).ok_or(format!("no member {name}"))?;
+    if slot.handle.is_some() {
+        return Ok(());
+    }
+    let opts = ctx.member_options(name, &slot.settings);
+    let client = slot.settings.client.unwrap_or(Client::Cohort);
+    let handle = match slot.settings.placement.unwrap_or_default() {
+        Placement::InProcess => match client {
+            Client::Cohort => {
+                Handle::Ours(CohortMember::start(opts, journal_sink(&ctx.journal, name)).await?)
+            }
+            Client::Librdkafka => {
+                let sink = journal_sink(&ctx.journal, name);
+                Handle::Theirs(
+                    tokio::task::spawn_blocking(move || RdMember::start(opts, sink))
+                        .await
+                        .map_err(|e| e.to_string())??,
+                )
+            }
+        },
+        Placement::Process => Handle::Process(spawn_process(ctx, name, &opts, client).await?),
+    };
+    slot.handle = Some(handle);
+    slot.frozen = false;
+    Ok(())
+}
+
+pub(super) async fn spawn_process(
+    ctx: &Arc<Ctx>,
+    name: &str,
+    o: &MemberOptions,
+    client: Client,
+) -> Result<ProcessMember, String> {
+    let ms = |d: Duration| d.as_millis().to_string();
+    let mut cmd = tokio::process::Command::new(&ctx.cohort_bin);
+    cmd.arg("member")
+        .args([
+            "--bootstrap",
+            &o.bootstrap,
+            "--group",
+            &o.group,
+            "--name",
+            name,
+        ])
+        .args(["--session-timeout-ms", &ms(o.session_timeout)])
+        .args(["--heartbeat-interval-ms", &ms(o.heartbeat_interval)])
+        .args(["--rebalance-timeout-ms", &ms(o.rebalance_timeout)])
+        .args(["--max-poll-interval-ms", &ms(o.max_poll_interval)])
+        .args(["--processing-us", &o.processing.as_micros().to_string()])
+        .args(["--weight", &o.weight.to_string()])
+        .args([
+            "--client",
+            match client {
+                Client::Cohort => "cohort",
+                Client::Librdkafka => "librdkafka",
+            },
+        ])
+        .arg("--control");
+    for t in &o.topics {
+        cmd.args(["--topic", t]);
+    }
+    for b in &o.balancers {
+        cmd.args(["--balancer", b]);
+    }
+    if let Some(i) = &o.instance_id {
+        cmd.args(["--instance-id", i]);
+    }
+    if o.bug.is_some() {
+        cmd.args(["--bug", "commit-after-revoke"]);
+    }
+    cmd.args([
+        "--cooperative-rejoin-delay-ms",
+        &ms(o.cooperative_rejoin_delay),
+    ]);
+    if let Some(seed) = o.jitter_seed {
+        cmd.args(["--jitter-seed", &seed.to_string()]);
+    }
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(ctx.out.join(format!("member-{name}.log")))
+        .map_err(|e| e.to_string())?;
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", ctx.cohort_bin.display()))?;
+    let pid = child.id().unwrap_or(0);
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let stdin = child.stdin.take();
+    let stopping = Arc::new(AtomicBool::new(false));
+    let (journal, who, stop2) = (ctx.journal.clone(), name.to_owned(), stopping.clone());
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let mut ended = false;
+        while let Ok(Some(line)) = lines.next_line().await {
+            match serde_json::from_str::<Entry>(&line) {
+                Ok(e) => {
+                    ended |= matches!(e.event, Event::Left | Event::Crashed);
+                    journal.push(e);
+                }
+                Err(err) => journal.record(
+                    &who,
+                    Event::Error {
+                        message: format!("unreadable line {line:?}: {err}"),
+                    },
+                ),
+            }
+        }
+        // The process is gone without saying so: a crash (unless the harness killed it and
+        // recorded that itself).
+        if !ended && !stop2.load(Ordering::Relaxed) {
+            journal.record(&who, Event::Crashed);
+        }
+    });
+    // The member counts as started once it says so (its first line), so triggers and the
+    // checker see it from then on.
+    let spawned = now_us();
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let started = ctx.journal.with(|entries| {
+            entries.iter().rev().any(|e| {
+                e.source == name && e.ts >= spawned && matches!(e.event, Event::Started { .. })
+            })
+        });
+        if started {
+            break;
+        }
+        if Instant::now() > end {
+            ctx.note(format!(
+                "{name}: the process did not report its start within 20 s"
+            ));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(ProcessMember {
+        child,
+        stdin,
+        pid,
+        stopping,
+        watchdog: cohort_testbroker::watch_process(pid),
+    })
+}
+
+pub(super) fn signal(pid: u32, sig: &str) {
+    let _ = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+pub(super) async fn stop_member(ctx: &Arc<Ctx>, name: &str, how: StopHow) {
+    let handle = {
+        let mut members = ctx.members.lock().await;
+        let Some(slot) = members.get_mut(name) else {
+            return;
+        };
+        slot.frozen = false;
+        slot.handle.take()
+    };
+    if let Some(h) = handle {
+        h.stop(ctx, name, how).await;
+    }
+}
+
+/// Sends a control command to a running member.
+pub(super) async fn control(ctx: &Arc<Ctx>, name: &str, cmd: ControlCommand) {
+    let mut members = ctx.members.lock().await;
+    let Some(slot) = members.get_mut(name) else {
+        return;
+    };
+    let client = slot.settings.client.unwrap_or(Client::Cohort);
+    if let Some(h) = &mut slot.handle
+        && let Err(why) = h.control(client, cmd).await
+    {
+        ctx.note(format!("{name}: {why}"));
+    }
+}
+
+pub(super) async fn set_frozen(ctx: &Arc<Ctx>, name: &str, frozen: bool) {
+    let mut members = ctx.members.lock().await;
+    let Some(slot) = members.get_mut(name) else {
+        return;
+    };
+    if slot.frozen == frozen {
+        return;
+    }
+    let Some(h) = &slot.handle else {
+        return;
+    };
+    if let Some(caveat) = h.set_frozen(frozen) {
+        ctx.note(format!("{name}: {caveat}"));
+    }
+    slot.frozen = frozen;
+}
+
+impl Handle {
+    /// Ends the member: a clean close (LeaveGroup unless static) or a crash.
+    async fn stop(self, ctx: &Ctx, name: &str, how: StopHow) {
+        match self {
+            Handle::Ours(m) => m.stop(how).await,
+            Handle::Theirs(m) => {
+                if how == StopHow::Crash {
+                    ctx.note(format!(
+                        "{name}: an in-process librdkafka member cannot crash (its threads keep heartbeating); it was closed instead. Use placement = \"process\" to crash it."
+                    ));
+                }
+                let _ = tokio::task::spawn_blocking(move || m.stop(StopHow::Close)).await;
+            }
+            Handle::Process(p) => p.stop(ctx, name, how).await,
+        }
+    }
+
+    /// Applies a control command; `Err` says what could not be applied, and why.
+    async fn control(&mut self, client: Client, cmd: ControlCommand) -> Result<(), String> {
+        match self {
+            Handle::Ours(m) => {
+                crate::process_member::apply(m.controls(), &cmd);
+                Ok(())
+            }
+            Handle::Theirs(m) => match cmd {
+                ControlCommand::Processing { us } => {
+                    m.set_processing(Duration::from_micros(us));
+                    Ok(())
+                }
+                other => Err(format!(
+                    "an in-process librdkafka member has no pluggable dialer; {other:?} was not applied"
+                )),
+            },
+            Handle::Process(p) => p.control(client, cmd).await,
+        }
+    }
+
+    /// Freezes or thaws the member; `Some` says how far short of a freeze that fell.
+    fn set_frozen(&self, frozen: bool) -> Option<&'static str> {
+        match self {
+            Handle::Ours(m) => {
+                if frozen {
+                    m.controls().freeze();
+                } else {
+                    m.controls().thaw();
+                }
+                None
+            }
+            Handle::Process(p) => {
+                signal(p.pid, if frozen { "STOP" } else { "CONT" });
+                None
+            }
+            Handle::Theirs(m) => {
+                m.set_paused(frozen);
+                Some(
+                    "an in-process librdkafka member can only stop polling, not freeze (its threads keep heartbeating)",
+                )
+            }
+        }
+    }
+}
+
+impl ProcessMember {
+    async fn stop(mut self, ctx: &Ctx, name: &str, how: StopHow) {
+        match how {
+            StopHow::Crash => {
+                self.stopping.store(true, Ordering::Relaxed);
+                signal(self.pid, "CONT");
+                let _ = self.child.start_kill();
+                let _ = self.child.wait().await;
+                ctx.journal.record(name, Event::Crashed);
+            }
+            StopHow::Close => {
+                signal(self.pid, "CONT");
+                signal(self.pid, "TERM");
+                if tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+                    .await
+                    .is_err()
+                {
+                    self.stopping.store(true, Ordering::Relaxed);
+                    let _ = self.child.start_kill();
+                    let _ = self.child.wait().await;
+                    ctx.journal.record(name, Event::Crashed);
+                    ctx.note(format!(
+                        "{name}: did not exit within 30 s of SIGTERM; killed"
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Writes the command on the member's control pipe (one JSON line).
+    async fn control(&mut self, client: Client, cmd: ControlCommand) -> Result<(), String> {
+        if let Some(stdin) = &mut self.stdin {
+            let line = serde_json::to_string(&cmd).unwrap_or_default() + "\n";
+            let _ = stdin.write_all(line.as_bytes()).await;
+            let _ = stdin.flush().await;
+        }
+        if client == Client::Librdkafka && !matches!(cmd, ControlCommand::Processing { .. }) {
+            return Err(
+                "a librdkafka member has no pluggable dialer; network faults were not applied"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+pub(super) async fn running(ctx: &Arc<Ctx>) -> Vec<String> {
+    let members = ctx.members.lock().await;
+    members
+        .iter()
+        .filter(|(_, s)| s.handle.is_some())
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+pub(super) async fn targets(ctx: &Arc<Ctx>, a: &ActionSpec) -> Vec<String> {
+    let target = a.target.as_deref().unwrap_or("");
+    let members = ctx.members.lock().await;
+    let (up, down): (Vec<String>, Vec<String>) = {
+        let mut up = Vec::new();
+        let mut down = Vec::new();
+        for (n, s) in members.iter() {
+            if s.handle.is_some() {
+                up.push(n.clone());
+            } else {
+                down.push(n.clone());
+            }
+        }
+        (up, down)
+    };
+    let pool = if a.action == Action::Join { down } else { up };
+    match target {
+        "all" => pool,
+        "leader" => {
+            drop(members);
+            leader(ctx)
+                .into_iter()
+                .filter(|l| pool.contains(l))
+                .collect()
+        }
+        "random" => {
+            if pool.is_empty() {
+                return Vec::new();
+            }
+            let i = ctx
+                .rng
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .random_range(0..pool.len());
+            vec![pool[i].clone()]
+        }
+        name => vec![name.to_owned()],
+    }
+}
+
+/// The member that led the latest generation any member was assigned in.
+pub(super) fn leader(ctx: &Ctx) -> Option<String> {
+    ctx.journal.with(|entries| {
+        entries
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::Assigned {
+                    generation,
+                    leader: Some(true),
+                    ..
+                } => Some((*generation, e.source.clone())),
+                _ => None,
+            })
+            .max_by_key(|(g, _)| *g)
+            .map(|(_, m)| m)
+    })
+}
