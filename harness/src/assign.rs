@@ -8,9 +8,11 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use bytes::Bytes;
+
+use crate::error::HarnessError;
 use cohort::unstable::{Led, lead, subscription};
 use cohort_balancers::metrics::{self, Previous};
-use cohort_balancers::{Balancer, GroupMember, TopicInfo, WeightedSticky};
+use cohort_balancers::{GroupMember, TopicInfo};
 use cohort_protocol::StrBytes;
 use cohort_protocol::consumer_protocol::{
     AssignedTopicPartitions, ConsumerProtocolAssignment, decode_assignment, decode_subscription,
@@ -37,39 +39,44 @@ pub enum TopicSpec {
 }
 
 impl TryFrom<Value> for TopicSpec {
-    type Error = String;
+    type Error = HarnessError;
 
     /// Reads a topic with errors that say what is wrong (serde's untagged enums only say that
     /// nothing matched).
-    fn try_from(v: Value) -> Result<Self, String> {
+    fn try_from(v: Value) -> Result<Self, HarnessError> {
         let count = |v: &Value| {
             v.as_u64()
                 .filter(|n| (1..=LIMITS.partitions).contains(n))
                 .map(|n| n as u32)
                 .ok_or_else(|| {
-                    format!(
+                    HarnessError::invalid(format!(
                         "a partition count must be a whole number from 1 to {}, not {v}",
                         LIMITS.partitions
-                    )
+                    ))
                 })
         };
         match &v {
             Value::Number(_) => Ok(TopicSpec::Count(count(&v)?)),
             Value::Object(o) => {
                 if let Some(k) = o.keys().find(|k| *k != "partitions" && *k != "racks") {
-                    return Err(format!("unknown topic field {k:?} (partitions, racks)"));
+                    return Err(HarnessError::invalid(format!(
+                        "unknown topic field {k:?} (partitions, racks)"
+                    )));
                 }
-                let partitions = count(o.get("partitions").ok_or("a topic needs \"partitions\"")?)?;
+                let partitions = count(
+                    o.get("partitions")
+                        .ok_or(HarnessError::invalid("a topic needs \"partitions\""))?,
+                )?;
                 let racks = match o.get("racks") {
                     None => Vec::new(),
                     Some(r) => serde_json::from_value(r.clone())
-                        .map_err(|e| format!("racks: a list of rack lists ({e})"))?,
+                        .map_err(HarnessError::parse("racks: a list of rack lists"))?,
                 };
                 Ok(TopicSpec::Full { partitions, racks })
             }
-            other => Err(format!(
+            other => Err(HarnessError::invalid(format!(
                 "a topic is a partition count or {{\"partitions\": n, \"racks\": [...]}}, not {other}"
-            )),
+            ))),
         }
     }
 }
@@ -99,7 +106,10 @@ pub const LIMITS: Limits = Limits {
     steps: 10_000,
 };
 
-fn check_size(topics: &BTreeMap<String, TopicSpec>, members: &[MemberSpec]) -> Result<(), String> {
+fn check_size(
+    topics: &BTreeMap<String, TopicSpec>,
+    members: &[MemberSpec],
+) -> Result<(), HarnessError> {
     let total: u64 = topics
         .values()
         .map(|t| match t {
@@ -107,35 +117,38 @@ fn check_size(topics: &BTreeMap<String, TopicSpec>, members: &[MemberSpec]) -> R
         })
         .sum();
     if total > LIMITS.total_partitions {
-        return Err(format!(
+        return Err(HarnessError::invalid(format!(
             "{total} partitions in all; this command plans at most {}",
             LIMITS.total_partitions
-        ));
+        )));
     }
     if members.len() as u64 > LIMITS.members {
-        return Err(format!(
+        return Err(HarnessError::invalid(format!(
             "{} members; this command plans at most {}",
             members.len(),
             LIMITS.members
-        ));
+        )));
     }
     let subscriptions: u64 = members.iter().map(|m| m.topics.len() as u64).sum();
     if subscriptions > LIMITS.subscriptions {
-        return Err(format!(
+        return Err(HarnessError::invalid(format!(
             "{subscriptions} subscriptions in all; this command plans at most {}",
             LIMITS.subscriptions
-        ));
+        )));
     }
     let mut ids = std::collections::BTreeSet::new();
     for m in members {
         if !ids.insert(m.id.as_str()) {
-            return Err(format!("member id {:?} appears more than once", m.id));
+            return Err(HarnessError::invalid(format!(
+                "member id {:?} appears more than once",
+                m.id
+            )));
         }
         if m.weight == 0 || m.weight > 1_000 {
-            return Err(format!(
+            return Err(HarnessError::invalid(format!(
                 "member {:?}: weight {} is outside 1..=1000",
                 m.id, m.weight
-            ));
+            )));
         }
     }
     Ok(())
@@ -203,34 +216,22 @@ pub struct Input {
     pub steps: Vec<Step>,
 }
 
-fn topic_infos(topics: &BTreeMap<String, TopicSpec>) -> Result<Vec<TopicInfo>, String> {
+fn topic_infos(topics: &BTreeMap<String, TopicSpec>) -> Result<Vec<TopicInfo>, HarnessError> {
     topics
         .iter()
         .map(|(name, spec)| match spec {
             TopicSpec::Count(n) => Ok(TopicInfo::new(name.clone(), *n)),
             TopicSpec::Full { partitions, racks } => {
                 if !racks.is_empty() && racks.len() != *partitions as usize {
-                    return Err(format!(
+                    return Err(HarnessError::invalid(format!(
                         "topic {name}: {} rack lists for {partitions} partitions",
                         racks.len()
-                    ));
+                    )));
                 }
                 Ok(TopicInfo::new(name.clone(), *partitions).with_racks(racks))
             }
         })
         .collect()
-}
-
-fn balancer_for(name: &str, weight: u32) -> Result<Box<dyn Balancer>, String> {
-    if name == cohort_balancers::WEIGHTED_PROTOCOL_NAME {
-        return Ok(Box::new(WeightedSticky::new(weight)));
-    }
-    cohort_balancers::by_name(name).ok_or_else(|| {
-        format!(
-            "unknown balancer {name:?} (known: {})",
-            cohort_balancers::PROTOCOL_NAMES.join(", ")
-        )
-    })
 }
 
 /// One rebalance through the leader path.
@@ -253,10 +254,14 @@ fn to_assignment(owned: &BTreeMap<String, Vec<i32>>) -> ConsumerProtocolAssignme
     }
 }
 
-fn rebalance(name: &str, members: &[MemberSpec], topics: &[TopicInfo]) -> Result<Round, String> {
+fn rebalance(
+    name: &str,
+    members: &[MemberSpec],
+    topics: &[TopicInfo],
+) -> Result<Round, HarnessError> {
     let mut metadata = Vec::with_capacity(members.len());
     for m in members {
-        let mut b = balancer_for(name, m.weight)?;
+        let mut b = crate::member::balancer(name, m.weight)?;
         // What the member's balancer kept from its last SyncGroup.
         if !m.owned.is_empty() || m.generation >= 0 {
             b.on_assignment(&to_assignment(&m.owned), m.generation);
@@ -273,16 +278,19 @@ fn rebalance(name: &str, members: &[MemberSpec], topics: &[TopicInfo]) -> Result
             m.generation,
             m.rack.as_deref(),
         );
-        let bytes: Bytes = encode_subscription(&sub, 3).map_err(|e| e.to_string())?;
+        let bytes: Bytes = encode_subscription(&sub, 3).map_err(|e| {
+            HarnessError::client("encoding a subscription")(cohort::Error::Encode(e))
+        })?;
         metadata.push((
             StrBytes::from(m.id.clone()),
             m.instance_id.clone().map(StrBytes::from),
             bytes,
         ));
     }
-    let leader = balancer_for(name, 1)?;
+    let leader = crate::member::balancer(name, 1)?;
     let start = Instant::now();
-    let led = lead(leader.as_ref(), &metadata, topics).map_err(|e| e.to_string())?;
+    let led = lead(leader.as_ref(), &metadata, topics)
+        .map_err(HarnessError::client("the leader's step"))?;
     let elapsed_us = start.elapsed().as_micros();
     let members = metadata
         .iter()
@@ -304,10 +312,11 @@ fn rebalance(name: &str, members: &[MemberSpec], topics: &[TopicInfo]) -> Result
 /// Member id → topic → partitions.
 type PlanMap = BTreeMap<String, BTreeMap<String, Vec<i32>>>;
 
-fn decoded(led: &Led) -> Result<PlanMap, String> {
+fn decoded(led: &Led) -> Result<PlanMap, HarnessError> {
     let mut out = BTreeMap::new();
     for (id, bytes) in &led.assignments {
-        let (_, a) = decode_assignment(bytes.clone()).map_err(|e| e.to_string())?;
+        let (_, a) =
+            decode_assignment(bytes.clone()).map_err(HarnessError::parse("an assignment"))?;
         let mut m: BTreeMap<String, Vec<i32>> = BTreeMap::new();
         for tp in a.assigned_partitions {
             let ps = m.entry(tp.topic.to_string()).or_default();
@@ -326,7 +335,7 @@ fn plan_once(
     name: &str,
     members: &[MemberSpec],
     topics: &[TopicInfo],
-) -> Result<(Value, PlanMap), String> {
+) -> Result<(Value, PlanMap), HarnessError> {
     let round = rebalance(name, members, topics)?;
     let assignment = decoded(&round.led)?;
     let previous: Vec<Previous> = members
@@ -340,9 +349,9 @@ fn plan_once(
             generation: m.generation,
         })
         .collect();
-    let leader = balancer_for(name, 1)?;
+    let leader = crate::member::balancer(name, 1)?;
     let eval = metrics::evaluate(leader.as_ref(), &round.members, topics, &previous)
-        .map_err(|e| e.to_string())?;
+        .map_err(HarnessError::parse("the plan's metrics"))?;
     let m = eval.metrics;
     let mut metrics = json!({
         "spread": m.spread,
@@ -372,20 +381,22 @@ fn plan_once(
 }
 
 /// Runs the command on a JSON document.
-pub fn run(input: &str, balancer: Option<&str>, steps: bool) -> Result<Value, String> {
-    let input: Input = serde_json::from_str(input).map_err(|e| format!("input: {e}"))?;
+pub fn run(input: &str, balancer: Option<&str>, steps: bool) -> Result<Value, HarnessError> {
+    let input: Input = serde_json::from_str(input).map_err(HarnessError::parse("input"))?;
     let name = balancer
         .map(str::to_owned)
         .or(input.balancer.clone())
-        .ok_or("no balancer: give \"balancer\" in the input or --balancer")?;
-    balancer_for(&name, 1)?;
+        .ok_or(HarnessError::invalid(
+            "no balancer: give \"balancer\" in the input or --balancer",
+        ))?;
+    crate::member::balancer(&name, 1)?;
     check_size(&input.topics, &input.members)?;
     if input.steps.len() as u64 > LIMITS.steps {
-        return Err(format!(
+        return Err(HarnessError::invalid(format!(
             "{} steps; at most {}",
             input.steps.len(),
             LIMITS.steps
-        ));
+        )));
     }
     let mut topic_specs = input.topics.clone();
     let topics = topic_infos(&topic_specs)?;
@@ -394,7 +405,9 @@ pub fn run(input: &str, balancer: Option<&str>, steps: bool) -> Result<Value, St
         return Ok(first);
     }
     if input.steps.is_empty() {
-        return Err("--steps needs a \"steps\" list in the input".into());
+        return Err(HarnessError::invalid(
+            "--steps needs a \"steps\" list in the input",
+        ));
     }
     let mut members = input.members.clone();
     let first_generation = members
@@ -404,18 +417,20 @@ pub fn run(input: &str, balancer: Option<&str>, steps: bool) -> Result<Value, St
         .unwrap_or(-1)
         .max(0)
         .checked_add(1)
-        .ok_or("a member's generation is i32::MAX; there is no next one")?;
+        .ok_or(HarnessError::invalid(
+            "a member's generation is i32::MAX; there is no next one",
+        ))?;
     let mut out = vec![json!({"step": 0, "change": "initial", "result": first})];
     for (i, step) in input.steps.iter().enumerate() {
         let generation = i32::try_from(i)
             .ok()
             .and_then(|i| first_generation.checked_add(i))
             .ok_or_else(|| {
-                format!(
+                HarnessError::invalid(format!(
                     "step {}: the generation would pass {} (the members' generations are too high)",
                     i + 1,
                     i32::MAX
-                )
+                ))
             })?;
         // Everyone owns what the last step gave it, at the generation that gave it.
         for m in &mut members {
@@ -425,7 +440,11 @@ pub fn run(input: &str, balancer: Option<&str>, steps: bool) -> Result<Value, St
         let change = match step {
             Step::Join(m) => {
                 if members.iter().any(|x| x.id == m.id) {
-                    return Err(format!("step {}: {} is already a member", i + 1, m.id));
+                    return Err(HarnessError::invalid(format!(
+                        "step {}: {} is already a member",
+                        i + 1,
+                        m.id
+                    )));
                 }
                 members.push(m.clone());
                 format!("join {}", m.id)
@@ -434,7 +453,10 @@ pub fn run(input: &str, balancer: Option<&str>, steps: bool) -> Result<Value, St
                 let before = members.len();
                 members.retain(|m| &m.id != id);
                 if members.len() == before {
-                    return Err(format!("step {}: no member {id}", i + 1));
+                    return Err(HarnessError::invalid(format!(
+                        "step {}: no member {id}",
+                        i + 1
+                    )));
                 }
                 format!("leave {id}")
             }
@@ -444,7 +466,7 @@ pub fn run(input: &str, balancer: Option<&str>, steps: bool) -> Result<Value, St
             }
             Step::Rebalance => "rebalance".to_owned(),
         };
-        check_size(&topic_specs, &members).map_err(|e| format!("step {}: {e}", i + 1))?;
+        check_size(&topic_specs, &members).map_err(|e| e.context(format!("step {}", i + 1)))?;
         let topics = topic_infos(&topic_specs)?;
         let (result, next) = plan_once(&name, &members, &topics)?;
         current = next;
@@ -489,10 +511,16 @@ mod tests {
         );
         assert_eq!(v["metrics"]["rounds"], 2);
         assert_eq!(v["metrics"]["moved"], 3);
-        assert!(run(input, None, false).unwrap_err().contains("no balancer"));
+        assert!(
+            run(input, None, false)
+                .unwrap_err()
+                .to_string()
+                .contains("no balancer")
+        );
         assert!(
             run(input, Some("nope"), false)
                 .unwrap_err()
+                .to_string()
                 .contains("unknown balancer")
         );
     }
@@ -569,11 +597,11 @@ mod tests {
                 "weight 0 is outside",
             ),
         ] {
-            let e = run(&input, None, false).unwrap_err();
+            let e = run(&input, None, false).unwrap_err().to_string();
             assert!(e.contains(want), "{input}\n=> {e}");
         }
         let wrap = r#"{"balancer":"sticky","topics":{"t":2},"members":[{"id":"a","topics":["t"],"generation":2147483647}],"steps":["rebalance"]}"#;
-        let e = run(wrap, None, true).unwrap_err();
+        let e = run(wrap, None, true).unwrap_err().to_string();
         assert!(e.contains("i32::MAX"), "{e}");
     }
 }

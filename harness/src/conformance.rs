@@ -10,6 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
+use crate::error::HarnessError;
 use bytes::Bytes;
 use cohort::unstable::{Cluster, Target};
 use cohort::{ClientConfig, Producer, ProducerRecord, TopicPartition};
@@ -39,7 +40,12 @@ pub struct CheckResult {
     pub elapsed_ms: u64,
 }
 
-type CheckFn = fn(String) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
+/// What a check found: `Ok(evidence)` when the broker behaves as Apache Kafka does,
+/// `Err(evidence)` when it does not or could not be asked. A failed check is a finding about
+/// the broker, reported with its evidence, not an error of the harness.
+type Outcome<T = String> = Result<T, String>;
+
+type CheckFn = fn(String) -> Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
 /// Every check: name, description, function. `Ok(evidence)` passes, `Err(evidence)` fails.
 pub const CHECKS: &[(&str, &str, CheckFn)] = &[
@@ -154,13 +160,13 @@ pub const CHECKS: &[(&str, &str, CheckFn)] = &[
 ];
 
 /// Runs the named checks (all when `only` is empty), concurrently.
-pub async fn run(bootstrap: &str, only: &[String]) -> Result<Vec<CheckResult>, String> {
+pub async fn run(bootstrap: &str, only: &[String]) -> Result<Vec<CheckResult>, HarnessError> {
     for n in only {
         if !CHECKS.iter().any(|(name, _, _)| name == n) {
-            return Err(format!(
+            return Err(HarnessError::invalid(format!(
                 "unknown check {n:?} (known: {})",
                 CHECKS.iter().map(|c| c.0).collect::<Vec<_>>().join(", ")
-            ));
+            )));
         }
     }
     let mut tasks = Vec::new();
@@ -190,7 +196,7 @@ pub async fn run(bootstrap: &str, only: &[String]) -> Result<Vec<CheckResult>, S
     }
     let mut out = Vec::new();
     for t in tasks {
-        out.push(t.await.map_err(|e| e.to_string())?);
+        out.push(t.await.map_err(HarnessError::task("a conformance check"))?);
     }
     Ok(out)
 }
@@ -245,7 +251,7 @@ struct Raw {
 }
 
 impl Raw {
-    async fn new(bootstrap: &str, group: &str, topic: &str) -> Result<Self, String> {
+    async fn new(bootstrap: &str, group: &str, topic: &str) -> Outcome<Self> {
         let cluster = Cluster::new(ClientConfig::new(bootstrap));
         let coord = cluster
             .find_coordinator(group)
@@ -288,11 +294,7 @@ impl Raw {
         Target::Coordinator(self.coord)
     }
 
-    async fn join_once(
-        &self,
-        protocols: &[&str],
-        rebalance_ms: i32,
-    ) -> Result<JoinGroupResponse, String> {
+    async fn join_once(&self, protocols: &[&str], rebalance_ms: i32) -> Outcome<JoinGroupResponse> {
         let req = JoinGroupRequest {
             group_id: self.group.clone().into(),
             session_timeout_ms: SESSION_MS,
@@ -317,11 +319,7 @@ impl Raw {
     }
 
     /// Joins (adopting the member id of MEMBER_ID_REQUIRED) and returns the response.
-    async fn join(
-        &mut self,
-        protocols: &[&str],
-        rebalance_ms: i32,
-    ) -> Result<JoinGroupResponse, String> {
+    async fn join(&mut self, protocols: &[&str], rebalance_ms: i32) -> Outcome<JoinGroupResponse> {
         for _ in 0..3 {
             let r = self.join_once(protocols, rebalance_ms).await?;
             match ErrorCode::check(r.error_code) {
@@ -338,7 +336,7 @@ impl Raw {
         Err("JoinGroup kept asking for a member id".into())
     }
 
-    async fn sync(&self, r: &JoinGroupResponse) -> Result<SyncGroupResponse, String> {
+    async fn sync(&self, r: &JoinGroupResponse) -> Outcome<SyncGroupResponse> {
         // The leader gives every member an empty assignment; the bytes come back as sent.
         let assignments = if r.leader == r.member_id {
             r.members
@@ -368,7 +366,7 @@ impl Raw {
             .map_err(|e| format!("SyncGroup: {e}"))
     }
 
-    async fn heartbeat_at(&self, generation: i32) -> Result<Code, String> {
+    async fn heartbeat_at(&self, generation: i32) -> Outcome<Code> {
         let req = HeartbeatRequest {
             group_id: self.group.clone().into(),
             generation_id: generation,
@@ -384,11 +382,11 @@ impl Raw {
         Ok(code(r.error_code))
     }
 
-    async fn heartbeat(&self) -> Result<Code, String> {
+    async fn heartbeat(&self) -> Outcome<Code> {
         self.heartbeat_at(self.generation).await
     }
 
-    async fn leave(&self) -> Result<Code, String> {
+    async fn leave(&self) -> Outcome<Code> {
         let batch = self
             .cluster
             .supports(self.target(), ApiKey::LeaveGroup, 3)
@@ -417,7 +415,7 @@ impl Raw {
         Ok(code(r.error_code))
     }
 
-    async fn commit_at(&self, generation: i32, offset: i64) -> Result<Code, String> {
+    async fn commit_at(&self, generation: i32, offset: i64) -> Outcome<Code> {
         let req = OffsetCommitRequest {
             group_id: self.group.clone().into(),
             generation_id_or_member_epoch: generation,
@@ -450,7 +448,7 @@ impl Raw {
     }
 
     /// Joins alone and completes the generation.
-    async fn solo(&mut self) -> Result<(), String> {
+    async fn solo(&mut self) -> Outcome<()> {
         let r = self.join(&["range"], 30_000).await?;
         let s = self.sync(&r).await?;
         expect_ok("SyncGroup", s.error_code)
@@ -482,11 +480,11 @@ impl std::fmt::Display for Code {
     }
 }
 
-fn expect_ok(what: &str, c: i16) -> Result<(), String> {
+fn expect_ok(what: &str, c: i16) -> Outcome<()> {
     ErrorCode::check(c).map_err(|e| format!("{what} answered {e}"))
 }
 
-async fn topic(bootstrap: &str, partitions: i32) -> Result<(Producer, String), String> {
+async fn topic(bootstrap: &str, partitions: i32) -> Outcome<(Producer, String)> {
     let p = Producer::new(ClientConfig::new(bootstrap));
     let t = name("conf");
     p.create_topic(&t, partitions, 1)
@@ -496,7 +494,7 @@ async fn topic(bootstrap: &str, partitions: i32) -> Result<(Producer, String), S
 }
 
 /// A one-partition topic holding `n` records, values "0", "1", ...
-async fn topic_with_records(b: &str, n: usize) -> Result<(Producer, String), String> {
+async fn topic_with_records(b: &str, n: usize) -> Outcome<(Producer, String)> {
     let (p, t) = topic(b, 1).await?;
     let recs: Vec<ProducerRecord> = (0..n)
         .map(|i| ProducerRecord::value(format!("{i}")))
@@ -508,7 +506,7 @@ async fn topic_with_records(b: &str, n: usize) -> Result<(Producer, String), Str
 }
 
 /// Heartbeats until the answer is not NONE or `limit` passes; returns the code and the time.
-async fn heartbeat_until_change(m: &Raw, limit: Duration) -> Result<(Code, Duration), String> {
+async fn heartbeat_until_change(m: &Raw, limit: Duration) -> Outcome<(Code, Duration)> {
     let start = Instant::now();
     loop {
         let c = m.heartbeat().await?;
@@ -525,7 +523,7 @@ async fn rejoin_on_rebalance(
     m: Raw,
     limit: Duration,
     who: &str,
-) -> Result<(Raw, JoinGroupResponse), String> {
+) -> Outcome<(Raw, JoinGroupResponse)> {
     rejoin_on_rebalance_with(m, &["range"], limit, who).await
 }
 
@@ -535,7 +533,7 @@ async fn rejoin_on_rebalance_with(
     protocols: &[&str],
     limit: Duration,
     who: &str,
-) -> Result<(Raw, JoinGroupResponse), String> {
+) -> Outcome<(Raw, JoinGroupResponse)> {
     let (hb, _) = heartbeat_until_change(&m, limit).await?;
     if !hb.is(ErrorCode::RebalanceInProgress) {
         return Err(format!("{who}'s heartbeat answered {hb}"));
@@ -547,7 +545,7 @@ async fn rejoin_on_rebalance_with(
 // ---------------------------------------------------------------------------------------------
 // The checks.
 
-async fn api_versions(b: String) -> Result<String, String> {
+async fn api_versions(b: String) -> Outcome {
     let cluster = Cluster::new(ClientConfig::new(&b));
     let need: &[(ApiKey, i16)] = &[
         (ApiKey::Metadata, 1),
@@ -579,7 +577,7 @@ async fn api_versions(b: String) -> Result<String, String> {
     }
 }
 
-async fn unsupported_version(b: String) -> Result<String, String> {
+async fn unsupported_version(b: String) -> Outcome {
     use std::io::{Read, Write};
     let addr = b.split(',').next().unwrap_or(&b).to_owned();
     tokio::task::spawn_blocking(move || {
@@ -620,7 +618,7 @@ async fn unsupported_version(b: String) -> Result<String, String> {
     .map_err(|e| e.to_string())?
 }
 
-async fn member_id_required(b: String) -> Result<String, String> {
+async fn member_id_required(b: String) -> Outcome {
     let (_p, t) = topic(&b, 1).await?;
     let m = Raw::new(&b, &name("g"), &t).await?;
     let r = m.join_once(&["range"], 30_000).await?;
@@ -635,7 +633,7 @@ async fn member_id_required(b: String) -> Result<String, String> {
     }
 }
 
-async fn join_sync_heartbeat(b: String) -> Result<String, String> {
+async fn join_sync_heartbeat(b: String) -> Outcome {
     let (_p, t) = topic(&b, 1).await?;
     let mut m = Raw::new(&b, &name("g"), &t).await?;
     let start = Instant::now();
@@ -663,7 +661,7 @@ async fn join_sync_heartbeat(b: String) -> Result<String, String> {
     ))
 }
 
-async fn two_members(b: &str, t: &str) -> Result<(Raw, Raw), String> {
+async fn two_members(b: &str, t: &str) -> Outcome<(Raw, Raw)> {
     let group = name("g");
     let mut a = Raw::new(b, &group, t).await?;
     a.solo().await?;
@@ -682,7 +680,7 @@ async fn two_members(b: &str, t: &str) -> Result<(Raw, Raw), String> {
     Ok((a, c))
 }
 
-async fn rebalance_on_join(b: String) -> Result<String, String> {
+async fn rebalance_on_join(b: String) -> Outcome {
     let (_p, t) = topic(&b, 2).await?;
     let start = Instant::now();
     let (a, c) = two_members(&b, &t).await?;
@@ -699,7 +697,7 @@ async fn rebalance_on_join(b: String) -> Result<String, String> {
     ))
 }
 
-async fn leave_triggers_rebalance(b: String) -> Result<String, String> {
+async fn leave_triggers_rebalance(b: String) -> Outcome {
     let (_p, t) = topic(&b, 2).await?;
     let (a, c) = two_members(&b, &t).await?;
     let lc = c.leave().await?;
@@ -720,7 +718,7 @@ async fn leave_triggers_rebalance(b: String) -> Result<String, String> {
     }
 }
 
-async fn session_expiry(b: String) -> Result<String, String> {
+async fn session_expiry(b: String) -> Outcome {
     let (_p, t) = topic(&b, 2).await?;
     let (mut a, c) = two_members(&b, &t).await?;
     drop(c);
@@ -745,7 +743,7 @@ async fn session_expiry(b: String) -> Result<String, String> {
     }
 }
 
-async fn rebalance_timeout_expiry(b: String) -> Result<String, String> {
+async fn rebalance_timeout_expiry(b: String) -> Outcome {
     let (_p, t) = topic(&b, 2).await?;
     let group = name("g");
     let rebalance_ms = 3_000;
@@ -780,7 +778,7 @@ async fn rebalance_timeout_expiry(b: String) -> Result<String, String> {
     }
 }
 
-async fn leader_rejoin_rebalances(b: String) -> Result<String, String> {
+async fn leader_rejoin_rebalances(b: String) -> Outcome {
     let (_p, t) = topic(&b, 2).await?;
     let (a, c) = two_members(&b, &t).await?;
     let (mut leader, follower) = if a.leader { (a, c) } else { (c, a) };
@@ -822,7 +820,7 @@ async fn leader_rejoin_rebalances(b: String) -> Result<String, String> {
     }
 }
 
-async fn leader_leaves_mid_rebalance(b: String) -> Result<String, String> {
+async fn leader_leaves_mid_rebalance(b: String) -> Outcome {
     let (_p, t) = topic(&b, 2).await?;
     let (a, c) = two_members(&b, &t).await?;
     let (leader, mut follower) = if a.leader { (a, c) } else { (c, a) };
@@ -865,7 +863,7 @@ async fn leader_leaves_mid_rebalance(b: String) -> Result<String, String> {
     }
 }
 
-async fn protocol_vote(b: String) -> Result<String, String> {
+async fn protocol_vote(b: String) -> Outcome {
     let (_p, t) = topic(&b, 2).await?;
     let group = name("g");
     let mut a = Raw::new(&b, &group, &t).await?;
@@ -907,7 +905,7 @@ async fn protocol_vote(b: String) -> Result<String, String> {
     }
 }
 
-async fn static_fencing(b: String) -> Result<String, String> {
+async fn static_fencing(b: String) -> Outcome {
     let (_p, t) = topic(&b, 1).await?;
     let group = name("g");
     let instance = name("instance");
@@ -929,7 +927,7 @@ async fn static_fencing(b: String) -> Result<String, String> {
     }
 }
 
-async fn static_member_rejoin(b: String) -> Result<String, String> {
+async fn static_member_rejoin(b: String) -> Outcome {
     let (_p, t) = topic(&b, 2).await?;
     let group = name("g");
     let mut a = Raw::new(&b, &group, &t).await?;
@@ -1029,7 +1027,7 @@ async fn static_member_rejoin(b: String) -> Result<String, String> {
     }
 }
 
-async fn stale_generation(b: String) -> Result<String, String> {
+async fn stale_generation(b: String) -> Outcome {
     let (_p, t) = topic(&b, 2).await?;
     let (a, _c) = two_members(&b, &t).await?;
     let hb = a.heartbeat_at(a.generation - 1).await?;
@@ -1040,7 +1038,7 @@ async fn stale_generation(b: String) -> Result<String, String> {
     }
 }
 
-async fn stale_commit(b: String) -> Result<String, String> {
+async fn stale_commit(b: String) -> Outcome {
     let (_p, t) = topic(&b, 2).await?;
     let (a, _c) = two_members(&b, &t).await?;
     let c = a.commit_at(a.generation - 1, 1).await?;
@@ -1051,7 +1049,7 @@ async fn stale_commit(b: String) -> Result<String, String> {
     }
 }
 
-async fn offset_commit_fetch(b: String) -> Result<String, String> {
+async fn offset_commit_fetch(b: String) -> Outcome {
     let (p, t) = topic(&b, 2).await?;
     let recs: Vec<ProducerRecord> = (0..50)
         .map(|i| ProducerRecord::value(format!("{i}")))
@@ -1084,7 +1082,7 @@ async fn offset_commit_fetch(b: String) -> Result<String, String> {
     }
 }
 
-async fn list_offsets_latest(b: String) -> Result<String, String> {
+async fn list_offsets_latest(b: String) -> Outcome {
     let (p, t) = topic(&b, 1).await?;
     for _ in 0..3 {
         let recs: Vec<ProducerRecord> = (0..5)
@@ -1106,7 +1104,7 @@ async fn list_offsets_latest(b: String) -> Result<String, String> {
     }
 }
 
-async fn fetch_inside_batch(b: String) -> Result<String, String> {
+async fn fetch_inside_batch(b: String) -> Outcome {
     let (p, t) = topic_with_records(&b, 10).await?;
     let got = p
         .read(&t, 0, 5, Duration::from_secs(3))
@@ -1120,7 +1118,7 @@ async fn fetch_inside_batch(b: String) -> Result<String, String> {
     }
 }
 
-async fn fetch_beyond_end(b: String) -> Result<String, String> {
+async fn fetch_beyond_end(b: String) -> Outcome {
     let (p, t) = topic_with_records(&b, 5).await?;
     match p.read(&t, 0, 50, Duration::from_millis(500)).await {
         Err(cohort::Error::Broker {
@@ -1137,7 +1135,7 @@ async fn fetch_beyond_end(b: String) -> Result<String, String> {
 
 /// Clients fetch with no wait when they must not block (cohort does while some partitions are
 /// held back for full buffers); Kafka then answers with what is there.
-async fn fetch_max_wait_zero(b: String) -> Result<String, String> {
+async fn fetch_max_wait_zero(b: String) -> Outcome {
     let (p, t) = topic_with_records(&b, 5).await?;
     let got = p
         .read(&t, 0, 0, Duration::ZERO)
@@ -1157,7 +1155,7 @@ async fn fetch_max_wait_zero(b: String) -> Result<String, String> {
     ))
 }
 
-async fn create_partitions(b: String) -> Result<String, String> {
+async fn create_partitions(b: String) -> Outcome {
     let (p, t) = topic(&b, 2).await?;
     p.create_partitions(&t, 4)
         .await
@@ -1170,7 +1168,7 @@ async fn create_partitions(b: String) -> Result<String, String> {
     }
 }
 
-async fn describe_groups(b: String) -> Result<String, String> {
+async fn describe_groups(b: String) -> Outcome {
     let (_p, t) = topic(&b, 1).await?;
     let mut a = Raw::new(&b, &name("g"), &t).await?;
     a.solo().await?;

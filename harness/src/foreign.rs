@@ -25,6 +25,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, Reba
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
+use crate::error::HarnessError;
 use crate::journal::{Event, Offsets, Partitions, RunFolder};
 use crate::member::{MemberOptions, Sink, StopHow};
 
@@ -225,17 +226,21 @@ const RUNNING: u64 = 0;
 const CLOSE: u64 = 1;
 
 /// librdkafka's name for a balancer.
-fn strategy(name: &str) -> Result<&'static str, String> {
+fn strategy(name: &str) -> Result<&'static str, HarnessError> {
     Ok(match name {
         "range" => "range",
         "roundrobin" => "roundrobin",
         "cooperative-sticky" => "cooperative-sticky",
-        other => return Err(format!("librdkafka has no {other:?} assignor")),
+        other => {
+            return Err(HarnessError::invalid(format!(
+                "librdkafka has no {other:?} assignor"
+            )));
+        }
     })
 }
 
 /// librdkafka settings matching a cohort member's.
-pub fn rd_config(opts: &MemberOptions) -> Result<RdConfig, String> {
+pub fn rd_config(opts: &MemberOptions) -> Result<RdConfig, HarnessError> {
     let strategies = opts
         .balancers
         .iter()
@@ -270,7 +275,7 @@ pub fn rd_config(opts: &MemberOptions) -> Result<RdConfig, String> {
 
 impl RdMember {
     /// Starts a librdkafka member with the same settings a cohort member would get.
-    pub fn start(opts: MemberOptions, sink: Sink) -> Result<Self, String> {
+    pub fn start(opts: MemberOptions, sink: Sink) -> Result<Self, HarnessError> {
         let cfg = rd_config(&opts)?;
         let ctx = Ctx {
             sink: sink.clone(),
@@ -280,11 +285,11 @@ impl RdMember {
         };
         let consumer: BaseConsumer<Ctx> = cfg
             .create_with_context(ctx)
-            .map_err(|e| format!("librdkafka: {e}"))?;
+            .map_err(HarnessError::librdkafka("creating the consumer"))?;
         let topics: Vec<&str> = opts.topics.iter().map(String::as_str).collect();
         consumer
             .subscribe(&topics)
-            .map_err(|e| format!("subscribe: {e}"))?;
+            .map_err(HarnessError::librdkafka("subscribe"))?;
         sink(Event::Started {
             client: format!("librdkafka {}", librdkafka_version()),
             balancers: opts.balancers.clone(),
@@ -298,7 +303,7 @@ impl RdMember {
         let thread = std::thread::Builder::new()
             .name(format!("rdkafka-{}", opts.name))
             .spawn(move || poll_loop(consumer, sink, s2, p2, pa2, commit_every))
-            .map_err(|e| e.to_string())?;
+            .map_err(HarnessError::io("starting the polling thread"))?;
         Ok(Self {
             name: opts.name,
             stop,

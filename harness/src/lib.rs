@@ -8,6 +8,7 @@
 pub mod assign;
 pub mod checker;
 pub mod conformance;
+pub mod error;
 pub mod foreign;
 pub mod journal;
 pub mod member;

@@ -19,6 +19,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use cohort_harness::error::HarnessError;
 use cohort_harness::member::{Bug, MemberOptions};
 use cohort_harness::process_member::{self, Client};
 use cohort_harness::runner::{self, RunOptions};
@@ -173,13 +174,13 @@ enum Command {
     },
 }
 
-fn parse_broker(s: &str) -> Result<BrokerKind, String> {
-    BrokerKind::parse(s).map_err(|e| e.to_string())
+fn parse_broker(s: &str) -> Result<BrokerKind, HarnessError> {
+    Ok(BrokerKind::parse(s)?)
 }
 
-fn parse_bug(s: &str) -> Result<Bug, String> {
+fn parse_bug(s: &str) -> Result<Bug, HarnessError> {
     serde_json::from_value(serde_json::Value::String(s.to_owned()))
-        .map_err(|_| "known bugs: commit-after-revoke".to_owned())
+        .map_err(|_| HarnessError::invalid("known bugs: commit-after-revoke"))
 }
 
 fn main() -> ExitCode {

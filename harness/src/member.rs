@@ -15,6 +15,7 @@ use cohort_protocol::messages::{OffsetCommitRequest, offset_commit_request};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::error::HarnessError;
 use crate::journal::{Event, Journal, RunFolder, offsets_of, partitions_of};
 use crate::net::{ChaosDialer, NetFaults};
 
@@ -99,28 +100,20 @@ impl MemberOptions {
     }
 
     /// The balancers, built from their protocol names.
-    pub fn build_balancers(&self) -> Result<Vec<Box<dyn Balancer>>, String> {
+    pub fn build_balancers(&self) -> Result<Vec<Box<dyn Balancer>>, HarnessError> {
         if self.balancers.is_empty() {
-            return Err("a member needs at least one balancer".into());
+            return Err(HarnessError::invalid(
+                "a member needs at least one balancer",
+            ));
         }
         self.balancers
             .iter()
-            .map(|n| {
-                if n == cohort_balancers::WEIGHTED_PROTOCOL_NAME {
-                    return Ok(Box::new(WeightedSticky::new(self.weight)) as Box<dyn Balancer>);
-                }
-                cohort_balancers::by_name(n).ok_or_else(|| {
-                    format!(
-                        "unknown balancer {n:?} (known: {})",
-                        cohort_balancers::PROTOCOL_NAMES.join(", ")
-                    )
-                })
-            })
+            .map(|n| balancer(n, self.weight))
             .collect()
     }
 
     /// The group core configuration, connections through `faults`.
-    pub fn group_config(&self, faults: &NetFaults) -> Result<GroupConfig, String> {
+    pub fn group_config(&self, faults: &NetFaults) -> Result<GroupConfig, HarnessError> {
         let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
         let mut cfg = GroupConfig::new(&self.bootstrap, &self.group, &topics);
         cfg.client.client_id = format!("cohort-{}", self.name);
@@ -136,7 +129,8 @@ impl MemberOptions {
         cfg.partition_watch_interval = Duration::from_secs(1);
         cfg.cooperative_rejoin_delay = self.cooperative_rejoin_delay;
         cfg.jitter_seed = self.jitter_seed;
-        cfg.validate().map_err(|e| e.to_string())?;
+        cfg.validate()
+            .map_err(HarnessError::client("the member's settings"))?;
         Ok(cfg)
     }
 }
@@ -215,7 +209,7 @@ impl std::fmt::Debug for CohortMember {
 
 impl CohortMember {
     /// Starts the member; its events go to `sink`.
-    pub async fn start(opts: MemberOptions, sink: Sink) -> Result<Self, String> {
+    pub async fn start(opts: MemberOptions, sink: Sink) -> Result<Self, HarnessError> {
         let controls = Controls::new(opts.processing);
         let cfg = opts.group_config(&controls.faults)?;
         sink(Event::Started {
@@ -223,7 +217,9 @@ impl CohortMember {
             balancers: opts.balancers.clone(),
             instance_id: opts.instance_id.clone(),
         });
-        let consumer = Consumer::new(cfg).await.map_err(|e| e.to_string())?;
+        let consumer = Consumer::new(cfg)
+            .await
+            .map_err(HarnessError::client("starting the consumer"))?;
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(run(consumer, opts.clone(), controls.clone(), sink, rx));
         Ok(Self {
@@ -605,4 +601,17 @@ async fn raw_commit(
             .all(|p| p.error_code == 0),
         Err(_) => false,
     }
+}
+
+/// A balancer by its protocol name (`weight` is for `cohort-weighted-sticky`).
+pub fn balancer(name: &str, weight: u32) -> Result<Box<dyn Balancer>, HarnessError> {
+    if name == cohort_balancers::WEIGHTED_PROTOCOL_NAME {
+        return Ok(Box::new(WeightedSticky::new(weight)));
+    }
+    cohort_balancers::by_name(name).ok_or_else(|| {
+        HarnessError::invalid(format!(
+            "unknown balancer {name:?} (known: {})",
+            cohort_balancers::PROTOCOL_NAMES.join(", ")
+        ))
+    })
 }

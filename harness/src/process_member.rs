@@ -163,7 +163,9 @@ pub async fn run(opts: MemberOptions, client: Client, control: bool) -> i32 {
             let mut member = match CohortMember::start(opts, sink.clone()).await {
                 Ok(m) => m,
                 Err(e) => {
-                    sink(Event::Error { message: e });
+                    sink(Event::Error {
+                        message: e.to_string(),
+                    });
                     return 2;
                 }
             };
@@ -194,7 +196,9 @@ pub async fn run(opts: MemberOptions, client: Client, control: bool) -> i32 {
             let member = match RdMember::start(opts, sink.clone()) {
                 Ok(m) => m,
                 Err(e) => {
-                    sink(Event::Error { message: e });
+                    sink(Event::Error {
+                        message: e.to_string(),
+                    });
                     return 2;
                 }
             };

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::HarnessError;
 use crate::member::Bug;
 use crate::net::Direction;
 use crate::process_member::Client;
@@ -385,7 +386,7 @@ pub struct ActionSpec {
 
 impl ActionSpec {
     /// The API keys of `apis`; an unknown name is an error.
-    pub fn api_keys(&self) -> Result<Vec<i16>, String> {
+    pub fn api_keys(&self) -> Result<Vec<i16>, HarnessError> {
         self.apis
             .iter()
             .flatten()
@@ -394,7 +395,11 @@ impl ActionSpec {
                     .iter()
                     .find(|k| k.name() == name)
                     .map(|k| *k as i16)
-                    .ok_or_else(|| format!("unknown API {name:?} (Kafka's names: SyncGroup, ...)"))
+                    .ok_or_else(|| {
+                        HarnessError::invalid(format!(
+                            "unknown API {name:?} (Kafka's names: SyncGroup, ...)"
+                        ))
+                    })
             })
             .collect()
     }
@@ -449,8 +454,8 @@ pub mod limits {
 
 impl Scenario {
     /// Parses and validates a scenario file's text.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let s: Scenario = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<Self, HarnessError> {
+        let s: Scenario = toml::from_str(text).map_err(HarnessError::parse("scenario"))?;
         s.validate()?;
         Ok(s)
     }
@@ -477,14 +482,14 @@ impl Scenario {
     }
 
     /// The scenario with another duration (`cohort run --duration`), within the same limit.
-    pub fn lasting(mut self, duration: Option<Duration>) -> Result<Self, String> {
+    pub fn lasting(mut self, duration: Option<Duration>) -> Result<Self, HarnessError> {
         if let Some(d) = duration {
             if d.is_zero() || d > limits::DURATION {
-                return Err(format!(
+                return Err(HarnessError::invalid(format!(
                     "--duration {}: a scenario lasts more than 0 s and at most {}",
                     humantime::format_duration(d),
                     humantime::format_duration(limits::DURATION)
-                ));
+                )));
             }
             self.duration = d;
         }
@@ -493,41 +498,41 @@ impl Scenario {
 
     /// The scenario with its duration multiplied by `factor` (a soak: `--scale 10`), within
     /// the same bounds as a file's values.
-    pub fn scaled(mut self, factor: u32) -> Result<Self, String> {
+    pub fn scaled(mut self, factor: u32) -> Result<Self, HarnessError> {
         self.duration = self
             .duration
             .checked_mul(factor.max(1))
             .filter(|d| *d <= limits::DURATION)
             .ok_or_else(|| {
-                format!(
+                HarnessError::invalid(format!(
                     "--scale {factor}: the duration would exceed {}",
                     humantime::format_duration(limits::DURATION)
-                )
+                ))
             })?;
         Ok(self)
     }
 
     /// Every value within a stated range, checked before anything is sized from them (member
     /// names are expanded from counts, timers are added to `Instant`s).
-    fn check_ranges(&self) -> Result<(), String> {
+    fn check_ranges(&self) -> Result<(), HarnessError> {
         use limits::*;
         let duration = |what: &str, d: Option<Duration>| match d {
-            Some(d) if d > DURATION => Err(format!(
+            Some(d) if d > DURATION => Err(HarnessError::invalid(format!(
                 "{what}: {} is more than the {} a scenario may last",
                 humantime::format_duration(d),
                 humantime::format_duration(DURATION)
-            )),
+            ))),
             _ => Ok(()),
         };
         let count = |what: &str, n: u64, range: std::ops::RangeInclusive<u64>| {
             if range.contains(&n) {
                 Ok(())
             } else {
-                Err(format!(
+                Err(HarnessError::invalid(format!(
                     "{what}: {n} is outside {}..={}",
                     range.start(),
                     range.end()
-                ))
+                )))
             }
         };
         duration("duration", Some(self.duration))?;
@@ -605,26 +610,29 @@ impl Scenario {
         Ok(())
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), HarnessError> {
         self.check_ranges()?;
         if self.duration.is_zero() {
-            return Err("duration must be positive".into());
+            return Err(HarnessError::invalid("duration must be positive"));
         }
         if self.topics.is_empty() {
-            return Err("at least one topic".into());
+            return Err(HarnessError::invalid("at least one topic"));
         }
         for t in &self.topics {
             if t.partitions < 1 {
-                return Err(format!("topic {}: partitions must be positive", t.name));
+                return Err(HarnessError::invalid(format!(
+                    "topic {}: partitions must be positive",
+                    t.name
+                )));
             }
         }
         let names = self.member_names();
         let unique: BTreeSet<&String> = names.iter().collect();
         if unique.len() != names.len() {
-            return Err("member names must be unique".into());
+            return Err(HarnessError::invalid("member names must be unique"));
         }
         if names.is_empty() {
-            return Err("at least one member".into());
+            return Err(HarnessError::invalid("at least one member"));
         }
         let b = &self.broker;
         let contradicts_cluster = b.kind == Some(BrokerSoftware::Tansu)
@@ -632,29 +640,30 @@ impl Scenario {
             || b.image.is_some()
             || b.bootstrap.is_some();
         match b.nodes {
-            Some(0) => return Err("broker: `nodes` must be at least 1".into()),
+            Some(0) => return Err(HarnessError::invalid("broker: `nodes` must be at least 1")),
             Some(n) if n > 1 && contradicts_cluster => {
-                return Err(
-                    "broker: a cluster of several `nodes` is an Apache Kafka process cluster"
-                        .into(),
-                );
+                return Err(HarnessError::invalid(
+                    "broker: a cluster of several `nodes` is an Apache Kafka process cluster",
+                ));
             }
             _ => {}
         }
         if b.image.is_some() && b.bootstrap.is_some() {
-            return Err("broker: give `image` or `bootstrap`, not both".into());
+            return Err(HarnessError::invalid(
+                "broker: give `image` or `bootstrap`, not both",
+            ));
         }
         for (_, _, s) in self.resolved_members() {
             for b in s.balancers.iter().flatten() {
                 if !cohort_balancers::PROTOCOL_NAMES.contains(&b.as_str()) {
-                    return Err(format!("unknown balancer {b:?}"));
+                    return Err(HarnessError::invalid(format!("unknown balancer {b:?}")));
                 }
             }
         }
         for (i, a) in self.actions.iter().enumerate() {
             let at = |what: &str| format!("action {} ({:?}): {what}", i + 1, a.action);
             if a.at.is_some() && a.when.is_some() {
-                return Err(at("give `at` or `when`, not both"));
+                return Err(HarnessError::invalid(at("give `at` or `when`, not both")));
             }
             let broker_action = a.action.is_broker();
             let needs_member =
@@ -664,9 +673,9 @@ impl Scenario {
                 && !(matches!(t.as_str(), "all" | "coordinator" | "leader")
                     || t.parse::<i32>().is_ok_and(|n| n >= 1))
             {
-                return Err(at(&format!(
+                return Err(HarnessError::invalid(at(&format!(
                     "broker target {t:?}: expected all, a node id, coordinator or leader"
-                )));
+                ))));
             }
             match &a.target {
                 Some(t)
@@ -676,9 +685,11 @@ impl Scenario {
                         && t != "leader"
                         && !unique.contains(t) =>
                 {
-                    return Err(at(&format!("no member {t:?}")));
+                    return Err(HarnessError::invalid(at(&format!("no member {t:?}"))));
                 }
-                None if needs_member => return Err(at("needs a `target` member")),
+                None if needs_member => {
+                    return Err(HarnessError::invalid(at("needs a `target` member")));
+                }
                 _ => {}
             }
             let needs_for = matches!(
@@ -692,35 +703,51 @@ impl Scenario {
                     | Action::HoldRequests
             );
             if needs_for && a.lasting.is_none() {
-                return Err(at("needs `for`"));
+                return Err(HarnessError::invalid(at("needs `for`")));
             }
             match a.action {
-                Action::Latency if a.latency.is_none() => return Err(at("needs `latency`")),
-                Action::Slow if a.processing.is_none() => return Err(at("needs `processing`")),
-                Action::Cut if a.direction.is_none() => return Err(at("needs `direction`")),
+                Action::Latency if a.latency.is_none() => {
+                    return Err(HarnessError::invalid(at("needs `latency`")));
+                }
+                Action::Slow if a.processing.is_none() => {
+                    return Err(HarnessError::invalid(at("needs `processing`")));
+                }
+                Action::Cut if a.direction.is_none() => {
+                    return Err(HarnessError::invalid(at("needs `direction`")));
+                }
                 Action::HoldRequests => {
-                    let keys = a.api_keys().map_err(|e| at(&e))?;
+                    let keys = a
+                        .api_keys()
+                        .map_err(|e| HarnessError::invalid(at(&e.to_string())))?;
                     if keys.is_empty() {
-                        return Err(at("needs `apis`"));
+                        return Err(HarnessError::invalid(at("needs `apis`")));
                     }
                 }
                 Action::AddPartitions => {
                     let topic = a.target.as_deref().unwrap_or(&self.topics[0].name);
                     let Some(t) = self.topics.iter().find(|t| t.name == topic) else {
-                        return Err(at(&format!("no topic {topic:?}")));
+                        return Err(HarnessError::invalid(at(&format!("no topic {topic:?}"))));
                     };
                     match (a.partitions, a.grow_by) {
                         (Some(_), Some(_)) => {
-                            return Err(at("give `partitions` or `grow_by`, not both"));
+                            return Err(HarnessError::invalid(at(
+                                "give `partitions` or `grow_by`, not both",
+                            )));
                         }
-                        (None, None) => return Err(at("needs `partitions` or `grow_by`")),
+                        (None, None) => {
+                            return Err(HarnessError::invalid(at(
+                                "needs `partitions` or `grow_by`",
+                            )));
+                        }
                         (Some(p), None) if p <= t.partitions => {
-                            return Err(at("`partitions` must grow the topic"));
+                            return Err(HarnessError::invalid(at(
+                                "`partitions` must grow the topic",
+                            )));
                         }
                         (Some(_), None) if self.repeat_timeline || a.repeat > 1 => {
-                            return Err(at(
+                            return Err(HarnessError::invalid(at(
                                 "a repeated `add-partitions` grows the topic with `grow_by`",
-                            ));
+                            )));
                         }
                         _ => {}
                     }
@@ -728,7 +755,7 @@ impl Scenario {
                 _ => {}
             }
             if a.repeat > 1 && a.every.is_none() {
-                return Err(at("`repeat` needs `every`"));
+                return Err(HarnessError::invalid(at("`repeat` needs `every`")));
             }
         }
         if self.repeat_timeline {
@@ -740,10 +767,9 @@ impl Scenario {
                     .any(|d| d >= Duration::from_millis(100))
             });
             if !waits {
-                return Err(
-                    "repeat_timeline: some action needs an `at`, `after` or `every` of at least 100 ms"
-                        .into(),
-                );
+                return Err(HarnessError::invalid(
+                    "repeat_timeline: some action needs an `at`, `after` or `every` of at least 100 ms",
+                ));
             }
         }
         Ok(())
@@ -793,7 +819,11 @@ mod tests {
                  [[members]]\nname = \"m\"\n[[actions]]\n{action}"
             )
         };
-        let err = |top: &str, action: &str| Scenario::parse(&scenario(top, action)).unwrap_err();
+        let err = |top: &str, action: &str| {
+            Scenario::parse(&scenario(top, action))
+                .unwrap_err()
+                .to_string()
+        };
         assert!(
             err(
                 "repeat_timeline = true",
@@ -860,7 +890,7 @@ mod tests {
             ("colour = 3", "unknown field"),
         ] {
             let text = format!("{base}\n{extra}");
-            let e = Scenario::parse(&text).expect_err(extra);
+            let e = Scenario::parse(&text).expect_err(extra).to_string();
             assert!(e.contains(want), "{extra}: {e}");
         }
     }
@@ -913,7 +943,7 @@ mod tests {
                 "action 1 (Crash): at",
             ),
         ] {
-            let e = Scenario::parse(&text).expect_err(&text);
+            let e = Scenario::parse(&text).expect_err(&text).to_string();
             assert!(e.contains(want), "{text}\n=> {e}");
         }
         let ok = Scenario::parse(&scenario("1h", "partitions = 3", "", "")).unwrap();
@@ -921,7 +951,7 @@ mod tests {
             ok.clone().scaled(24).unwrap().duration,
             Duration::from_secs(86_400)
         );
-        let e = ok.scaled(u32::MAX).unwrap_err();
+        let e = ok.scaled(u32::MAX).unwrap_err().to_string();
         assert!(e.contains("--scale 4294967295"), "{e}");
     }
 }

@@ -10,6 +10,7 @@ use cohort_testbroker::TestBroker;
 use tokio::time::Instant;
 
 use crate::checker::Stability;
+use crate::error::HarnessError;
 use crate::journal::Event;
 use crate::member::StopHow;
 use crate::net::Direction;
@@ -64,7 +65,7 @@ pub(super) async fn holds_for_a_second<F: std::future::Future<Output = bool>>(
 /// action with a note: recreating the topic is no stand-in, since Tansu keeps a group's
 /// committed offsets of a deleted topic and answers a fetch beyond the log end with no records
 /// (not OFFSET_OUT_OF_RANGE), so members would resume in the middle of the new log.
-pub(super) async fn grow(ctx: &Arc<Ctx>, topic: &str, n: i32) -> Result<(), String> {
+pub(super) async fn grow(ctx: &Arc<Ctx>, topic: &str, n: i32) -> Result<(), HarnessError> {
     match ctx.admin.create_partitions(topic, n).await {
         Ok(()) => {}
         Err(cohort::Error::UnsupportedVersion { .. }) => {
@@ -73,7 +74,11 @@ pub(super) async fn grow(ctx: &Arc<Ctx>, topic: &str, n: i32) -> Result<(), Stri
             ));
             return Ok(());
         }
-        Err(e) => return Err(format!("CreatePartitions {topic}: {e}")),
+        Err(e) => {
+            return Err(HarnessError::invalid(format!(
+                "CreatePartitions {topic}: {e}"
+            )));
+        }
     }
     ctx.counts
         .lock()
@@ -96,17 +101,17 @@ pub(super) async fn nodes_of(
     ctx: &Arc<Ctx>,
     b: &TestBroker,
     target: Option<&str>,
-) -> Result<Nodes, String> {
+) -> Result<Nodes, HarnessError> {
     let ids = b.node_ids();
     let target = target.unwrap_or("all");
     if target == "all" {
         return Ok(Nodes::Whole);
     }
     if ids.is_empty() {
-        return Err(format!(
+        return Err(HarnessError::invalid(format!(
             "target {target:?} names a node, and {} has none this run controls",
             b.info()
-        ));
+        )));
     }
     let (id, label) = match target {
         "coordinator" => {
@@ -116,28 +121,36 @@ pub(super) async fn nodes_of(
             let id = cluster
                 .find_coordinator(&ctx.group)
                 .await
-                .map_err(|e| format!("finding the group's coordinator: {e}"))?;
+                .map_err(HarnessError::client("finding the group's coordinator"))?;
             (id, format!("node {id} (coordinator)"))
         }
         "leader" => {
-            let topic = ctx.topics().into_iter().next().ok_or("no topic")?;
+            let topic = ctx
+                .topics()
+                .into_iter()
+                .next()
+                .ok_or(HarnessError::invalid("no topic"))?;
             let cluster = ctx.admin.cluster();
             cluster
                 .refresh_metadata(Some(std::slice::from_ref(&topic)))
                 .await
-                .map_err(|e| format!("metadata of {topic}: {e}"))?;
+                .map_err(HarnessError::client(format!("metadata of {topic}")))?;
             let id = cluster
                 .leader(&topic, 0)
-                .ok_or(format!("{topic}-0 has no leader"))?;
+                .ok_or(HarnessError::invalid(format!("{topic}-0 has no leader")))?;
             (id, format!("node {id} (leader of {topic}-0)"))
         }
         n => {
-            let id: i32 = n.parse().map_err(|_| format!("bad node {n:?}"))?;
+            let id: i32 = n
+                .parse()
+                .map_err(|_| HarnessError::invalid(format!("bad node {n:?}")))?;
             (id, format!("node {id}"))
         }
     };
     if !ids.contains(&id) {
-        return Err(format!("no node {id} (nodes: {ids:?})"));
+        return Err(HarnessError::invalid(format!(
+            "no node {id} (nodes: {ids:?})"
+        )));
     }
     Ok(Nodes::Some(vec![id], label))
 }
@@ -145,14 +158,16 @@ pub(super) async fn nodes_of(
 /// Runs a blocking broker operation off the runtime.
 pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, cohort_testbroker::BrokerError> + Send + 'static,
-) -> Result<T, String> {
-    tokio::task::spawn_blocking(f)
+) -> Result<T, HarnessError> {
+    Ok(tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())
+        .map_err(HarnessError::task("a broker operation"))??)
 }
 
-pub(super) async fn restart_broker(ctx: &Arc<Ctx>, target: Option<&str>) -> Result<(), String> {
+pub(super) async fn restart_broker(
+    ctx: &Arc<Ctx>,
+    target: Option<&str>,
+) -> Result<(), HarnessError> {
     let Some(b) = ctx.broker.clone() else {
         ctx.note("broker-restart: not possible with an external cluster; skipped".into());
         return Ok(());
@@ -189,7 +204,7 @@ pub(super) async fn restart_broker(ctx: &Arc<Ctx>, target: Option<&str>) -> Resu
             ctx.admin
                 .create_topic(&t, n, ctx.replication)
                 .await
-                .map_err(|e| format!("recreating {t}: {e}"))?;
+                .map_err(HarnessError::client(format!("recreating {t}")))?;
         }
     }
     ctx.producer_paused.store(false, Ordering::SeqCst);
@@ -198,7 +213,11 @@ pub(super) async fn restart_broker(ctx: &Arc<Ctx>, target: Option<&str>) -> Resu
 
 /// `broker-kill` and `broker-stop`: the nodes go down, and come back after `for` if given, else
 /// at a `broker-start` (or when the timeline ends).
-pub(super) async fn take_down(ctx: &Arc<Ctx>, a: &ActionSpec, kill: bool) -> Result<(), String> {
+pub(super) async fn take_down(
+    ctx: &Arc<Ctx>,
+    a: &ActionSpec,
+    kill: bool,
+) -> Result<(), HarnessError> {
     let action = if kill { "broker-kill" } else { "broker-stop" };
     let Some(b) = ctx.broker.clone() else {
         ctx.note(format!(
@@ -213,10 +232,10 @@ pub(super) async fn take_down(ctx: &Arc<Ctx>, a: &ActionSpec, kill: bool) -> Res
             (ids, "broker".to_owned())
         }
         Nodes::Whole => {
-            return Err(format!(
+            return Err(HarnessError::invalid(format!(
                 "{action} needs Apache Kafka nodes this run controls; {} has none",
                 b.info()
-            ));
+            )));
         }
     };
     let whole = ids.len() == b.node_ids().len();
@@ -253,7 +272,7 @@ pub(super) async fn take_down(ctx: &Arc<Ctx>, a: &ActionSpec, kill: bool) -> Res
 
 /// Starts nodes a `broker-kill` or `broker-stop` took down (`None`: all of them) and records
 /// the end of each fault.
-pub(super) async fn bring_up(ctx: &Arc<Ctx>, only: Option<&[i32]>) -> Result<(), String> {
+pub(super) async fn bring_up(ctx: &Arc<Ctx>, only: Option<&[i32]>) -> Result<(), HarnessError> {
     let Some(b) = ctx.broker.clone() else {
         return Ok(());
     };
@@ -314,7 +333,7 @@ pub(super) fn lasting<F, G>(
     });
 }
 
-pub(super) async fn execute(ctx: &Arc<Ctx>, a: &ActionSpec) -> Result<(), String> {
+pub(super) async fn execute(ctx: &Arc<Ctx>, a: &ActionSpec) -> Result<(), HarnessError> {
     let d = a.lasting.unwrap_or_default();
     match a.action {
         Action::Wait => Ok(()),
@@ -373,7 +392,9 @@ pub(super) async fn execute(ctx: &Arc<Ctx>, a: &ActionSpec) -> Result<(), String
             let only = match a.target.as_deref() {
                 None | Some("all") => None,
                 Some(t) => Some(vec![t.parse::<i32>().map_err(|_| {
-                    format!("broker-start target {t:?}: expected all or a node id")
+                    HarnessError::invalid(format!(
+                        "broker-start target {t:?}: expected all or a node id"
+                    ))
                 })?]),
             };
             bring_up(ctx, only.as_deref()).await
@@ -388,16 +409,16 @@ pub(super) async fn execute(ctx: &Arc<Ctx>, a: &ActionSpec) -> Result<(), String
                 .topic_names
                 .get(&scenario_topic)
                 .cloned()
-                .ok_or(format!("no topic {scenario_topic}"))?;
+                .ok_or(HarnessError::invalid(format!("no topic {scenario_topic}")))?;
             let target = match a.grow_by {
                 Some(by) => {
                     let now = ctx.counts().get(&topic).copied().unwrap_or(0);
                     now.checked_add(by)
                         .filter(|n| u64::try_from(*n).is_ok_and(|n| n <= limits::PARTITIONS))
-                        .ok_or(format!(
+                        .ok_or(HarnessError::invalid(format!(
                             "{topic}: {now} + {by} partitions is more than {}",
                             limits::PARTITIONS
-                        ))?
+                        )))?
                 }
                 None => a.partitions.unwrap_or(0),
             };
@@ -425,7 +446,7 @@ pub(super) async fn member_action(
     a: &ActionSpec,
     name: &str,
     d: Duration,
-) -> Result<(), String> {
+) -> Result<(), HarnessError> {
     let n = name.to_owned();
     match a.action {
         Action::Join => {

@@ -10,6 +10,7 @@ use rand::Rng;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
+use crate::error::HarnessError;
 use crate::foreign::{RdMember, librdkafka_version};
 use crate::journal::{Entry, Event, now_us};
 use crate::member::{CohortMember, MemberOptions, StopHow, journal_sink};
@@ -71,9 +72,11 @@ pub(super) fn describe(s: &MemberSettings) -> String {
     d
 }
 
-pub(super) async fn start_member(ctx: &Arc<Ctx>, name: &str) -> Result<(), String> {
+pub(super) async fn start_member(ctx: &Arc<Ctx>, name: &str) -> Result<(), HarnessError> {
     let mut members = ctx.members.lock().await;
-    let slot = members.get_mut(name).ok_or(format!("no member {name}"))?;
+    let slot = members
+        .get_mut(name)
+        .ok_or(HarnessError::invalid(format!("no member {name}")))?;
     if slot.handle.is_some() {
         return Ok(());
     }
@@ -89,7 +92,7 @@ pub(super) async fn start_member(ctx: &Arc<Ctx>, name: &str) -> Result<(), Strin
                 Handle::Theirs(
                     tokio::task::spawn_blocking(move || RdMember::start(opts, sink))
                         .await
-                        .map_err(|e| e.to_string())??,
+                        .map_err(HarnessError::task("starting a librdkafka member"))??,
                 )
             }
         },
@@ -105,7 +108,7 @@ pub(super) async fn spawn_process(
     name: &str,
     o: &MemberOptions,
     client: Client,
-) -> Result<ProcessMember, String> {
+) -> Result<ProcessMember, HarnessError> {
     let ms = |d: Duration| d.as_millis().to_string();
     let mut cmd = tokio::process::Command::new(&ctx.cohort_bin);
     cmd.arg("member")
@@ -154,16 +157,19 @@ pub(super) async fn spawn_process(
         .create(true)
         .append(true)
         .open(ctx.out.join(format!("member-{name}.log")))
-        .map_err(|e| e.to_string())?;
+        .map_err(HarnessError::io(format!("member-{name}.log")))?;
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
         .kill_on_drop(true);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("starting {}: {e}", ctx.cohort_bin.display()))?;
+    let mut child = cmd.spawn().map_err(HarnessError::io(format!(
+        "starting {}",
+        ctx.cohort_bin.display()
+    )))?;
     let pid = child.id().unwrap_or(0);
-    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let stdout = child.stdout.take().ok_or_else(|| {
+        HarnessError::io(format!("member {name}"))(std::io::Error::other("no stdout"))
+    })?;
     let stdin = child.stdin.take();
     let stopping = Arc::new(AtomicBool::new(false));
     let (journal, who, stop2) = (ctx.journal.clone(), name.to_owned(), stopping.clone());
@@ -249,7 +255,7 @@ pub(super) async fn control(ctx: &Arc<Ctx>, name: &str, cmd: ControlCommand) {
     };
     let client = slot.settings.client.unwrap_or(Client::Cohort);
     if let Some(h) = &mut slot.handle
-        && let Err(why) = h.control(client, cmd).await
+        && let Some(why) = h.control(client, cmd).await
     {
         ctx.note(format!("{name}: {why}"));
     }
@@ -289,19 +295,19 @@ impl Handle {
         }
     }
 
-    /// Applies a control command; `Err` says what could not be applied, and why.
-    async fn control(&mut self, client: Client, cmd: ControlCommand) -> Result<(), String> {
+    /// Applies a control command; `Some` says what could not be applied, and why.
+    async fn control(&mut self, client: Client, cmd: ControlCommand) -> Option<String> {
         match self {
             Handle::Ours(m) => {
                 crate::process_member::apply(m.controls(), &cmd);
-                Ok(())
+                None
             }
             Handle::Theirs(m) => match cmd {
                 ControlCommand::Processing { us } => {
                     m.set_processing(Duration::from_micros(us));
-                    Ok(())
+                    None
                 }
-                other => Err(format!(
+                other => Some(format!(
                     "an in-process librdkafka member has no pluggable dialer; {other:?} was not applied"
                 )),
             },
@@ -363,20 +369,21 @@ impl ProcessMember {
         }
     }
 
-    /// Writes the command on the member's control pipe (one JSON line).
-    async fn control(&mut self, client: Client, cmd: ControlCommand) -> Result<(), String> {
+    /// Writes the command on the member's control pipe (one JSON line); `Some` says what
+    /// the member could not apply.
+    async fn control(&mut self, client: Client, cmd: ControlCommand) -> Option<String> {
         if let Some(stdin) = &mut self.stdin {
             let line = serde_json::to_string(&cmd).unwrap_or_default() + "\n";
             let _ = stdin.write_all(line.as_bytes()).await;
             let _ = stdin.flush().await;
         }
         if client == Client::Librdkafka && !matches!(cmd, ControlCommand::Processing { .. }) {
-            return Err(
+            return Some(
                 "a librdkafka member has no pluggable dialer; network faults were not applied"
                     .into(),
             );
         }
-        Ok(())
+        None
     }
 }
 

@@ -17,6 +17,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::checker::{self, CheckInput};
+use crate::error::HarnessError;
 use crate::journal::{Event, Journal, now_us};
 use crate::member::StopHow;
 use crate::process_member::{Client, ControlCommand};
@@ -46,8 +47,8 @@ pub const TANSU_REJOIN_DELAY: Duration = Duration::from_millis(1200);
 pub async fn embedded_broker(
     kind: Option<cohort_testbroker::BrokerKind>,
     nodes: usize,
-) -> Result<TestBroker, String> {
-    let mut o = BrokerOptions::from_env().map_err(|e| e.to_string())?;
+) -> Result<TestBroker, HarnessError> {
+    let mut o = BrokerOptions::from_env()?;
     if let Some(k) = kind {
         o.kind = Some(k);
         if o.backend == Some(cohort_testbroker::Backend::External) {
@@ -56,10 +57,11 @@ pub async fn embedded_broker(
         }
     }
     o.nodes = nodes.max(1);
-    tokio::task::spawn_blocking(move || TestBroker::start_with(o))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())
+    Ok(
+        tokio::task::spawn_blocking(move || TestBroker::start_with(o))
+            .await
+            .map_err(HarnessError::task("starting the broker"))??,
+    )
 }
 
 /// How to run.
@@ -99,9 +101,9 @@ impl RunOptions {
 /// The broker a run uses: the environment's (`COHORT_BROKER_KIND`, `COHORT_BROKER`, ...; Apache
 /// Kafka as a process by default), overridden by the scenario's `[broker]` table, overridden by
 /// the command line (`--broker`, `--image`, `--bootstrap`).
-fn broker_options(s: &Scenario, opts: &RunOptions) -> Result<(BrokerOptions, usize), String> {
+fn broker_options(s: &Scenario, opts: &RunOptions) -> Result<(BrokerOptions, usize), HarnessError> {
     use cohort_testbroker::{Backend, BrokerKind};
-    let mut o = BrokerOptions::from_env().map_err(|e| e.to_string())?;
+    let mut o = BrokerOptions::from_env()?;
     let spec = &s.broker;
     if let Some(k) = spec.kind {
         o.kind = Some(match k {
@@ -154,13 +156,13 @@ fn broker_options(s: &Scenario, opts: &RunOptions) -> Result<(BrokerOptions, usi
 }
 
 /// Runs a scenario and writes its reports into `opts.out`.
-pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report, String> {
+pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report, HarnessError> {
     let seed = opts.seed.or(s.seed).unwrap_or_else(|| now_us() % 1_000_000);
     eprintln!(
         "cohort run {}: seed {seed} (replay with --seed {seed})",
         s.name
     );
-    std::fs::create_dir_all(&opts.out).map_err(|e| format!("{}: {e}", opts.out.display()))?;
+    std::fs::create_dir_all(&opts.out).map_err(HarnessError::io(opts.out.display()))?;
 
     // The broker: the environment's (Apache Kafka by default), then what the scenario says,
     // then the command line.
@@ -168,8 +170,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report, String> {
     let broker = Arc::new(
         tokio::task::spawn_blocking(move || TestBroker::start_with(broker_opts))
             .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("broker: {e}"))?,
+            .map_err(HarnessError::task("starting the broker"))??,
     );
     let bootstrap = broker.bootstrap().to_owned();
     let broker_report = BrokerReport::of(&broker);
@@ -219,7 +220,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report, String> {
             };
             report
                 .write(&opts.out, &[], now_us())
-                .map_err(|e| e.to_string())?;
+                .map_err(HarnessError::io("writing reports"))?;
             return Ok(report);
         }
     }
@@ -235,7 +236,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report, String> {
         admin
             .create_topic(&name, t.partitions, replication)
             .await
-            .map_err(|e| format!("creating {name}: {e}"))?;
+            .map_err(HarnessError::client(format!("creating {name}")))?;
         topic_names.insert(t.name.clone(), name.clone());
         counts.insert(name, t.partitions);
     }
@@ -256,7 +257,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report, String> {
     }
     let cohort_bin = match &opts.cohort_bin {
         Some(p) => p.clone(),
-        None => std::env::current_exe().map_err(|e| e.to_string())?,
+        None => std::env::current_exe().map_err(HarnessError::io("the cohort binary"))?,
     };
     let journal = Journal::new();
     let start_ts = now_us();
@@ -552,6 +553,6 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report, String> {
     };
     report
         .write(&opts.out, &entries, start_ts)
-        .map_err(|e| format!("writing reports: {e}"))?;
+        .map_err(HarnessError::io("writing reports"))?;
     Ok(report)
 }

@@ -1,5 +1,7 @@
 //! The shipped scenarios, by name, and how a scenario's text is found.
 
+use crate::error::HarnessError;
+
 /// The scenario `cohort demo` runs.
 pub const DEMO: &str = include_str!("../../scenarios/demo.toml");
 
@@ -67,10 +69,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
 ];
 
 /// A scenario's text from a path or a shipped name.
-pub fn load(path_or_name: &str) -> Result<String, String> {
+pub fn load(path_or_name: &str) -> Result<String, HarnessError> {
     let p = std::path::Path::new(path_or_name);
     if p.exists() {
-        return std::fs::read_to_string(p).map_err(|e| format!("{path_or_name}: {e}"));
+        return std::fs::read_to_string(p).map_err(HarnessError::io(path_or_name));
     }
     let name = path_or_name.trim_end_matches(".toml");
     SHIPPED
@@ -78,9 +80,9 @@ pub fn load(path_or_name: &str) -> Result<String, String> {
         .find(|(n, _)| *n == name)
         .map(|(_, t)| (*t).to_owned())
         .ok_or_else(|| {
-            format!(
+            HarnessError::invalid(format!(
                 "{path_or_name}: no such file or shipped scenario (shipped: {})",
                 SHIPPED.iter().map(|s| s.0).collect::<Vec<_>>().join(", ")
-            )
+            ))
         })
 }
