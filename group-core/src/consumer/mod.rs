@@ -28,6 +28,7 @@
 //! - Fetching pauses per partition when `max_buffered_records` are waiting (backpressure).
 
 mod fetcher;
+mod group;
 mod tracker;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -39,13 +40,14 @@ use bytes::Bytes;
 use cohort_protocol::ApiKey;
 use tokio::sync::{Notify, mpsc};
 
+use self::group::{auto_commit, commit_done, give_up, group_loop};
 use self::tracker::Tracker;
 use crate::TopicPartition;
 use crate::config::{GroupConfig, OffsetReset};
 use crate::conn::Cluster;
 use crate::driver::{DriverHandle, DriverStats};
 use crate::error::Error;
-use crate::member::{Assignment, CommitOffset, GroupEvent};
+use crate::member::{Assignment, CommitOffset};
 
 /// How long [`Consumer::close`] waits for the final commit and the LeaveGroup: Java's
 /// `KafkaConsumer.DEFAULT_CLOSE_TIMEOUT_MS`.
@@ -84,7 +86,7 @@ impl fmt::Debug for ConsumerRecord {
     }
 }
 
-pub(crate) use crate::start::{GroupConfigRest, resolve_starts, start_member};
+use crate::start::start_member;
 pub use crate::start::{StartOffset, StartingOffsetHook};
 
 /// Chooses where to go when a fetch offset is out of range (default: the reset policy).
@@ -667,260 +669,4 @@ fn take_next(st: &mut State, max_buffered: usize) -> Option<(ConsumerRecord, boo
     }
     st.current = None;
     None
-}
-
-/// Commits the committable offsets of `only` (or every owned partition).
-async fn commit_done(
-    inner: &Arc<Inner>,
-    only: Option<&BTreeSet<TopicPartition>>,
-) -> Result<Vec<CommitOffset>, Error> {
-    let offsets: Vec<CommitOffset> = {
-        let st = inner.lock();
-        st.partitions
-            .iter()
-            .filter(|(tp, p)| {
-                only.is_none_or(|o| o.contains(*tp))
-                    && matches!(p.status, Status::Fetching)
-                    && p.tracker.needs_commit()
-            })
-            .map(|(tp, p)| CommitOffset::new(&tp.topic, tp.partition, p.tracker.committable()))
-            .collect()
-    };
-    if offsets.is_empty() {
-        return Ok(Vec::new());
-    }
-    let requested_at = tokio::time::Instant::now().into_std();
-    let done = inner.driver.commit(offsets).await?;
-    {
-        let mut st = inner.lock();
-        for o in &done {
-            if let Some(p) = st.partitions.get_mut(&o.topic_partition()) {
-                p.tracker.committed = Some(o.offset);
-            }
-        }
-    }
-    inner.event(ConsumerEvent::Committed {
-        offsets: done.clone(),
-        requested_at,
-    });
-    Ok(done)
-}
-
-async fn auto_commit(inner: Arc<Inner>, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        if inner.lock().closed {
-            return;
-        }
-        // Commits only reach the coordinator in a stable generation; during a rebalance they
-        // fail locally without a request (librdkafka 1.7: no timed auto-commit mid-rebalance).
-        match commit_done(&inner, None).await {
-            Ok(_) | Err(Error::CommitFailed(_)) => {}
-            Err(e) => inner.event(ConsumerEvent::Error(e)),
-        }
-    }
-}
-
-/// Gives up partitions: stops fetching, drops buffers, waits (bounded) for records already
-/// delivered to be acknowledged, commits what is done if asked, then forgets them.
-async fn give_up(inner: &Arc<Inner>, partitions: &Assignment, commit: bool, grace: Duration) {
-    let tps: BTreeSet<TopicPartition> = flatten(partitions).into_iter().collect();
-    {
-        let mut st = inner.lock();
-        for tp in &tps {
-            if let Some(p) = st.partitions.get_mut(tp) {
-                p.tracker.clear_buffer();
-                p.paused = true;
-            }
-        }
-    }
-    if commit {
-        let start = tokio::time::Instant::now();
-        loop {
-            let outstanding: usize = {
-                let st = inner.lock();
-                tps.iter()
-                    .filter_map(|tp| st.partitions.get(tp))
-                    .map(|p| p.tracker.outstanding())
-                    .sum()
-            };
-            if outstanding == 0 || start.elapsed() >= grace {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        if let Err(e) = commit_done(inner, Some(&tps)).await {
-            inner.event(ConsumerEvent::Error(e));
-        }
-    }
-    let mut st = inner.lock();
-    for tp in &tps {
-        if let Some(p) = st.partitions.remove(tp) {
-            st.by_epoch.remove(&p.epoch);
-        }
-    }
-}
-
-async fn group_loop(
-    inner: Arc<Inner>,
-    mut events: mpsc::UnboundedReceiver<GroupEvent>,
-    rest: GroupConfigRest,
-) {
-    let commit_on_revoke = rest.auto_commit_interval.is_some() || rest.commit_on_revoke;
-    // The application has this long to finish records it already received before the
-    // revocation commit (half the rebalance timeout leaves the other half for the rejoin).
-    let grace = rest.rebalance_timeout / 2;
-    while let Some(ev) = events.recv().await {
-        match ev {
-            GroupEvent::Rebalancing { reason } => {
-                inner.event(ConsumerEvent::Rebalancing { reason })
-            }
-            GroupEvent::Assigned {
-                generation,
-                member_id,
-                leader,
-                protocol,
-                assignment,
-                added,
-            } => {
-                let new: Vec<TopicPartition> = flatten(&added);
-                {
-                    let mut st = inner.lock();
-                    st.generation = generation;
-                    for tp in &new {
-                        let epoch = st.next_epoch;
-                        st.next_epoch += 1;
-                        if let Some(old) = st.partitions.get(tp) {
-                            let old = old.epoch;
-                            st.by_epoch.remove(&old);
-                        }
-                        st.by_epoch.insert(epoch, tp.clone());
-                        let paused = st.paused.contains(tp);
-                        st.partitions.insert(
-                            tp.clone(),
-                            PartitionState {
-                                epoch,
-                                status: Status::Starting,
-                                tracker: Tracker::new(0),
-                                high_watermark: -1,
-                                paused,
-                            },
-                        );
-                    }
-                }
-                inner.event(ConsumerEvent::Assigned {
-                    generation,
-                    member_id,
-                    leader,
-                    protocol,
-                    assignment,
-                    added,
-                });
-                let inner2 = Arc::clone(&inner);
-                let rest2 = rest.clone();
-                tokio::spawn(async move { start_partitions(inner2, new, rest2).await });
-            }
-            GroupEvent::Revoked {
-                generation,
-                partitions,
-                token,
-            } => {
-                give_up(&inner, &partitions, commit_on_revoke, grace).await;
-                inner.event(ConsumerEvent::Revoked {
-                    generation,
-                    partitions,
-                });
-                inner.driver.revoked(token);
-            }
-            GroupEvent::Lost { partitions, token } => {
-                give_up(&inner, &partitions, false, Duration::ZERO).await;
-                inner.event(ConsumerEvent::Lost { partitions });
-                inner.driver.revoked(token);
-            }
-            GroupEvent::Error(e) => inner.event(ConsumerEvent::Error(e)),
-            GroupEvent::Fatal(e) => {
-                inner.event(ConsumerEvent::Error(e.clone()));
-                inner.lock().fatal = Some(e);
-                inner.readable.notify_waiters();
-            }
-            GroupEvent::Left => {
-                inner.lock().closed = true;
-                inner.readable.notify_waiters();
-            }
-            GroupEvent::Committed { .. } => {}
-        }
-    }
-}
-
-async fn start_partitions(
-    inner: Arc<Inner>,
-    partitions: Vec<TopicPartition>,
-    rest: GroupConfigRest,
-) {
-    let mut backoff = crate::backoff::Backoff::new(
-        Duration::from_millis(100),
-        Duration::from_secs(2),
-        crate::backoff::Jitter::from_process(),
-    );
-    loop {
-        // Only partitions still assigned (a quick rebalance may have taken some away).
-        let wanted: Vec<TopicPartition> = {
-            let st = inner.lock();
-            partitions
-                .iter()
-                .filter(|tp| {
-                    st.partitions
-                        .get(*tp)
-                        .is_some_and(|p| matches!(p.status, Status::Starting))
-                })
-                .cloned()
-                .collect()
-        };
-        if wanted.is_empty() {
-            return;
-        }
-        match resolve_starts(
-            &inner.cluster,
-            &rest.group_id,
-            &wanted,
-            inner.offset_reset,
-            inner.starting_offset.as_ref(),
-            rest.rebalance_timeout,
-        )
-        .await
-        {
-            Ok(starts) => {
-                let mut st = inner.lock();
-                for (tp, offset) in starts {
-                    if let Some(p) = st.partitions.get_mut(&tp)
-                        && matches!(p.status, Status::Starting)
-                    {
-                        p.tracker = Tracker::new(offset);
-                        p.status = Status::Fetching;
-                        tracing::debug!(topic = %tp.topic, partition = tp.partition, offset, "partition starts");
-                    }
-                }
-                drop(st);
-                inner.fetchable.notify_waiters();
-                return;
-            }
-            Err(e @ Error::NoOffset { .. }) => {
-                inner.event(ConsumerEvent::Error(e));
-                let mut st = inner.lock();
-                for tp in &wanted {
-                    if let Some(p) = st.partitions.get_mut(tp) {
-                        p.status = Status::Stalled;
-                    }
-                }
-                return;
-            }
-            Err(e) => {
-                inner.event(ConsumerEvent::Error(e));
-                tokio::time::sleep(backoff.next_delay()).await;
-            }
-        }
-    }
 }

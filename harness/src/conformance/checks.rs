@@ -1,551 +1,21 @@
-//! `cohort conformance`: probes a broker's group coordinator and offset handling, one named
-//! check per behaviour clients rely on, with evidence. The harness runs the checks a scenario
-//! `requires` before running it, and reports the scenario as not run when one fails.
-//!
-//! Every check talks the protocol directly (each simulated member on a connection of its own,
-//! since a broker serves one request per connection at a time), on a group and topic of its
-//! own, so the checks run concurrently.
+//! The checks, one function each: what Apache Kafka does, asked of the broker under test.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use crate::error::HarnessError;
-use bytes::Bytes;
 use cohort::unstable::{Cluster, Target};
-use cohort::{ClientConfig, Producer, ProducerRecord, TopicPartition};
-use cohort_protocol::consumer_protocol::{
-    ConsumerProtocolSubscription, PROTOCOL_TYPE, encode_subscription,
-};
-use cohort_protocol::messages::{
-    DescribeGroupsRequest, HeartbeatRequest, JoinGroupRequest, JoinGroupResponse,
-    LeaveGroupRequest, OffsetCommitRequest, SyncGroupRequest, SyncGroupResponse,
-    join_group_request, leave_group_request, offset_commit_request, sync_group_request,
-};
+use cohort::{ClientConfig, ProducerRecord, TopicPartition};
+use cohort_protocol::messages::DescribeGroupsRequest;
 use cohort_protocol::{ApiKey, ErrorCode};
-use serde::Serialize;
 
-/// The result of one check.
-#[derive(Debug, Clone, Serialize)]
-pub struct CheckResult {
-    /// Name (what scenarios list in `requires`).
-    pub name: &'static str,
-    /// What the behaviour is.
-    pub description: &'static str,
-    /// Whether the broker behaves as Apache Kafka does.
-    pub passed: bool,
-    /// What was observed.
-    pub evidence: String,
-    /// How long the check took (ms).
-    pub elapsed_ms: u64,
-}
+use super::Outcome;
+use super::raw::{
+    Code, Raw, SESSION_MS, code, expect_ok, heartbeat_until_change, name, rejoin_on_rebalance,
+    rejoin_on_rebalance_with, topic, topic_with_records,
+};
 
-/// What a check found: `Ok(evidence)` when the broker behaves as Apache Kafka does,
-/// `Err(evidence)` when it does not or could not be asked. A failed check is a finding about
-/// the broker, reported with its evidence, not an error of the harness.
-type Outcome<T = String> = Result<T, String>;
-
-type CheckFn = fn(String) -> Pin<Box<dyn Future<Output = Outcome> + Send>>;
-
-/// Every check: name, description, function. `Ok(evidence)` passes, `Err(evidence)` fails.
-pub const CHECKS: &[(&str, &str, CheckFn)] = &[
-    (
-        "api-versions",
-        "ApiVersions lists the group and offset APIs at the versions clients use (JoinGroup v4+, LeaveGroup v3+)",
-        |b| Box::pin(api_versions(b)),
-    ),
-    (
-        "unsupported-version-answered",
-        "an ApiVersions request at a version the broker does not know gets UNSUPPORTED_VERSION with the supported range, not a closed connection",
-        |b| Box::pin(unsupported_version(b)),
-    ),
-    (
-        "member-id-required",
-        "JoinGroup v4+ without a member id is answered MEMBER_ID_REQUIRED with an id to use (KIP-394)",
-        |b| Box::pin(member_id_required(b)),
-    ),
-    (
-        "join-sync-heartbeat",
-        "a member joins, leads, receives its assignment through SyncGroup and heartbeats",
-        |b| Box::pin(join_sync_heartbeat(b)),
-    ),
-    (
-        "rebalance-on-join",
-        "a second member joining makes the first one's heartbeat answer REBALANCE_IN_PROGRESS, and both land in the next generation",
-        |b| Box::pin(rebalance_on_join(b)),
-    ),
-    (
-        "leave-triggers-rebalance",
-        "LeaveGroup starts a rebalance at once",
-        |b| Box::pin(leave_triggers_rebalance(b)),
-    ),
-    (
-        "session-expiry",
-        "a member that stops heartbeating is removed after the session timeout",
-        |b| Box::pin(session_expiry(b)),
-    ),
-    (
-        "rebalance-timeout-expiry",
-        "a member that keeps heartbeating but does not rejoin is removed after the rebalance timeout",
-        |b| Box::pin(rebalance_timeout_expiry(b)),
-    ),
-    (
-        "leader-rejoin-rebalances",
-        "a JoinGroup from the leader of a stable group starts a new generation (how a leader acts on new partitions)",
-        |b| Box::pin(leader_rejoin_rebalances(b)),
-    ),
-    (
-        "leader-leaves-mid-rebalance",
-        "when the leader leaves during a rebalance, another member is elected and the group completes the generation",
-        |b| Box::pin(leader_leaves_mid_rebalance(b)),
-    ),
-    (
-        "protocol-vote",
-        "the coordinator picks a protocol every member supports",
-        |b| Box::pin(protocol_vote(b)),
-    ),
-    (
-        "static-member-fencing",
-        "a second member with the same group.instance.id fences the first (FENCED_INSTANCE_ID, KIP-345)",
-        |b| Box::pin(static_fencing(b)),
-    ),
-    (
-        "static-member-rejoin",
-        "a static member that rejoins with new metadata (a restart, a cooperative second round) leads to a generation every member completes",
-        |b| Box::pin(static_member_rejoin(b)),
-    ),
-    (
-        "stale-generation",
-        "a heartbeat with an old generation is answered ILLEGAL_GENERATION",
-        |b| Box::pin(stale_generation(b)),
-    ),
-    (
-        "stale-commit",
-        "a commit with an old generation is answered ILLEGAL_GENERATION",
-        |b| Box::pin(stale_commit(b)),
-    ),
-    (
-        "offset-commit-fetch",
-        "a committed offset is fetched back; an uncommitted partition answers -1",
-        |b| Box::pin(offset_commit_fetch(b)),
-    ),
-    (
-        "list-offsets-latest",
-        "ListOffsets LATEST returns the log end offset",
-        |b| Box::pin(list_offsets_latest(b)),
-    ),
-    (
-        "fetch-inside-batch",
-        "a Fetch starting in the middle of a record batch returns the records from that offset",
-        |b| Box::pin(fetch_inside_batch(b)),
-    ),
-    (
-        "fetch-beyond-end",
-        "a Fetch from an offset beyond the log end is answered OFFSET_OUT_OF_RANGE, so a consumer resets",
-        |b| Box::pin(fetch_beyond_end(b)),
-    ),
-    (
-        "fetch-max-wait-zero",
-        "a Fetch with max_wait_ms = 0 returns the records already there at once",
-        |b| Box::pin(fetch_max_wait_zero(b)),
-    ),
-    ("create-partitions", "CreatePartitions grows a topic", |b| {
-        Box::pin(create_partitions(b))
-    }),
-    (
-        "describe-groups",
-        "DescribeGroups reports the members with their client ids and assignments",
-        |b| Box::pin(describe_groups(b)),
-    ),
-];
-
-/// Runs the named checks (all when `only` is empty), concurrently.
-pub async fn run(bootstrap: &str, only: &[String]) -> Result<Vec<CheckResult>, HarnessError> {
-    for n in only {
-        if !CHECKS.iter().any(|(name, _, _)| name == n) {
-            return Err(HarnessError::invalid(format!(
-                "unknown check {n:?} (known: {})",
-                CHECKS.iter().map(|c| c.0).collect::<Vec<_>>().join(", ")
-            )));
-        }
-    }
-    let mut tasks = Vec::new();
-    for (name, description, f) in CHECKS {
-        if !only.is_empty() && !only.iter().any(|n| n == name) {
-            continue;
-        }
-        let b = bootstrap.to_owned();
-        let f = *f;
-        tasks.push(tokio::spawn(async move {
-            let start = Instant::now();
-            let r = tokio::time::timeout(Duration::from_secs(60), f(b))
-                .await
-                .unwrap_or_else(|_| Err("no answer within 60 s".into()));
-            let (passed, evidence) = match r {
-                Ok(e) => (true, e),
-                Err(e) => (false, e),
-            };
-            CheckResult {
-                name,
-                description,
-                passed,
-                evidence,
-                elapsed_ms: start.elapsed().as_millis() as u64,
-            }
-        }));
-    }
-    let mut out = Vec::new();
-    for t in tasks {
-        out.push(t.await.map_err(HarnessError::task("a conformance check"))?);
-    }
-    Ok(out)
-}
-
-/// A table for people.
-pub fn table(results: &[CheckResult]) -> String {
-    let mut s = String::new();
-    let w = results.iter().map(|r| r.name.len()).max().unwrap_or(10);
-    for r in results {
-        s.push_str(&format!(
-            "{:<w$}  {}  {}\n",
-            r.name,
-            if r.passed { "pass" } else { "FAIL" },
-            r.evidence
-        ));
-    }
-    let passed = results.iter().filter(|r| r.passed).count();
-    s.push_str(&format!("{passed}/{} checks pass\n", results.len()));
-    s
-}
-
-// ---------------------------------------------------------------------------------------------
-// A raw group member: one connection, explicit requests.
-
-const SESSION_MS: i32 = 6_000;
-const TIMEOUT: Duration = Duration::from_secs(40);
-
-fn name(prefix: &str) -> String {
-    cohort_testbroker::unique_name(prefix)
-}
-
-fn metadata(topic: &str) -> Bytes {
-    encode_subscription(
-        &ConsumerProtocolSubscription {
-            topics: vec![topic.to_owned().into()],
-            ..Default::default()
-        },
-        0,
-    )
-    .unwrap_or_default()
-}
-
-struct Raw {
-    cluster: Cluster,
-    coord: i32,
-    group: String,
-    member_id: String,
-    instance: Option<String>,
-    generation: i32,
-    topic: String,
-    leader: bool,
-}
-
-impl Raw {
-    async fn new(bootstrap: &str, group: &str, topic: &str) -> Outcome<Self> {
-        let cluster = Cluster::new(ClientConfig::new(bootstrap));
-        let coord = cluster
-            .find_coordinator(group)
-            .await
-            .map_err(|e| format!("FindCoordinator: {e}"))?;
-        // The coordinator answers COORDINATOR_LOAD_IN_PROGRESS while it loads the group's
-        // `__consumer_offsets` partition (the checks run at once on a fresh broker, and their
-        // groups hash to partitions loaded one by one). Every client retries that (it is
-        // retriable in Kafka's Errors table); the checks wait for it here, so that what they
-        // test is the behaviour they name.
-        let describe = DescribeGroupsRequest {
-            groups: vec![group.to_owned().into()],
-            ..Default::default()
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let r = cluster
-                .send(Target::Coordinator(coord), &describe, TIMEOUT)
-                .await
-                .map_err(|e| format!("DescribeGroups: {e}"))?;
-            let code = r.groups.first().map_or(0, |g| g.error_code);
-            if code != ErrorCode::CoordinatorLoadInProgress.code() || Instant::now() > deadline {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Ok(Self {
-            cluster,
-            coord,
-            group: group.to_owned(),
-            member_id: String::new(),
-            instance: None,
-            generation: -1,
-            topic: topic.to_owned(),
-            leader: false,
-        })
-    }
-
-    fn target(&self) -> Target {
-        Target::Coordinator(self.coord)
-    }
-
-    async fn join_once(&self, protocols: &[&str], rebalance_ms: i32) -> Outcome<JoinGroupResponse> {
-        let req = JoinGroupRequest {
-            group_id: self.group.clone().into(),
-            session_timeout_ms: SESSION_MS,
-            rebalance_timeout_ms: rebalance_ms,
-            member_id: self.member_id.clone().into(),
-            group_instance_id: self.instance.clone().map(Into::into),
-            protocol_type: PROTOCOL_TYPE.into(),
-            protocols: protocols
-                .iter()
-                .map(|p| join_group_request::JoinGroupRequestProtocol {
-                    name: (*p).to_owned().into(),
-                    metadata: metadata(&self.topic),
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        };
-        self.cluster
-            .send(self.target(), &req, TIMEOUT)
-            .await
-            .map_err(|e| format!("JoinGroup: {e}"))
-    }
-
-    /// Joins (adopting the member id of MEMBER_ID_REQUIRED) and returns the response.
-    async fn join(&mut self, protocols: &[&str], rebalance_ms: i32) -> Outcome<JoinGroupResponse> {
-        for _ in 0..3 {
-            let r = self.join_once(protocols, rebalance_ms).await?;
-            match ErrorCode::check(r.error_code) {
-                Ok(()) => {
-                    self.member_id = r.member_id.to_string();
-                    self.generation = r.generation_id;
-                    self.leader = r.leader == r.member_id;
-                    return Ok(r);
-                }
-                Err(ErrorCode::MemberIdRequired) => self.member_id = r.member_id.to_string(),
-                Err(c) => return Err(format!("JoinGroup answered {c}")),
-            }
-        }
-        Err("JoinGroup kept asking for a member id".into())
-    }
-
-    async fn sync(&self, r: &JoinGroupResponse) -> Outcome<SyncGroupResponse> {
-        // The leader gives every member an empty assignment; the bytes come back as sent.
-        let assignments = if r.leader == r.member_id {
-            r.members
-                .iter()
-                .map(|m| sync_group_request::SyncGroupRequestAssignment {
-                    member_id: m.member_id.clone(),
-                    assignment: Bytes::from(format!("for-{}", m.member_id)),
-                    ..Default::default()
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let req = SyncGroupRequest {
-            group_id: self.group.clone().into(),
-            generation_id: self.generation,
-            member_id: self.member_id.clone().into(),
-            group_instance_id: self.instance.clone().map(Into::into),
-            protocol_type: Some(PROTOCOL_TYPE.into()),
-            protocol_name: r.protocol_name.clone(),
-            assignments,
-            ..Default::default()
-        };
-        self.cluster
-            .send(self.target(), &req, TIMEOUT)
-            .await
-            .map_err(|e| format!("SyncGroup: {e}"))
-    }
-
-    async fn heartbeat_at(&self, generation: i32) -> Outcome<Code> {
-        let req = HeartbeatRequest {
-            group_id: self.group.clone().into(),
-            generation_id: generation,
-            member_id: self.member_id.clone().into(),
-            group_instance_id: self.instance.clone().map(Into::into),
-            ..Default::default()
-        };
-        let r = self
-            .cluster
-            .send(self.target(), &req, Duration::from_secs(10))
-            .await
-            .map_err(|e| format!("Heartbeat: {e}"))?;
-        Ok(code(r.error_code))
-    }
-
-    async fn heartbeat(&self) -> Outcome<Code> {
-        self.heartbeat_at(self.generation).await
-    }
-
-    async fn leave(&self) -> Outcome<Code> {
-        let batch = self
-            .cluster
-            .supports(self.target(), ApiKey::LeaveGroup, 3)
-            .await
-            .unwrap_or(false);
-        let mut req = LeaveGroupRequest {
-            group_id: self.group.clone().into(),
-            ..Default::default()
-        };
-        let cap = if batch {
-            req.members = vec![leave_group_request::MemberIdentity {
-                member_id: self.member_id.clone().into(),
-                group_instance_id: self.instance.clone().map(Into::into),
-                ..Default::default()
-            }];
-            None
-        } else {
-            req.member_id = self.member_id.clone().into();
-            Some(2)
-        };
-        let (_, r) = self
-            .cluster
-            .send_capped(self.target(), &req, Duration::from_secs(10), cap)
-            .await
-            .map_err(|e| format!("LeaveGroup: {e}"))?;
-        Ok(code(r.error_code))
-    }
-
-    async fn commit_at(&self, generation: i32, offset: i64) -> Outcome<Code> {
-        let req = OffsetCommitRequest {
-            group_id: self.group.clone().into(),
-            generation_id_or_member_epoch: generation,
-            member_id: self.member_id.clone().into(),
-            group_instance_id: self.instance.clone().map(Into::into),
-            retention_time_ms: -1,
-            topics: vec![offset_commit_request::OffsetCommitRequestTopic {
-                name: self.topic.clone().into(),
-                partitions: vec![offset_commit_request::OffsetCommitRequestPartition {
-                    partition_index: 0,
-                    committed_offset: offset,
-                    committed_leader_epoch: -1,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-            ..Default::default()
-        };
-        let r = self
-            .cluster
-            .send(self.target(), &req, Duration::from_secs(10))
-            .await
-            .map_err(|e| format!("OffsetCommit: {e}"))?;
-        let c = r
-            .topics
-            .first()
-            .and_then(|t| t.partitions.first())
-            .map_or(-1, |p| p.error_code);
-        Ok(code(c))
-    }
-
-    /// Joins alone and completes the generation.
-    async fn solo(&mut self) -> Outcome<()> {
-        let r = self.join(&["range"], 30_000).await?;
-        let s = self.sync(&r).await?;
-        expect_ok("SyncGroup", s.error_code)
-    }
-}
-
-/// The error of a wire code, `None` for no error.
-fn code(c: i16) -> Code {
-    Code(ErrorCode::from_code(c))
-}
-
-/// An answer's error code (`NONE` when there is none), printed by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Code(Option<ErrorCode>);
-
-impl Code {
-    const NONE: Code = Code(None);
-    fn is(self, e: ErrorCode) -> bool {
-        self.0 == Some(e)
-    }
-}
-
-impl std::fmt::Display for Code {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            None => f.write_str("NONE (0)"),
-            Some(e) => write!(f, "{} ({})", e.name(), e.code()),
-        }
-    }
-}
-
-fn expect_ok(what: &str, c: i16) -> Outcome<()> {
-    ErrorCode::check(c).map_err(|e| format!("{what} answered {e}"))
-}
-
-async fn topic(bootstrap: &str, partitions: i32) -> Outcome<(Producer, String)> {
-    let p = Producer::new(ClientConfig::new(bootstrap));
-    let t = name("conf");
-    p.create_topic(&t, partitions, 1)
-        .await
-        .map_err(|e| format!("CreateTopics: {e}"))?;
-    Ok((p, t))
-}
-
-/// A one-partition topic holding `n` records, values "0", "1", ...
-async fn topic_with_records(b: &str, n: usize) -> Outcome<(Producer, String)> {
-    let (p, t) = topic(b, 1).await?;
-    let recs: Vec<ProducerRecord> = (0..n)
-        .map(|i| ProducerRecord::value(format!("{i}")))
-        .collect();
-    p.send(&t, 0, &recs)
-        .await
-        .map_err(|e| format!("Produce: {e}"))?;
-    Ok((p, t))
-}
-
-/// Heartbeats until the answer is not NONE or `limit` passes; returns the code and the time.
-async fn heartbeat_until_change(m: &Raw, limit: Duration) -> Outcome<(Code, Duration)> {
-    let start = Instant::now();
-    loop {
-        let c = m.heartbeat().await?;
-        if c != Code::NONE || start.elapsed() > limit {
-            return Ok((c, start.elapsed()));
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
-/// Heartbeats until the group rebalances (within `limit`), then rejoins with `range`; the way
-/// an established member learns that another one is joining.
-async fn rejoin_on_rebalance(
-    m: Raw,
-    limit: Duration,
-    who: &str,
-) -> Outcome<(Raw, JoinGroupResponse)> {
-    rejoin_on_rebalance_with(m, &["range"], limit, who).await
-}
-
-/// [`rejoin_on_rebalance`] with these protocols.
-async fn rejoin_on_rebalance_with(
-    mut m: Raw,
-    protocols: &[&str],
-    limit: Duration,
-    who: &str,
-) -> Outcome<(Raw, JoinGroupResponse)> {
-    let (hb, _) = heartbeat_until_change(&m, limit).await?;
-    if !hb.is(ErrorCode::RebalanceInProgress) {
-        return Err(format!("{who}'s heartbeat answered {hb}"));
-    }
-    let r = m.join(protocols, 30_000).await?;
-    Ok((m, r))
-}
-
-// ---------------------------------------------------------------------------------------------
 // The checks.
 
-async fn api_versions(b: String) -> Outcome {
+pub(super) async fn api_versions(b: String) -> Outcome {
     let cluster = Cluster::new(ClientConfig::new(&b));
     let need: &[(ApiKey, i16)] = &[
         (ApiKey::Metadata, 1),
@@ -577,7 +47,7 @@ async fn api_versions(b: String) -> Outcome {
     }
 }
 
-async fn unsupported_version(b: String) -> Outcome {
+pub(super) async fn unsupported_version(b: String) -> Outcome {
     use std::io::{Read, Write};
     let addr = b.split(',').next().unwrap_or(&b).to_owned();
     tokio::task::spawn_blocking(move || {
@@ -618,7 +88,7 @@ async fn unsupported_version(b: String) -> Outcome {
     .map_err(|e| e.to_string())?
 }
 
-async fn member_id_required(b: String) -> Outcome {
+pub(super) async fn member_id_required(b: String) -> Outcome {
     let (_p, t) = topic(&b, 1).await?;
     let m = Raw::new(&b, &name("g"), &t).await?;
     let r = m.join_once(&["range"], 30_000).await?;
@@ -633,7 +103,7 @@ async fn member_id_required(b: String) -> Outcome {
     }
 }
 
-async fn join_sync_heartbeat(b: String) -> Outcome {
+pub(super) async fn join_sync_heartbeat(b: String) -> Outcome {
     let (_p, t) = topic(&b, 1).await?;
     let mut m = Raw::new(&b, &name("g"), &t).await?;
     let start = Instant::now();
@@ -661,7 +131,7 @@ async fn join_sync_heartbeat(b: String) -> Outcome {
     ))
 }
 
-async fn two_members(b: &str, t: &str) -> Outcome<(Raw, Raw)> {
+pub(super) async fn two_members(b: &str, t: &str) -> Outcome<(Raw, Raw)> {
     let group = name("g");
     let mut a = Raw::new(b, &group, t).await?;
     a.solo().await?;
@@ -680,7 +150,7 @@ async fn two_members(b: &str, t: &str) -> Outcome<(Raw, Raw)> {
     Ok((a, c))
 }
 
-async fn rebalance_on_join(b: String) -> Outcome {
+pub(super) async fn rebalance_on_join(b: String) -> Outcome {
     let (_p, t) = topic(&b, 2).await?;
     let start = Instant::now();
     let (a, c) = two_members(&b, &t).await?;
@@ -697,7 +167,7 @@ async fn rebalance_on_join(b: String) -> Outcome {
     ))
 }
 
-async fn leave_triggers_rebalance(b: String) -> Outcome {
+pub(super) async fn leave_triggers_rebalance(b: String) -> Outcome {
     let (_p, t) = topic(&b, 2).await?;
     let (a, c) = two_members(&b, &t).await?;
     let lc = c.leave().await?;
@@ -718,7 +188,7 @@ async fn leave_triggers_rebalance(b: String) -> Outcome {
     }
 }
 
-async fn session_expiry(b: String) -> Outcome {
+pub(super) async fn session_expiry(b: String) -> Outcome {
     let (_p, t) = topic(&b, 2).await?;
     let (mut a, c) = two_members(&b, &t).await?;
     drop(c);
@@ -743,7 +213,7 @@ async fn session_expiry(b: String) -> Outcome {
     }
 }
 
-async fn rebalance_timeout_expiry(b: String) -> Outcome {
+pub(super) async fn rebalance_timeout_expiry(b: String) -> Outcome {
     let (_p, t) = topic(&b, 2).await?;
     let group = name("g");
     let rebalance_ms = 3_000;
@@ -778,7 +248,7 @@ async fn rebalance_timeout_expiry(b: String) -> Outcome {
     }
 }
 
-async fn leader_rejoin_rebalances(b: String) -> Outcome {
+pub(super) async fn leader_rejoin_rebalances(b: String) -> Outcome {
     let (_p, t) = topic(&b, 2).await?;
     let (a, c) = two_members(&b, &t).await?;
     let (mut leader, follower) = if a.leader { (a, c) } else { (c, a) };
@@ -820,7 +290,7 @@ async fn leader_rejoin_rebalances(b: String) -> Outcome {
     }
 }
 
-async fn leader_leaves_mid_rebalance(b: String) -> Outcome {
+pub(super) async fn leader_leaves_mid_rebalance(b: String) -> Outcome {
     let (_p, t) = topic(&b, 2).await?;
     let (a, c) = two_members(&b, &t).await?;
     let (leader, mut follower) = if a.leader { (a, c) } else { (c, a) };
@@ -863,7 +333,7 @@ async fn leader_leaves_mid_rebalance(b: String) -> Outcome {
     }
 }
 
-async fn protocol_vote(b: String) -> Outcome {
+pub(super) async fn protocol_vote(b: String) -> Outcome {
     let (_p, t) = topic(&b, 2).await?;
     let group = name("g");
     let mut a = Raw::new(&b, &group, &t).await?;
@@ -905,7 +375,7 @@ async fn protocol_vote(b: String) -> Outcome {
     }
 }
 
-async fn static_fencing(b: String) -> Outcome {
+pub(super) async fn static_fencing(b: String) -> Outcome {
     let (_p, t) = topic(&b, 1).await?;
     let group = name("g");
     let instance = name("instance");
@@ -927,7 +397,7 @@ async fn static_fencing(b: String) -> Outcome {
     }
 }
 
-async fn static_member_rejoin(b: String) -> Outcome {
+pub(super) async fn static_member_rejoin(b: String) -> Outcome {
     let (_p, t) = topic(&b, 2).await?;
     let group = name("g");
     let mut a = Raw::new(&b, &group, &t).await?;
@@ -1027,7 +497,7 @@ async fn static_member_rejoin(b: String) -> Outcome {
     }
 }
 
-async fn stale_generation(b: String) -> Outcome {
+pub(super) async fn stale_generation(b: String) -> Outcome {
     let (_p, t) = topic(&b, 2).await?;
     let (a, _c) = two_members(&b, &t).await?;
     let hb = a.heartbeat_at(a.generation - 1).await?;
@@ -1038,7 +508,7 @@ async fn stale_generation(b: String) -> Outcome {
     }
 }
 
-async fn stale_commit(b: String) -> Outcome {
+pub(super) async fn stale_commit(b: String) -> Outcome {
     let (_p, t) = topic(&b, 2).await?;
     let (a, _c) = two_members(&b, &t).await?;
     let c = a.commit_at(a.generation - 1, 1).await?;
@@ -1049,7 +519,7 @@ async fn stale_commit(b: String) -> Outcome {
     }
 }
 
-async fn offset_commit_fetch(b: String) -> Outcome {
+pub(super) async fn offset_commit_fetch(b: String) -> Outcome {
     let (p, t) = topic(&b, 2).await?;
     let recs: Vec<ProducerRecord> = (0..50)
         .map(|i| ProducerRecord::value(format!("{i}")))
@@ -1082,7 +552,7 @@ async fn offset_commit_fetch(b: String) -> Outcome {
     }
 }
 
-async fn list_offsets_latest(b: String) -> Outcome {
+pub(super) async fn list_offsets_latest(b: String) -> Outcome {
     let (p, t) = topic(&b, 1).await?;
     for _ in 0..3 {
         let recs: Vec<ProducerRecord> = (0..5)
@@ -1104,7 +574,7 @@ async fn list_offsets_latest(b: String) -> Outcome {
     }
 }
 
-async fn fetch_inside_batch(b: String) -> Outcome {
+pub(super) async fn fetch_inside_batch(b: String) -> Outcome {
     let (p, t) = topic_with_records(&b, 10).await?;
     let got = p
         .read(&t, 0, 5, Duration::from_secs(3))
@@ -1118,7 +588,7 @@ async fn fetch_inside_batch(b: String) -> Outcome {
     }
 }
 
-async fn fetch_beyond_end(b: String) -> Outcome {
+pub(super) async fn fetch_beyond_end(b: String) -> Outcome {
     let (p, t) = topic_with_records(&b, 5).await?;
     match p.read(&t, 0, 50, Duration::from_millis(500)).await {
         Err(cohort::Error::Broker {
@@ -1135,7 +605,7 @@ async fn fetch_beyond_end(b: String) -> Outcome {
 
 /// Clients fetch with no wait when they must not block (cohort does while some partitions are
 /// held back for full buffers); Kafka then answers with what is there.
-async fn fetch_max_wait_zero(b: String) -> Outcome {
+pub(super) async fn fetch_max_wait_zero(b: String) -> Outcome {
     let (p, t) = topic_with_records(&b, 5).await?;
     let got = p
         .read(&t, 0, 0, Duration::ZERO)
@@ -1155,7 +625,7 @@ async fn fetch_max_wait_zero(b: String) -> Outcome {
     ))
 }
 
-async fn create_partitions(b: String) -> Outcome {
+pub(super) async fn create_partitions(b: String) -> Outcome {
     let (p, t) = topic(&b, 2).await?;
     p.create_partitions(&t, 4)
         .await
@@ -1168,7 +638,7 @@ async fn create_partitions(b: String) -> Outcome {
     }
 }
 
-async fn describe_groups(b: String) -> Outcome {
+pub(super) async fn describe_groups(b: String) -> Outcome {
     let (_p, t) = topic(&b, 1).await?;
     let mut a = Raw::new(&b, &name("g"), &t).await?;
     a.solo().await?;
@@ -1196,17 +666,5 @@ async fn describe_groups(b: String) -> Outcome {
             "state {}, protocol {}",
             g.group_state, g.protocol_data
         ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn names_are_unique() {
-        let mut names: Vec<&str> = super::CHECKS.iter().map(|c| c.0).collect();
-        names.sort_unstable();
-        let n = names.len();
-        names.dedup();
-        assert_eq!(n, names.len());
     }
 }
