@@ -481,6 +481,15 @@ pub const fn null_string_size(compact: bool) -> usize {
     if compact { 1 } else { 2 }
 }
 
+/// Encoded size of a nullable string.
+#[inline]
+pub fn nullable_string_size(s: Option<&str>, compact: bool) -> usize {
+    match s {
+        Some(s) => string_size(s.len(), compact),
+        None => null_string_size(compact),
+    }
+}
+
 /// Encoded size of a null marker for bytes and arrays (4 or 1 bytes).
 #[inline]
 pub const fn null_bytes_size(compact: bool) -> usize {

@@ -355,6 +355,16 @@ fn mod_rs(modules: &[(String, Spec)], kafka_ref: &str) -> String {
     for (m, s) in modules {
         let _ = writeln!(out, "pub use {m}::{};", s.name);
     }
+    // One list of every generated message for the tests that run over all of them (round trip,
+    // differential), so a message added here is tested without editing them.
+    let _ = writeln!(
+        out,
+        "\n/// Calls `$callback!` with every generated message, as `module_name: TypeName,` pairs\n/// (the round-trip and differential tests run over this list).\n#[cfg(feature = \"testing\")]\n#[macro_export]\nmacro_rules! for_each_message {{\n    ($callback:ident) => {{\n        $callback! {{"
+    );
+    for (m, s) in modules {
+        let _ = writeln!(out, "            {m}: {},", s.name);
+    }
+    let _ = writeln!(out, "        }}\n    }};\n}}");
     // Enums over every request and response body, keyed by API, for code that dispatches on the
     // api key (fuzzers, golden-byte tests, the frame decoder's users).
     for kind in ["Request", "Response"] {

@@ -3,7 +3,7 @@
 
 //! Kafka's `ApiVersionsRequest` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -68,17 +68,10 @@ impl Encode for ApiVersionsRequest {
             put_string(buf, (&self.client_software_version), flexible)?;
         }
         if version >= 5 {
-            match &self.cluster_id {
-                Some(v) => {
-                    put_string(buf, v, flexible)?;
-                }
-                None => {
-                    put_nullable_string(buf, None, flexible)?;
-                }
-            }
+            put_nullable_string(buf, self.cluster_id.as_deref(), flexible)?;
         }
         if version >= 5 {
-            buf.put_i32(*(&self.node_id));
+            buf.put_i32(self.node_id);
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -110,10 +103,7 @@ impl Encode for ApiVersionsRequest {
             size += string_size((&self.client_software_version).len(), flexible);
         }
         if version >= 5 {
-            size += match &self.cluster_id {
-                Some(v) => string_size(v.len(), flexible),
-                None => null_string_size(flexible),
-            };
+            size += nullable_string_size(self.cluster_id.as_deref(), flexible);
         }
         if version >= 5 {
             size += 4;
@@ -186,11 +176,7 @@ impl crate::testing::Random for ApiVersionsRequest {
             v.client_software_version = rng.string();
         }
         if version >= 5 {
-            v.cluster_id = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.cluster_id = if rng.null() { None } else { Some(rng.string()) };
         }
         if version >= 5 {
             v.node_id = rng.i32();

@@ -3,7 +3,7 @@
 
 //! Kafka's `ApiVersionsResponse` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -76,13 +76,13 @@ impl Encode for ApiVersionsResponse {
             });
         }
         let flexible = version >= 3;
-        buf.put_i16(*(&self.error_code));
+        buf.put_i16(self.error_code);
         put_array_len(buf, (&self.api_keys).len(), flexible)?;
         for item in (&self.api_keys).iter() {
             item.encode(buf, version)?;
         }
         if version >= 1 {
-            buf.put_i32(*(&self.throttle_time_ms));
+            buf.put_i32(self.throttle_time_ms);
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -95,7 +95,7 @@ impl Encode for ApiVersionsResponse {
             if (version >= 3) && self.finalized_features != Vec::<FinalizedFeatureKey>::new() {
                 num_tagged += 1;
             }
-            if (version >= 3) && self.zk_migration_ready != false {
+            if (version >= 3) && self.zk_migration_ready {
                 num_tagged += 1;
             }
             put_uvarint(buf, num_tagged as u32);
@@ -124,8 +124,8 @@ impl Encode for ApiVersionsResponse {
             }
             if (version >= 3) && self.finalized_features_epoch != -1_i64 {
                 put_uvarint(buf, 1);
-                put_uvarint(buf, (8) as u32);
-                buf.put_i64(*(&self.finalized_features_epoch));
+                put_uvarint(buf, 8);
+                buf.put_i64(self.finalized_features_epoch);
             }
             while let Some(u) = unknown.next_if(|u| u.tag < 2) {
                 put_uvarint(buf, u.tag);
@@ -154,10 +154,10 @@ impl Encode for ApiVersionsResponse {
                 put_uvarint(buf, u.data.len() as u32);
                 buf.put_slice(&u.data);
             }
-            if (version >= 3) && self.zk_migration_ready != false {
+            if (version >= 3) && self.zk_migration_ready {
                 put_uvarint(buf, 3);
-                put_uvarint(buf, (1) as u32);
-                put_bool(buf, *(&self.zk_migration_ready));
+                put_uvarint(buf, 1);
+                put_bool(buf, self.zk_migration_ready);
             }
             for u in unknown {
                 put_uvarint(buf, u.tag);
@@ -221,7 +221,7 @@ impl Encode for ApiVersionsResponse {
                 };
                 size += uvarint_size(2) + uvarint_size(s as u32) + s;
             }
-            if (version >= 3) && self.zk_migration_ready != false {
+            if (version >= 3) && self.zk_migration_ready {
                 num_tagged += 1;
                 let s = 1;
                 size += uvarint_size(3) + uvarint_size(s as u32) + s;
@@ -383,7 +383,7 @@ impl crate::testing::Random for ApiVersionsResponse {
 }
 
 /// Part of [`ApiVersionsResponse`], versions 0-5.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ApiVersion {
     /// The API index.
     ///
@@ -401,24 +401,13 @@ pub struct ApiVersion {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for ApiVersion {
-    fn default() -> Self {
-        Self {
-            api_key: 0_i16,
-            min_version: 0_i16,
-            max_version: 0_i16,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for ApiVersion {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 3;
-        buf.put_i16(*(&self.api_key));
-        buf.put_i16(*(&self.min_version));
-        buf.put_i16(*(&self.max_version));
+        buf.put_i16(self.api_key);
+        buf.put_i16(self.min_version);
+        buf.put_i16(self.max_version);
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
             put_uvarint(buf, num_tagged as u32);
@@ -497,7 +486,7 @@ impl crate::testing::Random for ApiVersion {
 }
 
 /// Part of [`ApiVersionsResponse`], versions 3-5.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SupportedFeatureKey {
     /// The name of the feature.
     ///
@@ -515,50 +504,33 @@ pub struct SupportedFeatureKey {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for SupportedFeatureKey {
-    fn default() -> Self {
-        Self {
-            name: StrBytes::new(),
-            min_version: 0_i16,
-            max_version: 0_i16,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for SupportedFeatureKey {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 3;
         if version >= 3 {
             put_string(buf, (&self.name), flexible)?;
-        } else {
-            if self.name != StrBytes::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Name",
-                    version,
-                });
-            }
+        } else if self.name != StrBytes::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Name",
+                version,
+            });
         }
         if version >= 3 {
-            buf.put_i16(*(&self.min_version));
-        } else {
-            if self.min_version != 0_i16 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "MinVersion",
-                    version,
-                });
-            }
+            buf.put_i16(self.min_version);
+        } else if self.min_version != 0_i16 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "MinVersion",
+                version,
+            });
         }
         if version >= 3 {
-            buf.put_i16(*(&self.max_version));
-        } else {
-            if self.max_version != 0_i16 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "MaxVersion",
-                    version,
-                });
-            }
+            buf.put_i16(self.max_version);
+        } else if self.max_version != 0_i16 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "MaxVersion",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -580,7 +552,7 @@ impl Encode for SupportedFeatureKey {
         if version >= 3 {
             size += string_size((&self.name).len(), flexible);
         }
-        if !(version >= 3) && self.name != StrBytes::new() {
+        if version < 3 && self.name != StrBytes::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Name",
                 version,
@@ -589,7 +561,7 @@ impl Encode for SupportedFeatureKey {
         if version >= 3 {
             size += 2;
         }
-        if !(version >= 3) && self.min_version != 0_i16 {
+        if version < 3 && self.min_version != 0_i16 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "MinVersion",
                 version,
@@ -598,7 +570,7 @@ impl Encode for SupportedFeatureKey {
         if version >= 3 {
             size += 2;
         }
-        if !(version >= 3) && self.max_version != 0_i16 {
+        if version < 3 && self.max_version != 0_i16 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "MaxVersion",
                 version,
@@ -666,7 +638,7 @@ impl crate::testing::Random for SupportedFeatureKey {
 }
 
 /// Part of [`ApiVersionsResponse`], versions 3-5.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FinalizedFeatureKey {
     /// The name of the feature.
     ///
@@ -684,50 +656,33 @@ pub struct FinalizedFeatureKey {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for FinalizedFeatureKey {
-    fn default() -> Self {
-        Self {
-            name: StrBytes::new(),
-            max_version_level: 0_i16,
-            min_version_level: 0_i16,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for FinalizedFeatureKey {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 3;
         if version >= 3 {
             put_string(buf, (&self.name), flexible)?;
-        } else {
-            if self.name != StrBytes::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Name",
-                    version,
-                });
-            }
+        } else if self.name != StrBytes::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Name",
+                version,
+            });
         }
         if version >= 3 {
-            buf.put_i16(*(&self.max_version_level));
-        } else {
-            if self.max_version_level != 0_i16 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "MaxVersionLevel",
-                    version,
-                });
-            }
+            buf.put_i16(self.max_version_level);
+        } else if self.max_version_level != 0_i16 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "MaxVersionLevel",
+                version,
+            });
         }
         if version >= 3 {
-            buf.put_i16(*(&self.min_version_level));
-        } else {
-            if self.min_version_level != 0_i16 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "MinVersionLevel",
-                    version,
-                });
-            }
+            buf.put_i16(self.min_version_level);
+        } else if self.min_version_level != 0_i16 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "MinVersionLevel",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -749,7 +704,7 @@ impl Encode for FinalizedFeatureKey {
         if version >= 3 {
             size += string_size((&self.name).len(), flexible);
         }
-        if !(version >= 3) && self.name != StrBytes::new() {
+        if version < 3 && self.name != StrBytes::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Name",
                 version,
@@ -758,7 +713,7 @@ impl Encode for FinalizedFeatureKey {
         if version >= 3 {
             size += 2;
         }
-        if !(version >= 3) && self.max_version_level != 0_i16 {
+        if version < 3 && self.max_version_level != 0_i16 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "MaxVersionLevel",
                 version,
@@ -767,7 +722,7 @@ impl Encode for FinalizedFeatureKey {
         if version >= 3 {
             size += 2;
         }
-        if !(version >= 3) && self.min_version_level != 0_i16 {
+        if version < 3 && self.min_version_level != 0_i16 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "MinVersionLevel",
                 version,

@@ -3,7 +3,7 @@
 
 //! Kafka's `ConsumerGroupHeartbeatRequest` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -93,24 +93,10 @@ impl Encode for ConsumerGroupHeartbeatRequest {
         let flexible = true;
         put_string(buf, (&self.group_id), flexible)?;
         put_string(buf, (&self.member_id), flexible)?;
-        buf.put_i32(*(&self.member_epoch));
-        match &self.instance_id {
-            Some(v) => {
-                put_string(buf, v, flexible)?;
-            }
-            None => {
-                put_nullable_string(buf, None, flexible)?;
-            }
-        }
-        match &self.rack_id {
-            Some(v) => {
-                put_string(buf, v, flexible)?;
-            }
-            None => {
-                put_nullable_string(buf, None, flexible)?;
-            }
-        }
-        buf.put_i32(*(&self.rebalance_timeout_ms));
+        buf.put_i32(self.member_epoch);
+        put_nullable_string(buf, self.instance_id.as_deref(), flexible)?;
+        put_nullable_string(buf, self.rack_id.as_deref(), flexible)?;
+        buf.put_i32(self.rebalance_timeout_ms);
         match &self.subscribed_topic_names {
             Some(v) => {
                 put_array_len(buf, v.len(), flexible)?;
@@ -123,30 +109,14 @@ impl Encode for ConsumerGroupHeartbeatRequest {
             }
         }
         if version >= 1 {
-            match &self.subscribed_topic_regex {
-                Some(v) => {
-                    put_string(buf, v, flexible)?;
-                }
-                None => {
-                    put_nullable_string(buf, None, flexible)?;
-                }
-            }
-        } else {
-            if self.subscribed_topic_regex != None {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "SubscribedTopicRegex",
-                    version,
-                });
-            }
+            put_nullable_string(buf, self.subscribed_topic_regex.as_deref(), flexible)?;
+        } else if self.subscribed_topic_regex.is_some() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "SubscribedTopicRegex",
+                version,
+            });
         }
-        match &self.server_assignor {
-            Some(v) => {
-                put_string(buf, v, flexible)?;
-            }
-            None => {
-                put_nullable_string(buf, None, flexible)?;
-            }
-        }
+        put_nullable_string(buf, self.server_assignor.as_deref(), flexible)?;
         match &self.topic_partitions {
             Some(v) => {
                 put_array_len(buf, v.len(), flexible)?;
@@ -184,14 +154,8 @@ impl Encode for ConsumerGroupHeartbeatRequest {
         size += string_size((&self.group_id).len(), flexible);
         size += string_size((&self.member_id).len(), flexible);
         size += 4;
-        size += match &self.instance_id {
-            Some(v) => string_size(v.len(), flexible),
-            None => null_string_size(flexible),
-        };
-        size += match &self.rack_id {
-            Some(v) => string_size(v.len(), flexible),
-            None => null_string_size(flexible),
-        };
+        size += nullable_string_size(self.instance_id.as_deref(), flexible);
+        size += nullable_string_size(self.rack_id.as_deref(), flexible);
         size += 4;
         size += match &self.subscribed_topic_names {
             Some(v) => {
@@ -204,21 +168,15 @@ impl Encode for ConsumerGroupHeartbeatRequest {
             None => null_bytes_size(flexible),
         };
         if version >= 1 {
-            size += match &self.subscribed_topic_regex {
-                Some(v) => string_size(v.len(), flexible),
-                None => null_string_size(flexible),
-            };
+            size += nullable_string_size(self.subscribed_topic_regex.as_deref(), flexible);
         }
-        if !(version >= 1) && self.subscribed_topic_regex != None {
+        if version < 1 && self.subscribed_topic_regex.is_some() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "SubscribedTopicRegex",
                 version,
             });
         }
-        size += match &self.server_assignor {
-            Some(v) => string_size(v.len(), flexible),
-            None => null_string_size(flexible),
-        };
+        size += nullable_string_size(self.server_assignor.as_deref(), flexible);
         size += match &self.topic_partitions {
             Some(v) => {
                 let mut s = array_len_size(v.len(), flexible);
@@ -323,24 +281,16 @@ impl crate::testing::Random for ConsumerGroupHeartbeatRequest {
             v.member_epoch = rng.i32();
         }
         if true {
-            v.instance_id = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.instance_id = if rng.null() { None } else { Some(rng.string()) };
         }
         if true {
-            v.rack_id = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.rack_id = if rng.null() { None } else { Some(rng.string()) };
         }
         if true {
             v.rebalance_timeout_ms = rng.i32();
         }
         if true {
-            v.subscribed_topic_names = if (true) && rng.null() {
+            v.subscribed_topic_names = if rng.null() {
                 None
             } else {
                 Some({
@@ -356,21 +306,13 @@ impl crate::testing::Random for ConsumerGroupHeartbeatRequest {
             };
         }
         if version >= 1 {
-            v.subscribed_topic_regex = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.subscribed_topic_regex = if rng.null() { None } else { Some(rng.string()) };
         }
         if true {
-            v.server_assignor = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.server_assignor = if rng.null() { None } else { Some(rng.string()) };
         }
         if true {
-            v.topic_partitions = if (true) && rng.null() {
+            v.topic_partitions = if rng.null() {
                 None
             } else {
                 Some({
@@ -395,7 +337,7 @@ impl crate::testing::Random for ConsumerGroupHeartbeatRequest {
 }
 
 /// Part of [`ConsumerGroupHeartbeatRequest`], versions 0-1.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TopicPartitions {
     /// The topic ID.
     ///
@@ -407,16 +349,6 @@ pub struct TopicPartitions {
     pub partitions: Vec<i32>,
     /// Tagged fields this version of the schema does not know, kept for re-encoding.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for TopicPartitions {
-    fn default() -> Self {
-        Self {
-            topic_id: Uuid::ZERO,
-            partitions: Vec::<i32>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl Encode for TopicPartitions {

@@ -3,7 +3,7 @@
 
 //! Kafka's `ConsumerGroupHeartbeatResponse` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -17,7 +17,7 @@ use crate::primitives::*;
 use crate::types::{RawTaggedField, StrBytes, Uuid};
 
 /// Kafka's `ConsumerGroupHeartbeatResponse`, versions 0-1 (flexible from 0-1).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ConsumerGroupHeartbeatResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -51,21 +51,6 @@ pub struct ConsumerGroupHeartbeatResponse {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for ConsumerGroupHeartbeatResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0_i32,
-            error_code: 0_i16,
-            error_message: None,
-            member_id: None,
-            member_epoch: 0_i32,
-            heartbeat_interval_ms: 0_i32,
-            assignment: None,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for ConsumerGroupHeartbeatResponse {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
@@ -76,26 +61,12 @@ impl Encode for ConsumerGroupHeartbeatResponse {
             });
         }
         let flexible = true;
-        buf.put_i32(*(&self.throttle_time_ms));
-        buf.put_i16(*(&self.error_code));
-        match &self.error_message {
-            Some(v) => {
-                put_string(buf, v, flexible)?;
-            }
-            None => {
-                put_nullable_string(buf, None, flexible)?;
-            }
-        }
-        match &self.member_id {
-            Some(v) => {
-                put_string(buf, v, flexible)?;
-            }
-            None => {
-                put_nullable_string(buf, None, flexible)?;
-            }
-        }
-        buf.put_i32(*(&self.member_epoch));
-        buf.put_i32(*(&self.heartbeat_interval_ms));
+        buf.put_i32(self.throttle_time_ms);
+        buf.put_i16(self.error_code);
+        put_nullable_string(buf, self.error_message.as_deref(), flexible)?;
+        put_nullable_string(buf, self.member_id.as_deref(), flexible)?;
+        buf.put_i32(self.member_epoch);
+        buf.put_i32(self.heartbeat_interval_ms);
         match &self.assignment {
             Some(v) => {
                 buf.put_i8(1);
@@ -130,14 +101,8 @@ impl Encode for ConsumerGroupHeartbeatResponse {
         let mut size = 0usize;
         size += 4;
         size += 2;
-        size += match &self.error_message {
-            Some(v) => string_size(v.len(), flexible),
-            None => null_string_size(flexible),
-        };
-        size += match &self.member_id {
-            Some(v) => string_size(v.len(), flexible),
-            None => null_string_size(flexible),
-        };
+        size += nullable_string_size(self.error_message.as_deref(), flexible);
+        size += nullable_string_size(self.member_id.as_deref(), flexible);
         size += 4;
         size += 4;
         size += match &self.assignment {
@@ -210,18 +175,10 @@ impl crate::testing::Random for ConsumerGroupHeartbeatResponse {
             v.error_code = rng.i16();
         }
         if true {
-            v.error_message = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.error_message = if rng.null() { None } else { Some(rng.string()) };
         }
         if true {
-            v.member_id = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.member_id = if rng.null() { None } else { Some(rng.string()) };
         }
         if true {
             v.member_epoch = rng.i32();
@@ -230,7 +187,7 @@ impl crate::testing::Random for ConsumerGroupHeartbeatResponse {
             v.heartbeat_interval_ms = rng.i32();
         }
         if true {
-            v.assignment = if (true) && rng.null() {
+            v.assignment = if rng.null() {
                 None
             } else {
                 Some(<Assignment as crate::testing::Random>::random(rng, version))
@@ -244,7 +201,7 @@ impl crate::testing::Random for ConsumerGroupHeartbeatResponse {
 }
 
 /// Part of [`ConsumerGroupHeartbeatResponse`], versions 0-1.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Assignment {
     /// The partitions assigned to the member that can be used immediately.
     ///
@@ -252,15 +209,6 @@ pub struct Assignment {
     pub topic_partitions: Vec<TopicPartitions>,
     /// Tagged fields this version of the schema does not know, kept for re-encoding.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for Assignment {
-    fn default() -> Self {
-        Self {
-            topic_partitions: Vec::<TopicPartitions>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl Encode for Assignment {
@@ -361,7 +309,7 @@ impl crate::testing::Random for Assignment {
 }
 
 /// Part of [`ConsumerGroupHeartbeatResponse`], versions 0-1.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TopicPartitions {
     /// The topic ID.
     ///
@@ -373,16 +321,6 @@ pub struct TopicPartitions {
     pub partitions: Vec<i32>,
     /// Tagged fields this version of the schema does not know, kept for re-encoding.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for TopicPartitions {
-    fn default() -> Self {
-        Self {
-            topic_id: Uuid::ZERO,
-            partitions: Vec::<i32>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl Encode for TopicPartitions {

@@ -3,7 +3,7 @@
 
 //! Kafka's `ConsumerProtocolAssignment` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -17,7 +17,7 @@ use crate::primitives::*;
 use crate::types::{RawTaggedField, StrBytes, Uuid};
 
 /// Kafka's `ConsumerProtocolAssignment`, versions 0-3.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ConsumerProtocolAssignment {
     /// The list of topics and partitions assigned to this consumer.
     ///
@@ -27,15 +27,6 @@ pub struct ConsumerProtocolAssignment {
     ///
     /// Supported versions: 0-3; nullable in 0-3; default `null`.
     pub user_data: Option<Bytes>,
-}
-
-impl Default for ConsumerProtocolAssignment {
-    fn default() -> Self {
-        Self {
-            assigned_partitions: Vec::<TopicPartition>::new(),
-            user_data: None,
-        }
-    }
 }
 
 impl Encode for ConsumerProtocolAssignment {
@@ -135,18 +126,14 @@ impl crate::testing::Random for ConsumerProtocolAssignment {
             };
         }
         if true {
-            v.user_data = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.bytes())
-            };
+            v.user_data = if rng.null() { None } else { Some(rng.bytes()) };
         }
         v
     }
 }
 
 /// Part of [`ConsumerProtocolAssignment`], versions 0-3.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TopicPartition {
     /// The topic name.
     ///
@@ -156,15 +143,6 @@ pub struct TopicPartition {
     ///
     /// Supported versions: 0-3.
     pub partitions: Vec<i32>,
-}
-
-impl Default for TopicPartition {
-    fn default() -> Self {
-        Self {
-            topic: StrBytes::new(),
-            partitions: Vec::<i32>::new(),
-        }
-    }
 }
 
 impl Encode for TopicPartition {

@@ -3,7 +3,7 @@
 
 //! Kafka's `ConsumerProtocolSubscription` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -82,17 +82,10 @@ impl Encode for ConsumerProtocolSubscription {
             }
         }
         if version >= 2 {
-            buf.put_i32(*(&self.generation_id));
+            buf.put_i32(self.generation_id);
         }
         if version >= 3 {
-            match &self.rack_id {
-                Some(v) => {
-                    put_string(buf, v, flexible)?;
-                }
-                None => {
-                    put_nullable_string(buf, None, flexible)?;
-                }
-            }
+            put_nullable_string(buf, self.rack_id.as_deref(), flexible)?;
         }
         Ok(())
     }
@@ -131,10 +124,7 @@ impl Encode for ConsumerProtocolSubscription {
             size += 4;
         }
         if version >= 3 {
-            size += match &self.rack_id {
-                Some(v) => string_size(v.len(), flexible),
-                None => null_string_size(flexible),
-            };
+            size += nullable_string_size(self.rack_id.as_deref(), flexible);
         }
         Ok(size)
     }
@@ -212,11 +202,7 @@ impl crate::testing::Random for ConsumerProtocolSubscription {
             };
         }
         if true {
-            v.user_data = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.bytes())
-            };
+            v.user_data = if rng.null() { None } else { Some(rng.bytes()) };
         }
         if version >= 1 {
             v.owned_partitions = {
@@ -236,18 +222,14 @@ impl crate::testing::Random for ConsumerProtocolSubscription {
             v.generation_id = rng.i32();
         }
         if version >= 3 {
-            v.rack_id = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.rack_id = if rng.null() { None } else { Some(rng.string()) };
         }
         v
     }
 }
 
 /// Part of [`ConsumerProtocolSubscription`], versions 1-3.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TopicPartition {
     /// The topic name.
     ///
@@ -259,41 +241,28 @@ pub struct TopicPartition {
     pub partitions: Vec<i32>,
 }
 
-impl Default for TopicPartition {
-    fn default() -> Self {
-        Self {
-            topic: StrBytes::new(),
-            partitions: Vec::<i32>::new(),
-        }
-    }
-}
-
 impl Encode for TopicPartition {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = false;
         if version >= 1 {
             put_string(buf, (&self.topic), flexible)?;
-        } else {
-            if self.topic != StrBytes::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Topic",
-                    version,
-                });
-            }
+        } else if self.topic != StrBytes::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Topic",
+                version,
+            });
         }
         if version >= 1 {
             put_array_len(buf, (&self.partitions).len(), flexible)?;
             for item in (&self.partitions).iter() {
                 buf.put_i32(*item);
             }
-        } else {
-            if self.partitions != Vec::<i32>::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Partitions",
-                    version,
-                });
-            }
+        } else if self.partitions != Vec::<i32>::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Partitions",
+                version,
+            });
         }
         Ok(())
     }
@@ -305,7 +274,7 @@ impl Encode for TopicPartition {
         if version >= 1 {
             size += string_size((&self.topic).len(), flexible);
         }
-        if !(version >= 1) && self.topic != StrBytes::new() {
+        if version < 1 && self.topic != StrBytes::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Topic",
                 version,
@@ -315,7 +284,7 @@ impl Encode for TopicPartition {
             size +=
                 (array_len_size((&self.partitions).len(), flexible) + 4 * (&self.partitions).len());
         }
-        if !(version >= 1) && self.partitions != Vec::<i32>::new() {
+        if version < 1 && self.partitions != Vec::<i32>::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Partitions",
                 version,

@@ -3,7 +3,7 @@
 
 //! Kafka's `CreatePartitionsRequest` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -17,7 +17,7 @@ use crate::primitives::*;
 use crate::types::{RawTaggedField, StrBytes, Uuid};
 
 /// Kafka's `CreatePartitionsRequest`, versions 0-3 (flexible from 2-3).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CreatePartitionsRequest {
     /// Each topic that we want to create new partitions inside.
     ///
@@ -35,17 +35,6 @@ pub struct CreatePartitionsRequest {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for CreatePartitionsRequest {
-    fn default() -> Self {
-        Self {
-            topics: Vec::<CreatePartitionsTopic>::new(),
-            timeout_ms: 0_i32,
-            validate_only: false,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for CreatePartitionsRequest {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
@@ -60,8 +49,8 @@ impl Encode for CreatePartitionsRequest {
         for item in (&self.topics).iter() {
             item.encode(buf, version)?;
         }
-        buf.put_i32(*(&self.timeout_ms));
-        put_bool(buf, *(&self.validate_only));
+        buf.put_i32(self.timeout_ms);
+        put_bool(buf, self.validate_only);
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
             put_uvarint(buf, num_tagged as u32);
@@ -210,7 +199,7 @@ impl Encode for CreatePartitionsTopic {
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 2;
         put_string(buf, (&self.name), flexible)?;
-        buf.put_i32(*(&self.count));
+        buf.put_i32(self.count);
         match &self.assignments {
             Some(v) => {
                 put_array_len(buf, v.len(), flexible)?;
@@ -308,7 +297,7 @@ impl crate::testing::Random for CreatePartitionsTopic {
             v.count = rng.i32();
         }
         if true {
-            v.assignments = if (true) && rng.null() {
+            v.assignments = if rng.null() {
                 None
             } else {
                 Some({
@@ -335,7 +324,7 @@ impl crate::testing::Random for CreatePartitionsTopic {
 }
 
 /// Part of [`CreatePartitionsRequest`], versions 0-3.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CreatePartitionsAssignment {
     /// The assigned broker IDs.
     ///
@@ -343,15 +332,6 @@ pub struct CreatePartitionsAssignment {
     pub broker_ids: Vec<i32>,
     /// Tagged fields this version of the schema does not know, kept for re-encoding.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for CreatePartitionsAssignment {
-    fn default() -> Self {
-        Self {
-            broker_ids: Vec::<i32>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl Encode for CreatePartitionsAssignment {

@@ -3,7 +3,7 @@
 
 //! Kafka's `CreatePartitionsResponse` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -17,7 +17,7 @@ use crate::primitives::*;
 use crate::types::{RawTaggedField, StrBytes, Uuid};
 
 /// Kafka's `CreatePartitionsResponse`, versions 0-3 (flexible from 2-3).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CreatePartitionsResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -31,16 +31,6 @@ pub struct CreatePartitionsResponse {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for CreatePartitionsResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0_i32,
-            results: Vec::<CreatePartitionsTopicResult>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for CreatePartitionsResponse {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
@@ -51,7 +41,7 @@ impl Encode for CreatePartitionsResponse {
             });
         }
         let flexible = version >= 2;
-        buf.put_i32(*(&self.throttle_time_ms));
+        buf.put_i32(self.throttle_time_ms);
         put_array_len(buf, (&self.results).len(), flexible)?;
         for item in (&self.results).iter() {
             item.encode(buf, version)?;
@@ -166,7 +156,7 @@ impl crate::testing::Random for CreatePartitionsResponse {
 }
 
 /// Part of [`CreatePartitionsResponse`], versions 0-3.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CreatePartitionsTopicResult {
     /// The topic name.
     ///
@@ -184,31 +174,13 @@ pub struct CreatePartitionsTopicResult {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for CreatePartitionsTopicResult {
-    fn default() -> Self {
-        Self {
-            name: StrBytes::new(),
-            error_code: 0_i16,
-            error_message: None,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for CreatePartitionsTopicResult {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 2;
         put_string(buf, (&self.name), flexible)?;
-        buf.put_i16(*(&self.error_code));
-        match &self.error_message {
-            Some(v) => {
-                put_string(buf, v, flexible)?;
-            }
-            None => {
-                put_nullable_string(buf, None, flexible)?;
-            }
-        }
+        buf.put_i16(self.error_code);
+        put_nullable_string(buf, self.error_message.as_deref(), flexible)?;
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
             put_uvarint(buf, num_tagged as u32);
@@ -228,10 +200,7 @@ impl Encode for CreatePartitionsTopicResult {
         let mut size = 0usize;
         size += string_size((&self.name).len(), flexible);
         size += 2;
-        size += match &self.error_message {
-            Some(v) => string_size(v.len(), flexible),
-            None => null_string_size(flexible),
-        };
+        size += nullable_string_size(self.error_message.as_deref(), flexible);
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
             for u in &self.unknown_tagged_fields {
@@ -280,11 +249,7 @@ impl crate::testing::Random for CreatePartitionsTopicResult {
             v.error_code = rng.i16();
         }
         if true {
-            v.error_message = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.error_message = if rng.null() { None } else { Some(rng.string()) };
         }
         if flexible {
             v.unknown_tagged_fields = rng.unknown_tagged_fields();

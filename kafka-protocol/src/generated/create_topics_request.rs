@@ -3,7 +3,7 @@
 
 //! Kafka's `CreateTopicsRequest` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -60,8 +60,8 @@ impl Encode for CreateTopicsRequest {
         for item in (&self.topics).iter() {
             item.encode(buf, version)?;
         }
-        buf.put_i32(*(&self.timeout_ms));
-        put_bool(buf, *(&self.validate_only));
+        buf.put_i32(self.timeout_ms);
+        put_bool(buf, self.validate_only);
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
             put_uvarint(buf, num_tagged as u32);
@@ -176,7 +176,7 @@ impl crate::testing::Random for CreateTopicsRequest {
 }
 
 /// Part of [`CreateTopicsRequest`], versions 2-7.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CreatableTopic {
     /// The topic name.
     ///
@@ -202,26 +202,13 @@ pub struct CreatableTopic {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for CreatableTopic {
-    fn default() -> Self {
-        Self {
-            name: StrBytes::new(),
-            num_partitions: 0_i32,
-            replication_factor: 0_i16,
-            assignments: Vec::<CreatableReplicaAssignment>::new(),
-            configs: Vec::<CreatableTopicConfig>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for CreatableTopic {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 5;
         put_string(buf, (&self.name), flexible)?;
-        buf.put_i32(*(&self.num_partitions));
-        buf.put_i16(*(&self.replication_factor));
+        buf.put_i32(self.num_partitions);
+        buf.put_i16(self.replication_factor);
         put_array_len(buf, (&self.assignments).len(), flexible)?;
         for item in (&self.assignments).iter() {
             item.encode(buf, version)?;
@@ -370,7 +357,7 @@ impl crate::testing::Random for CreatableTopic {
 }
 
 /// Part of [`CreateTopicsRequest`], versions 2-7.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CreatableReplicaAssignment {
     /// The partition index.
     ///
@@ -384,21 +371,11 @@ pub struct CreatableReplicaAssignment {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for CreatableReplicaAssignment {
-    fn default() -> Self {
-        Self {
-            partition_index: 0_i32,
-            broker_ids: Vec::<i32>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for CreatableReplicaAssignment {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 5;
-        buf.put_i32(*(&self.partition_index));
+        buf.put_i32(self.partition_index);
         put_array_len(buf, (&self.broker_ids).len(), flexible)?;
         for item in (&self.broker_ids).iter() {
             buf.put_i32(*item);
@@ -520,14 +497,7 @@ impl Encode for CreatableTopicConfig {
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 5;
         put_string(buf, (&self.name), flexible)?;
-        match &self.value {
-            Some(v) => {
-                put_string(buf, v, flexible)?;
-            }
-            None => {
-                put_nullable_string(buf, None, flexible)?;
-            }
-        }
+        put_nullable_string(buf, self.value.as_deref(), flexible)?;
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
             put_uvarint(buf, num_tagged as u32);
@@ -546,10 +516,7 @@ impl Encode for CreatableTopicConfig {
         let flexible = version >= 5;
         let mut size = 0usize;
         size += string_size((&self.name).len(), flexible);
-        size += match &self.value {
-            Some(v) => string_size(v.len(), flexible),
-            None => null_string_size(flexible),
-        };
+        size += nullable_string_size(self.value.as_deref(), flexible);
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
             for u in &self.unknown_tagged_fields {
@@ -593,11 +560,7 @@ impl crate::testing::Random for CreatableTopicConfig {
             v.name = rng.string();
         }
         if true {
-            v.value = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.value = if rng.null() { None } else { Some(rng.string()) };
         }
         if flexible {
             v.unknown_tagged_fields = rng.unknown_tagged_fields();

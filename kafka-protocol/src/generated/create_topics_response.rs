@@ -3,7 +3,7 @@
 
 //! Kafka's `CreateTopicsResponse` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -17,7 +17,7 @@ use crate::primitives::*;
 use crate::types::{RawTaggedField, StrBytes, Uuid};
 
 /// Kafka's `CreateTopicsResponse`, versions 2-7 (flexible from 5-7).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CreateTopicsResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -31,16 +31,6 @@ pub struct CreateTopicsResponse {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for CreateTopicsResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0_i32,
-            topics: Vec::<CreatableTopicResult>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for CreateTopicsResponse {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
@@ -51,7 +41,7 @@ impl Encode for CreateTopicsResponse {
             });
         }
         let flexible = version >= 5;
-        buf.put_i32(*(&self.throttle_time_ms));
+        buf.put_i32(self.throttle_time_ms);
         put_array_len(buf, (&self.topics).len(), flexible)?;
         for item in (&self.topics).iter() {
             item.encode(buf, version)?;
@@ -226,20 +216,13 @@ impl Encode for CreatableTopicResult {
         if version >= 7 {
             put_uuid(buf, (&self.topic_id));
         }
-        buf.put_i16(*(&self.error_code));
-        match &self.error_message {
-            Some(v) => {
-                put_string(buf, v, flexible)?;
-            }
-            None => {
-                put_nullable_string(buf, None, flexible)?;
-            }
+        buf.put_i16(self.error_code);
+        put_nullable_string(buf, self.error_message.as_deref(), flexible)?;
+        if version >= 5 {
+            buf.put_i32(self.num_partitions);
         }
         if version >= 5 {
-            buf.put_i32(*(&self.num_partitions));
-        }
-        if version >= 5 {
-            buf.put_i16(*(&self.replication_factor));
+            buf.put_i16(self.replication_factor);
         }
         if version >= 5 {
             match &self.configs {
@@ -263,8 +246,8 @@ impl Encode for CreatableTopicResult {
             let mut unknown = self.unknown_tagged_fields.iter().peekable();
             if (version >= 5) && self.topic_config_error_code != 0_i16 {
                 put_uvarint(buf, 0);
-                put_uvarint(buf, (2) as u32);
-                buf.put_i16(*(&self.topic_config_error_code));
+                put_uvarint(buf, 2);
+                buf.put_i16(self.topic_config_error_code);
             }
             for u in unknown {
                 put_uvarint(buf, u.tag);
@@ -284,10 +267,7 @@ impl Encode for CreatableTopicResult {
             size += 16;
         }
         size += 2;
-        size += match &self.error_message {
-            Some(v) => string_size(v.len(), flexible),
-            None => null_string_size(flexible),
-        };
+        size += nullable_string_size(self.error_message.as_deref(), flexible);
         if version >= 5 {
             size += 4;
         }
@@ -397,11 +377,7 @@ impl crate::testing::Random for CreatableTopicResult {
             v.error_code = rng.i16();
         }
         if true {
-            v.error_message = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.error_message = if rng.null() { None } else { Some(rng.string()) };
         }
         if version >= 5 {
             v.topic_config_error_code = rng.i16();
@@ -413,7 +389,7 @@ impl crate::testing::Random for CreatableTopicResult {
             v.replication_factor = rng.i16();
         }
         if version >= 5 {
-            v.configs = if (true) && rng.null() {
+            v.configs = if rng.null() {
                 None
             } else {
                 Some({
@@ -483,53 +459,38 @@ impl Encode for CreatableTopicConfigs {
         let flexible = version >= 5;
         if version >= 5 {
             put_string(buf, (&self.name), flexible)?;
-        } else {
-            if self.name != StrBytes::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Name",
-                    version,
-                });
-            }
+        } else if self.name != StrBytes::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Name",
+                version,
+            });
         }
         if version >= 5 {
-            match &self.value {
-                Some(v) => {
-                    put_string(buf, v, flexible)?;
-                }
-                None => {
-                    put_nullable_string(buf, None, flexible)?;
-                }
-            }
-        } else {
-            if self.value != Some(StrBytes::new()) {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Value",
-                    version,
-                });
-            }
+            put_nullable_string(buf, self.value.as_deref(), flexible)?;
+        } else if self.value != Some(StrBytes::new()) {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Value",
+                version,
+            });
         }
         if version >= 5 {
-            put_bool(buf, *(&self.read_only));
-        } else {
-            if self.read_only != false {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "ReadOnly",
-                    version,
-                });
-            }
+            put_bool(buf, self.read_only);
+        } else if self.read_only {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "ReadOnly",
+                version,
+            });
         }
         if version >= 5 {
-            buf.put_i8(*(&self.config_source));
+            buf.put_i8(self.config_source);
         }
         if version >= 5 {
-            put_bool(buf, *(&self.is_sensitive));
-        } else {
-            if self.is_sensitive != false {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "IsSensitive",
-                    version,
-                });
-            }
+            put_bool(buf, self.is_sensitive);
+        } else if self.is_sensitive {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "IsSensitive",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -551,19 +512,16 @@ impl Encode for CreatableTopicConfigs {
         if version >= 5 {
             size += string_size((&self.name).len(), flexible);
         }
-        if !(version >= 5) && self.name != StrBytes::new() {
+        if version < 5 && self.name != StrBytes::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Name",
                 version,
             });
         }
         if version >= 5 {
-            size += match &self.value {
-                Some(v) => string_size(v.len(), flexible),
-                None => null_string_size(flexible),
-            };
+            size += nullable_string_size(self.value.as_deref(), flexible);
         }
-        if !(version >= 5) && self.value != Some(StrBytes::new()) {
+        if version < 5 && self.value != Some(StrBytes::new()) {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Value",
                 version,
@@ -572,7 +530,7 @@ impl Encode for CreatableTopicConfigs {
         if version >= 5 {
             size += 1;
         }
-        if !(version >= 5) && self.read_only != false {
+        if version < 5 && self.read_only {
             return Err(EncodeError::FieldNotInVersion {
                 field: "ReadOnly",
                 version,
@@ -584,7 +542,7 @@ impl Encode for CreatableTopicConfigs {
         if version >= 5 {
             size += 1;
         }
-        if !(version >= 5) && self.is_sensitive != false {
+        if version < 5 && self.is_sensitive {
             return Err(EncodeError::FieldNotInVersion {
                 field: "IsSensitive",
                 version,
@@ -647,11 +605,7 @@ impl crate::testing::Random for CreatableTopicConfigs {
             v.name = rng.string();
         }
         if version >= 5 {
-            v.value = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.value = if rng.null() { None } else { Some(rng.string()) };
         }
         if version >= 5 {
             v.read_only = rng.bool();

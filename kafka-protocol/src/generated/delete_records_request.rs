@@ -3,7 +3,7 @@
 
 //! Kafka's `DeleteRecordsRequest` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -17,7 +17,7 @@ use crate::primitives::*;
 use crate::types::{RawTaggedField, StrBytes, Uuid};
 
 /// Kafka's `DeleteRecordsRequest`, versions 0-2 (flexible from 2).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeleteRecordsRequest {
     /// Each topic that we want to delete records from.
     ///
@@ -29,16 +29,6 @@ pub struct DeleteRecordsRequest {
     pub timeout_ms: i32,
     /// Tagged fields this version of the schema does not know, kept for re-encoding.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for DeleteRecordsRequest {
-    fn default() -> Self {
-        Self {
-            topics: Vec::<DeleteRecordsTopic>::new(),
-            timeout_ms: 0_i32,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl Encode for DeleteRecordsRequest {
@@ -55,7 +45,7 @@ impl Encode for DeleteRecordsRequest {
         for item in (&self.topics).iter() {
             item.encode(buf, version)?;
         }
-        buf.put_i32(*(&self.timeout_ms));
+        buf.put_i32(self.timeout_ms);
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
             put_uvarint(buf, num_tagged as u32);
@@ -164,7 +154,7 @@ impl crate::testing::Random for DeleteRecordsRequest {
 }
 
 /// Part of [`DeleteRecordsRequest`], versions 0-2.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeleteRecordsTopic {
     /// The topic name.
     ///
@@ -176,16 +166,6 @@ pub struct DeleteRecordsTopic {
     pub partitions: Vec<DeleteRecordsPartition>,
     /// Tagged fields this version of the schema does not know, kept for re-encoding.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for DeleteRecordsTopic {
-    fn default() -> Self {
-        Self {
-            name: StrBytes::new(),
-            partitions: Vec::<DeleteRecordsPartition>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl Encode for DeleteRecordsTopic {
@@ -293,7 +273,7 @@ impl crate::testing::Random for DeleteRecordsTopic {
 }
 
 /// Part of [`DeleteRecordsRequest`], versions 0-2.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeleteRecordsPartition {
     /// The partition index.
     ///
@@ -307,22 +287,12 @@ pub struct DeleteRecordsPartition {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for DeleteRecordsPartition {
-    fn default() -> Self {
-        Self {
-            partition_index: 0_i32,
-            offset: 0_i64,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for DeleteRecordsPartition {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 2;
-        buf.put_i32(*(&self.partition_index));
-        buf.put_i64(*(&self.offset));
+        buf.put_i32(self.partition_index);
+        buf.put_i64(self.offset);
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
             put_uvarint(buf, num_tagged as u32);

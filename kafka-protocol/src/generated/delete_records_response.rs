@@ -3,7 +3,7 @@
 
 //! Kafka's `DeleteRecordsResponse` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -17,7 +17,7 @@ use crate::primitives::*;
 use crate::types::{RawTaggedField, StrBytes, Uuid};
 
 /// Kafka's `DeleteRecordsResponse`, versions 0-2 (flexible from 2).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeleteRecordsResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -31,16 +31,6 @@ pub struct DeleteRecordsResponse {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for DeleteRecordsResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0_i32,
-            topics: Vec::<DeleteRecordsTopicResult>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for DeleteRecordsResponse {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
@@ -51,7 +41,7 @@ impl Encode for DeleteRecordsResponse {
             });
         }
         let flexible = version >= 2;
-        buf.put_i32(*(&self.throttle_time_ms));
+        buf.put_i32(self.throttle_time_ms);
         put_array_len(buf, (&self.topics).len(), flexible)?;
         for item in (&self.topics).iter() {
             item.encode(buf, version)?;
@@ -164,7 +154,7 @@ impl crate::testing::Random for DeleteRecordsResponse {
 }
 
 /// Part of [`DeleteRecordsResponse`], versions 0-2.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeleteRecordsTopicResult {
     /// The topic name.
     ///
@@ -176,16 +166,6 @@ pub struct DeleteRecordsTopicResult {
     pub partitions: Vec<DeleteRecordsPartitionResult>,
     /// Tagged fields this version of the schema does not know, kept for re-encoding.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for DeleteRecordsTopicResult {
-    fn default() -> Self {
-        Self {
-            name: StrBytes::new(),
-            partitions: Vec::<DeleteRecordsPartitionResult>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl Encode for DeleteRecordsTopicResult {
@@ -295,7 +275,7 @@ impl crate::testing::Random for DeleteRecordsTopicResult {
 }
 
 /// Part of [`DeleteRecordsResponse`], versions 0-2.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeleteRecordsPartitionResult {
     /// The partition index.
     ///
@@ -313,24 +293,13 @@ pub struct DeleteRecordsPartitionResult {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for DeleteRecordsPartitionResult {
-    fn default() -> Self {
-        Self {
-            partition_index: 0_i32,
-            low_watermark: 0_i64,
-            error_code: 0_i16,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for DeleteRecordsPartitionResult {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 2;
-        buf.put_i32(*(&self.partition_index));
-        buf.put_i64(*(&self.low_watermark));
-        buf.put_i16(*(&self.error_code));
+        buf.put_i32(self.partition_index);
+        buf.put_i64(self.low_watermark);
+        buf.put_i16(self.error_code);
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
             put_uvarint(buf, num_tagged as u32);

@@ -3,7 +3,7 @@
 
 //! Kafka's `DeleteTopicsRequest` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -17,7 +17,7 @@ use crate::primitives::*;
 use crate::types::{RawTaggedField, StrBytes, Uuid};
 
 /// Kafka's `DeleteTopicsRequest`, versions 1-6 (flexible from 4-6).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeleteTopicsRequest {
     /// The name or topic ID of the topic.
     ///
@@ -35,17 +35,6 @@ pub struct DeleteTopicsRequest {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for DeleteTopicsRequest {
-    fn default() -> Self {
-        Self {
-            topics: Vec::<DeleteTopicState>::new(),
-            topic_names: Vec::<StrBytes>::new(),
-            timeout_ms: 0_i32,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for DeleteTopicsRequest {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
@@ -61,13 +50,11 @@ impl Encode for DeleteTopicsRequest {
             for item in (&self.topics).iter() {
                 item.encode(buf, version)?;
             }
-        } else {
-            if self.topics != Vec::<DeleteTopicState>::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Topics",
-                    version,
-                });
-            }
+        } else if self.topics != Vec::<DeleteTopicState>::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Topics",
+                version,
+            });
         }
         if version <= 5 {
             put_array_len(buf, (&self.topic_names).len(), flexible)?;
@@ -75,7 +62,7 @@ impl Encode for DeleteTopicsRequest {
                 put_string(buf, item, flexible)?;
             }
         }
-        buf.put_i32(*(&self.timeout_ms));
+        buf.put_i32(self.timeout_ms);
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
             put_uvarint(buf, num_tagged as u32);
@@ -108,7 +95,7 @@ impl Encode for DeleteTopicsRequest {
                 s
             };
         }
-        if !(version >= 6) && self.topics != Vec::<DeleteTopicState>::new() {
+        if version < 6 && self.topics != Vec::<DeleteTopicState>::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Topics",
                 version,
@@ -236,7 +223,7 @@ impl crate::testing::Random for DeleteTopicsRequest {
 }
 
 /// Part of [`DeleteTopicsRequest`], versions 6.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeleteTopicState {
     /// The topic name.
     ///
@@ -250,46 +237,25 @@ pub struct DeleteTopicState {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for DeleteTopicState {
-    fn default() -> Self {
-        Self {
-            name: None,
-            topic_id: Uuid::ZERO,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for DeleteTopicState {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 4;
         if version >= 6 {
-            match &self.name {
-                Some(v) => {
-                    put_string(buf, v, flexible)?;
-                }
-                None => {
-                    put_nullable_string(buf, None, flexible)?;
-                }
-            }
-        } else {
-            if self.name != None {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Name",
-                    version,
-                });
-            }
+            put_nullable_string(buf, self.name.as_deref(), flexible)?;
+        } else if self.name.is_some() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Name",
+                version,
+            });
         }
         if version >= 6 {
             put_uuid(buf, (&self.topic_id));
-        } else {
-            if self.topic_id != Uuid::ZERO {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "TopicId",
-                    version,
-                });
-            }
+        } else if self.topic_id != Uuid::ZERO {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "TopicId",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -309,12 +275,9 @@ impl Encode for DeleteTopicState {
         let flexible = version >= 4;
         let mut size = 0usize;
         if version >= 6 {
-            size += match &self.name {
-                Some(v) => string_size(v.len(), flexible),
-                None => null_string_size(flexible),
-            };
+            size += nullable_string_size(self.name.as_deref(), flexible);
         }
-        if !(version >= 6) && self.name != None {
+        if version < 6 && self.name.is_some() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Name",
                 version,
@@ -323,7 +286,7 @@ impl Encode for DeleteTopicState {
         if version >= 6 {
             size += 16;
         }
-        if !(version >= 6) && self.topic_id != Uuid::ZERO {
+        if version < 6 && self.topic_id != Uuid::ZERO {
             return Err(EncodeError::FieldNotInVersion {
                 field: "TopicId",
                 version,
@@ -377,11 +340,7 @@ impl crate::testing::Random for DeleteTopicState {
         let flexible = version >= 4;
         let mut v = Self::default();
         if version >= 6 {
-            v.name = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.name = if rng.null() { None } else { Some(rng.string()) };
         }
         if version >= 6 {
             v.topic_id = rng.uuid();

@@ -3,7 +3,7 @@
 
 //! Kafka's `DeleteTopicsResponse` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -17,7 +17,7 @@ use crate::primitives::*;
 use crate::types::{RawTaggedField, StrBytes, Uuid};
 
 /// Kafka's `DeleteTopicsResponse`, versions 1-6 (flexible from 4-6).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeleteTopicsResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -31,16 +31,6 @@ pub struct DeleteTopicsResponse {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for DeleteTopicsResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0_i32,
-            responses: Vec::<DeletableTopicResult>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for DeleteTopicsResponse {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
@@ -51,7 +41,7 @@ impl Encode for DeleteTopicsResponse {
             });
         }
         let flexible = version >= 4;
-        buf.put_i32(*(&self.throttle_time_ms));
+        buf.put_i32(self.throttle_time_ms);
         put_array_len(buf, (&self.responses).len(), flexible)?;
         for item in (&self.responses).iter() {
             item.encode(buf, version)?;
@@ -202,34 +192,19 @@ impl Encode for DeletableTopicResult {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 4;
-        match &self.name {
-            Some(v) => {
-                put_string(buf, v, flexible)?;
-            }
-            None => {
-                if version >= 6 {
-                    put_nullable_string(buf, None, flexible)?;
-                } else {
-                    return Err(EncodeError::NullNotAllowed {
-                        field: "Name",
-                        version,
-                    });
-                }
-            }
+        if self.name.is_none() && version < 6 {
+            return Err(EncodeError::NullNotAllowed {
+                field: "Name",
+                version,
+            });
         }
+        put_nullable_string(buf, self.name.as_deref(), flexible)?;
         if version >= 6 {
             put_uuid(buf, (&self.topic_id));
         }
-        buf.put_i16(*(&self.error_code));
+        buf.put_i16(self.error_code);
         if version >= 5 {
-            match &self.error_message {
-                Some(v) => {
-                    put_string(buf, v, flexible)?;
-                }
-                None => {
-                    put_nullable_string(buf, None, flexible)?;
-                }
-            }
+            put_nullable_string(buf, self.error_message.as_deref(), flexible)?;
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -248,28 +223,21 @@ impl Encode for DeletableTopicResult {
     fn encoded_size(&self, version: i16) -> Result<usize, EncodeError> {
         let flexible = version >= 4;
         let mut size = 0usize;
-        size += match &self.name {
-            Some(v) => string_size(v.len(), flexible),
-            None => {
-                if version >= 6 {
-                    null_string_size(flexible)
-                } else {
-                    return Err(EncodeError::NullNotAllowed {
-                        field: "Name",
-                        version,
-                    });
-                }
+        size += {
+            if self.name.is_none() && version < 6 {
+                return Err(EncodeError::NullNotAllowed {
+                    field: "Name",
+                    version,
+                });
             }
+            nullable_string_size(self.name.as_deref(), flexible)
         };
         if version >= 6 {
             size += 16;
         }
         size += 2;
         if version >= 5 {
-            size += match &self.error_message {
-                Some(v) => string_size(v.len(), flexible),
-                None => null_string_size(flexible),
-            };
+            size += nullable_string_size(self.error_message.as_deref(), flexible);
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -288,7 +256,7 @@ impl Decode for DeletableTopicResult {
         let flexible = version >= 4;
         let name = {
             let v = get_nullable_string(buf, flexible)?;
-            if v.is_none() && !(version >= 6) {
+            if v.is_none() && version < 6 {
                 return Err(DecodeError::NullNotAllowed {
                     field: "Name",
                     version,
@@ -345,11 +313,7 @@ impl crate::testing::Random for DeletableTopicResult {
             v.error_code = rng.i16();
         }
         if version >= 5 {
-            v.error_message = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.error_message = if rng.null() { None } else { Some(rng.string()) };
         }
         if flexible {
             v.unknown_tagged_fields = rng.unknown_tagged_fields();

@@ -3,7 +3,7 @@
 
 //! Kafka's `DescribeGroupsRequest` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -17,7 +17,7 @@ use crate::primitives::*;
 use crate::types::{RawTaggedField, StrBytes, Uuid};
 
 /// Kafka's `DescribeGroupsRequest`, versions 0-6 (flexible from 5-6).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DescribeGroupsRequest {
     /// The names of the groups to describe.
     ///
@@ -29,16 +29,6 @@ pub struct DescribeGroupsRequest {
     pub include_authorized_operations: bool,
     /// Tagged fields this version of the schema does not know, kept for re-encoding.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for DescribeGroupsRequest {
-    fn default() -> Self {
-        Self {
-            groups: Vec::<StrBytes>::new(),
-            include_authorized_operations: false,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl Encode for DescribeGroupsRequest {
@@ -56,14 +46,12 @@ impl Encode for DescribeGroupsRequest {
             put_string(buf, item, flexible)?;
         }
         if version >= 3 {
-            put_bool(buf, *(&self.include_authorized_operations));
-        } else {
-            if self.include_authorized_operations != false {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "IncludeAuthorizedOperations",
-                    version,
-                });
-            }
+            put_bool(buf, self.include_authorized_operations);
+        } else if self.include_authorized_operations {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "IncludeAuthorizedOperations",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -98,7 +86,7 @@ impl Encode for DescribeGroupsRequest {
         if version >= 3 {
             size += 1;
         }
-        if !(version >= 3) && self.include_authorized_operations != false {
+        if version < 3 && self.include_authorized_operations {
             return Err(EncodeError::FieldNotInVersion {
                 field: "IncludeAuthorizedOperations",
                 version,

@@ -3,7 +3,7 @@
 
 //! Kafka's `DescribeGroupsResponse` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -17,7 +17,7 @@ use crate::primitives::*;
 use crate::types::{RawTaggedField, StrBytes, Uuid};
 
 /// Kafka's `DescribeGroupsResponse`, versions 0-6 (flexible from 5-6).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DescribeGroupsResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -31,16 +31,6 @@ pub struct DescribeGroupsResponse {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for DescribeGroupsResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0_i32,
-            groups: Vec::<DescribedGroup>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for DescribeGroupsResponse {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
@@ -52,7 +42,7 @@ impl Encode for DescribeGroupsResponse {
         }
         let flexible = version >= 5;
         if version >= 1 {
-            buf.put_i32(*(&self.throttle_time_ms));
+            buf.put_i32(self.throttle_time_ms);
         }
         put_array_len(buf, (&self.groups).len(), flexible)?;
         for item in (&self.groups).iter() {
@@ -226,23 +216,14 @@ impl Encode for DescribedGroup {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 5;
-        buf.put_i16(*(&self.error_code));
+        buf.put_i16(self.error_code);
         if version >= 6 {
-            match &self.error_message {
-                Some(v) => {
-                    put_string(buf, v, flexible)?;
-                }
-                None => {
-                    put_nullable_string(buf, None, flexible)?;
-                }
-            }
-        } else {
-            if self.error_message != None {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "ErrorMessage",
-                    version,
-                });
-            }
+            put_nullable_string(buf, self.error_message.as_deref(), flexible)?;
+        } else if self.error_message.is_some() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "ErrorMessage",
+                version,
+            });
         }
         put_string(buf, (&self.group_id), flexible)?;
         put_string(buf, (&self.group_state), flexible)?;
@@ -253,14 +234,12 @@ impl Encode for DescribedGroup {
             item.encode(buf, version)?;
         }
         if version >= 3 {
-            buf.put_i32(*(&self.authorized_operations));
-        } else {
-            if self.authorized_operations != -2147483648_i32 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "AuthorizedOperations",
-                    version,
-                });
-            }
+            buf.put_i32(self.authorized_operations);
+        } else if self.authorized_operations != -2147483648_i32 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "AuthorizedOperations",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -281,12 +260,9 @@ impl Encode for DescribedGroup {
         let mut size = 0usize;
         size += 2;
         if version >= 6 {
-            size += match &self.error_message {
-                Some(v) => string_size(v.len(), flexible),
-                None => null_string_size(flexible),
-            };
+            size += nullable_string_size(self.error_message.as_deref(), flexible);
         }
-        if !(version >= 6) && self.error_message != None {
+        if version < 6 && self.error_message.is_some() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "ErrorMessage",
                 version,
@@ -306,7 +282,7 @@ impl Encode for DescribedGroup {
         if version >= 3 {
             size += 4;
         }
-        if !(version >= 3) && self.authorized_operations != -2147483648_i32 {
+        if version < 3 && self.authorized_operations != -2147483648_i32 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "AuthorizedOperations",
                 version,
@@ -382,11 +358,7 @@ impl crate::testing::Random for DescribedGroup {
             v.error_code = rng.i16();
         }
         if version >= 6 {
-            v.error_message = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.error_message = if rng.null() { None } else { Some(rng.string()) };
         }
         if true {
             v.group_id = rng.string();
@@ -425,7 +397,7 @@ impl crate::testing::Random for DescribedGroup {
 }
 
 /// Part of [`DescribeGroupsResponse`], versions 0-6.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DescribedGroupMember {
     /// The member id.
     ///
@@ -455,34 +427,13 @@ pub struct DescribedGroupMember {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for DescribedGroupMember {
-    fn default() -> Self {
-        Self {
-            member_id: StrBytes::new(),
-            group_instance_id: None,
-            client_id: StrBytes::new(),
-            client_host: StrBytes::new(),
-            member_metadata: Bytes::new(),
-            member_assignment: Bytes::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for DescribedGroupMember {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 5;
         put_string(buf, (&self.member_id), flexible)?;
         if version >= 4 {
-            match &self.group_instance_id {
-                Some(v) => {
-                    put_string(buf, v, flexible)?;
-                }
-                None => {
-                    put_nullable_string(buf, None, flexible)?;
-                }
-            }
+            put_nullable_string(buf, self.group_instance_id.as_deref(), flexible)?;
         }
         put_string(buf, (&self.client_id), flexible)?;
         put_string(buf, (&self.client_host), flexible)?;
@@ -507,10 +458,7 @@ impl Encode for DescribedGroupMember {
         let mut size = 0usize;
         size += string_size((&self.member_id).len(), flexible);
         if version >= 4 {
-            size += match &self.group_instance_id {
-                Some(v) => string_size(v.len(), flexible),
-                None => null_string_size(flexible),
-            };
+            size += nullable_string_size(self.group_instance_id.as_deref(), flexible);
         }
         size += string_size((&self.client_id).len(), flexible);
         size += string_size((&self.client_host).len(), flexible);
@@ -571,11 +519,7 @@ impl crate::testing::Random for DescribedGroupMember {
             v.member_id = rng.string();
         }
         if version >= 4 {
-            v.group_instance_id = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.group_instance_id = if rng.null() { None } else { Some(rng.string()) };
         }
         if true {
             v.client_id = rng.string();

@@ -3,7 +3,7 @@
 
 //! Kafka's `FetchRequest` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -102,32 +102,28 @@ impl Encode for FetchRequest {
         }
         let flexible = version >= 12;
         if version <= 14 {
-            buf.put_i32(*(&self.replica_id));
-        } else {
-            if self.replica_id != -1_i32 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "ReplicaId",
-                    version,
-                });
-            }
+            buf.put_i32(self.replica_id);
+        } else if self.replica_id != -1_i32 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "ReplicaId",
+                version,
+            });
         }
-        if !(version >= 15) {
-            if self.replica_state != ReplicaState::default() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "ReplicaState",
-                    version,
-                });
-            }
+        if version < 15 && self.replica_state != ReplicaState::default() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "ReplicaState",
+                version,
+            });
         }
-        buf.put_i32(*(&self.max_wait_ms));
-        buf.put_i32(*(&self.min_bytes));
-        buf.put_i32(*(&self.max_bytes));
-        buf.put_i8(*(&self.isolation_level));
+        buf.put_i32(self.max_wait_ms);
+        buf.put_i32(self.min_bytes);
+        buf.put_i32(self.max_bytes);
+        buf.put_i8(self.isolation_level);
         if version >= 7 {
-            buf.put_i32(*(&self.session_id));
+            buf.put_i32(self.session_id);
         }
         if version >= 7 {
-            buf.put_i32(*(&self.session_epoch));
+            buf.put_i32(self.session_epoch);
         }
         put_array_len(buf, (&self.topics).len(), flexible)?;
         for item in (&self.topics).iter() {
@@ -138,20 +134,18 @@ impl Encode for FetchRequest {
             for item in (&self.forgotten_topics_data).iter() {
                 item.encode(buf, version)?;
             }
-        } else {
-            if self.forgotten_topics_data != Vec::<ForgottenTopic>::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "ForgottenTopicsData",
-                    version,
-                });
-            }
+        } else if self.forgotten_topics_data != Vec::<ForgottenTopic>::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "ForgottenTopicsData",
+                version,
+            });
         }
         if version >= 11 {
             put_string(buf, (&self.rack_id), flexible)?;
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
-            if (version >= 12) && self.cluster_id != None {
+            if (version >= 12) && self.cluster_id.is_some() {
                 num_tagged += 1;
             }
             if (version >= 15) && self.replica_state != ReplicaState::default() {
@@ -159,23 +153,13 @@ impl Encode for FetchRequest {
             }
             put_uvarint(buf, num_tagged as u32);
             let mut unknown = self.unknown_tagged_fields.iter().peekable();
-            if (version >= 12) && self.cluster_id != None {
+            if (version >= 12) && self.cluster_id.is_some() {
                 put_uvarint(buf, 0);
                 put_uvarint(
                     buf,
-                    (match &self.cluster_id {
-                        Some(v) => string_size(v.len(), true),
-                        None => null_string_size(true),
-                    }) as u32,
+                    (nullable_string_size(self.cluster_id.as_deref(), true)) as u32,
                 );
-                match &self.cluster_id {
-                    Some(v) => {
-                        put_string(buf, v, true)?;
-                    }
-                    None => {
-                        put_nullable_string(buf, None, true)?;
-                    }
-                }
+                put_nullable_string(buf, self.cluster_id.as_deref(), true)?;
             }
             while let Some(u) = unknown.next_if(|u| u.tag < 1) {
                 put_uvarint(buf, u.tag);
@@ -209,13 +193,13 @@ impl Encode for FetchRequest {
         if version <= 14 {
             size += 4;
         }
-        if !(version <= 14) && self.replica_id != -1_i32 {
+        if version > 14 && self.replica_id != -1_i32 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "ReplicaId",
                 version,
             });
         }
-        if !(version >= 15) && self.replica_state != ReplicaState::default() {
+        if version < 15 && self.replica_state != ReplicaState::default() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "ReplicaState",
                 version,
@@ -247,7 +231,7 @@ impl Encode for FetchRequest {
                 s
             };
         }
-        if !(version >= 7) && self.forgotten_topics_data != Vec::<ForgottenTopic>::new() {
+        if version < 7 && self.forgotten_topics_data != Vec::<ForgottenTopic>::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "ForgottenTopicsData",
                 version,
@@ -261,12 +245,9 @@ impl Encode for FetchRequest {
             for u in &self.unknown_tagged_fields {
                 size += uvarint_size(u.tag) + uvarint_size(u.data.len() as u32) + u.data.len();
             }
-            if (version >= 12) && self.cluster_id != None {
+            if (version >= 12) && self.cluster_id.is_some() {
                 num_tagged += 1;
-                let s = match &self.cluster_id {
-                    Some(v) => string_size(v.len(), true),
-                    None => null_string_size(true),
-                };
+                let s = nullable_string_size(self.cluster_id.as_deref(), true);
                 size += uvarint_size(0) + uvarint_size(s as u32) + s;
             }
             if (version >= 15) && self.replica_state != ReplicaState::default() {
@@ -371,11 +352,7 @@ impl crate::testing::Random for FetchRequest {
         let flexible = version >= 12;
         let mut v = Self::default();
         if version >= 12 {
-            v.cluster_id = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.cluster_id = if rng.null() { None } else { Some(rng.string()) };
         }
         if version <= 14 {
             v.replica_id = rng.i32();
@@ -467,24 +444,20 @@ impl Encode for ReplicaState {
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 12;
         if version >= 15 {
-            buf.put_i32(*(&self.replica_id));
-        } else {
-            if self.replica_id != -1_i32 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "ReplicaId",
-                    version,
-                });
-            }
+            buf.put_i32(self.replica_id);
+        } else if self.replica_id != -1_i32 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "ReplicaId",
+                version,
+            });
         }
         if version >= 15 {
-            buf.put_i64(*(&self.replica_epoch));
-        } else {
-            if self.replica_epoch != -1_i64 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "ReplicaEpoch",
-                    version,
-                });
-            }
+            buf.put_i64(self.replica_epoch);
+        } else if self.replica_epoch != -1_i64 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "ReplicaEpoch",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -506,7 +479,7 @@ impl Encode for ReplicaState {
         if version >= 15 {
             size += 4;
         }
-        if !(version >= 15) && self.replica_id != -1_i32 {
+        if version < 15 && self.replica_id != -1_i32 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "ReplicaId",
                 version,
@@ -515,7 +488,7 @@ impl Encode for ReplicaState {
         if version >= 15 {
             size += 8;
         }
-        if !(version >= 15) && self.replica_epoch != -1_i64 {
+        if version < 15 && self.replica_epoch != -1_i64 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "ReplicaEpoch",
                 version,
@@ -574,7 +547,7 @@ impl crate::testing::Random for ReplicaState {
 }
 
 /// Part of [`FetchRequest`], versions 4-18.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FetchTopic {
     /// The name of the topic to fetch.
     ///
@@ -590,17 +563,6 @@ pub struct FetchTopic {
     pub partitions: Vec<FetchPartition>,
     /// Tagged fields this version of the schema does not know, kept for re-encoding.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for FetchTopic {
-    fn default() -> Self {
-        Self {
-            topic: StrBytes::new(),
-            topic_id: Uuid::ZERO,
-            partitions: Vec::<FetchPartition>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl Encode for FetchTopic {
@@ -789,25 +751,23 @@ impl Encode for FetchPartition {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 12;
-        buf.put_i32(*(&self.partition));
+        buf.put_i32(self.partition);
         if version >= 9 {
-            buf.put_i32(*(&self.current_leader_epoch));
+            buf.put_i32(self.current_leader_epoch);
         }
-        buf.put_i64(*(&self.fetch_offset));
+        buf.put_i64(self.fetch_offset);
         if version >= 12 {
-            buf.put_i32(*(&self.last_fetched_epoch));
-        } else {
-            if self.last_fetched_epoch != -1_i32 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "LastFetchedEpoch",
-                    version,
-                });
-            }
+            buf.put_i32(self.last_fetched_epoch);
+        } else if self.last_fetched_epoch != -1_i32 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "LastFetchedEpoch",
+                version,
+            });
         }
         if version >= 5 {
-            buf.put_i64(*(&self.log_start_offset));
+            buf.put_i64(self.log_start_offset);
         }
-        buf.put_i32(*(&self.partition_max_bytes));
+        buf.put_i32(self.partition_max_bytes);
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
             if (version >= 17) && self.replica_directory_id != Uuid::ZERO {
@@ -820,7 +780,7 @@ impl Encode for FetchPartition {
             let mut unknown = self.unknown_tagged_fields.iter().peekable();
             if (version >= 17) && self.replica_directory_id != Uuid::ZERO {
                 put_uvarint(buf, 0);
-                put_uvarint(buf, (16) as u32);
+                put_uvarint(buf, 16);
                 put_uuid(buf, (&self.replica_directory_id));
             }
             while let Some(u) = unknown.next_if(|u| u.tag < 1) {
@@ -830,8 +790,8 @@ impl Encode for FetchPartition {
             }
             if (version >= 18) && self.high_watermark != 9223372036854775807_i64 {
                 put_uvarint(buf, 1);
-                put_uvarint(buf, (8) as u32);
-                buf.put_i64(*(&self.high_watermark));
+                put_uvarint(buf, 8);
+                buf.put_i64(self.high_watermark);
             }
             for u in unknown {
                 put_uvarint(buf, u.tag);
@@ -854,7 +814,7 @@ impl Encode for FetchPartition {
         if version >= 12 {
             size += 4;
         }
-        if !(version >= 12) && self.last_fetched_epoch != -1_i32 {
+        if version < 12 && self.last_fetched_epoch != -1_i32 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "LastFetchedEpoch",
                 version,
@@ -971,7 +931,7 @@ impl crate::testing::Random for FetchPartition {
 }
 
 /// Part of [`FetchRequest`], versions 7-18.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ForgottenTopic {
     /// The topic name.
     ///
@@ -989,17 +949,6 @@ pub struct ForgottenTopic {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for ForgottenTopic {
-    fn default() -> Self {
-        Self {
-            topic: StrBytes::new(),
-            topic_id: Uuid::ZERO,
-            partitions: Vec::<i32>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for ForgottenTopic {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
@@ -1015,13 +964,11 @@ impl Encode for ForgottenTopic {
             for item in (&self.partitions).iter() {
                 buf.put_i32(*item);
             }
-        } else {
-            if self.partitions != Vec::<i32>::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Partitions",
-                    version,
-                });
-            }
+        } else if self.partitions != Vec::<i32>::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Partitions",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -1050,7 +997,7 @@ impl Encode for ForgottenTopic {
             size +=
                 (array_len_size((&self.partitions).len(), flexible) + 4 * (&self.partitions).len());
         }
-        if !(version >= 7) && self.partitions != Vec::<i32>::new() {
+        if version < 7 && self.partitions != Vec::<i32>::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Partitions",
                 version,

@@ -3,7 +3,7 @@
 
 //! Kafka's `FetchResponse` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -17,7 +17,7 @@ use crate::primitives::*;
 use crate::types::{RawTaggedField, StrBytes, Uuid};
 
 /// Kafka's `FetchResponse`, versions 4-18 (flexible from 12-18).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FetchResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -43,19 +43,6 @@ pub struct FetchResponse {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for FetchResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0_i32,
-            error_code: 0_i16,
-            session_id: 0_i32,
-            responses: Vec::<FetchableTopicResponse>::new(),
-            node_endpoints: Vec::<NodeEndpoint>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for FetchResponse {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
@@ -66,31 +53,27 @@ impl Encode for FetchResponse {
             });
         }
         let flexible = version >= 12;
-        buf.put_i32(*(&self.throttle_time_ms));
+        buf.put_i32(self.throttle_time_ms);
         if version >= 7 {
-            buf.put_i16(*(&self.error_code));
+            buf.put_i16(self.error_code);
         }
         if version >= 7 {
-            buf.put_i32(*(&self.session_id));
-        } else {
-            if self.session_id != 0_i32 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "SessionId",
-                    version,
-                });
-            }
+            buf.put_i32(self.session_id);
+        } else if self.session_id != 0_i32 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "SessionId",
+                version,
+            });
         }
         put_array_len(buf, (&self.responses).len(), flexible)?;
         for item in (&self.responses).iter() {
             item.encode(buf, version)?;
         }
-        if !(version >= 16) {
-            if self.node_endpoints != Vec::<NodeEndpoint>::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "NodeEndpoints",
-                    version,
-                });
-            }
+        if version < 16 && self.node_endpoints != Vec::<NodeEndpoint>::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "NodeEndpoints",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -142,7 +125,7 @@ impl Encode for FetchResponse {
         if version >= 7 {
             size += 4;
         }
-        if !(version >= 7) && self.session_id != 0_i32 {
+        if version < 7 && self.session_id != 0_i32 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "SessionId",
                 version,
@@ -155,7 +138,7 @@ impl Encode for FetchResponse {
             }
             s
         };
-        if !(version >= 16) && self.node_endpoints != Vec::<NodeEndpoint>::new() {
+        if version < 16 && self.node_endpoints != Vec::<NodeEndpoint>::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "NodeEndpoints",
                 version,
@@ -290,7 +273,7 @@ impl crate::testing::Random for FetchResponse {
 }
 
 /// Part of [`FetchResponse`], versions 4-18.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FetchableTopicResponse {
     /// The topic name.
     ///
@@ -306,17 +289,6 @@ pub struct FetchableTopicResponse {
     pub partitions: Vec<PartitionData>,
     /// Tagged fields this version of the schema does not know, kept for re-encoding.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for FetchableTopicResponse {
-    fn default() -> Self {
-        Self {
-            topic: StrBytes::new(),
-            topic_id: Uuid::ZERO,
-            partitions: Vec::<PartitionData>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl Encode for FetchableTopicResponse {
@@ -520,36 +492,30 @@ impl Encode for PartitionData {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 12;
-        buf.put_i32(*(&self.partition_index));
-        buf.put_i16(*(&self.error_code));
-        buf.put_i64(*(&self.high_watermark));
-        buf.put_i64(*(&self.last_stable_offset));
+        buf.put_i32(self.partition_index);
+        buf.put_i16(self.error_code);
+        buf.put_i64(self.high_watermark);
+        buf.put_i64(self.last_stable_offset);
         if version >= 5 {
-            buf.put_i64(*(&self.log_start_offset));
+            buf.put_i64(self.log_start_offset);
         }
-        if !(version >= 12) {
-            if self.diverging_epoch != EpochEndOffset::default() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "DivergingEpoch",
-                    version,
-                });
-            }
+        if version < 12 && self.diverging_epoch != EpochEndOffset::default() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "DivergingEpoch",
+                version,
+            });
         }
-        if !(version >= 12) {
-            if self.current_leader != LeaderIdAndEpoch::default() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "CurrentLeader",
-                    version,
-                });
-            }
+        if version < 12 && self.current_leader != LeaderIdAndEpoch::default() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "CurrentLeader",
+                version,
+            });
         }
-        if !(version >= 12) {
-            if self.snapshot_id != SnapshotId::default() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "SnapshotId",
-                    version,
-                });
-            }
+        if version < 12 && self.snapshot_id != SnapshotId::default() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "SnapshotId",
+                version,
+            });
         }
         match &self.aborted_transactions {
             Some(v) => {
@@ -563,14 +529,12 @@ impl Encode for PartitionData {
             }
         }
         if version >= 11 {
-            buf.put_i32(*(&self.preferred_read_replica));
-        } else {
-            if self.preferred_read_replica != -1_i32 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "PreferredReadReplica",
-                    version,
-                });
-            }
+            buf.put_i32(self.preferred_read_replica);
+        } else if self.preferred_read_replica != -1_i32 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "PreferredReadReplica",
+                version,
+            });
         }
         match &self.records {
             Some(v) => {
@@ -638,19 +602,19 @@ impl Encode for PartitionData {
         if version >= 5 {
             size += 8;
         }
-        if !(version >= 12) && self.diverging_epoch != EpochEndOffset::default() {
+        if version < 12 && self.diverging_epoch != EpochEndOffset::default() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "DivergingEpoch",
                 version,
             });
         }
-        if !(version >= 12) && self.current_leader != LeaderIdAndEpoch::default() {
+        if version < 12 && self.current_leader != LeaderIdAndEpoch::default() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "CurrentLeader",
                 version,
             });
         }
-        if !(version >= 12) && self.snapshot_id != SnapshotId::default() {
+        if version < 12 && self.snapshot_id != SnapshotId::default() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "SnapshotId",
                 version,
@@ -669,7 +633,7 @@ impl Encode for PartitionData {
         if version >= 11 {
             size += 4;
         }
-        if !(version >= 11) && self.preferred_read_replica != -1_i32 {
+        if version < 11 && self.preferred_read_replica != -1_i32 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "PreferredReadReplica",
                 version,
@@ -805,7 +769,7 @@ impl crate::testing::Random for PartitionData {
             v.snapshot_id = <SnapshotId as crate::testing::Random>::random(rng, version);
         }
         if true {
-            v.aborted_transactions = if (true) && rng.null() {
+            v.aborted_transactions = if rng.null() {
                 None
             } else {
                 Some({
@@ -826,11 +790,7 @@ impl crate::testing::Random for PartitionData {
             v.preferred_read_replica = rng.i32();
         }
         if true {
-            v.records = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.bytes())
-            };
+            v.records = if rng.null() { None } else { Some(rng.bytes()) };
         }
         if flexible {
             v.unknown_tagged_fields = rng.unknown_tagged_fields();
@@ -869,24 +829,20 @@ impl Encode for EpochEndOffset {
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 12;
         if version >= 12 {
-            buf.put_i32(*(&self.epoch));
-        } else {
-            if self.epoch != -1_i32 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Epoch",
-                    version,
-                });
-            }
+            buf.put_i32(self.epoch);
+        } else if self.epoch != -1_i32 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Epoch",
+                version,
+            });
         }
         if version >= 12 {
-            buf.put_i64(*(&self.end_offset));
-        } else {
-            if self.end_offset != -1_i64 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "EndOffset",
-                    version,
-                });
-            }
+            buf.put_i64(self.end_offset);
+        } else if self.end_offset != -1_i64 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "EndOffset",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -908,7 +864,7 @@ impl Encode for EpochEndOffset {
         if version >= 12 {
             size += 4;
         }
-        if !(version >= 12) && self.epoch != -1_i32 {
+        if version < 12 && self.epoch != -1_i32 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Epoch",
                 version,
@@ -917,7 +873,7 @@ impl Encode for EpochEndOffset {
         if version >= 12 {
             size += 8;
         }
-        if !(version >= 12) && self.end_offset != -1_i64 {
+        if version < 12 && self.end_offset != -1_i64 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "EndOffset",
                 version,
@@ -1005,24 +961,20 @@ impl Encode for LeaderIdAndEpoch {
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 12;
         if version >= 12 {
-            buf.put_i32(*(&self.leader_id));
-        } else {
-            if self.leader_id != -1_i32 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "LeaderId",
-                    version,
-                });
-            }
+            buf.put_i32(self.leader_id);
+        } else if self.leader_id != -1_i32 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "LeaderId",
+                version,
+            });
         }
         if version >= 12 {
-            buf.put_i32(*(&self.leader_epoch));
-        } else {
-            if self.leader_epoch != -1_i32 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "LeaderEpoch",
-                    version,
-                });
-            }
+            buf.put_i32(self.leader_epoch);
+        } else if self.leader_epoch != -1_i32 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "LeaderEpoch",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -1044,7 +996,7 @@ impl Encode for LeaderIdAndEpoch {
         if version >= 12 {
             size += 4;
         }
-        if !(version >= 12) && self.leader_id != -1_i32 {
+        if version < 12 && self.leader_id != -1_i32 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "LeaderId",
                 version,
@@ -1053,7 +1005,7 @@ impl Encode for LeaderIdAndEpoch {
         if version >= 12 {
             size += 4;
         }
-        if !(version >= 12) && self.leader_epoch != -1_i32 {
+        if version < 12 && self.leader_epoch != -1_i32 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "LeaderEpoch",
                 version,
@@ -1141,24 +1093,20 @@ impl Encode for SnapshotId {
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 12;
         if version >= 12 {
-            buf.put_i64(*(&self.end_offset));
-        } else {
-            if self.end_offset != -1_i64 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "EndOffset",
-                    version,
-                });
-            }
+            buf.put_i64(self.end_offset);
+        } else if self.end_offset != -1_i64 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "EndOffset",
+                version,
+            });
         }
         if version >= 12 {
-            buf.put_i32(*(&self.epoch));
-        } else {
-            if self.epoch != -1_i32 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Epoch",
-                    version,
-                });
-            }
+            buf.put_i32(self.epoch);
+        } else if self.epoch != -1_i32 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Epoch",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -1180,7 +1128,7 @@ impl Encode for SnapshotId {
         if version >= 12 {
             size += 8;
         }
-        if !(version >= 12) && self.end_offset != -1_i64 {
+        if version < 12 && self.end_offset != -1_i64 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "EndOffset",
                 version,
@@ -1189,7 +1137,7 @@ impl Encode for SnapshotId {
         if version >= 12 {
             size += 4;
         }
-        if !(version >= 12) && self.epoch != -1_i32 {
+        if version < 12 && self.epoch != -1_i32 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Epoch",
                 version,
@@ -1248,7 +1196,7 @@ impl crate::testing::Random for SnapshotId {
 }
 
 /// Part of [`FetchResponse`], versions 4-18.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AbortedTransaction {
     /// The producer id associated with the aborted transaction.
     ///
@@ -1262,22 +1210,12 @@ pub struct AbortedTransaction {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for AbortedTransaction {
-    fn default() -> Self {
-        Self {
-            producer_id: 0_i64,
-            first_offset: 0_i64,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for AbortedTransaction {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 12;
-        buf.put_i64(*(&self.producer_id));
-        buf.put_i64(*(&self.first_offset));
+        buf.put_i64(self.producer_id);
+        buf.put_i64(self.first_offset);
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
             put_uvarint(buf, num_tagged as u32);
@@ -1350,7 +1288,7 @@ impl crate::testing::Random for AbortedTransaction {
 }
 
 /// Part of [`FetchResponse`], versions 16-18.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NodeEndpoint {
     /// The ID of the associated node.
     ///
@@ -1372,68 +1310,41 @@ pub struct NodeEndpoint {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for NodeEndpoint {
-    fn default() -> Self {
-        Self {
-            node_id: 0_i32,
-            host: StrBytes::new(),
-            port: 0_i32,
-            rack: None,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for NodeEndpoint {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 12;
         if version >= 16 {
-            buf.put_i32(*(&self.node_id));
-        } else {
-            if self.node_id != 0_i32 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "NodeId",
-                    version,
-                });
-            }
+            buf.put_i32(self.node_id);
+        } else if self.node_id != 0_i32 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "NodeId",
+                version,
+            });
         }
         if version >= 16 {
             put_string(buf, (&self.host), flexible)?;
-        } else {
-            if self.host != StrBytes::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Host",
-                    version,
-                });
-            }
+        } else if self.host != StrBytes::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Host",
+                version,
+            });
         }
         if version >= 16 {
-            buf.put_i32(*(&self.port));
-        } else {
-            if self.port != 0_i32 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Port",
-                    version,
-                });
-            }
+            buf.put_i32(self.port);
+        } else if self.port != 0_i32 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Port",
+                version,
+            });
         }
         if version >= 16 {
-            match &self.rack {
-                Some(v) => {
-                    put_string(buf, v, flexible)?;
-                }
-                None => {
-                    put_nullable_string(buf, None, flexible)?;
-                }
-            }
-        } else {
-            if self.rack != None {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Rack",
-                    version,
-                });
-            }
+            put_nullable_string(buf, self.rack.as_deref(), flexible)?;
+        } else if self.rack.is_some() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Rack",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -1455,7 +1366,7 @@ impl Encode for NodeEndpoint {
         if version >= 16 {
             size += 4;
         }
-        if !(version >= 16) && self.node_id != 0_i32 {
+        if version < 16 && self.node_id != 0_i32 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "NodeId",
                 version,
@@ -1464,7 +1375,7 @@ impl Encode for NodeEndpoint {
         if version >= 16 {
             size += string_size((&self.host).len(), flexible);
         }
-        if !(version >= 16) && self.host != StrBytes::new() {
+        if version < 16 && self.host != StrBytes::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Host",
                 version,
@@ -1473,19 +1384,16 @@ impl Encode for NodeEndpoint {
         if version >= 16 {
             size += 4;
         }
-        if !(version >= 16) && self.port != 0_i32 {
+        if version < 16 && self.port != 0_i32 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Port",
                 version,
             });
         }
         if version >= 16 {
-            size += match &self.rack {
-                Some(v) => string_size(v.len(), flexible),
-                None => null_string_size(flexible),
-            };
+            size += nullable_string_size(self.rack.as_deref(), flexible);
         }
-        if !(version >= 16) && self.rack != None {
+        if version < 16 && self.rack.is_some() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Rack",
                 version,
@@ -1552,11 +1460,7 @@ impl crate::testing::Random for NodeEndpoint {
             v.port = rng.i32();
         }
         if version >= 16 {
-            v.rack = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.rack = if rng.null() { None } else { Some(rng.string()) };
         }
         if flexible {
             v.unknown_tagged_fields = rng.unknown_tagged_fields();

@@ -3,7 +3,7 @@
 
 //! Kafka's `FindCoordinatorRequest` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -17,7 +17,7 @@ use crate::primitives::*;
 use crate::types::{RawTaggedField, StrBytes, Uuid};
 
 /// Kafka's `FindCoordinatorRequest`, versions 0-6 (flexible from 3-6).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FindCoordinatorRequest {
     /// The coordinator key.
     ///
@@ -35,17 +35,6 @@ pub struct FindCoordinatorRequest {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for FindCoordinatorRequest {
-    fn default() -> Self {
-        Self {
-            key: StrBytes::new(),
-            key_type: 0_i8,
-            coordinator_keys: Vec::<StrBytes>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for FindCoordinatorRequest {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
@@ -58,36 +47,30 @@ impl Encode for FindCoordinatorRequest {
         let flexible = version >= 3;
         if version <= 3 {
             put_string(buf, (&self.key), flexible)?;
-        } else {
-            if self.key != StrBytes::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Key",
-                    version,
-                });
-            }
+        } else if self.key != StrBytes::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Key",
+                version,
+            });
         }
         if version >= 1 {
-            buf.put_i8(*(&self.key_type));
-        } else {
-            if self.key_type != 0_i8 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "KeyType",
-                    version,
-                });
-            }
+            buf.put_i8(self.key_type);
+        } else if self.key_type != 0_i8 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "KeyType",
+                version,
+            });
         }
         if version >= 4 {
             put_array_len(buf, (&self.coordinator_keys).len(), flexible)?;
             for item in (&self.coordinator_keys).iter() {
                 put_string(buf, item, flexible)?;
             }
-        } else {
-            if self.coordinator_keys != Vec::<StrBytes>::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "CoordinatorKeys",
-                    version,
-                });
-            }
+        } else if self.coordinator_keys != Vec::<StrBytes>::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "CoordinatorKeys",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -115,7 +98,7 @@ impl Encode for FindCoordinatorRequest {
         if version <= 3 {
             size += string_size((&self.key).len(), flexible);
         }
-        if !(version <= 3) && self.key != StrBytes::new() {
+        if version > 3 && self.key != StrBytes::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Key",
                 version,
@@ -124,7 +107,7 @@ impl Encode for FindCoordinatorRequest {
         if version >= 1 {
             size += 1;
         }
-        if !(version >= 1) && self.key_type != 0_i8 {
+        if version < 1 && self.key_type != 0_i8 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "KeyType",
                 version,
@@ -139,7 +122,7 @@ impl Encode for FindCoordinatorRequest {
                 s
             };
         }
-        if !(version >= 4) && self.coordinator_keys != Vec::<StrBytes>::new() {
+        if version < 4 && self.coordinator_keys != Vec::<StrBytes>::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "CoordinatorKeys",
                 version,

@@ -3,7 +3,7 @@
 
 //! Kafka's `FindCoordinatorResponse` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -77,70 +77,53 @@ impl Encode for FindCoordinatorResponse {
         }
         let flexible = version >= 3;
         if version >= 1 {
-            buf.put_i32(*(&self.throttle_time_ms));
+            buf.put_i32(self.throttle_time_ms);
         }
         if version <= 3 {
-            buf.put_i16(*(&self.error_code));
-        } else {
-            if self.error_code != 0_i16 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "ErrorCode",
-                    version,
-                });
-            }
+            buf.put_i16(self.error_code);
+        } else if self.error_code != 0_i16 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "ErrorCode",
+                version,
+            });
         }
         if (1..=3).contains(&version) {
-            match &self.error_message {
-                Some(v) => {
-                    put_string(buf, v, flexible)?;
-                }
-                None => {
-                    put_nullable_string(buf, None, flexible)?;
-                }
-            }
+            put_nullable_string(buf, self.error_message.as_deref(), flexible)?;
         }
         if version <= 3 {
-            buf.put_i32(*(&self.node_id));
-        } else {
-            if self.node_id != 0_i32 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "NodeId",
-                    version,
-                });
-            }
+            buf.put_i32(self.node_id);
+        } else if self.node_id != 0_i32 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "NodeId",
+                version,
+            });
         }
         if version <= 3 {
             put_string(buf, (&self.host), flexible)?;
-        } else {
-            if self.host != StrBytes::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Host",
-                    version,
-                });
-            }
+        } else if self.host != StrBytes::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Host",
+                version,
+            });
         }
         if version <= 3 {
-            buf.put_i32(*(&self.port));
-        } else {
-            if self.port != 0_i32 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Port",
-                    version,
-                });
-            }
+            buf.put_i32(self.port);
+        } else if self.port != 0_i32 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Port",
+                version,
+            });
         }
         if version >= 4 {
             put_array_len(buf, (&self.coordinators).len(), flexible)?;
             for item in (&self.coordinators).iter() {
                 item.encode(buf, version)?;
             }
-        } else {
-            if self.coordinators != Vec::<Coordinator>::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Coordinators",
-                    version,
-                });
-            }
+        } else if self.coordinators != Vec::<Coordinator>::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Coordinators",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -171,22 +154,19 @@ impl Encode for FindCoordinatorResponse {
         if version <= 3 {
             size += 2;
         }
-        if !(version <= 3) && self.error_code != 0_i16 {
+        if version > 3 && self.error_code != 0_i16 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "ErrorCode",
                 version,
             });
         }
         if (1..=3).contains(&version) {
-            size += match &self.error_message {
-                Some(v) => string_size(v.len(), flexible),
-                None => null_string_size(flexible),
-            };
+            size += nullable_string_size(self.error_message.as_deref(), flexible);
         }
         if version <= 3 {
             size += 4;
         }
-        if !(version <= 3) && self.node_id != 0_i32 {
+        if version > 3 && self.node_id != 0_i32 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "NodeId",
                 version,
@@ -195,7 +175,7 @@ impl Encode for FindCoordinatorResponse {
         if version <= 3 {
             size += string_size((&self.host).len(), flexible);
         }
-        if !(version <= 3) && self.host != StrBytes::new() {
+        if version > 3 && self.host != StrBytes::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Host",
                 version,
@@ -204,7 +184,7 @@ impl Encode for FindCoordinatorResponse {
         if version <= 3 {
             size += 4;
         }
-        if !(version <= 3) && self.port != 0_i32 {
+        if version > 3 && self.port != 0_i32 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Port",
                 version,
@@ -219,7 +199,7 @@ impl Encode for FindCoordinatorResponse {
                 s
             };
         }
-        if !(version >= 4) && self.coordinators != Vec::<Coordinator>::new() {
+        if version < 4 && self.coordinators != Vec::<Coordinator>::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Coordinators",
                 version,
@@ -306,11 +286,7 @@ impl crate::testing::Random for FindCoordinatorResponse {
             v.error_code = rng.i16();
         }
         if (1..=3).contains(&version) {
-            v.error_message = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.error_message = if rng.null() { None } else { Some(rng.string()) };
         }
         if version <= 3 {
             v.node_id = rng.i32();
@@ -393,63 +369,46 @@ impl Encode for Coordinator {
         let flexible = version >= 3;
         if version >= 4 {
             put_string(buf, (&self.key), flexible)?;
-        } else {
-            if self.key != StrBytes::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Key",
-                    version,
-                });
-            }
+        } else if self.key != StrBytes::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Key",
+                version,
+            });
         }
         if version >= 4 {
-            buf.put_i32(*(&self.node_id));
-        } else {
-            if self.node_id != 0_i32 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "NodeId",
-                    version,
-                });
-            }
+            buf.put_i32(self.node_id);
+        } else if self.node_id != 0_i32 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "NodeId",
+                version,
+            });
         }
         if version >= 4 {
             put_string(buf, (&self.host), flexible)?;
-        } else {
-            if self.host != StrBytes::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Host",
-                    version,
-                });
-            }
+        } else if self.host != StrBytes::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Host",
+                version,
+            });
         }
         if version >= 4 {
-            buf.put_i32(*(&self.port));
-        } else {
-            if self.port != 0_i32 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Port",
-                    version,
-                });
-            }
+            buf.put_i32(self.port);
+        } else if self.port != 0_i32 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Port",
+                version,
+            });
         }
         if version >= 4 {
-            buf.put_i16(*(&self.error_code));
-        } else {
-            if self.error_code != 0_i16 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "ErrorCode",
-                    version,
-                });
-            }
+            buf.put_i16(self.error_code);
+        } else if self.error_code != 0_i16 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "ErrorCode",
+                version,
+            });
         }
         if version >= 4 {
-            match &self.error_message {
-                Some(v) => {
-                    put_string(buf, v, flexible)?;
-                }
-                None => {
-                    put_nullable_string(buf, None, flexible)?;
-                }
-            }
+            put_nullable_string(buf, self.error_message.as_deref(), flexible)?;
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -471,7 +430,7 @@ impl Encode for Coordinator {
         if version >= 4 {
             size += string_size((&self.key).len(), flexible);
         }
-        if !(version >= 4) && self.key != StrBytes::new() {
+        if version < 4 && self.key != StrBytes::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Key",
                 version,
@@ -480,7 +439,7 @@ impl Encode for Coordinator {
         if version >= 4 {
             size += 4;
         }
-        if !(version >= 4) && self.node_id != 0_i32 {
+        if version < 4 && self.node_id != 0_i32 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "NodeId",
                 version,
@@ -489,7 +448,7 @@ impl Encode for Coordinator {
         if version >= 4 {
             size += string_size((&self.host).len(), flexible);
         }
-        if !(version >= 4) && self.host != StrBytes::new() {
+        if version < 4 && self.host != StrBytes::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Host",
                 version,
@@ -498,7 +457,7 @@ impl Encode for Coordinator {
         if version >= 4 {
             size += 4;
         }
-        if !(version >= 4) && self.port != 0_i32 {
+        if version < 4 && self.port != 0_i32 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Port",
                 version,
@@ -507,17 +466,14 @@ impl Encode for Coordinator {
         if version >= 4 {
             size += 2;
         }
-        if !(version >= 4) && self.error_code != 0_i16 {
+        if version < 4 && self.error_code != 0_i16 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "ErrorCode",
                 version,
             });
         }
         if version >= 4 {
-            size += match &self.error_message {
-                Some(v) => string_size(v.len(), flexible),
-                None => null_string_size(flexible),
-            };
+            size += nullable_string_size(self.error_message.as_deref(), flexible);
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -594,11 +550,7 @@ impl crate::testing::Random for Coordinator {
             v.error_code = rng.i16();
         }
         if version >= 4 {
-            v.error_message = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.error_message = if rng.null() { None } else { Some(rng.string()) };
         }
         if flexible {
             v.unknown_tagged_fields = rng.unknown_tagged_fields();

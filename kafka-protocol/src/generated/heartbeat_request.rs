@@ -3,7 +3,7 @@
 
 //! Kafka's `HeartbeatRequest` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -17,7 +17,7 @@ use crate::primitives::*;
 use crate::types::{RawTaggedField, StrBytes, Uuid};
 
 /// Kafka's `HeartbeatRequest`, versions 0-4 (flexible from 4).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HeartbeatRequest {
     /// The group id.
     ///
@@ -39,18 +39,6 @@ pub struct HeartbeatRequest {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for HeartbeatRequest {
-    fn default() -> Self {
-        Self {
-            group_id: StrBytes::new(),
-            generation_id: 0_i32,
-            member_id: StrBytes::new(),
-            group_instance_id: None,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for HeartbeatRequest {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
@@ -62,24 +50,15 @@ impl Encode for HeartbeatRequest {
         }
         let flexible = version >= 4;
         put_string(buf, (&self.group_id), flexible)?;
-        buf.put_i32(*(&self.generation_id));
+        buf.put_i32(self.generation_id);
         put_string(buf, (&self.member_id), flexible)?;
         if version >= 3 {
-            match &self.group_instance_id {
-                Some(v) => {
-                    put_string(buf, v, flexible)?;
-                }
-                None => {
-                    put_nullable_string(buf, None, flexible)?;
-                }
-            }
-        } else {
-            if self.group_instance_id != None {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "GroupInstanceId",
-                    version,
-                });
-            }
+            put_nullable_string(buf, self.group_instance_id.as_deref(), flexible)?;
+        } else if self.group_instance_id.is_some() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "GroupInstanceId",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -108,12 +87,9 @@ impl Encode for HeartbeatRequest {
         size += 4;
         size += string_size((&self.member_id).len(), flexible);
         if version >= 3 {
-            size += match &self.group_instance_id {
-                Some(v) => string_size(v.len(), flexible),
-                None => null_string_size(flexible),
-            };
+            size += nullable_string_size(self.group_instance_id.as_deref(), flexible);
         }
-        if !(version >= 3) && self.group_instance_id != None {
+        if version < 3 && self.group_instance_id.is_some() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "GroupInstanceId",
                 version,
@@ -182,11 +158,7 @@ impl crate::testing::Random for HeartbeatRequest {
             v.member_id = rng.string();
         }
         if version >= 3 {
-            v.group_instance_id = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.group_instance_id = if rng.null() { None } else { Some(rng.string()) };
         }
         if flexible {
             v.unknown_tagged_fields = rng.unknown_tagged_fields();

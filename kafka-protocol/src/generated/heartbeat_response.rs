@@ -3,7 +3,7 @@
 
 //! Kafka's `HeartbeatResponse` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -17,7 +17,7 @@ use crate::primitives::*;
 use crate::types::{RawTaggedField, StrBytes, Uuid};
 
 /// Kafka's `HeartbeatResponse`, versions 0-4 (flexible from 4).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HeartbeatResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -31,16 +31,6 @@ pub struct HeartbeatResponse {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for HeartbeatResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0_i32,
-            error_code: 0_i16,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for HeartbeatResponse {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
@@ -52,9 +42,9 @@ impl Encode for HeartbeatResponse {
         }
         let flexible = version >= 4;
         if version >= 1 {
-            buf.put_i32(*(&self.throttle_time_ms));
+            buf.put_i32(self.throttle_time_ms);
         }
-        buf.put_i16(*(&self.error_code));
+        buf.put_i16(self.error_code);
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
             put_uvarint(buf, num_tagged as u32);

@@ -3,7 +3,7 @@
 
 //! Kafka's `JoinGroupRequest` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -82,27 +82,18 @@ impl Encode for JoinGroupRequest {
         }
         let flexible = version >= 6;
         put_string(buf, (&self.group_id), flexible)?;
-        buf.put_i32(*(&self.session_timeout_ms));
+        buf.put_i32(self.session_timeout_ms);
         if version >= 1 {
-            buf.put_i32(*(&self.rebalance_timeout_ms));
+            buf.put_i32(self.rebalance_timeout_ms);
         }
         put_string(buf, (&self.member_id), flexible)?;
         if version >= 5 {
-            match &self.group_instance_id {
-                Some(v) => {
-                    put_string(buf, v, flexible)?;
-                }
-                None => {
-                    put_nullable_string(buf, None, flexible)?;
-                }
-            }
-        } else {
-            if self.group_instance_id != None {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "GroupInstanceId",
-                    version,
-                });
-            }
+            put_nullable_string(buf, self.group_instance_id.as_deref(), flexible)?;
+        } else if self.group_instance_id.is_some() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "GroupInstanceId",
+                version,
+            });
         }
         put_string(buf, (&self.protocol_type), flexible)?;
         put_array_len(buf, (&self.protocols).len(), flexible)?;
@@ -110,14 +101,7 @@ impl Encode for JoinGroupRequest {
             item.encode(buf, version)?;
         }
         if version >= 8 {
-            match &self.reason {
-                Some(v) => {
-                    put_string(buf, v, flexible)?;
-                }
-                None => {
-                    put_nullable_string(buf, None, flexible)?;
-                }
-            }
+            put_nullable_string(buf, self.reason.as_deref(), flexible)?;
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -149,12 +133,9 @@ impl Encode for JoinGroupRequest {
         }
         size += string_size((&self.member_id).len(), flexible);
         if version >= 5 {
-            size += match &self.group_instance_id {
-                Some(v) => string_size(v.len(), flexible),
-                None => null_string_size(flexible),
-            };
+            size += nullable_string_size(self.group_instance_id.as_deref(), flexible);
         }
-        if !(version >= 5) && self.group_instance_id != None {
+        if version < 5 && self.group_instance_id.is_some() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "GroupInstanceId",
                 version,
@@ -169,10 +150,7 @@ impl Encode for JoinGroupRequest {
             s
         };
         if version >= 8 {
-            size += match &self.reason {
-                Some(v) => string_size(v.len(), flexible),
-                None => null_string_size(flexible),
-            };
+            size += nullable_string_size(self.reason.as_deref(), flexible);
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -259,11 +237,7 @@ impl crate::testing::Random for JoinGroupRequest {
             v.member_id = rng.string();
         }
         if version >= 5 {
-            v.group_instance_id = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.group_instance_id = if rng.null() { None } else { Some(rng.string()) };
         }
         if true {
             v.protocol_type = rng.string();
@@ -283,11 +257,7 @@ impl crate::testing::Random for JoinGroupRequest {
             };
         }
         if version >= 8 {
-            v.reason = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.reason = if rng.null() { None } else { Some(rng.string()) };
         }
         if flexible {
             v.unknown_tagged_fields = rng.unknown_tagged_fields();
@@ -297,7 +267,7 @@ impl crate::testing::Random for JoinGroupRequest {
 }
 
 /// Part of [`JoinGroupRequest`], versions 0-9.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct JoinGroupRequestProtocol {
     /// The protocol name.
     ///
@@ -309,16 +279,6 @@ pub struct JoinGroupRequestProtocol {
     pub metadata: Bytes,
     /// Tagged fields this version of the schema does not know, kept for re-encoding.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for JoinGroupRequestProtocol {
-    fn default() -> Self {
-        Self {
-            name: StrBytes::new(),
-            metadata: Bytes::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl Encode for JoinGroupRequestProtocol {

@@ -3,7 +3,7 @@
 
 //! Kafka's `JoinGroupResponse` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -87,45 +87,28 @@ impl Encode for JoinGroupResponse {
         }
         let flexible = version >= 6;
         if version >= 2 {
-            buf.put_i32(*(&self.throttle_time_ms));
+            buf.put_i32(self.throttle_time_ms);
         }
-        buf.put_i16(*(&self.error_code));
-        buf.put_i32(*(&self.generation_id));
+        buf.put_i16(self.error_code);
+        buf.put_i32(self.generation_id);
         if version >= 7 {
-            match &self.protocol_type {
-                Some(v) => {
-                    put_string(buf, v, flexible)?;
-                }
-                None => {
-                    put_nullable_string(buf, None, flexible)?;
-                }
-            }
+            put_nullable_string(buf, self.protocol_type.as_deref(), flexible)?;
         }
-        match &self.protocol_name {
-            Some(v) => {
-                put_string(buf, v, flexible)?;
-            }
-            None => {
-                if version >= 7 {
-                    put_nullable_string(buf, None, flexible)?;
-                } else {
-                    return Err(EncodeError::NullNotAllowed {
-                        field: "ProtocolName",
-                        version,
-                    });
-                }
-            }
+        if self.protocol_name.is_none() && version < 7 {
+            return Err(EncodeError::NullNotAllowed {
+                field: "ProtocolName",
+                version,
+            });
         }
+        put_nullable_string(buf, self.protocol_name.as_deref(), flexible)?;
         put_string(buf, (&self.leader), flexible)?;
         if version >= 9 {
-            put_bool(buf, *(&self.skip_assignment));
-        } else {
-            if self.skip_assignment != false {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "SkipAssignment",
-                    version,
-                });
-            }
+            put_bool(buf, self.skip_assignment);
+        } else if self.skip_assignment {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "SkipAssignment",
+                version,
+            });
         }
         put_string(buf, (&self.member_id), flexible)?;
         put_array_len(buf, (&self.members).len(), flexible)?;
@@ -161,29 +144,22 @@ impl Encode for JoinGroupResponse {
         size += 2;
         size += 4;
         if version >= 7 {
-            size += match &self.protocol_type {
-                Some(v) => string_size(v.len(), flexible),
-                None => null_string_size(flexible),
-            };
+            size += nullable_string_size(self.protocol_type.as_deref(), flexible);
         }
-        size += match &self.protocol_name {
-            Some(v) => string_size(v.len(), flexible),
-            None => {
-                if version >= 7 {
-                    null_string_size(flexible)
-                } else {
-                    return Err(EncodeError::NullNotAllowed {
-                        field: "ProtocolName",
-                        version,
-                    });
-                }
+        size += {
+            if self.protocol_name.is_none() && version < 7 {
+                return Err(EncodeError::NullNotAllowed {
+                    field: "ProtocolName",
+                    version,
+                });
             }
+            nullable_string_size(self.protocol_name.as_deref(), flexible)
         };
         size += string_size((&self.leader).len(), flexible);
         if version >= 9 {
             size += 1;
         }
-        if !(version >= 9) && self.skip_assignment != false {
+        if version < 9 && self.skip_assignment {
             return Err(EncodeError::FieldNotInVersion {
                 field: "SkipAssignment",
                 version,
@@ -228,7 +204,7 @@ impl Decode for JoinGroupResponse {
         };
         let protocol_name = {
             let v = get_nullable_string(buf, flexible)?;
-            if v.is_none() && !(version >= 7) {
+            if v.is_none() && version < 7 {
                 return Err(DecodeError::NullNotAllowed {
                     field: "ProtocolName",
                     version,
@@ -286,11 +262,7 @@ impl crate::testing::Random for JoinGroupResponse {
             v.generation_id = rng.i32();
         }
         if version >= 7 {
-            v.protocol_type = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.protocol_type = if rng.null() { None } else { Some(rng.string()) };
         }
         if true {
             v.protocol_name = if (version >= 7) && rng.null() {
@@ -330,7 +302,7 @@ impl crate::testing::Random for JoinGroupResponse {
 }
 
 /// Part of [`JoinGroupResponse`], versions 0-9.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct JoinGroupResponseMember {
     /// The group member ID.
     ///
@@ -348,31 +320,13 @@ pub struct JoinGroupResponseMember {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for JoinGroupResponseMember {
-    fn default() -> Self {
-        Self {
-            member_id: StrBytes::new(),
-            group_instance_id: None,
-            metadata: Bytes::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for JoinGroupResponseMember {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 6;
         put_string(buf, (&self.member_id), flexible)?;
         if version >= 5 {
-            match &self.group_instance_id {
-                Some(v) => {
-                    put_string(buf, v, flexible)?;
-                }
-                None => {
-                    put_nullable_string(buf, None, flexible)?;
-                }
-            }
+            put_nullable_string(buf, self.group_instance_id.as_deref(), flexible)?;
         }
         put_bytes(buf, (&self.metadata), flexible)?;
         if flexible {
@@ -394,10 +348,7 @@ impl Encode for JoinGroupResponseMember {
         let mut size = 0usize;
         size += string_size((&self.member_id).len(), flexible);
         if version >= 5 {
-            size += match &self.group_instance_id {
-                Some(v) => string_size(v.len(), flexible),
-                None => null_string_size(flexible),
-            };
+            size += nullable_string_size(self.group_instance_id.as_deref(), flexible);
         }
         size += bytes_size((&self.metadata).len(), flexible);
         if flexible {
@@ -449,11 +400,7 @@ impl crate::testing::Random for JoinGroupResponseMember {
             v.member_id = rng.string();
         }
         if version >= 5 {
-            v.group_instance_id = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.group_instance_id = if rng.null() { None } else { Some(rng.string()) };
         }
         if true {
             v.metadata = rng.bytes();

@@ -3,7 +3,7 @@
 
 //! Kafka's `LeaveGroupRequest` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -17,7 +17,7 @@ use crate::primitives::*;
 use crate::types::{RawTaggedField, StrBytes, Uuid};
 
 /// Kafka's `LeaveGroupRequest`, versions 0-5 (flexible from 4-5).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LeaveGroupRequest {
     /// The ID of the group to leave.
     ///
@@ -35,17 +35,6 @@ pub struct LeaveGroupRequest {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for LeaveGroupRequest {
-    fn default() -> Self {
-        Self {
-            group_id: StrBytes::new(),
-            member_id: StrBytes::new(),
-            members: Vec::<MemberIdentity>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for LeaveGroupRequest {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
@@ -59,26 +48,22 @@ impl Encode for LeaveGroupRequest {
         put_string(buf, (&self.group_id), flexible)?;
         if version <= 2 {
             put_string(buf, (&self.member_id), flexible)?;
-        } else {
-            if self.member_id != StrBytes::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "MemberId",
-                    version,
-                });
-            }
+        } else if self.member_id != StrBytes::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "MemberId",
+                version,
+            });
         }
         if version >= 3 {
             put_array_len(buf, (&self.members).len(), flexible)?;
             for item in (&self.members).iter() {
                 item.encode(buf, version)?;
             }
-        } else {
-            if self.members != Vec::<MemberIdentity>::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Members",
-                    version,
-                });
-            }
+        } else if self.members != Vec::<MemberIdentity>::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Members",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -107,7 +92,7 @@ impl Encode for LeaveGroupRequest {
         if version <= 2 {
             size += string_size((&self.member_id).len(), flexible);
         }
-        if !(version <= 2) && self.member_id != StrBytes::new() {
+        if version > 2 && self.member_id != StrBytes::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "MemberId",
                 version,
@@ -122,7 +107,7 @@ impl Encode for LeaveGroupRequest {
                 s
             };
         }
-        if !(version >= 3) && self.members != Vec::<MemberIdentity>::new() {
+        if version < 3 && self.members != Vec::<MemberIdentity>::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Members",
                 version,
@@ -218,7 +203,7 @@ impl crate::testing::Random for LeaveGroupRequest {
 }
 
 /// Part of [`LeaveGroupRequest`], versions 3-5.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MemberIdentity {
     /// The member ID to remove from the group.
     ///
@@ -236,57 +221,28 @@ pub struct MemberIdentity {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for MemberIdentity {
-    fn default() -> Self {
-        Self {
-            member_id: StrBytes::new(),
-            group_instance_id: None,
-            reason: None,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for MemberIdentity {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 4;
         if version >= 3 {
             put_string(buf, (&self.member_id), flexible)?;
-        } else {
-            if self.member_id != StrBytes::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "MemberId",
-                    version,
-                });
-            }
+        } else if self.member_id != StrBytes::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "MemberId",
+                version,
+            });
         }
         if version >= 3 {
-            match &self.group_instance_id {
-                Some(v) => {
-                    put_string(buf, v, flexible)?;
-                }
-                None => {
-                    put_nullable_string(buf, None, flexible)?;
-                }
-            }
-        } else {
-            if self.group_instance_id != None {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "GroupInstanceId",
-                    version,
-                });
-            }
+            put_nullable_string(buf, self.group_instance_id.as_deref(), flexible)?;
+        } else if self.group_instance_id.is_some() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "GroupInstanceId",
+                version,
+            });
         }
         if version >= 5 {
-            match &self.reason {
-                Some(v) => {
-                    put_string(buf, v, flexible)?;
-                }
-                None => {
-                    put_nullable_string(buf, None, flexible)?;
-                }
-            }
+            put_nullable_string(buf, self.reason.as_deref(), flexible)?;
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -308,29 +264,23 @@ impl Encode for MemberIdentity {
         if version >= 3 {
             size += string_size((&self.member_id).len(), flexible);
         }
-        if !(version >= 3) && self.member_id != StrBytes::new() {
+        if version < 3 && self.member_id != StrBytes::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "MemberId",
                 version,
             });
         }
         if version >= 3 {
-            size += match &self.group_instance_id {
-                Some(v) => string_size(v.len(), flexible),
-                None => null_string_size(flexible),
-            };
+            size += nullable_string_size(self.group_instance_id.as_deref(), flexible);
         }
-        if !(version >= 3) && self.group_instance_id != None {
+        if version < 3 && self.group_instance_id.is_some() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "GroupInstanceId",
                 version,
             });
         }
         if version >= 5 {
-            size += match &self.reason {
-                Some(v) => string_size(v.len(), flexible),
-                None => null_string_size(flexible),
-            };
+            size += nullable_string_size(self.reason.as_deref(), flexible);
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -389,18 +339,10 @@ impl crate::testing::Random for MemberIdentity {
             v.member_id = rng.string();
         }
         if version >= 3 {
-            v.group_instance_id = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.group_instance_id = if rng.null() { None } else { Some(rng.string()) };
         }
         if version >= 5 {
-            v.reason = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.reason = if rng.null() { None } else { Some(rng.string()) };
         }
         if flexible {
             v.unknown_tagged_fields = rng.unknown_tagged_fields();

@@ -3,7 +3,7 @@
 
 //! Kafka's `LeaveGroupResponse` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -17,7 +17,7 @@ use crate::primitives::*;
 use crate::types::{RawTaggedField, StrBytes, Uuid};
 
 /// Kafka's `LeaveGroupResponse`, versions 0-5 (flexible from 4-5).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LeaveGroupResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -35,17 +35,6 @@ pub struct LeaveGroupResponse {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for LeaveGroupResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0_i32,
-            error_code: 0_i16,
-            members: Vec::<MemberResponse>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for LeaveGroupResponse {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
@@ -57,21 +46,19 @@ impl Encode for LeaveGroupResponse {
         }
         let flexible = version >= 4;
         if version >= 1 {
-            buf.put_i32(*(&self.throttle_time_ms));
+            buf.put_i32(self.throttle_time_ms);
         }
-        buf.put_i16(*(&self.error_code));
+        buf.put_i16(self.error_code);
         if version >= 3 {
             put_array_len(buf, (&self.members).len(), flexible)?;
             for item in (&self.members).iter() {
                 item.encode(buf, version)?;
             }
-        } else {
-            if self.members != Vec::<MemberResponse>::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Members",
-                    version,
-                });
-            }
+        } else if self.members != Vec::<MemberResponse>::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Members",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -109,7 +96,7 @@ impl Encode for LeaveGroupResponse {
                 s
             };
         }
-        if !(version >= 3) && self.members != Vec::<MemberResponse>::new() {
+        if version < 3 && self.members != Vec::<MemberResponse>::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Members",
                 version,
@@ -236,40 +223,27 @@ impl Encode for MemberResponse {
         let flexible = version >= 4;
         if version >= 3 {
             put_string(buf, (&self.member_id), flexible)?;
-        } else {
-            if self.member_id != StrBytes::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "MemberId",
-                    version,
-                });
-            }
+        } else if self.member_id != StrBytes::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "MemberId",
+                version,
+            });
         }
         if version >= 3 {
-            match &self.group_instance_id {
-                Some(v) => {
-                    put_string(buf, v, flexible)?;
-                }
-                None => {
-                    put_nullable_string(buf, None, flexible)?;
-                }
-            }
-        } else {
-            if self.group_instance_id != Some(StrBytes::new()) {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "GroupInstanceId",
-                    version,
-                });
-            }
+            put_nullable_string(buf, self.group_instance_id.as_deref(), flexible)?;
+        } else if self.group_instance_id != Some(StrBytes::new()) {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "GroupInstanceId",
+                version,
+            });
         }
         if version >= 3 {
-            buf.put_i16(*(&self.error_code));
-        } else {
-            if self.error_code != 0_i16 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "ErrorCode",
-                    version,
-                });
-            }
+            buf.put_i16(self.error_code);
+        } else if self.error_code != 0_i16 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "ErrorCode",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -291,19 +265,16 @@ impl Encode for MemberResponse {
         if version >= 3 {
             size += string_size((&self.member_id).len(), flexible);
         }
-        if !(version >= 3) && self.member_id != StrBytes::new() {
+        if version < 3 && self.member_id != StrBytes::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "MemberId",
                 version,
             });
         }
         if version >= 3 {
-            size += match &self.group_instance_id {
-                Some(v) => string_size(v.len(), flexible),
-                None => null_string_size(flexible),
-            };
+            size += nullable_string_size(self.group_instance_id.as_deref(), flexible);
         }
-        if !(version >= 3) && self.group_instance_id != Some(StrBytes::new()) {
+        if version < 3 && self.group_instance_id != Some(StrBytes::new()) {
             return Err(EncodeError::FieldNotInVersion {
                 field: "GroupInstanceId",
                 version,
@@ -312,7 +283,7 @@ impl Encode for MemberResponse {
         if version >= 3 {
             size += 2;
         }
-        if !(version >= 3) && self.error_code != 0_i16 {
+        if version < 3 && self.error_code != 0_i16 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "ErrorCode",
                 version,
@@ -371,11 +342,7 @@ impl crate::testing::Random for MemberResponse {
             v.member_id = rng.string();
         }
         if version >= 3 {
-            v.group_instance_id = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.group_instance_id = if rng.null() { None } else { Some(rng.string()) };
         }
         if version >= 3 {
             v.error_code = rng.i16();

@@ -3,7 +3,7 @@
 
 //! Kafka's `ListGroupsRequest` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -17,7 +17,7 @@ use crate::primitives::*;
 use crate::types::{RawTaggedField, StrBytes, Uuid};
 
 /// Kafka's `ListGroupsRequest`, versions 0-5 (flexible from 3-5).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ListGroupsRequest {
     /// The states of the groups we want to list. If empty, all groups are returned with their state.
     ///
@@ -29,16 +29,6 @@ pub struct ListGroupsRequest {
     pub types_filter: Vec<StrBytes>,
     /// Tagged fields this version of the schema does not know, kept for re-encoding.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for ListGroupsRequest {
-    fn default() -> Self {
-        Self {
-            states_filter: Vec::<StrBytes>::new(),
-            types_filter: Vec::<StrBytes>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl Encode for ListGroupsRequest {
@@ -56,26 +46,22 @@ impl Encode for ListGroupsRequest {
             for item in (&self.states_filter).iter() {
                 put_string(buf, item, flexible)?;
             }
-        } else {
-            if self.states_filter != Vec::<StrBytes>::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "StatesFilter",
-                    version,
-                });
-            }
+        } else if self.states_filter != Vec::<StrBytes>::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "StatesFilter",
+                version,
+            });
         }
         if version >= 5 {
             put_array_len(buf, (&self.types_filter).len(), flexible)?;
             for item in (&self.types_filter).iter() {
                 put_string(buf, item, flexible)?;
             }
-        } else {
-            if self.types_filter != Vec::<StrBytes>::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "TypesFilter",
-                    version,
-                });
-            }
+        } else if self.types_filter != Vec::<StrBytes>::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "TypesFilter",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -109,7 +95,7 @@ impl Encode for ListGroupsRequest {
                 s
             };
         }
-        if !(version >= 4) && self.states_filter != Vec::<StrBytes>::new() {
+        if version < 4 && self.states_filter != Vec::<StrBytes>::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "StatesFilter",
                 version,
@@ -124,7 +110,7 @@ impl Encode for ListGroupsRequest {
                 s
             };
         }
-        if !(version >= 5) && self.types_filter != Vec::<StrBytes>::new() {
+        if version < 5 && self.types_filter != Vec::<StrBytes>::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "TypesFilter",
                 version,

@@ -3,7 +3,7 @@
 
 //! Kafka's `ListGroupsResponse` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -17,7 +17,7 @@ use crate::primitives::*;
 use crate::types::{RawTaggedField, StrBytes, Uuid};
 
 /// Kafka's `ListGroupsResponse`, versions 0-5 (flexible from 3-5).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ListGroupsResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -35,17 +35,6 @@ pub struct ListGroupsResponse {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for ListGroupsResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0_i32,
-            error_code: 0_i16,
-            groups: Vec::<ListedGroup>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for ListGroupsResponse {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
@@ -57,9 +46,9 @@ impl Encode for ListGroupsResponse {
         }
         let flexible = version >= 3;
         if version >= 1 {
-            buf.put_i32(*(&self.throttle_time_ms));
+            buf.put_i32(self.throttle_time_ms);
         }
-        buf.put_i16(*(&self.error_code));
+        buf.put_i16(self.error_code);
         put_array_len(buf, (&self.groups).len(), flexible)?;
         for item in (&self.groups).iter() {
             item.encode(buf, version)?;
@@ -180,7 +169,7 @@ impl crate::testing::Random for ListGroupsResponse {
 }
 
 /// Part of [`ListGroupsResponse`], versions 0-5.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ListedGroup {
     /// The group ID.
     ///
@@ -200,18 +189,6 @@ pub struct ListedGroup {
     pub group_type: StrBytes,
     /// Tagged fields this version of the schema does not know, kept for re-encoding.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for ListedGroup {
-    fn default() -> Self {
-        Self {
-            group_id: StrBytes::new(),
-            protocol_type: StrBytes::new(),
-            group_state: StrBytes::new(),
-            group_type: StrBytes::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl Encode for ListedGroup {

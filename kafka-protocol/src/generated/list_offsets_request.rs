@@ -3,7 +3,7 @@
 
 //! Kafka's `ListOffsetsRequest` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -17,7 +17,7 @@ use crate::primitives::*;
 use crate::types::{RawTaggedField, StrBytes, Uuid};
 
 /// Kafka's `ListOffsetsRequest`, versions 1-11 (flexible from 6-11).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ListOffsetsRequest {
     /// The broker ID of the requester, or -1 if this request is being made by a normal consumer.
     ///
@@ -39,18 +39,6 @@ pub struct ListOffsetsRequest {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for ListOffsetsRequest {
-    fn default() -> Self {
-        Self {
-            replica_id: 0_i32,
-            isolation_level: 0_i8,
-            topics: Vec::<ListOffsetsTopic>::new(),
-            timeout_ms: 0_i32,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for ListOffsetsRequest {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
@@ -61,23 +49,21 @@ impl Encode for ListOffsetsRequest {
             });
         }
         let flexible = version >= 6;
-        buf.put_i32(*(&self.replica_id));
+        buf.put_i32(self.replica_id);
         if version >= 2 {
-            buf.put_i8(*(&self.isolation_level));
-        } else {
-            if self.isolation_level != 0_i8 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "IsolationLevel",
-                    version,
-                });
-            }
+            buf.put_i8(self.isolation_level);
+        } else if self.isolation_level != 0_i8 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "IsolationLevel",
+                version,
+            });
         }
         put_array_len(buf, (&self.topics).len(), flexible)?;
         for item in (&self.topics).iter() {
             item.encode(buf, version)?;
         }
         if version >= 10 {
-            buf.put_i32(*(&self.timeout_ms));
+            buf.put_i32(self.timeout_ms);
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -106,7 +92,7 @@ impl Encode for ListOffsetsRequest {
         if version >= 2 {
             size += 1;
         }
-        if !(version >= 2) && self.isolation_level != 0_i8 {
+        if version < 2 && self.isolation_level != 0_i8 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "IsolationLevel",
                 version,
@@ -209,7 +195,7 @@ impl crate::testing::Random for ListOffsetsRequest {
 }
 
 /// Part of [`ListOffsetsRequest`], versions 1-11.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ListOffsetsTopic {
     /// The topic name.
     ///
@@ -221,16 +207,6 @@ pub struct ListOffsetsTopic {
     pub partitions: Vec<ListOffsetsPartition>,
     /// Tagged fields this version of the schema does not know, kept for re-encoding.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for ListOffsetsTopic {
-    fn default() -> Self {
-        Self {
-            name: StrBytes::new(),
-            partitions: Vec::<ListOffsetsPartition>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl Encode for ListOffsetsTopic {
@@ -371,11 +347,11 @@ impl Encode for ListOffsetsPartition {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 6;
-        buf.put_i32(*(&self.partition_index));
+        buf.put_i32(self.partition_index);
         if version >= 4 {
-            buf.put_i32(*(&self.current_leader_epoch));
+            buf.put_i32(self.current_leader_epoch);
         }
-        buf.put_i64(*(&self.timestamp));
+        buf.put_i64(self.timestamp);
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
             put_uvarint(buf, num_tagged as u32);

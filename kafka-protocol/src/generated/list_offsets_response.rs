@@ -3,7 +3,7 @@
 
 //! Kafka's `ListOffsetsResponse` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -17,7 +17,7 @@ use crate::primitives::*;
 use crate::types::{RawTaggedField, StrBytes, Uuid};
 
 /// Kafka's `ListOffsetsResponse`, versions 1-11 (flexible from 6-11).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ListOffsetsResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -31,16 +31,6 @@ pub struct ListOffsetsResponse {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for ListOffsetsResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0_i32,
-            topics: Vec::<ListOffsetsTopicResponse>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for ListOffsetsResponse {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
@@ -52,7 +42,7 @@ impl Encode for ListOffsetsResponse {
         }
         let flexible = version >= 6;
         if version >= 2 {
-            buf.put_i32(*(&self.throttle_time_ms));
+            buf.put_i32(self.throttle_time_ms);
         }
         put_array_len(buf, (&self.topics).len(), flexible)?;
         for item in (&self.topics).iter() {
@@ -168,7 +158,7 @@ impl crate::testing::Random for ListOffsetsResponse {
 }
 
 /// Part of [`ListOffsetsResponse`], versions 1-11.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ListOffsetsTopicResponse {
     /// The topic name.
     ///
@@ -180,16 +170,6 @@ pub struct ListOffsetsTopicResponse {
     pub partitions: Vec<ListOffsetsPartitionResponse>,
     /// Tagged fields this version of the schema does not know, kept for re-encoding.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for ListOffsetsTopicResponse {
-    fn default() -> Self {
-        Self {
-            name: StrBytes::new(),
-            partitions: Vec::<ListOffsetsPartitionResponse>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl Encode for ListOffsetsTopicResponse {
@@ -342,19 +322,17 @@ impl Encode for ListOffsetsPartitionResponse {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 6;
-        buf.put_i32(*(&self.partition_index));
-        buf.put_i16(*(&self.error_code));
-        buf.put_i64(*(&self.timestamp));
-        buf.put_i64(*(&self.offset));
+        buf.put_i32(self.partition_index);
+        buf.put_i16(self.error_code);
+        buf.put_i64(self.timestamp);
+        buf.put_i64(self.offset);
         if version >= 4 {
-            buf.put_i32(*(&self.leader_epoch));
-        } else {
-            if self.leader_epoch != -1_i32 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "LeaderEpoch",
-                    version,
-                });
-            }
+            buf.put_i32(self.leader_epoch);
+        } else if self.leader_epoch != -1_i32 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "LeaderEpoch",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -380,7 +358,7 @@ impl Encode for ListOffsetsPartitionResponse {
         if version >= 4 {
             size += 4;
         }
-        if !(version >= 4) && self.leader_epoch != -1_i32 {
+        if version < 4 && self.leader_epoch != -1_i32 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "LeaderEpoch",
                 version,

@@ -3,7 +3,7 @@
 
 //! Kafka's `MetadataRequest` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -80,34 +80,28 @@ impl Encode for MetadataRequest {
             }
         }
         if version >= 4 {
-            put_bool(buf, *(&self.allow_auto_topic_creation));
-        } else {
-            if self.allow_auto_topic_creation != true {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "AllowAutoTopicCreation",
-                    version,
-                });
-            }
+            put_bool(buf, self.allow_auto_topic_creation);
+        } else if !self.allow_auto_topic_creation {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "AllowAutoTopicCreation",
+                version,
+            });
         }
         if (8..=10).contains(&version) {
-            put_bool(buf, *(&self.include_cluster_authorized_operations));
-        } else {
-            if self.include_cluster_authorized_operations != false {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "IncludeClusterAuthorizedOperations",
-                    version,
-                });
-            }
+            put_bool(buf, self.include_cluster_authorized_operations);
+        } else if self.include_cluster_authorized_operations {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "IncludeClusterAuthorizedOperations",
+                version,
+            });
         }
         if version >= 8 {
-            put_bool(buf, *(&self.include_topic_authorized_operations));
-        } else {
-            if self.include_topic_authorized_operations != false {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "IncludeTopicAuthorizedOperations",
-                    version,
-                });
-            }
+            put_bool(buf, self.include_topic_authorized_operations);
+        } else if self.include_topic_authorized_operations {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "IncludeTopicAuthorizedOperations",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -154,7 +148,7 @@ impl Encode for MetadataRequest {
         if version >= 4 {
             size += 1;
         }
-        if !(version >= 4) && self.allow_auto_topic_creation != true {
+        if version < 4 && !self.allow_auto_topic_creation {
             return Err(EncodeError::FieldNotInVersion {
                 field: "AllowAutoTopicCreation",
                 version,
@@ -163,7 +157,7 @@ impl Encode for MetadataRequest {
         if (8..=10).contains(&version) {
             size += 1;
         }
-        if !((8..=10).contains(&version)) && self.include_cluster_authorized_operations != false {
+        if !((8..=10).contains(&version)) && self.include_cluster_authorized_operations {
             return Err(EncodeError::FieldNotInVersion {
                 field: "IncludeClusterAuthorizedOperations",
                 version,
@@ -172,7 +166,7 @@ impl Encode for MetadataRequest {
         if version >= 8 {
             size += 1;
         }
-        if !(version >= 8) && self.include_topic_authorized_operations != false {
+        if version < 8 && self.include_topic_authorized_operations {
             return Err(EncodeError::FieldNotInVersion {
                 field: "IncludeTopicAuthorizedOperations",
                 version,
@@ -210,7 +204,7 @@ impl Decode for MetadataRequest {
                     Some(v)
                 }
             };
-            if v.is_none() && !(version >= 1) {
+            if v.is_none() && version < 1 {
                 return Err(DecodeError::NullNotAllowed {
                     field: "Topics",
                     version,
@@ -315,21 +309,13 @@ impl Encode for MetadataRequestTopic {
         if version >= 10 {
             put_uuid(buf, (&self.topic_id));
         }
-        match &self.name {
-            Some(v) => {
-                put_string(buf, v, flexible)?;
-            }
-            None => {
-                if version >= 10 {
-                    put_nullable_string(buf, None, flexible)?;
-                } else {
-                    return Err(EncodeError::NullNotAllowed {
-                        field: "Name",
-                        version,
-                    });
-                }
-            }
+        if self.name.is_none() && version < 10 {
+            return Err(EncodeError::NullNotAllowed {
+                field: "Name",
+                version,
+            });
         }
+        put_nullable_string(buf, self.name.as_deref(), flexible)?;
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
             put_uvarint(buf, num_tagged as u32);
@@ -350,18 +336,14 @@ impl Encode for MetadataRequestTopic {
         if version >= 10 {
             size += 16;
         }
-        size += match &self.name {
-            Some(v) => string_size(v.len(), flexible),
-            None => {
-                if version >= 10 {
-                    null_string_size(flexible)
-                } else {
-                    return Err(EncodeError::NullNotAllowed {
-                        field: "Name",
-                        version,
-                    });
-                }
+        size += {
+            if self.name.is_none() && version < 10 {
+                return Err(EncodeError::NullNotAllowed {
+                    field: "Name",
+                    version,
+                });
             }
+            nullable_string_size(self.name.as_deref(), flexible)
         };
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -385,7 +367,7 @@ impl Decode for MetadataRequestTopic {
         };
         let name = {
             let v = get_nullable_string(buf, flexible)?;
-            if v.is_none() && !(version >= 10) {
+            if v.is_none() && version < 10 {
                 return Err(DecodeError::NullNotAllowed {
                     field: "Name",
                     version,

@@ -3,7 +3,7 @@
 
 //! Kafka's `MetadataResponse` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -77,41 +77,32 @@ impl Encode for MetadataResponse {
         }
         let flexible = version >= 9;
         if version >= 3 {
-            buf.put_i32(*(&self.throttle_time_ms));
+            buf.put_i32(self.throttle_time_ms);
         }
         put_array_len(buf, (&self.brokers).len(), flexible)?;
         for item in (&self.brokers).iter() {
             item.encode(buf, version)?;
         }
         if version >= 2 {
-            match &self.cluster_id {
-                Some(v) => {
-                    put_string(buf, v, flexible)?;
-                }
-                None => {
-                    put_nullable_string(buf, None, flexible)?;
-                }
-            }
+            put_nullable_string(buf, self.cluster_id.as_deref(), flexible)?;
         }
         if version >= 1 {
-            buf.put_i32(*(&self.controller_id));
+            buf.put_i32(self.controller_id);
         }
         put_array_len(buf, (&self.topics).len(), flexible)?;
         for item in (&self.topics).iter() {
             item.encode(buf, version)?;
         }
         if (8..=10).contains(&version) {
-            buf.put_i32(*(&self.cluster_authorized_operations));
-        } else {
-            if self.cluster_authorized_operations != -2147483648_i32 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "ClusterAuthorizedOperations",
-                    version,
-                });
-            }
+            buf.put_i32(self.cluster_authorized_operations);
+        } else if self.cluster_authorized_operations != -2147483648_i32 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "ClusterAuthorizedOperations",
+                version,
+            });
         }
         if version >= 13 {
-            buf.put_i16(*(&self.error_code));
+            buf.put_i16(self.error_code);
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -147,10 +138,7 @@ impl Encode for MetadataResponse {
             s
         };
         if version >= 2 {
-            size += match &self.cluster_id {
-                Some(v) => string_size(v.len(), flexible),
-                None => null_string_size(flexible),
-            };
+            size += nullable_string_size(self.cluster_id.as_deref(), flexible);
         }
         if version >= 1 {
             size += 4;
@@ -269,11 +257,7 @@ impl crate::testing::Random for MetadataResponse {
             };
         }
         if version >= 2 {
-            v.cluster_id = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.cluster_id = if rng.null() { None } else { Some(rng.string()) };
         }
         if version >= 1 {
             v.controller_id = rng.i32();
@@ -306,7 +290,7 @@ impl crate::testing::Random for MetadataResponse {
 }
 
 /// Part of [`MetadataResponse`], versions 0-13.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MetadataResponseBroker {
     /// The broker ID.
     ///
@@ -328,34 +312,15 @@ pub struct MetadataResponseBroker {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for MetadataResponseBroker {
-    fn default() -> Self {
-        Self {
-            node_id: 0_i32,
-            host: StrBytes::new(),
-            port: 0_i32,
-            rack: None,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for MetadataResponseBroker {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 9;
-        buf.put_i32(*(&self.node_id));
+        buf.put_i32(self.node_id);
         put_string(buf, (&self.host), flexible)?;
-        buf.put_i32(*(&self.port));
+        buf.put_i32(self.port);
         if version >= 1 {
-            match &self.rack {
-                Some(v) => {
-                    put_string(buf, v, flexible)?;
-                }
-                None => {
-                    put_nullable_string(buf, None, flexible)?;
-                }
-            }
+            put_nullable_string(buf, self.rack.as_deref(), flexible)?;
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -378,10 +343,7 @@ impl Encode for MetadataResponseBroker {
         size += string_size((&self.host).len(), flexible);
         size += 4;
         if version >= 1 {
-            size += match &self.rack {
-                Some(v) => string_size(v.len(), flexible),
-                None => null_string_size(flexible),
-            };
+            size += nullable_string_size(self.rack.as_deref(), flexible);
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -440,11 +402,7 @@ impl crate::testing::Random for MetadataResponseBroker {
             v.port = rng.i32();
         }
         if version >= 1 {
-            v.rack = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.rack = if rng.null() { None } else { Some(rng.string()) };
         }
         if flexible {
             v.unknown_tagged_fields = rng.unknown_tagged_fields();
@@ -502,41 +460,31 @@ impl Encode for MetadataResponseTopic {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 9;
-        buf.put_i16(*(&self.error_code));
-        match &self.name {
-            Some(v) => {
-                put_string(buf, v, flexible)?;
-            }
-            None => {
-                if version >= 12 {
-                    put_nullable_string(buf, None, flexible)?;
-                } else {
-                    return Err(EncodeError::NullNotAllowed {
-                        field: "Name",
-                        version,
-                    });
-                }
-            }
+        buf.put_i16(self.error_code);
+        if self.name.is_none() && version < 12 {
+            return Err(EncodeError::NullNotAllowed {
+                field: "Name",
+                version,
+            });
         }
+        put_nullable_string(buf, self.name.as_deref(), flexible)?;
         if version >= 10 {
             put_uuid(buf, (&self.topic_id));
         }
         if version >= 1 {
-            put_bool(buf, *(&self.is_internal));
+            put_bool(buf, self.is_internal);
         }
         put_array_len(buf, (&self.partitions).len(), flexible)?;
         for item in (&self.partitions).iter() {
             item.encode(buf, version)?;
         }
         if version >= 8 {
-            buf.put_i32(*(&self.topic_authorized_operations));
-        } else {
-            if self.topic_authorized_operations != -2147483648_i32 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "TopicAuthorizedOperations",
-                    version,
-                });
-            }
+            buf.put_i32(self.topic_authorized_operations);
+        } else if self.topic_authorized_operations != -2147483648_i32 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "TopicAuthorizedOperations",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -556,18 +504,14 @@ impl Encode for MetadataResponseTopic {
         let flexible = version >= 9;
         let mut size = 0usize;
         size += 2;
-        size += match &self.name {
-            Some(v) => string_size(v.len(), flexible),
-            None => {
-                if version >= 12 {
-                    null_string_size(flexible)
-                } else {
-                    return Err(EncodeError::NullNotAllowed {
-                        field: "Name",
-                        version,
-                    });
-                }
+        size += {
+            if self.name.is_none() && version < 12 {
+                return Err(EncodeError::NullNotAllowed {
+                    field: "Name",
+                    version,
+                });
             }
+            nullable_string_size(self.name.as_deref(), flexible)
         };
         if version >= 10 {
             size += 16;
@@ -585,7 +529,7 @@ impl Encode for MetadataResponseTopic {
         if version >= 8 {
             size += 4;
         }
-        if !(version >= 8) && self.topic_authorized_operations != -2147483648_i32 {
+        if version < 8 && self.topic_authorized_operations != -2147483648_i32 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "TopicAuthorizedOperations",
                 version,
@@ -609,7 +553,7 @@ impl Decode for MetadataResponseTopic {
         let error_code = get_i16(buf)?;
         let name = {
             let v = get_nullable_string(buf, flexible)?;
-            if v.is_none() && !(version >= 12) {
+            if v.is_none() && version < 12 {
                 return Err(DecodeError::NullNotAllowed {
                     field: "Name",
                     version,
@@ -756,11 +700,11 @@ impl Encode for MetadataResponsePartition {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 9;
-        buf.put_i16(*(&self.error_code));
-        buf.put_i32(*(&self.partition_index));
-        buf.put_i32(*(&self.leader_id));
+        buf.put_i16(self.error_code);
+        buf.put_i32(self.partition_index);
+        buf.put_i32(self.leader_id);
         if version >= 7 {
-            buf.put_i32(*(&self.leader_epoch));
+            buf.put_i32(self.leader_epoch);
         }
         put_array_len(buf, (&self.replica_nodes).len(), flexible)?;
         for item in (&self.replica_nodes).iter() {

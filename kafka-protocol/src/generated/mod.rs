@@ -99,6 +99,63 @@ pub use sasl_handshake_response::SaslHandshakeResponse;
 pub use sync_group_request::SyncGroupRequest;
 pub use sync_group_response::SyncGroupResponse;
 
+/// Calls `$callback!` with every generated message, as `module_name: TypeName,` pairs
+/// (the round-trip and differential tests run over this list).
+#[cfg(feature = "testing")]
+#[macro_export]
+macro_rules! for_each_message {
+    ($callback:ident) => {
+        $callback! {
+            produce_request: ProduceRequest,
+            produce_response: ProduceResponse,
+            fetch_request: FetchRequest,
+            fetch_response: FetchResponse,
+            list_offsets_request: ListOffsetsRequest,
+            list_offsets_response: ListOffsetsResponse,
+            metadata_request: MetadataRequest,
+            metadata_response: MetadataResponse,
+            offset_commit_request: OffsetCommitRequest,
+            offset_commit_response: OffsetCommitResponse,
+            offset_fetch_request: OffsetFetchRequest,
+            offset_fetch_response: OffsetFetchResponse,
+            find_coordinator_request: FindCoordinatorRequest,
+            find_coordinator_response: FindCoordinatorResponse,
+            join_group_request: JoinGroupRequest,
+            join_group_response: JoinGroupResponse,
+            heartbeat_request: HeartbeatRequest,
+            heartbeat_response: HeartbeatResponse,
+            leave_group_request: LeaveGroupRequest,
+            leave_group_response: LeaveGroupResponse,
+            sync_group_request: SyncGroupRequest,
+            sync_group_response: SyncGroupResponse,
+            describe_groups_request: DescribeGroupsRequest,
+            describe_groups_response: DescribeGroupsResponse,
+            list_groups_request: ListGroupsRequest,
+            list_groups_response: ListGroupsResponse,
+            sasl_handshake_request: SaslHandshakeRequest,
+            sasl_handshake_response: SaslHandshakeResponse,
+            api_versions_request: ApiVersionsRequest,
+            api_versions_response: ApiVersionsResponse,
+            create_topics_request: CreateTopicsRequest,
+            create_topics_response: CreateTopicsResponse,
+            delete_topics_request: DeleteTopicsRequest,
+            delete_topics_response: DeleteTopicsResponse,
+            sasl_authenticate_request: SaslAuthenticateRequest,
+            sasl_authenticate_response: SaslAuthenticateResponse,
+            create_partitions_request: CreatePartitionsRequest,
+            create_partitions_response: CreatePartitionsResponse,
+            consumer_group_heartbeat_request: ConsumerGroupHeartbeatRequest,
+            consumer_group_heartbeat_response: ConsumerGroupHeartbeatResponse,
+            delete_records_request: DeleteRecordsRequest,
+            delete_records_response: DeleteRecordsResponse,
+            request_header: RequestHeader,
+            response_header: ResponseHeader,
+            consumer_protocol_subscription: ConsumerProtocolSubscription,
+            consumer_protocol_assignment: ConsumerProtocolAssignment,
+        }
+    };
+}
+
 /// Any request body of the APIs this crate implements.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]

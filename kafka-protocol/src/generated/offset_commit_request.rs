@@ -3,7 +3,7 @@
 
 //! Kafka's `OffsetCommitRequest` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -72,27 +72,18 @@ impl Encode for OffsetCommitRequest {
         }
         let flexible = version >= 8;
         put_string(buf, (&self.group_id), flexible)?;
-        buf.put_i32(*(&self.generation_id_or_member_epoch));
+        buf.put_i32(self.generation_id_or_member_epoch);
         put_string(buf, (&self.member_id), flexible)?;
         if version >= 7 {
-            match &self.group_instance_id {
-                Some(v) => {
-                    put_string(buf, v, flexible)?;
-                }
-                None => {
-                    put_nullable_string(buf, None, flexible)?;
-                }
-            }
-        } else {
-            if self.group_instance_id != None {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "GroupInstanceId",
-                    version,
-                });
-            }
+            put_nullable_string(buf, self.group_instance_id.as_deref(), flexible)?;
+        } else if self.group_instance_id.is_some() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "GroupInstanceId",
+                version,
+            });
         }
         if version <= 4 {
-            buf.put_i64(*(&self.retention_time_ms));
+            buf.put_i64(self.retention_time_ms);
         }
         put_array_len(buf, (&self.topics).len(), flexible)?;
         for item in (&self.topics).iter() {
@@ -125,12 +116,9 @@ impl Encode for OffsetCommitRequest {
         size += 4;
         size += string_size((&self.member_id).len(), flexible);
         if version >= 7 {
-            size += match &self.group_instance_id {
-                Some(v) => string_size(v.len(), flexible),
-                None => null_string_size(flexible),
-            };
+            size += nullable_string_size(self.group_instance_id.as_deref(), flexible);
         }
-        if !(version >= 7) && self.group_instance_id != None {
+        if version < 7 && self.group_instance_id.is_some() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "GroupInstanceId",
                 version,
@@ -220,11 +208,7 @@ impl crate::testing::Random for OffsetCommitRequest {
             v.member_id = rng.string();
         }
         if version >= 7 {
-            v.group_instance_id = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.group_instance_id = if rng.null() { None } else { Some(rng.string()) };
         }
         if version <= 4 {
             v.retention_time_ms = rng.i64();
@@ -251,7 +235,7 @@ impl crate::testing::Random for OffsetCommitRequest {
 }
 
 /// Part of [`OffsetCommitRequest`], versions 2-10.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OffsetCommitRequestTopic {
     /// The topic name.
     ///
@@ -267,17 +251,6 @@ pub struct OffsetCommitRequestTopic {
     pub partitions: Vec<OffsetCommitRequestPartition>,
     /// Tagged fields this version of the schema does not know, kept for re-encoding.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for OffsetCommitRequestTopic {
-    fn default() -> Self {
-        Self {
-            name: StrBytes::new(),
-            topic_id: Uuid::ZERO,
-            partitions: Vec::<OffsetCommitRequestPartition>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl Encode for OffsetCommitRequestTopic {
@@ -448,19 +421,12 @@ impl Encode for OffsetCommitRequestPartition {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 8;
-        buf.put_i32(*(&self.partition_index));
-        buf.put_i64(*(&self.committed_offset));
+        buf.put_i32(self.partition_index);
+        buf.put_i64(self.committed_offset);
         if version >= 6 {
-            buf.put_i32(*(&self.committed_leader_epoch));
+            buf.put_i32(self.committed_leader_epoch);
         }
-        match &self.committed_metadata {
-            Some(v) => {
-                put_string(buf, v, flexible)?;
-            }
-            None => {
-                put_nullable_string(buf, None, flexible)?;
-            }
-        }
+        put_nullable_string(buf, self.committed_metadata.as_deref(), flexible)?;
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
             put_uvarint(buf, num_tagged as u32);
@@ -483,10 +449,7 @@ impl Encode for OffsetCommitRequestPartition {
         if version >= 6 {
             size += 4;
         }
-        size += match &self.committed_metadata {
-            Some(v) => string_size(v.len(), flexible),
-            None => null_string_size(flexible),
-        };
+        size += nullable_string_size(self.committed_metadata.as_deref(), flexible);
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
             for u in &self.unknown_tagged_fields {
@@ -540,11 +503,7 @@ impl crate::testing::Random for OffsetCommitRequestPartition {
             v.committed_leader_epoch = rng.i32();
         }
         if true {
-            v.committed_metadata = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.committed_metadata = if rng.null() { None } else { Some(rng.string()) };
         }
         if flexible {
             v.unknown_tagged_fields = rng.unknown_tagged_fields();

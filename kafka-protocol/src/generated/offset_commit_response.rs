@@ -3,7 +3,7 @@
 
 //! Kafka's `OffsetCommitResponse` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -17,7 +17,7 @@ use crate::primitives::*;
 use crate::types::{RawTaggedField, StrBytes, Uuid};
 
 /// Kafka's `OffsetCommitResponse`, versions 2-10 (flexible from 8-10).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OffsetCommitResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -31,16 +31,6 @@ pub struct OffsetCommitResponse {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for OffsetCommitResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0_i32,
-            topics: Vec::<OffsetCommitResponseTopic>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for OffsetCommitResponse {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
@@ -52,7 +42,7 @@ impl Encode for OffsetCommitResponse {
         }
         let flexible = version >= 8;
         if version >= 3 {
-            buf.put_i32(*(&self.throttle_time_ms));
+            buf.put_i32(self.throttle_time_ms);
         }
         put_array_len(buf, (&self.topics).len(), flexible)?;
         for item in (&self.topics).iter() {
@@ -168,7 +158,7 @@ impl crate::testing::Random for OffsetCommitResponse {
 }
 
 /// Part of [`OffsetCommitResponse`], versions 2-10.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OffsetCommitResponseTopic {
     /// The topic name.
     ///
@@ -184,17 +174,6 @@ pub struct OffsetCommitResponseTopic {
     pub partitions: Vec<OffsetCommitResponsePartition>,
     /// Tagged fields this version of the schema does not know, kept for re-encoding.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for OffsetCommitResponseTopic {
-    fn default() -> Self {
-        Self {
-            name: StrBytes::new(),
-            topic_id: Uuid::ZERO,
-            partitions: Vec::<OffsetCommitResponsePartition>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl Encode for OffsetCommitResponseTopic {
@@ -327,7 +306,7 @@ impl crate::testing::Random for OffsetCommitResponseTopic {
 }
 
 /// Part of [`OffsetCommitResponse`], versions 2-10.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OffsetCommitResponsePartition {
     /// The partition index.
     ///
@@ -341,22 +320,12 @@ pub struct OffsetCommitResponsePartition {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for OffsetCommitResponsePartition {
-    fn default() -> Self {
-        Self {
-            partition_index: 0_i32,
-            error_code: 0_i16,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for OffsetCommitResponsePartition {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 8;
-        buf.put_i32(*(&self.partition_index));
-        buf.put_i16(*(&self.error_code));
+        buf.put_i32(self.partition_index);
+        buf.put_i16(self.error_code);
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
             put_uvarint(buf, num_tagged as u32);

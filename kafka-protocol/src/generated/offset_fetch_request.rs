@@ -3,7 +3,7 @@
 
 //! Kafka's `OffsetFetchRequest` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -63,13 +63,11 @@ impl Encode for OffsetFetchRequest {
         let flexible = version >= 6;
         if version <= 7 {
             put_string(buf, (&self.group_id), flexible)?;
-        } else {
-            if self.group_id != StrBytes::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "GroupId",
-                    version,
-                });
-            }
+        } else if self.group_id != StrBytes::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "GroupId",
+                version,
+            });
         }
         if version <= 7 {
             match &self.topics {
@@ -90,36 +88,30 @@ impl Encode for OffsetFetchRequest {
                     }
                 }
             }
-        } else {
-            if self.topics != Some(Vec::<OffsetFetchRequestTopic>::new()) {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Topics",
-                    version,
-                });
-            }
+        } else if self.topics != Some(Vec::<OffsetFetchRequestTopic>::new()) {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Topics",
+                version,
+            });
         }
         if version >= 8 {
             put_array_len(buf, (&self.groups).len(), flexible)?;
             for item in (&self.groups).iter() {
                 item.encode(buf, version)?;
             }
-        } else {
-            if self.groups != Vec::<OffsetFetchRequestGroup>::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Groups",
-                    version,
-                });
-            }
+        } else if self.groups != Vec::<OffsetFetchRequestGroup>::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Groups",
+                version,
+            });
         }
         if version >= 7 {
-            put_bool(buf, *(&self.require_stable));
-        } else {
-            if self.require_stable != false {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "RequireStable",
-                    version,
-                });
-            }
+            put_bool(buf, self.require_stable);
+        } else if self.require_stable {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "RequireStable",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -147,7 +139,7 @@ impl Encode for OffsetFetchRequest {
         if version <= 7 {
             size += string_size((&self.group_id).len(), flexible);
         }
-        if !(version <= 7) && self.group_id != StrBytes::new() {
+        if version > 7 && self.group_id != StrBytes::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "GroupId",
                 version,
@@ -174,7 +166,7 @@ impl Encode for OffsetFetchRequest {
                 }
             };
         }
-        if !(version <= 7) && self.topics != Some(Vec::<OffsetFetchRequestTopic>::new()) {
+        if version > 7 && self.topics != Some(Vec::<OffsetFetchRequestTopic>::new()) {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Topics",
                 version,
@@ -189,7 +181,7 @@ impl Encode for OffsetFetchRequest {
                 s
             };
         }
-        if !(version >= 8) && self.groups != Vec::<OffsetFetchRequestGroup>::new() {
+        if version < 8 && self.groups != Vec::<OffsetFetchRequestGroup>::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Groups",
                 version,
@@ -198,7 +190,7 @@ impl Encode for OffsetFetchRequest {
         if version >= 7 {
             size += 1;
         }
-        if !(version >= 7) && self.require_stable != false {
+        if version < 7 && self.require_stable {
             return Err(EncodeError::FieldNotInVersion {
                 field: "RequireStable",
                 version,
@@ -242,7 +234,7 @@ impl Decode for OffsetFetchRequest {
                         Some(v)
                     }
                 };
-                if v.is_none() && !(version >= 2) {
+                if v.is_none() && version < 2 {
                     return Err(DecodeError::NullNotAllowed {
                         field: "Topics",
                         version,
@@ -336,7 +328,7 @@ impl crate::testing::Random for OffsetFetchRequest {
 }
 
 /// Part of [`OffsetFetchRequest`], versions 1-7.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OffsetFetchRequestTopic {
     /// The topic name.
     ///
@@ -350,42 +342,28 @@ pub struct OffsetFetchRequestTopic {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for OffsetFetchRequestTopic {
-    fn default() -> Self {
-        Self {
-            name: StrBytes::new(),
-            partition_indexes: Vec::<i32>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for OffsetFetchRequestTopic {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 6;
         if version <= 7 {
             put_string(buf, (&self.name), flexible)?;
-        } else {
-            if self.name != StrBytes::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Name",
-                    version,
-                });
-            }
+        } else if self.name != StrBytes::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Name",
+                version,
+            });
         }
         if version <= 7 {
             put_array_len(buf, (&self.partition_indexes).len(), flexible)?;
             for item in (&self.partition_indexes).iter() {
                 buf.put_i32(*item);
             }
-        } else {
-            if self.partition_indexes != Vec::<i32>::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "PartitionIndexes",
-                    version,
-                });
-            }
+        } else if self.partition_indexes != Vec::<i32>::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "PartitionIndexes",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -407,7 +385,7 @@ impl Encode for OffsetFetchRequestTopic {
         if version <= 7 {
             size += string_size((&self.name).len(), flexible);
         }
-        if !(version <= 7) && self.name != StrBytes::new() {
+        if version > 7 && self.name != StrBytes::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Name",
                 version,
@@ -417,7 +395,7 @@ impl Encode for OffsetFetchRequestTopic {
             size += (array_len_size((&self.partition_indexes).len(), flexible)
                 + 4 * (&self.partition_indexes).len());
         }
-        if !(version <= 7) && self.partition_indexes != Vec::<i32>::new() {
+        if version > 7 && self.partition_indexes != Vec::<i32>::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "PartitionIndexes",
                 version,
@@ -540,26 +518,17 @@ impl Encode for OffsetFetchRequestGroup {
         let flexible = version >= 6;
         if version >= 8 {
             put_string(buf, (&self.group_id), flexible)?;
-        } else {
-            if self.group_id != StrBytes::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "GroupId",
-                    version,
-                });
-            }
+        } else if self.group_id != StrBytes::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "GroupId",
+                version,
+            });
         }
         if version >= 9 {
-            match &self.member_id {
-                Some(v) => {
-                    put_string(buf, v, flexible)?;
-                }
-                None => {
-                    put_nullable_string(buf, None, flexible)?;
-                }
-            }
+            put_nullable_string(buf, self.member_id.as_deref(), flexible)?;
         }
         if version >= 9 {
-            buf.put_i32(*(&self.member_epoch));
+            buf.put_i32(self.member_epoch);
         }
         if version >= 8 {
             match &self.topics {
@@ -573,13 +542,11 @@ impl Encode for OffsetFetchRequestGroup {
                     put_null_array(buf, flexible);
                 }
             }
-        } else {
-            if self.topics != Some(Vec::<OffsetFetchRequestTopics>::new()) {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Topics",
-                    version,
-                });
-            }
+        } else if self.topics != Some(Vec::<OffsetFetchRequestTopics>::new()) {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Topics",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -601,17 +568,14 @@ impl Encode for OffsetFetchRequestGroup {
         if version >= 8 {
             size += string_size((&self.group_id).len(), flexible);
         }
-        if !(version >= 8) && self.group_id != StrBytes::new() {
+        if version < 8 && self.group_id != StrBytes::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "GroupId",
                 version,
             });
         }
         if version >= 9 {
-            size += match &self.member_id {
-                Some(v) => string_size(v.len(), flexible),
-                None => null_string_size(flexible),
-            };
+            size += nullable_string_size(self.member_id.as_deref(), flexible);
         }
         if version >= 9 {
             size += 4;
@@ -628,7 +592,7 @@ impl Encode for OffsetFetchRequestGroup {
                 None => null_bytes_size(flexible),
             };
         }
-        if !(version >= 8) && self.topics != Some(Vec::<OffsetFetchRequestTopics>::new()) {
+        if version < 8 && self.topics != Some(Vec::<OffsetFetchRequestTopics>::new()) {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Topics",
                 version,
@@ -702,17 +666,13 @@ impl crate::testing::Random for OffsetFetchRequestGroup {
             v.group_id = rng.string();
         }
         if version >= 9 {
-            v.member_id = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.member_id = if rng.null() { None } else { Some(rng.string()) };
         }
         if version >= 9 {
             v.member_epoch = rng.i32();
         }
         if version >= 8 {
-            v.topics = if (true) && rng.null() {
+            v.topics = if rng.null() {
                 None
             } else {
                 Some({
@@ -739,7 +699,7 @@ impl crate::testing::Random for OffsetFetchRequestGroup {
 }
 
 /// Part of [`OffsetFetchRequest`], versions 8-10.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OffsetFetchRequestTopics {
     /// The topic name.
     ///
@@ -757,17 +717,6 @@ pub struct OffsetFetchRequestTopics {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for OffsetFetchRequestTopics {
-    fn default() -> Self {
-        Self {
-            name: StrBytes::new(),
-            topic_id: Uuid::ZERO,
-            partition_indexes: Vec::<i32>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for OffsetFetchRequestTopics {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
@@ -783,13 +732,11 @@ impl Encode for OffsetFetchRequestTopics {
             for item in (&self.partition_indexes).iter() {
                 buf.put_i32(*item);
             }
-        } else {
-            if self.partition_indexes != Vec::<i32>::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "PartitionIndexes",
-                    version,
-                });
-            }
+        } else if self.partition_indexes != Vec::<i32>::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "PartitionIndexes",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -818,7 +765,7 @@ impl Encode for OffsetFetchRequestTopics {
             size += (array_len_size((&self.partition_indexes).len(), flexible)
                 + 4 * (&self.partition_indexes).len());
         }
-        if !(version >= 8) && self.partition_indexes != Vec::<i32>::new() {
+        if version < 8 && self.partition_indexes != Vec::<i32>::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "PartitionIndexes",
                 version,

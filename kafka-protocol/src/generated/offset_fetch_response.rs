@@ -3,7 +3,7 @@
 
 //! Kafka's `OffsetFetchResponse` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -17,7 +17,7 @@ use crate::primitives::*;
 use crate::types::{RawTaggedField, StrBytes, Uuid};
 
 /// Kafka's `OffsetFetchResponse`, versions 1-10 (flexible from 6-10).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OffsetFetchResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -39,18 +39,6 @@ pub struct OffsetFetchResponse {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for OffsetFetchResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0_i32,
-            topics: Vec::<OffsetFetchResponseTopic>::new(),
-            error_code: 0_i16,
-            groups: Vec::<OffsetFetchResponseGroup>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for OffsetFetchResponse {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
@@ -62,36 +50,32 @@ impl Encode for OffsetFetchResponse {
         }
         let flexible = version >= 6;
         if version >= 3 {
-            buf.put_i32(*(&self.throttle_time_ms));
+            buf.put_i32(self.throttle_time_ms);
         }
         if version <= 7 {
             put_array_len(buf, (&self.topics).len(), flexible)?;
             for item in (&self.topics).iter() {
                 item.encode(buf, version)?;
             }
-        } else {
-            if self.topics != Vec::<OffsetFetchResponseTopic>::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Topics",
-                    version,
-                });
-            }
+        } else if self.topics != Vec::<OffsetFetchResponseTopic>::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Topics",
+                version,
+            });
         }
         if (2..=7).contains(&version) {
-            buf.put_i16(*(&self.error_code));
+            buf.put_i16(self.error_code);
         }
         if version >= 8 {
             put_array_len(buf, (&self.groups).len(), flexible)?;
             for item in (&self.groups).iter() {
                 item.encode(buf, version)?;
             }
-        } else {
-            if self.groups != Vec::<OffsetFetchResponseGroup>::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Groups",
-                    version,
-                });
-            }
+        } else if self.groups != Vec::<OffsetFetchResponseGroup>::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Groups",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -128,7 +112,7 @@ impl Encode for OffsetFetchResponse {
                 s
             };
         }
-        if !(version <= 7) && self.topics != Vec::<OffsetFetchResponseTopic>::new() {
+        if version > 7 && self.topics != Vec::<OffsetFetchResponseTopic>::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Topics",
                 version,
@@ -146,7 +130,7 @@ impl Encode for OffsetFetchResponse {
                 s
             };
         }
-        if !(version >= 8) && self.groups != Vec::<OffsetFetchResponseGroup>::new() {
+        if version < 8 && self.groups != Vec::<OffsetFetchResponseGroup>::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Groups",
                 version,
@@ -269,7 +253,7 @@ impl crate::testing::Random for OffsetFetchResponse {
 }
 
 /// Part of [`OffsetFetchResponse`], versions 1-7.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OffsetFetchResponseTopic {
     /// The topic name.
     ///
@@ -283,42 +267,28 @@ pub struct OffsetFetchResponseTopic {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for OffsetFetchResponseTopic {
-    fn default() -> Self {
-        Self {
-            name: StrBytes::new(),
-            partitions: Vec::<OffsetFetchResponsePartition>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for OffsetFetchResponseTopic {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 6;
         if version <= 7 {
             put_string(buf, (&self.name), flexible)?;
-        } else {
-            if self.name != StrBytes::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Name",
-                    version,
-                });
-            }
+        } else if self.name != StrBytes::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Name",
+                version,
+            });
         }
         if version <= 7 {
             put_array_len(buf, (&self.partitions).len(), flexible)?;
             for item in (&self.partitions).iter() {
                 item.encode(buf, version)?;
             }
-        } else {
-            if self.partitions != Vec::<OffsetFetchResponsePartition>::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Partitions",
-                    version,
-                });
-            }
+        } else if self.partitions != Vec::<OffsetFetchResponsePartition>::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Partitions",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -340,7 +310,7 @@ impl Encode for OffsetFetchResponseTopic {
         if version <= 7 {
             size += string_size((&self.name).len(), flexible);
         }
-        if !(version <= 7) && self.name != StrBytes::new() {
+        if version > 7 && self.name != StrBytes::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Name",
                 version,
@@ -355,7 +325,7 @@ impl Encode for OffsetFetchResponseTopic {
                 s
             };
         }
-        if !(version <= 7) && self.partitions != Vec::<OffsetFetchResponsePartition>::new() {
+        if version > 7 && self.partitions != Vec::<OffsetFetchResponsePartition>::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Partitions",
                 version,
@@ -486,54 +456,39 @@ impl Encode for OffsetFetchResponsePartition {
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 6;
         if version <= 7 {
-            buf.put_i32(*(&self.partition_index));
-        } else {
-            if self.partition_index != 0_i32 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "PartitionIndex",
-                    version,
-                });
-            }
+            buf.put_i32(self.partition_index);
+        } else if self.partition_index != 0_i32 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "PartitionIndex",
+                version,
+            });
         }
         if version <= 7 {
-            buf.put_i64(*(&self.committed_offset));
-        } else {
-            if self.committed_offset != 0_i64 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "CommittedOffset",
-                    version,
-                });
-            }
+            buf.put_i64(self.committed_offset);
+        } else if self.committed_offset != 0_i64 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "CommittedOffset",
+                version,
+            });
         }
         if (5..=7).contains(&version) {
-            buf.put_i32(*(&self.committed_leader_epoch));
+            buf.put_i32(self.committed_leader_epoch);
         }
         if version <= 7 {
-            match &self.metadata {
-                Some(v) => {
-                    put_string(buf, v, flexible)?;
-                }
-                None => {
-                    put_nullable_string(buf, None, flexible)?;
-                }
-            }
-        } else {
-            if self.metadata != Some(StrBytes::new()) {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Metadata",
-                    version,
-                });
-            }
+            put_nullable_string(buf, self.metadata.as_deref(), flexible)?;
+        } else if self.metadata != Some(StrBytes::new()) {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Metadata",
+                version,
+            });
         }
         if version <= 7 {
-            buf.put_i16(*(&self.error_code));
-        } else {
-            if self.error_code != 0_i16 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "ErrorCode",
-                    version,
-                });
-            }
+            buf.put_i16(self.error_code);
+        } else if self.error_code != 0_i16 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "ErrorCode",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -555,7 +510,7 @@ impl Encode for OffsetFetchResponsePartition {
         if version <= 7 {
             size += 4;
         }
-        if !(version <= 7) && self.partition_index != 0_i32 {
+        if version > 7 && self.partition_index != 0_i32 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "PartitionIndex",
                 version,
@@ -564,7 +519,7 @@ impl Encode for OffsetFetchResponsePartition {
         if version <= 7 {
             size += 8;
         }
-        if !(version <= 7) && self.committed_offset != 0_i64 {
+        if version > 7 && self.committed_offset != 0_i64 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "CommittedOffset",
                 version,
@@ -574,12 +529,9 @@ impl Encode for OffsetFetchResponsePartition {
             size += 4;
         }
         if version <= 7 {
-            size += match &self.metadata {
-                Some(v) => string_size(v.len(), flexible),
-                None => null_string_size(flexible),
-            };
+            size += nullable_string_size(self.metadata.as_deref(), flexible);
         }
-        if !(version <= 7) && self.metadata != Some(StrBytes::new()) {
+        if version > 7 && self.metadata != Some(StrBytes::new()) {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Metadata",
                 version,
@@ -588,7 +540,7 @@ impl Encode for OffsetFetchResponsePartition {
         if version <= 7 {
             size += 2;
         }
-        if !(version <= 7) && self.error_code != 0_i16 {
+        if version > 7 && self.error_code != 0_i16 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "ErrorCode",
                 version,
@@ -657,11 +609,7 @@ impl crate::testing::Random for OffsetFetchResponsePartition {
             v.committed_leader_epoch = rng.i32();
         }
         if version <= 7 {
-            v.metadata = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.metadata = if rng.null() { None } else { Some(rng.string()) };
         }
         if version <= 7 {
             v.error_code = rng.i16();
@@ -674,7 +622,7 @@ impl crate::testing::Random for OffsetFetchResponsePartition {
 }
 
 /// Part of [`OffsetFetchResponse`], versions 8-10.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OffsetFetchResponseGroup {
     /// The group ID.
     ///
@@ -692,53 +640,36 @@ pub struct OffsetFetchResponseGroup {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for OffsetFetchResponseGroup {
-    fn default() -> Self {
-        Self {
-            group_id: StrBytes::new(),
-            topics: Vec::<OffsetFetchResponseTopics>::new(),
-            error_code: 0_i16,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for OffsetFetchResponseGroup {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 6;
         if version >= 8 {
             put_string(buf, (&self.group_id), flexible)?;
-        } else {
-            if self.group_id != StrBytes::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "GroupId",
-                    version,
-                });
-            }
+        } else if self.group_id != StrBytes::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "GroupId",
+                version,
+            });
         }
         if version >= 8 {
             put_array_len(buf, (&self.topics).len(), flexible)?;
             for item in (&self.topics).iter() {
                 item.encode(buf, version)?;
             }
-        } else {
-            if self.topics != Vec::<OffsetFetchResponseTopics>::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Topics",
-                    version,
-                });
-            }
+        } else if self.topics != Vec::<OffsetFetchResponseTopics>::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Topics",
+                version,
+            });
         }
         if version >= 8 {
-            buf.put_i16(*(&self.error_code));
-        } else {
-            if self.error_code != 0_i16 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "ErrorCode",
-                    version,
-                });
-            }
+            buf.put_i16(self.error_code);
+        } else if self.error_code != 0_i16 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "ErrorCode",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -760,7 +691,7 @@ impl Encode for OffsetFetchResponseGroup {
         if version >= 8 {
             size += string_size((&self.group_id).len(), flexible);
         }
-        if !(version >= 8) && self.group_id != StrBytes::new() {
+        if version < 8 && self.group_id != StrBytes::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "GroupId",
                 version,
@@ -775,7 +706,7 @@ impl Encode for OffsetFetchResponseGroup {
                 s
             };
         }
-        if !(version >= 8) && self.topics != Vec::<OffsetFetchResponseTopics>::new() {
+        if version < 8 && self.topics != Vec::<OffsetFetchResponseTopics>::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Topics",
                 version,
@@ -784,7 +715,7 @@ impl Encode for OffsetFetchResponseGroup {
         if version >= 8 {
             size += 2;
         }
-        if !(version >= 8) && self.error_code != 0_i16 {
+        if version < 8 && self.error_code != 0_i16 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "ErrorCode",
                 version,
@@ -874,7 +805,7 @@ impl crate::testing::Random for OffsetFetchResponseGroup {
 }
 
 /// Part of [`OffsetFetchResponse`], versions 8-10.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OffsetFetchResponseTopics {
     /// The topic name.
     ///
@@ -892,17 +823,6 @@ pub struct OffsetFetchResponseTopics {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for OffsetFetchResponseTopics {
-    fn default() -> Self {
-        Self {
-            name: StrBytes::new(),
-            topic_id: Uuid::ZERO,
-            partitions: Vec::<OffsetFetchResponsePartitions>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for OffsetFetchResponseTopics {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
@@ -918,13 +838,11 @@ impl Encode for OffsetFetchResponseTopics {
             for item in (&self.partitions).iter() {
                 item.encode(buf, version)?;
             }
-        } else {
-            if self.partitions != Vec::<OffsetFetchResponsePartitions>::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Partitions",
-                    version,
-                });
-            }
+        } else if self.partitions != Vec::<OffsetFetchResponsePartitions>::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Partitions",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -958,7 +876,7 @@ impl Encode for OffsetFetchResponseTopics {
                 s
             };
         }
-        if !(version >= 8) && self.partitions != Vec::<OffsetFetchResponsePartitions>::new() {
+        if version < 8 && self.partitions != Vec::<OffsetFetchResponsePartitions>::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Partitions",
                 version,
@@ -1098,54 +1016,39 @@ impl Encode for OffsetFetchResponsePartitions {
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 6;
         if version >= 8 {
-            buf.put_i32(*(&self.partition_index));
-        } else {
-            if self.partition_index != 0_i32 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "PartitionIndex",
-                    version,
-                });
-            }
+            buf.put_i32(self.partition_index);
+        } else if self.partition_index != 0_i32 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "PartitionIndex",
+                version,
+            });
         }
         if version >= 8 {
-            buf.put_i64(*(&self.committed_offset));
-        } else {
-            if self.committed_offset != 0_i64 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "CommittedOffset",
-                    version,
-                });
-            }
+            buf.put_i64(self.committed_offset);
+        } else if self.committed_offset != 0_i64 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "CommittedOffset",
+                version,
+            });
         }
         if version >= 8 {
-            buf.put_i32(*(&self.committed_leader_epoch));
+            buf.put_i32(self.committed_leader_epoch);
         }
         if version >= 8 {
-            match &self.metadata {
-                Some(v) => {
-                    put_string(buf, v, flexible)?;
-                }
-                None => {
-                    put_nullable_string(buf, None, flexible)?;
-                }
-            }
-        } else {
-            if self.metadata != Some(StrBytes::new()) {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Metadata",
-                    version,
-                });
-            }
+            put_nullable_string(buf, self.metadata.as_deref(), flexible)?;
+        } else if self.metadata != Some(StrBytes::new()) {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Metadata",
+                version,
+            });
         }
         if version >= 8 {
-            buf.put_i16(*(&self.error_code));
-        } else {
-            if self.error_code != 0_i16 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "ErrorCode",
-                    version,
-                });
-            }
+            buf.put_i16(self.error_code);
+        } else if self.error_code != 0_i16 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "ErrorCode",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -1167,7 +1070,7 @@ impl Encode for OffsetFetchResponsePartitions {
         if version >= 8 {
             size += 4;
         }
-        if !(version >= 8) && self.partition_index != 0_i32 {
+        if version < 8 && self.partition_index != 0_i32 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "PartitionIndex",
                 version,
@@ -1176,7 +1079,7 @@ impl Encode for OffsetFetchResponsePartitions {
         if version >= 8 {
             size += 8;
         }
-        if !(version >= 8) && self.committed_offset != 0_i64 {
+        if version < 8 && self.committed_offset != 0_i64 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "CommittedOffset",
                 version,
@@ -1186,12 +1089,9 @@ impl Encode for OffsetFetchResponsePartitions {
             size += 4;
         }
         if version >= 8 {
-            size += match &self.metadata {
-                Some(v) => string_size(v.len(), flexible),
-                None => null_string_size(flexible),
-            };
+            size += nullable_string_size(self.metadata.as_deref(), flexible);
         }
-        if !(version >= 8) && self.metadata != Some(StrBytes::new()) {
+        if version < 8 && self.metadata != Some(StrBytes::new()) {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Metadata",
                 version,
@@ -1200,7 +1100,7 @@ impl Encode for OffsetFetchResponsePartitions {
         if version >= 8 {
             size += 2;
         }
-        if !(version >= 8) && self.error_code != 0_i16 {
+        if version < 8 && self.error_code != 0_i16 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "ErrorCode",
                 version,
@@ -1265,11 +1165,7 @@ impl crate::testing::Random for OffsetFetchResponsePartitions {
             v.committed_leader_epoch = rng.i32();
         }
         if version >= 8 {
-            v.metadata = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.metadata = if rng.null() { None } else { Some(rng.string()) };
         }
         if version >= 8 {
             v.error_code = rng.i16();

@@ -3,7 +3,7 @@
 
 //! Kafka's `ProduceRequest` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -17,7 +17,7 @@ use crate::primitives::*;
 use crate::types::{RawTaggedField, StrBytes, Uuid};
 
 /// Kafka's `ProduceRequest`, versions 3-13 (flexible from 9-13).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ProduceRequest {
     /// The transactional ID, or null if the producer is not transactional.
     ///
@@ -39,18 +39,6 @@ pub struct ProduceRequest {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for ProduceRequest {
-    fn default() -> Self {
-        Self {
-            transactional_id: None,
-            acks: 0_i16,
-            timeout_ms: 0_i32,
-            topic_data: Vec::<TopicProduceData>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for ProduceRequest {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
@@ -61,16 +49,9 @@ impl Encode for ProduceRequest {
             });
         }
         let flexible = version >= 9;
-        match &self.transactional_id {
-            Some(v) => {
-                put_string(buf, v, flexible)?;
-            }
-            None => {
-                put_nullable_string(buf, None, flexible)?;
-            }
-        }
-        buf.put_i16(*(&self.acks));
-        buf.put_i32(*(&self.timeout_ms));
+        put_nullable_string(buf, self.transactional_id.as_deref(), flexible)?;
+        buf.put_i16(self.acks);
+        buf.put_i32(self.timeout_ms);
         put_array_len(buf, (&self.topic_data).len(), flexible)?;
         for item in (&self.topic_data).iter() {
             item.encode(buf, version)?;
@@ -98,10 +79,7 @@ impl Encode for ProduceRequest {
         }
         let flexible = version >= 9;
         let mut size = 0usize;
-        size += match &self.transactional_id {
-            Some(v) => string_size(v.len(), flexible),
-            None => null_string_size(flexible),
-        };
+        size += nullable_string_size(self.transactional_id.as_deref(), flexible);
         size += 2;
         size += 4;
         size += {
@@ -168,11 +146,7 @@ impl crate::testing::Random for ProduceRequest {
         let flexible = version >= 9;
         let mut v = Self::default();
         if true {
-            v.transactional_id = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.transactional_id = if rng.null() { None } else { Some(rng.string()) };
         }
         if true {
             v.acks = rng.i16();
@@ -202,7 +176,7 @@ impl crate::testing::Random for ProduceRequest {
 }
 
 /// Part of [`ProduceRequest`], versions 3-13.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TopicProduceData {
     /// The topic name.
     ///
@@ -218,17 +192,6 @@ pub struct TopicProduceData {
     pub partition_data: Vec<PartitionProduceData>,
     /// Tagged fields this version of the schema does not know, kept for re-encoding.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for TopicProduceData {
-    fn default() -> Self {
-        Self {
-            name: StrBytes::new(),
-            topic_id: Uuid::ZERO,
-            partition_data: Vec::<PartitionProduceData>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl Encode for TopicProduceData {
@@ -387,7 +350,7 @@ impl Encode for PartitionProduceData {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 9;
-        buf.put_i32(*(&self.index));
+        buf.put_i32(self.index);
         match &self.records {
             Some(v) => {
                 put_bytes(buf, v, flexible)?;
@@ -461,11 +424,7 @@ impl crate::testing::Random for PartitionProduceData {
             v.index = rng.i32();
         }
         if true {
-            v.records = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.bytes())
-            };
+            v.records = if rng.null() { None } else { Some(rng.bytes()) };
         }
         if flexible {
             v.unknown_tagged_fields = rng.unknown_tagged_fields();

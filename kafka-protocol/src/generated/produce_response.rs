@@ -3,7 +3,7 @@
 
 //! Kafka's `ProduceResponse` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -17,7 +17,7 @@ use crate::primitives::*;
 use crate::types::{RawTaggedField, StrBytes, Uuid};
 
 /// Kafka's `ProduceResponse`, versions 3-13 (flexible from 9-13).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ProduceResponse {
     /// Each produce response.
     ///
@@ -35,17 +35,6 @@ pub struct ProduceResponse {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for ProduceResponse {
-    fn default() -> Self {
-        Self {
-            responses: Vec::<TopicProduceResponse>::new(),
-            throttle_time_ms: 0_i32,
-            node_endpoints: Vec::<NodeEndpoint>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for ProduceResponse {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
@@ -60,14 +49,12 @@ impl Encode for ProduceResponse {
         for item in (&self.responses).iter() {
             item.encode(buf, version)?;
         }
-        buf.put_i32(*(&self.throttle_time_ms));
-        if !(version >= 10) {
-            if self.node_endpoints != Vec::<NodeEndpoint>::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "NodeEndpoints",
-                    version,
-                });
-            }
+        buf.put_i32(self.throttle_time_ms);
+        if version < 10 && self.node_endpoints != Vec::<NodeEndpoint>::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "NodeEndpoints",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -120,7 +107,7 @@ impl Encode for ProduceResponse {
             s
         };
         size += 4;
-        if !(version >= 10) && self.node_endpoints != Vec::<NodeEndpoint>::new() {
+        if version < 10 && self.node_endpoints != Vec::<NodeEndpoint>::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "NodeEndpoints",
                 version,
@@ -245,7 +232,7 @@ impl crate::testing::Random for ProduceResponse {
 }
 
 /// Part of [`ProduceResponse`], versions 3-13.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TopicProduceResponse {
     /// The topic name.
     ///
@@ -261,17 +248,6 @@ pub struct TopicProduceResponse {
     pub partition_responses: Vec<PartitionProduceResponse>,
     /// Tagged fields this version of the schema does not know, kept for re-encoding.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for TopicProduceResponse {
-    fn default() -> Self {
-        Self {
-            name: StrBytes::new(),
-            topic_id: Uuid::ZERO,
-            partition_responses: Vec::<PartitionProduceResponse>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl Encode for TopicProduceResponse {
@@ -460,12 +436,12 @@ impl Encode for PartitionProduceResponse {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 9;
-        buf.put_i32(*(&self.index));
-        buf.put_i16(*(&self.error_code));
-        buf.put_i64(*(&self.base_offset));
-        buf.put_i64(*(&self.log_append_time_ms));
+        buf.put_i32(self.index);
+        buf.put_i16(self.error_code);
+        buf.put_i64(self.base_offset);
+        buf.put_i64(self.log_append_time_ms);
         if version >= 5 {
-            buf.put_i64(*(&self.log_start_offset));
+            buf.put_i64(self.log_start_offset);
         }
         if version >= 8 {
             put_array_len(buf, (&self.record_errors).len(), flexible)?;
@@ -474,22 +450,13 @@ impl Encode for PartitionProduceResponse {
             }
         }
         if version >= 8 {
-            match &self.error_message {
-                Some(v) => {
-                    put_string(buf, v, flexible)?;
-                }
-                None => {
-                    put_nullable_string(buf, None, flexible)?;
-                }
-            }
+            put_nullable_string(buf, self.error_message.as_deref(), flexible)?;
         }
-        if !(version >= 10) {
-            if self.current_leader != LeaderIdAndEpoch::default() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "CurrentLeader",
-                    version,
-                });
-            }
+        if version < 10 && self.current_leader != LeaderIdAndEpoch::default() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "CurrentLeader",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -533,12 +500,9 @@ impl Encode for PartitionProduceResponse {
             };
         }
         if version >= 8 {
-            size += match &self.error_message {
-                Some(v) => string_size(v.len(), flexible),
-                None => null_string_size(flexible),
-            };
+            size += nullable_string_size(self.error_message.as_deref(), flexible);
         }
-        if !(version >= 10) && self.current_leader != LeaderIdAndEpoch::default() {
+        if version < 10 && self.current_leader != LeaderIdAndEpoch::default() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "CurrentLeader",
                 version,
@@ -653,11 +617,7 @@ impl crate::testing::Random for PartitionProduceResponse {
             };
         }
         if version >= 8 {
-            v.error_message = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.error_message = if rng.null() { None } else { Some(rng.string()) };
         }
         if version >= 10 {
             v.current_leader = <LeaderIdAndEpoch as crate::testing::Random>::random(rng, version);
@@ -670,7 +630,7 @@ impl crate::testing::Random for PartitionProduceResponse {
 }
 
 /// Part of [`ProduceResponse`], versions 8-13.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BatchIndexAndErrorMessage {
     /// The batch index of the record that caused the batch to be dropped.
     ///
@@ -684,46 +644,25 @@ pub struct BatchIndexAndErrorMessage {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for BatchIndexAndErrorMessage {
-    fn default() -> Self {
-        Self {
-            batch_index: 0_i32,
-            batch_index_error_message: None,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for BatchIndexAndErrorMessage {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 9;
         if version >= 8 {
-            buf.put_i32(*(&self.batch_index));
-        } else {
-            if self.batch_index != 0_i32 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "BatchIndex",
-                    version,
-                });
-            }
+            buf.put_i32(self.batch_index);
+        } else if self.batch_index != 0_i32 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "BatchIndex",
+                version,
+            });
         }
         if version >= 8 {
-            match &self.batch_index_error_message {
-                Some(v) => {
-                    put_string(buf, v, flexible)?;
-                }
-                None => {
-                    put_nullable_string(buf, None, flexible)?;
-                }
-            }
-        } else {
-            if self.batch_index_error_message != None {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "BatchIndexErrorMessage",
-                    version,
-                });
-            }
+            put_nullable_string(buf, self.batch_index_error_message.as_deref(), flexible)?;
+        } else if self.batch_index_error_message.is_some() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "BatchIndexErrorMessage",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -745,19 +684,16 @@ impl Encode for BatchIndexAndErrorMessage {
         if version >= 8 {
             size += 4;
         }
-        if !(version >= 8) && self.batch_index != 0_i32 {
+        if version < 8 && self.batch_index != 0_i32 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "BatchIndex",
                 version,
             });
         }
         if version >= 8 {
-            size += match &self.batch_index_error_message {
-                Some(v) => string_size(v.len(), flexible),
-                None => null_string_size(flexible),
-            };
+            size += nullable_string_size(self.batch_index_error_message.as_deref(), flexible);
         }
-        if !(version >= 8) && self.batch_index_error_message != None {
+        if version < 8 && self.batch_index_error_message.is_some() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "BatchIndexErrorMessage",
                 version,
@@ -810,11 +746,7 @@ impl crate::testing::Random for BatchIndexAndErrorMessage {
             v.batch_index = rng.i32();
         }
         if version >= 8 {
-            v.batch_index_error_message = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.batch_index_error_message = if rng.null() { None } else { Some(rng.string()) };
         }
         if flexible {
             v.unknown_tagged_fields = rng.unknown_tagged_fields();
@@ -853,24 +785,20 @@ impl Encode for LeaderIdAndEpoch {
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 9;
         if version >= 10 {
-            buf.put_i32(*(&self.leader_id));
-        } else {
-            if self.leader_id != -1_i32 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "LeaderId",
-                    version,
-                });
-            }
+            buf.put_i32(self.leader_id);
+        } else if self.leader_id != -1_i32 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "LeaderId",
+                version,
+            });
         }
         if version >= 10 {
-            buf.put_i32(*(&self.leader_epoch));
-        } else {
-            if self.leader_epoch != -1_i32 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "LeaderEpoch",
-                    version,
-                });
-            }
+            buf.put_i32(self.leader_epoch);
+        } else if self.leader_epoch != -1_i32 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "LeaderEpoch",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -892,7 +820,7 @@ impl Encode for LeaderIdAndEpoch {
         if version >= 10 {
             size += 4;
         }
-        if !(version >= 10) && self.leader_id != -1_i32 {
+        if version < 10 && self.leader_id != -1_i32 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "LeaderId",
                 version,
@@ -901,7 +829,7 @@ impl Encode for LeaderIdAndEpoch {
         if version >= 10 {
             size += 4;
         }
-        if !(version >= 10) && self.leader_epoch != -1_i32 {
+        if version < 10 && self.leader_epoch != -1_i32 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "LeaderEpoch",
                 version,
@@ -960,7 +888,7 @@ impl crate::testing::Random for LeaderIdAndEpoch {
 }
 
 /// Part of [`ProduceResponse`], versions 10-13.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NodeEndpoint {
     /// The ID of the associated node.
     ///
@@ -982,68 +910,41 @@ pub struct NodeEndpoint {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for NodeEndpoint {
-    fn default() -> Self {
-        Self {
-            node_id: 0_i32,
-            host: StrBytes::new(),
-            port: 0_i32,
-            rack: None,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for NodeEndpoint {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
         let flexible = version >= 9;
         if version >= 10 {
-            buf.put_i32(*(&self.node_id));
-        } else {
-            if self.node_id != 0_i32 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "NodeId",
-                    version,
-                });
-            }
+            buf.put_i32(self.node_id);
+        } else if self.node_id != 0_i32 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "NodeId",
+                version,
+            });
         }
         if version >= 10 {
             put_string(buf, (&self.host), flexible)?;
-        } else {
-            if self.host != StrBytes::new() {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Host",
-                    version,
-                });
-            }
+        } else if self.host != StrBytes::new() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Host",
+                version,
+            });
         }
         if version >= 10 {
-            buf.put_i32(*(&self.port));
-        } else {
-            if self.port != 0_i32 {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Port",
-                    version,
-                });
-            }
+            buf.put_i32(self.port);
+        } else if self.port != 0_i32 {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Port",
+                version,
+            });
         }
         if version >= 10 {
-            match &self.rack {
-                Some(v) => {
-                    put_string(buf, v, flexible)?;
-                }
-                None => {
-                    put_nullable_string(buf, None, flexible)?;
-                }
-            }
-        } else {
-            if self.rack != None {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "Rack",
-                    version,
-                });
-            }
+            put_nullable_string(buf, self.rack.as_deref(), flexible)?;
+        } else if self.rack.is_some() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "Rack",
+                version,
+            });
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -1065,7 +966,7 @@ impl Encode for NodeEndpoint {
         if version >= 10 {
             size += 4;
         }
-        if !(version >= 10) && self.node_id != 0_i32 {
+        if version < 10 && self.node_id != 0_i32 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "NodeId",
                 version,
@@ -1074,7 +975,7 @@ impl Encode for NodeEndpoint {
         if version >= 10 {
             size += string_size((&self.host).len(), flexible);
         }
-        if !(version >= 10) && self.host != StrBytes::new() {
+        if version < 10 && self.host != StrBytes::new() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Host",
                 version,
@@ -1083,19 +984,16 @@ impl Encode for NodeEndpoint {
         if version >= 10 {
             size += 4;
         }
-        if !(version >= 10) && self.port != 0_i32 {
+        if version < 10 && self.port != 0_i32 {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Port",
                 version,
             });
         }
         if version >= 10 {
-            size += match &self.rack {
-                Some(v) => string_size(v.len(), flexible),
-                None => null_string_size(flexible),
-            };
+            size += nullable_string_size(self.rack.as_deref(), flexible);
         }
-        if !(version >= 10) && self.rack != None {
+        if version < 10 && self.rack.is_some() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "Rack",
                 version,
@@ -1162,11 +1060,7 @@ impl crate::testing::Random for NodeEndpoint {
             v.port = rng.i32();
         }
         if version >= 10 {
-            v.rack = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.rack = if rng.null() { None } else { Some(rng.string()) };
         }
         if flexible {
             v.unknown_tagged_fields = rng.unknown_tagged_fields();

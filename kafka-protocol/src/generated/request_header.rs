@@ -3,7 +3,7 @@
 
 //! Kafka's `RequestHeader` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -61,17 +61,10 @@ impl Encode for RequestHeader {
             });
         }
         let flexible = version >= 2;
-        buf.put_i16(*(&self.request_api_key));
-        buf.put_i16(*(&self.request_api_version));
-        buf.put_i32(*(&self.correlation_id));
-        match &self.client_id {
-            Some(v) => {
-                put_string(buf, v, false)?;
-            }
-            None => {
-                put_nullable_string(buf, None, false)?;
-            }
-        }
+        buf.put_i16(self.request_api_key);
+        buf.put_i16(self.request_api_version);
+        buf.put_i32(self.correlation_id);
+        put_nullable_string(buf, self.client_id.as_deref(), false)?;
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
             put_uvarint(buf, num_tagged as u32);
@@ -98,10 +91,7 @@ impl Encode for RequestHeader {
         size += 2;
         size += 2;
         size += 4;
-        size += match &self.client_id {
-            Some(v) => string_size(v.len(), false),
-            None => null_string_size(false),
-        };
+        size += nullable_string_size(self.client_id.as_deref(), false);
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
             for u in &self.unknown_tagged_fields {
@@ -161,11 +151,7 @@ impl crate::testing::Random for RequestHeader {
             v.correlation_id = rng.i32();
         }
         if true {
-            v.client_id = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.client_id = if rng.null() { None } else { Some(rng.string()) };
         }
         if flexible {
             v.unknown_tagged_fields = rng.unknown_tagged_fields();

@@ -3,7 +3,7 @@
 
 //! Kafka's `ResponseHeader` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -17,7 +17,7 @@ use crate::primitives::*;
 use crate::types::{RawTaggedField, StrBytes, Uuid};
 
 /// Kafka's `ResponseHeader`, versions 0-1 (flexible from 1).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ResponseHeader {
     /// The correlation ID of this response.
     ///
@@ -25,15 +25,6 @@ pub struct ResponseHeader {
     pub correlation_id: i32,
     /// Tagged fields this version of the schema does not know, kept for re-encoding.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for ResponseHeader {
-    fn default() -> Self {
-        Self {
-            correlation_id: 0_i32,
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl Encode for ResponseHeader {
@@ -46,7 +37,7 @@ impl Encode for ResponseHeader {
             });
         }
         let flexible = version >= 1;
-        buf.put_i32(*(&self.correlation_id));
+        buf.put_i32(self.correlation_id);
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
             put_uvarint(buf, num_tagged as u32);

@@ -3,7 +3,7 @@
 
 //! Kafka's `SaslAuthenticateRequest` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -17,7 +17,7 @@ use crate::primitives::*;
 use crate::types::{RawTaggedField, StrBytes, Uuid};
 
 /// Kafka's `SaslAuthenticateRequest`, versions 0-2 (flexible from 2).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SaslAuthenticateRequest {
     /// The SASL authentication bytes from the client, as defined by the SASL mechanism.
     ///
@@ -25,15 +25,6 @@ pub struct SaslAuthenticateRequest {
     pub auth_bytes: Bytes,
     /// Tagged fields this version of the schema does not know, kept for re-encoding.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for SaslAuthenticateRequest {
-    fn default() -> Self {
-        Self {
-            auth_bytes: Bytes::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl Encode for SaslAuthenticateRequest {

@@ -3,7 +3,7 @@
 
 //! Kafka's `SaslAuthenticateResponse` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -61,18 +61,11 @@ impl Encode for SaslAuthenticateResponse {
             });
         }
         let flexible = version >= 2;
-        buf.put_i16(*(&self.error_code));
-        match &self.error_message {
-            Some(v) => {
-                put_string(buf, v, flexible)?;
-            }
-            None => {
-                put_nullable_string(buf, None, flexible)?;
-            }
-        }
+        buf.put_i16(self.error_code);
+        put_nullable_string(buf, self.error_message.as_deref(), flexible)?;
         put_bytes(buf, (&self.auth_bytes), flexible)?;
         if version >= 1 {
-            buf.put_i64(*(&self.session_lifetime_ms));
+            buf.put_i64(self.session_lifetime_ms);
         }
         if flexible {
             let mut num_tagged = self.unknown_tagged_fields.len();
@@ -98,10 +91,7 @@ impl Encode for SaslAuthenticateResponse {
         let flexible = version >= 2;
         let mut size = 0usize;
         size += 2;
-        size += match &self.error_message {
-            Some(v) => string_size(v.len(), flexible),
-            None => null_string_size(flexible),
-        };
+        size += nullable_string_size(self.error_message.as_deref(), flexible);
         size += bytes_size((&self.auth_bytes).len(), flexible);
         if version >= 1 {
             size += 8;
@@ -159,11 +149,7 @@ impl crate::testing::Random for SaslAuthenticateResponse {
             v.error_code = rng.i16();
         }
         if true {
-            v.error_message = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.error_message = if rng.null() { None } else { Some(rng.string()) };
         }
         if true {
             v.auth_bytes = rng.bytes();

@@ -3,7 +3,7 @@
 
 //! Kafka's `SaslHandshakeRequest` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -17,20 +17,12 @@ use crate::primitives::*;
 use crate::types::{RawTaggedField, StrBytes, Uuid};
 
 /// Kafka's `SaslHandshakeRequest`, versions 0-1.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SaslHandshakeRequest {
     /// The SASL mechanism chosen by the client.
     ///
     /// Supported versions: 0-1.
     pub mechanism: StrBytes,
-}
-
-impl Default for SaslHandshakeRequest {
-    fn default() -> Self {
-        Self {
-            mechanism: StrBytes::new(),
-        }
-    }
 }
 
 impl Encode for SaslHandshakeRequest {

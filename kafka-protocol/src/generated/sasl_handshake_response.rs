@@ -3,7 +3,7 @@
 
 //! Kafka's `SaslHandshakeResponse` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -17,7 +17,7 @@ use crate::primitives::*;
 use crate::types::{RawTaggedField, StrBytes, Uuid};
 
 /// Kafka's `SaslHandshakeResponse`, versions 0-1.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SaslHandshakeResponse {
     /// The error code, or 0 if there was no error.
     ///
@@ -27,15 +27,6 @@ pub struct SaslHandshakeResponse {
     ///
     /// Supported versions: 0-1.
     pub mechanisms: Vec<StrBytes>,
-}
-
-impl Default for SaslHandshakeResponse {
-    fn default() -> Self {
-        Self {
-            error_code: 0_i16,
-            mechanisms: Vec::<StrBytes>::new(),
-        }
-    }
 }
 
 impl Encode for SaslHandshakeResponse {
@@ -48,7 +39,7 @@ impl Encode for SaslHandshakeResponse {
             });
         }
         let flexible = false;
-        buf.put_i16(*(&self.error_code));
+        buf.put_i16(self.error_code);
         put_array_len(buf, (&self.mechanisms).len(), flexible)?;
         for item in (&self.mechanisms).iter() {
             put_string(buf, item, flexible)?;

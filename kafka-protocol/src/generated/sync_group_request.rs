@@ -3,7 +3,7 @@
 
 //! Kafka's `SyncGroupRequest` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -17,7 +17,7 @@ use crate::primitives::*;
 use crate::types::{RawTaggedField, StrBytes, Uuid};
 
 /// Kafka's `SyncGroupRequest`, versions 0-5 (flexible from 4-5).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SyncGroupRequest {
     /// The unique group identifier.
     ///
@@ -51,21 +51,6 @@ pub struct SyncGroupRequest {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for SyncGroupRequest {
-    fn default() -> Self {
-        Self {
-            group_id: StrBytes::new(),
-            generation_id: 0_i32,
-            member_id: StrBytes::new(),
-            group_instance_id: None,
-            protocol_type: None,
-            protocol_name: None,
-            assignments: Vec::<SyncGroupRequestAssignment>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for SyncGroupRequest {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
@@ -77,44 +62,21 @@ impl Encode for SyncGroupRequest {
         }
         let flexible = version >= 4;
         put_string(buf, (&self.group_id), flexible)?;
-        buf.put_i32(*(&self.generation_id));
+        buf.put_i32(self.generation_id);
         put_string(buf, (&self.member_id), flexible)?;
         if version >= 3 {
-            match &self.group_instance_id {
-                Some(v) => {
-                    put_string(buf, v, flexible)?;
-                }
-                None => {
-                    put_nullable_string(buf, None, flexible)?;
-                }
-            }
-        } else {
-            if self.group_instance_id != None {
-                return Err(EncodeError::FieldNotInVersion {
-                    field: "GroupInstanceId",
-                    version,
-                });
-            }
+            put_nullable_string(buf, self.group_instance_id.as_deref(), flexible)?;
+        } else if self.group_instance_id.is_some() {
+            return Err(EncodeError::FieldNotInVersion {
+                field: "GroupInstanceId",
+                version,
+            });
         }
         if version >= 5 {
-            match &self.protocol_type {
-                Some(v) => {
-                    put_string(buf, v, flexible)?;
-                }
-                None => {
-                    put_nullable_string(buf, None, flexible)?;
-                }
-            }
+            put_nullable_string(buf, self.protocol_type.as_deref(), flexible)?;
         }
         if version >= 5 {
-            match &self.protocol_name {
-                Some(v) => {
-                    put_string(buf, v, flexible)?;
-                }
-                None => {
-                    put_nullable_string(buf, None, flexible)?;
-                }
-            }
+            put_nullable_string(buf, self.protocol_name.as_deref(), flexible)?;
         }
         put_array_len(buf, (&self.assignments).len(), flexible)?;
         for item in (&self.assignments).iter() {
@@ -147,28 +109,19 @@ impl Encode for SyncGroupRequest {
         size += 4;
         size += string_size((&self.member_id).len(), flexible);
         if version >= 3 {
-            size += match &self.group_instance_id {
-                Some(v) => string_size(v.len(), flexible),
-                None => null_string_size(flexible),
-            };
+            size += nullable_string_size(self.group_instance_id.as_deref(), flexible);
         }
-        if !(version >= 3) && self.group_instance_id != None {
+        if version < 3 && self.group_instance_id.is_some() {
             return Err(EncodeError::FieldNotInVersion {
                 field: "GroupInstanceId",
                 version,
             });
         }
         if version >= 5 {
-            size += match &self.protocol_type {
-                Some(v) => string_size(v.len(), flexible),
-                None => null_string_size(flexible),
-            };
+            size += nullable_string_size(self.protocol_type.as_deref(), flexible);
         }
         if version >= 5 {
-            size += match &self.protocol_name {
-                Some(v) => string_size(v.len(), flexible),
-                None => null_string_size(flexible),
-            };
+            size += nullable_string_size(self.protocol_name.as_deref(), flexible);
         }
         size += {
             let mut s = array_len_size((&self.assignments).len(), flexible);
@@ -261,25 +214,13 @@ impl crate::testing::Random for SyncGroupRequest {
             v.member_id = rng.string();
         }
         if version >= 3 {
-            v.group_instance_id = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.group_instance_id = if rng.null() { None } else { Some(rng.string()) };
         }
         if version >= 5 {
-            v.protocol_type = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.protocol_type = if rng.null() { None } else { Some(rng.string()) };
         }
         if version >= 5 {
-            v.protocol_name = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.protocol_name = if rng.null() { None } else { Some(rng.string()) };
         }
         if true {
             v.assignments = {
@@ -305,7 +246,7 @@ impl crate::testing::Random for SyncGroupRequest {
 }
 
 /// Part of [`SyncGroupRequest`], versions 0-5.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SyncGroupRequestAssignment {
     /// The ID of the member to assign.
     ///
@@ -317,16 +258,6 @@ pub struct SyncGroupRequestAssignment {
     pub assignment: Bytes,
     /// Tagged fields this version of the schema does not know, kept for re-encoding.
     pub unknown_tagged_fields: Vec<RawTaggedField>,
-}
-
-impl Default for SyncGroupRequestAssignment {
-    fn default() -> Self {
-        Self {
-            member_id: StrBytes::new(),
-            assignment: Bytes::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
 }
 
 impl Encode for SyncGroupRequestAssignment {

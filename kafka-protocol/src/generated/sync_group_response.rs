@@ -3,7 +3,7 @@
 
 //! Kafka's `SyncGroupResponse` message.
 
-#![allow(unused_parens, clippy::all, clippy::pedantic)]
+#![allow(unused_parens)]
 
 #[allow(unused_imports)]
 use bytes::{BufMut, Bytes};
@@ -17,7 +17,7 @@ use crate::primitives::*;
 use crate::types::{RawTaggedField, StrBytes, Uuid};
 
 /// Kafka's `SyncGroupResponse`, versions 0-5 (flexible from 4-5).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SyncGroupResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
@@ -43,19 +43,6 @@ pub struct SyncGroupResponse {
     pub unknown_tagged_fields: Vec<RawTaggedField>,
 }
 
-impl Default for SyncGroupResponse {
-    fn default() -> Self {
-        Self {
-            throttle_time_ms: 0_i32,
-            error_code: 0_i16,
-            protocol_type: None,
-            protocol_name: None,
-            assignment: Bytes::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
-    }
-}
-
 impl Encode for SyncGroupResponse {
     #[allow(unused_variables, unused_mut, clippy::needless_borrow)]
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<(), EncodeError> {
@@ -67,28 +54,14 @@ impl Encode for SyncGroupResponse {
         }
         let flexible = version >= 4;
         if version >= 1 {
-            buf.put_i32(*(&self.throttle_time_ms));
+            buf.put_i32(self.throttle_time_ms);
         }
-        buf.put_i16(*(&self.error_code));
+        buf.put_i16(self.error_code);
         if version >= 5 {
-            match &self.protocol_type {
-                Some(v) => {
-                    put_string(buf, v, flexible)?;
-                }
-                None => {
-                    put_nullable_string(buf, None, flexible)?;
-                }
-            }
+            put_nullable_string(buf, self.protocol_type.as_deref(), flexible)?;
         }
         if version >= 5 {
-            match &self.protocol_name {
-                Some(v) => {
-                    put_string(buf, v, flexible)?;
-                }
-                None => {
-                    put_nullable_string(buf, None, flexible)?;
-                }
-            }
+            put_nullable_string(buf, self.protocol_name.as_deref(), flexible)?;
         }
         put_bytes(buf, (&self.assignment), flexible)?;
         if flexible {
@@ -119,16 +92,10 @@ impl Encode for SyncGroupResponse {
         }
         size += 2;
         if version >= 5 {
-            size += match &self.protocol_type {
-                Some(v) => string_size(v.len(), flexible),
-                None => null_string_size(flexible),
-            };
+            size += nullable_string_size(self.protocol_type.as_deref(), flexible);
         }
         if version >= 5 {
-            size += match &self.protocol_name {
-                Some(v) => string_size(v.len(), flexible),
-                None => null_string_size(flexible),
-            };
+            size += nullable_string_size(self.protocol_name.as_deref(), flexible);
         }
         size += bytes_size((&self.assignment).len(), flexible);
         if flexible {
@@ -197,18 +164,10 @@ impl crate::testing::Random for SyncGroupResponse {
             v.error_code = rng.i16();
         }
         if version >= 5 {
-            v.protocol_type = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.protocol_type = if rng.null() { None } else { Some(rng.string()) };
         }
         if version >= 5 {
-            v.protocol_name = if (true) && rng.null() {
-                None
-            } else {
-                Some(rng.string())
-            };
+            v.protocol_name = if rng.null() { None } else { Some(rng.string()) };
         }
         if true {
             v.assignment = rng.bytes();
