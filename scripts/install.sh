@@ -7,7 +7,7 @@
 # - a Docker engine for the container backend, where this machine allows it (Debian's
 #   docker.io, started in the background; optional: without one the container tests say
 #   "not run" and why);
-# - cargo-fuzz, for the bounded fuzz runs.
+# - cargo-fuzz, for the bounded fuzz runs, and cargo-deny, for the dependency audit.
 # The Rust toolchain itself is pinned by rust-toolchain.toml; librdkafka is built from source
 # by the rdkafka crate (it needs a C compiler and make, which this machine kind has). The brokers
 # install themselves on first use too (cohort-testbroker embeds these scripts), so
@@ -31,4 +31,11 @@ if cargo fuzz --version >/dev/null 2>&1; then
 else
   echo "install: cargo-fuzz"
   cargo install cargo-fuzz --version 0.13.2 --locked
+fi
+
+if cargo deny --version >/dev/null 2>&1; then
+  echo "install: cargo-deny present ($(cargo deny --version))"
+else
+  echo "install: cargo-deny"
+  cargo install cargo-deny --version 0.20.2 --locked
 fi
