@@ -134,6 +134,25 @@ impl ClientConfig {
     }
 }
 
+/// The rebalance protocol of a consumer group (Kafka's `group.protocol`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GroupProtocol {
+    /// JoinGroup/SyncGroup/Heartbeat with client-side balancers; every Kafka-compatible broker
+    /// serves it (the default, as in the Java client).
+    #[default]
+    Classic,
+    /// The consumer group protocol of KIP-848 (ConsumerGroupHeartbeat; Apache Kafka 4.0+): the
+    /// broker computes the assignment, members reconcile incrementally, no global barrier.
+    Consumer,
+}
+
+/// The session timeout of [`GroupConfig::new`] (Java's `session.timeout.ms`, and Kafka's
+/// `group.consumer.session.timeout.ms` for KIP-848 groups).
+const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(45);
+/// The heartbeat interval of [`GroupConfig::new`] (Java's `heartbeat.interval.ms`).
+const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
+
 /// Consumer-group settings. Made with [`GroupConfig::new`], then adjusted field by field (new
 /// fields can come without breaking callers).
 #[non_exhaustive]
@@ -144,7 +163,16 @@ pub struct GroupConfig {
     pub group_id: String,
     /// What to consume.
     pub subscription: Subscription,
-    /// Balancers in priority order; the coordinator picks the first all members support.
+    /// `group.protocol`: classic (default) or the KIP-848 consumer protocol. With
+    /// [`GroupProtocol::Consumer`] the broker decides the session timeout, the heartbeat
+    /// interval and the assignment: setting `session_timeout`, `heartbeat_interval` or
+    /// `balancers` away from their defaults is an error, as in the Java client.
+    pub group_protocol: GroupProtocol,
+    /// `group.remote.assignor`: the broker-side assignor a [`GroupProtocol::Consumer`] member
+    /// asks for (`uniform`, `range`); `None` for the broker's default.
+    pub group_remote_assignor: Option<String>,
+    /// Balancers in priority order; the coordinator picks the first all members support
+    /// (classic protocol only).
     pub balancers: Vec<Box<dyn Balancer>>,
     /// `group.instance.id` for static membership (KIP-345).
     pub group_instance_id: Option<String>,
@@ -228,13 +256,15 @@ impl GroupConfig {
             client: ClientConfig::new(bootstrap),
             group_id: group_id.into(),
             subscription: Subscription::Topics(topics.iter().map(|t| (*t).to_owned()).collect()),
+            group_protocol: GroupProtocol::Classic,
+            group_remote_assignor: None,
             balancers: vec![
                 Box::new(cohort_balancers::Range),
                 Box::new(cohort_balancers::CooperativeSticky),
             ],
             group_instance_id: None,
-            session_timeout: Duration::from_secs(45),
-            heartbeat_interval: Duration::from_secs(3),
+            session_timeout: DEFAULT_SESSION_TIMEOUT,
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             rebalance_timeout: Duration::from_secs(300),
             max_poll_interval: Duration::from_secs(300),
             offset_reset: OffsetReset::Latest,
@@ -345,10 +375,51 @@ impl GroupConfig {
         if self.fetch_max_decompressed_bytes == 0 {
             p.push("fetch_max_decompressed_bytes must be positive".into());
         }
+        self.validate_protocol(&mut p);
         if p.is_empty() {
             Ok(())
         } else {
             Err(Error::Config(p))
+        }
+    }
+
+    /// The Java client's rules for `group.protocol` (`ConsumerConfig`,
+    /// `GroupRebalanceConfig`): with the consumer protocol the broker owns the session timeout,
+    /// the heartbeat interval and the assignment, so setting them is an error; a remote assignor
+    /// is for the consumer protocol only.
+    fn validate_protocol(&self, p: &mut Vec<String>) {
+        match self.group_protocol {
+            GroupProtocol::Consumer => {
+                let moved = "is set by the broker with group.protocol=consumer (KIP-848); leave it at its default";
+                if self.session_timeout != DEFAULT_SESSION_TIMEOUT {
+                    p.push(format!(
+                        "session_timeout {moved} (the broker's group.consumer.session.timeout.ms)"
+                    ));
+                }
+                if self.heartbeat_interval != DEFAULT_HEARTBEAT_INTERVAL {
+                    p.push(format!(
+                        "heartbeat_interval {moved} (the broker's group.consumer.heartbeat.interval.ms)"
+                    ));
+                }
+                let names: Vec<&str> = self.balancers.iter().map(|b| b.protocol_name()).collect();
+                if names != ["range", "cooperative-sticky"] {
+                    p.push(format!(
+                        "balancers {moved}: the broker assigns (choose its assignor with group_remote_assignor)"
+                    ));
+                }
+                if let Some(a) = &self.group_remote_assignor
+                    && a.is_empty()
+                {
+                    p.push("group_remote_assignor must not be empty when set".into());
+                }
+            }
+            GroupProtocol::Classic => {
+                if self.group_remote_assignor.is_some() {
+                    p.push(
+                        "group_remote_assignor applies to group.protocol=consumer only; the classic protocol uses balancers".into(),
+                    );
+                }
+            }
         }
     }
 

@@ -20,7 +20,7 @@ use crate::conn::{Cluster, Target};
 use crate::deadline::DeliveryDeadline;
 use crate::error::Error;
 use crate::member::{
-    CommitId, CommitOffset, GroupEvent, Member, MemberStats, Outbound, OutboundRequest, Phase,
+    CommitId, CommitOffset, GroupEvent, GroupMember, MemberStats, Outbound, OutboundRequest, Phase,
     RequestId, Response, RevokeToken,
 };
 
@@ -200,6 +200,19 @@ async fn execute(cluster: Cluster, group: String, out: Outbound) -> Result<Respo
             .send(target()?, &r, out.deadline)
             .await
             .map(Response::OffsetCommit),
+        OutboundRequest::ConsumerGroupHeartbeat(r) => cluster
+            .send(target()?, &r, out.deadline)
+            .await
+            .map(Response::ConsumerGroupHeartbeat),
+        OutboundRequest::TopicNames(_) => {
+            let meta = cluster.refresh_metadata(None).await?;
+            Ok(Response::TopicNames(
+                meta.into_iter()
+                    .filter(|(_, m)| !m.topic_id.is_zero())
+                    .map(|(name, m)| (m.topic_id, name))
+                    .collect(),
+            ))
+        }
     };
     if let (Err(e), Some(c)) = (&result, out.coordinator)
         && matches!(
@@ -226,7 +239,7 @@ fn shape_leave(r: &mut LeaveGroupRequest, batch: bool) -> Option<i16> {
 
 /// Runs the member until it leaves or fails.
 pub(crate) fn spawn(
-    mut member: Member,
+    mut member: Box<dyn GroupMember>,
     cluster: Cluster,
     group: String,
     topic_source: TopicSource,

@@ -111,6 +111,7 @@ mod conn;
 mod deadline;
 pub mod error;
 pub mod member;
+pub mod member848;
 #[cfg(any(test, feature = "testing"))]
 #[allow(
     clippy::disallowed_methods,
@@ -122,7 +123,7 @@ pub mod testing;
 pub use cohort_balancers as balancers;
 /// The wire codecs, re-exported.
 pub use cohort_protocol as protocol;
-pub use config::{ClientConfig, GroupConfig, OffsetReset, Subscription};
+pub use config::{ClientConfig, GroupConfig, GroupProtocol, OffsetReset, Subscription};
 pub use conn::{BoxedStream, Dialer, IoStream, TcpDialer};
 pub use error::{Error, IoCause};
 pub use member::{Assignment, CommitOffset};

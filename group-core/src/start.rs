@@ -9,11 +9,13 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::TopicPartition;
+use crate::config::GroupProtocol;
 use crate::config::{GroupConfig, OffsetReset, Subscription};
 use crate::conn::Cluster;
 use crate::driver::{self, DriverHandle, TopicSource};
 use crate::error::Error;
-use crate::member::{GroupEvent, Member, MemberConfig};
+use crate::member::{GroupEvent, GroupMember, Member, MemberConfig};
+use crate::member848::{Member848, Subscription848};
 use crate::offsets::{self, EARLIEST, LATEST};
 
 /// Where a partition starts.
@@ -76,14 +78,24 @@ pub(crate) async fn start_member(
         jitter_seed: config
             .jitter_seed
             .unwrap_or_else(crate::backoff::process_seed),
+        group_remote_assignor: config.group_remote_assignor.clone(),
     };
-    let balancers = std::mem::take(&mut config.balancers);
-    let member = Member::new(
-        mcfg,
-        balancers,
-        topics,
-        tokio::time::Instant::now().into_std(),
-    );
+    let now = tokio::time::Instant::now().into_std();
+    let member: Box<dyn GroupMember> = match config.group_protocol {
+        GroupProtocol::Classic => {
+            let balancers = std::mem::take(&mut config.balancers);
+            Box::new(Member::new(mcfg, balancers, topics, now))
+        }
+        GroupProtocol::Consumer => {
+            let subscription = match &config.subscription {
+                Subscription::Topics(_) => Subscription848::Topics(topics),
+                // The broker resolves the expression (RE2/J, whole names) and follows new
+                // topics itself; the driver only keeps the metadata fresh.
+                Subscription::Pattern(re) => Subscription848::Regex(re.as_str().to_owned()),
+            };
+            Box::new(Member848::new(mcfg, new_member_id(), subscription, now))
+        }
+    };
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let handle = driver::spawn(
         member,
@@ -186,4 +198,48 @@ pub(crate) async fn resolve_starts(
         }
     }
     Ok(out)
+}
+
+/// A member id for the consumer protocol: a random (v4) UUID, written as Kafka writes its
+/// `Uuid` (base64url without padding), drawn once per consumer (KIP-1082).
+fn new_member_id() -> String {
+    let mut rng = crate::backoff::Jitter::from_process();
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&rng.next_u64().to_be_bytes());
+    bytes[8..].copy_from_slice(&rng.next_u64().to_be_bytes());
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    base64url(&bytes)
+}
+
+/// Base64url without padding (RFC 4648 section 5).
+fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_ids_are_kafka_uuids() {
+        // RFC 4648 test vectors for the encoding itself.
+        assert_eq!(base64url(b"f"), "Zg");
+        assert_eq!(base64url(b"foob"), "Zm9vYg");
+        assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
+        let a = new_member_id();
+        assert_eq!(a.len(), 22);
+        assert_ne!(a, new_member_id());
+    }
 }

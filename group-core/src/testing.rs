@@ -351,6 +351,17 @@ impl Sim {
                 );
             }
             OutboundRequest::OffsetCommit(req) => self.commit(member, out.id, req),
+            // The classic fake serves no KIP-848 API (`testing848` does).
+            OutboundRequest::ConsumerGroupHeartbeat(_) | OutboundRequest::TopicNames(_) => {
+                let r = Err(crate::Error::UnsupportedVersion {
+                    api,
+                    broker_min: -1,
+                    broker_max: -1,
+                    client_min: 0,
+                    client_max: 1,
+                });
+                self.reply(member, out.id, api, r);
+            }
         }
     }
 

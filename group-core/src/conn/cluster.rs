@@ -44,6 +44,8 @@ pub struct PartitionMeta {
 /// One topic in metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicMeta {
+    /// The topic id (KIP-516; zero from brokers that do not send it).
+    pub topic_id: cohort_protocol::Uuid,
     /// Partitions, by number.
     pub partitions: Vec<PartitionMeta>,
     /// Error code for the topic (0 when fine).
@@ -388,6 +390,7 @@ impl Cluster {
                 .collect();
             partitions.sort_by_key(|p| p.partition);
             let meta = TopicMeta {
+                topic_id: t.topic_id,
                 partitions,
                 error_code: t.error_code,
             };

@@ -21,21 +21,21 @@ use crate::error::Error;
 
 /// A failed commit is retried this many times, about one request timeout's worth of backoff;
 /// past that the caller hears about it and commits again later.
-const COMMIT_ATTEMPTS: u32 = 5;
+pub(crate) const COMMIT_ATTEMPTS: u32 = 5;
 
 /// A commit the member has taken on and not answered yet: waiting for a coordinator or a retry
 /// time, or in flight.
 #[derive(Debug, Clone)]
-pub(super) struct PendingCommit {
-    pub(super) id: CommitId,
-    pub(super) offsets: Vec<CommitOffset>,
+pub(crate) struct PendingCommit {
+    pub(crate) id: CommitId,
+    pub(crate) offsets: Vec<CommitOffset>,
     /// Failed attempts so far (the retry backoff grows with them).
-    pub(super) attempts: u32,
+    pub(crate) attempts: u32,
 }
 
-/// Commits waiting for a coordinator or a retry time.
+/// Commits waiting for a coordinator or a retry time (both members keep one).
 #[derive(Debug)]
-pub(super) struct Commits {
+pub(crate) struct Commits {
     /// Each with the instant it may go out again.
     queued: VecDeque<(Instant, PendingCommit)>,
     next_id: CommitId,
@@ -44,7 +44,7 @@ pub(super) struct Commits {
 }
 
 impl Commits {
-    pub(super) fn new(jitter: Jitter) -> Self {
+    pub(crate) fn new(jitter: Jitter) -> Self {
         Self {
             queued: VecDeque::new(),
             next_id: 1,
@@ -52,43 +52,158 @@ impl Commits {
         }
     }
 
+    /// A new commit taken on, with its id.
+    pub(crate) fn start(&mut self, offsets: Vec<CommitOffset>) -> PendingCommit {
+        let id = self.next_id;
+        self.next_id += 1;
+        PendingCommit {
+            id,
+            offsets,
+            attempts: 0,
+        }
+    }
+
     /// When the first queued commit may go out.
-    pub(super) fn next_due(&self) -> Option<Instant> {
+    pub(crate) fn next_due(&self) -> Option<Instant> {
         self.queued.front().map(|(not_before, _)| *not_before)
     }
 
-    pub(super) fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.queued.is_empty()
     }
+
+    /// Waits for a coordinator: goes out as soon as there is one.
+    pub(crate) fn wait(&mut self, now: Instant, c: PendingCommit) {
+        self.queued.push_back((now, c));
+    }
+
+    /// The first queued commit, when its time has come.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<PendingCommit> {
+        if self.queued.front().is_some_and(|(t, _)| now >= *t) {
+            self.queued.pop_front().map(|(_, c)| c)
+        } else {
+            None
+        }
+    }
+
+    /// Every queued commit, for answering them when the member stops.
+    pub(crate) fn drain(&mut self) -> Vec<PendingCommit> {
+        std::mem::take(&mut self.queued)
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect()
+    }
+
+    /// Queues `c` for another attempt after a growing, jittered backoff; gives it back when it
+    /// has had its attempts.
+    pub(crate) fn retry(
+        &mut self,
+        now: Instant,
+        c: PendingCommit,
+        cfg: &super::MemberConfig,
+    ) -> Result<(), PendingCommit> {
+        if c.attempts >= COMMIT_ATTEMPTS {
+            return Err(c);
+        }
+        let mut b = Backoff::new(
+            cfg.retry_backoff,
+            cfg.retry_backoff_max,
+            Jitter::seeded(self.jitter.next_u64()),
+        );
+        for _ in 0..c.attempts {
+            b.next_delay();
+        }
+        let not_before = now + b.next_delay();
+        self.queued.push_back((
+            not_before,
+            PendingCommit {
+                attempts: c.attempts + 1,
+                ..c
+            },
+        ));
+        Ok(())
+    }
+}
+
+/// Splits offsets into those of partitions the member owns and the rest: a commit after losing
+/// ownership can rewind the new owner (the coordinator checks the generation or epoch, not who
+/// owns what).
+pub(crate) fn owned_only(
+    offsets: Vec<CommitOffset>,
+    owned: &super::Assignment,
+) -> (Vec<CommitOffset>, Vec<CommitOffset>) {
+    offsets.into_iter().partition(|o| {
+        owned
+            .get(&o.topic)
+            .is_some_and(|ps| ps.contains(&o.partition))
+    })
+}
+
+/// The OffsetCommit request for `offsets`, as member `member_id` of generation (classic) or
+/// member epoch (KIP-848) `generation_or_epoch`.
+pub(crate) fn commit_request(
+    cfg: &super::MemberConfig,
+    generation_or_epoch: i32,
+    member_id: &str,
+    offsets: &[CommitOffset],
+) -> OffsetCommitRequest {
+    let mut topics: BTreeMap<String, Vec<offset_commit_request::OffsetCommitRequestPartition>> =
+        BTreeMap::new();
+    for o in offsets {
+        topics.entry(o.topic.clone()).or_default().push(
+            offset_commit_request::OffsetCommitRequestPartition {
+                partition_index: o.partition,
+                committed_offset: o.offset,
+                committed_leader_epoch: -1,
+                committed_metadata: Some(StrBytes::new()),
+                ..Default::default()
+            },
+        );
+    }
+    OffsetCommitRequest {
+        group_id: cfg.group_id.clone().into(),
+        generation_id_or_member_epoch: generation_or_epoch,
+        member_id: member_id.to_owned().into(),
+        group_instance_id: cfg.group_instance_id.clone().map(Into::into),
+        retention_time_ms: -1,
+        topics: topics
+            .into_iter()
+            .map(
+                |(name, partitions)| offset_commit_request::OffsetCommitRequestTopic {
+                    name: name.into(),
+                    partitions,
+                    ..Default::default()
+                },
+            )
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// The error that decides an OffsetCommit answer: the first partition error, if any.
+pub(crate) fn commit_error(r: &OffsetCommitResponse) -> Option<ErrorCode> {
+    r.topics
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .find_map(|p| ErrorCode::check(p.error_code).err())
 }
 
 impl Member {
     /// Commits offsets for owned partitions of the current generation. The result arrives as
     /// [`GroupEvent::Committed`].
     pub fn commit(&mut self, now: Instant, offsets: Vec<CommitOffset>) -> CommitId {
-        let id = self.commits.next_id;
-        self.commits.next_id += 1;
-        self.try_commit(
-            now,
-            PendingCommit {
-                id,
-                offsets,
-                attempts: 0,
-            },
-        );
+        let c = self.commits.start(offsets);
+        let id = c.id;
+        self.try_commit(now, c);
         self.step(now);
         id
     }
 
     /// Sends the queued commits whose time has come, now that a coordinator is known.
     pub(super) fn send_due_commits(&mut self, now: Instant) {
-        while let Some((not_before, _)) = self.commits.queued.front() {
-            if self.coordinator.node.is_none() || now < *not_before {
-                break;
-            }
-            let Some((_, c)) = self.commits.queued.pop_front() else {
-                break;
-            };
+        while self.coordinator.node.is_some()
+            && let Some(c) = self.commits.pop_due(now)
+        {
             self.try_commit(now, c);
         }
     }
@@ -100,7 +215,7 @@ impl Member {
     /// Every commit waiting for a coordinator or a retry gets `err`: the member will not send
     /// it (it failed, or left the group).
     pub(super) fn answer_queued_commits(&mut self, err: &Error) {
-        for (_, c) in std::mem::take(&mut self.commits.queued) {
+        for c in self.commits.drain() {
             self.commit_result(c.id, Err(err.clone()));
         }
     }
@@ -129,13 +244,7 @@ impl Member {
         }
         // Only partitions this member still owns: a commit after losing ownership can rewind
         // the new owner (the coordinator checks the generation, not who owns what).
-        let owned = &self.membership.owned;
-        let (mine, not_mine): (Vec<CommitOffset>, Vec<CommitOffset>) =
-            c.offsets.into_iter().partition(|o| {
-                owned
-                    .get(&o.topic)
-                    .is_some_and(|ps| ps.contains(&o.partition))
-            });
+        let (mine, not_mine) = owned_only(c.offsets, &self.membership.owned);
         if !not_mine.is_empty() {
             tracing::debug!(group = %self.cfg.group_id, dropped = not_mine.len(), "commit for partitions not owned dropped");
         }
@@ -152,10 +261,15 @@ impl Member {
         }
         let c = PendingCommit { offsets: mine, ..c };
         if self.coordinator.node.is_none() {
-            self.commits.queued.push_back((now, c));
+            self.commits.wait(now, c);
             return;
         }
-        let request = self.commit_request(&c.offsets);
+        let request = commit_request(
+            &self.cfg,
+            self.membership.generation_id(),
+            &self.membership.member_id,
+            &c.offsets,
+        );
         self.send(
             now,
             OutboundRequest::OffsetCommit(request),
@@ -164,76 +278,21 @@ impl Member {
         );
     }
 
-    fn commit_request(&self, offsets: &[CommitOffset]) -> OffsetCommitRequest {
-        let mut topics: BTreeMap<String, Vec<offset_commit_request::OffsetCommitRequestPartition>> =
-            BTreeMap::new();
-        for o in offsets {
-            topics.entry(o.topic.clone()).or_default().push(
-                offset_commit_request::OffsetCommitRequestPartition {
-                    partition_index: o.partition,
-                    committed_offset: o.offset,
-                    committed_leader_epoch: -1,
-                    committed_metadata: Some(StrBytes::new()),
-                    ..Default::default()
-                },
-            );
-        }
-        OffsetCommitRequest {
-            group_id: self.cfg.group_id.clone().into(),
-            generation_id_or_member_epoch: self.membership.generation_id(),
-            member_id: self.membership.member_id.clone().into(),
-            group_instance_id: self.cfg.group_instance_id.clone().map(Into::into),
-            retention_time_ms: -1,
-            topics: topics
-                .into_iter()
-                .map(
-                    |(name, partitions)| offset_commit_request::OffsetCommitRequestTopic {
-                        name: name.into(),
-                        partitions,
-                        ..Default::default()
-                    },
-                )
-                .collect(),
-            ..Default::default()
-        }
-    }
-
     pub(super) fn requeue_commit(&mut self, now: Instant, c: PendingCommit, err: Error) {
         // A member that is leaving or gone does not retry: its generation is over (Java fails
         // commits once the consumer is closing).
-        if c.attempts >= COMMIT_ATTEMPTS || self.state.is_leaving_or_over() {
+        if self.state.is_leaving_or_over() {
             self.commit_result(c.id, Err(err));
-            return;
+        } else if let Err(c) = self.commits.retry(now, c, &self.cfg) {
+            self.commit_result(c.id, Err(err));
         }
-        let mut b = Backoff::new(
-            self.cfg.retry_backoff,
-            self.cfg.retry_backoff_max,
-            Jitter::seeded(self.commits.jitter.next_u64()),
-        );
-        for _ in 0..c.attempts {
-            b.next_delay();
-        }
-        let not_before = now + b.next_delay();
-        self.commits.queued.push_back((
-            not_before,
-            PendingCommit {
-                attempts: c.attempts + 1,
-                ..c
-            },
-        ));
     }
 
     pub(super) fn on_commit(&mut self, now: Instant, sent: &Sent, r: OffsetCommitResponse) {
         let Some(c) = sent.commit.clone() else {
             return;
         };
-        // The worst partition error decides.
-        let worst = r
-            .topics
-            .iter()
-            .flat_map(|t| &t.partitions)
-            .find_map(|p| ErrorCode::check(p.error_code).err());
-        let Some(code) = worst else {
+        let Some(code) = commit_error(&r) else {
             self.commit_result(c.id, Ok(c.offsets));
             return;
         };

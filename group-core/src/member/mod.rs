@@ -50,7 +50,7 @@
 //! - `leader.rs`: subscriptions and the leader's plan;
 //! - `types.rs`: the public vocabulary (settings, requests, responses, events).
 
-mod commit;
+pub(crate) mod commit;
 mod errors;
 mod leader;
 mod rebalance;
@@ -129,11 +129,12 @@ impl std::fmt::Debug for Member {
     }
 }
 
-fn count(a: &Assignment) -> usize {
+pub(crate) fn count(a: &Assignment) -> usize {
     a.values().map(BTreeSet::len).sum()
 }
 
-fn minus(a: &Assignment, b: &Assignment) -> Assignment {
+/// What `a` has that `b` has not.
+pub(crate) fn minus(a: &Assignment, b: &Assignment) -> Assignment {
     let mut out = Assignment::new();
     for (t, ps) in a {
         let rest: BTreeSet<i32> = match b.get(t) {
@@ -437,6 +438,8 @@ impl Member {
             Ok(Response::Heartbeat(r)) => self.on_heartbeat(now, &sent, r),
             Ok(Response::LeaveGroup(r)) => self.on_leave(&r),
             Ok(Response::OffsetCommit(r)) => self.on_commit(now, &sent, r),
+            // KIP-848 answers: a classic member never asks for them.
+            Ok(Response::ConsumerGroupHeartbeat(_) | Response::TopicNames(_)) => {}
         }
         self.step(now);
     }
@@ -668,3 +671,131 @@ impl Member {
         }
     }
 }
+
+/// What the driver needs of a group member: the classic [`Member`] and the KIP-848
+/// [`Member848`](crate::member848::Member848) have this one shape (sans-IO, `handle_*` inputs
+/// with `now`, `poll_*` outputs), so the driver, the consumer and the generation API run on
+/// either. Each method is the inherent one of the same name.
+pub trait GroupMember: Send + std::fmt::Debug {
+    /// The lifecycle phase.
+    fn phase(&self) -> Phase;
+    /// The generation (classic) or member epoch (KIP-848).
+    fn generation(&self) -> i32;
+    /// The member id.
+    fn member_id(&self) -> &str;
+    /// Until when records of owned partitions may be handed out.
+    fn deliverable_until(&self) -> Option<Instant>;
+    /// `max.poll.interval.ms`.
+    fn max_poll_interval(&self) -> Duration;
+    /// Owned partitions.
+    fn assignment(&self) -> &Assignment;
+    /// Whether the member leads its generation (never, with KIP-848).
+    fn is_leader(&self) -> bool;
+    /// Rebalance counters.
+    fn stats(&self) -> MemberStats;
+    /// Topics whose partition counts the driver reports with `handle_partition_counts`.
+    fn watched_topics(&self) -> Vec<String>;
+    /// The next request to send.
+    fn poll_request(&mut self) -> Option<Outbound>;
+    /// The next event for the application.
+    fn poll_event(&mut self) -> Option<GroupEvent>;
+    /// When `handle_timeout` must be called next.
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// Time passed.
+    fn handle_timeout(&mut self, now: Instant);
+    /// The application polled.
+    fn handle_poll(&mut self, now: Instant);
+    /// The subscription's topics changed.
+    fn set_topics(&mut self, now: Instant, topics: Vec<String>);
+    /// Partition counts of the watched topics.
+    fn handle_partition_counts(&mut self, now: Instant, counts: &BTreeMap<String, u32>);
+    /// The application let revoked or lost partitions go.
+    fn handle_revoked(&mut self, now: Instant, token: RevokeToken);
+    /// The application asks for a rejoin.
+    fn request_rejoin(&mut self, reason: &str);
+    /// Commits offsets of owned partitions.
+    fn commit(&mut self, now: Instant, offsets: Vec<CommitOffset>) -> CommitId;
+    /// Leaves the group.
+    fn leave(&mut self, now: Instant);
+    /// A response for request `id`.
+    fn handle_response(&mut self, now: Instant, id: RequestId, result: Result<Response, Error>);
+}
+
+/// Implements [`GroupMember`] by the type's inherent methods.
+macro_rules! group_member {
+    ($ty:ty) => {
+        impl $crate::member::GroupMember for $ty {
+            fn phase(&self) -> Phase {
+                <$ty>::phase(self)
+            }
+            fn generation(&self) -> i32 {
+                <$ty>::generation(self)
+            }
+            fn member_id(&self) -> &str {
+                <$ty>::member_id(self)
+            }
+            fn deliverable_until(&self) -> Option<Instant> {
+                <$ty>::deliverable_until(self)
+            }
+            fn max_poll_interval(&self) -> Duration {
+                <$ty>::max_poll_interval(self)
+            }
+            fn assignment(&self) -> &Assignment {
+                <$ty>::assignment(self)
+            }
+            fn is_leader(&self) -> bool {
+                <$ty>::is_leader(self)
+            }
+            fn stats(&self) -> MemberStats {
+                <$ty>::stats(self)
+            }
+            fn watched_topics(&self) -> Vec<String> {
+                <$ty>::watched_topics(self)
+            }
+            fn poll_request(&mut self) -> Option<Outbound> {
+                <$ty>::poll_request(self)
+            }
+            fn poll_event(&mut self) -> Option<GroupEvent> {
+                <$ty>::poll_event(self)
+            }
+            fn poll_timeout(&self) -> Option<Instant> {
+                <$ty>::poll_timeout(self)
+            }
+            fn handle_timeout(&mut self, now: Instant) {
+                <$ty>::handle_timeout(self, now)
+            }
+            fn handle_poll(&mut self, now: Instant) {
+                <$ty>::handle_poll(self, now)
+            }
+            fn set_topics(&mut self, now: Instant, topics: Vec<String>) {
+                <$ty>::set_topics(self, now, topics)
+            }
+            fn handle_partition_counts(&mut self, now: Instant, counts: &BTreeMap<String, u32>) {
+                <$ty>::handle_partition_counts(self, now, counts)
+            }
+            fn handle_revoked(&mut self, now: Instant, token: RevokeToken) {
+                <$ty>::handle_revoked(self, now, token)
+            }
+            fn request_rejoin(&mut self, reason: &str) {
+                <$ty>::request_rejoin(self, reason)
+            }
+            fn commit(&mut self, now: Instant, offsets: Vec<CommitOffset>) -> CommitId {
+                <$ty>::commit(self, now, offsets)
+            }
+            fn leave(&mut self, now: Instant) {
+                <$ty>::leave(self, now)
+            }
+            fn handle_response(
+                &mut self,
+                now: Instant,
+                id: RequestId,
+                result: Result<Response, Error>,
+            ) {
+                <$ty>::handle_response(self, now, id, result)
+            }
+        }
+    };
+}
+pub(crate) use group_member;
+
+group_member!(Member);

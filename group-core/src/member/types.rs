@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use cohort_balancers::TopicInfo;
 use cohort_protocol::ApiKey;
+use cohort_protocol::Uuid;
 use cohort_protocol::messages::{
-    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
-    LeaveGroupResponse, OffsetCommitRequest, OffsetCommitResponse, SyncGroupRequest,
-    SyncGroupResponse,
+    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, HeartbeatRequest,
+    HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse,
+    OffsetCommitRequest, OffsetCommitResponse, SyncGroupRequest, SyncGroupResponse,
 };
 
 use crate::TopicPartition;
@@ -52,6 +53,9 @@ pub struct MemberConfig {
     /// its inputs alone. Members of one group need different seeds, or those that failed
     /// together retry together.
     pub jitter_seed: u64,
+    /// `group.remote.assignor`: the broker-side assignor a KIP-848 member asks for (`uniform`,
+    /// `range`); `None` for the broker's default.
+    pub group_remote_assignor: Option<String>,
 }
 
 impl MemberConfig {
@@ -71,6 +75,7 @@ impl MemberConfig {
             leave_on_close: true,
             cooperative_rejoin_delay: Duration::ZERO,
             jitter_seed: 0,
+            group_remote_assignor: None,
         }
     }
 }
@@ -114,6 +119,10 @@ pub enum OutboundRequest {
     LeaveGroup(LeaveGroupRequest),
     /// OffsetCommit.
     OffsetCommit(OffsetCommitRequest),
+    /// ConsumerGroupHeartbeat (KIP-848).
+    ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest),
+    /// The names of these topic ids (Metadata), for a KIP-848 assignment.
+    TopicNames(Vec<Uuid>),
 }
 
 impl OutboundRequest {
@@ -128,6 +137,8 @@ impl OutboundRequest {
             OutboundRequest::Heartbeat(_) => ApiKey::Heartbeat,
             OutboundRequest::LeaveGroup(_) => ApiKey::LeaveGroup,
             OutboundRequest::OffsetCommit(_) => ApiKey::OffsetCommit,
+            OutboundRequest::ConsumerGroupHeartbeat(_) => ApiKey::ConsumerGroupHeartbeat,
+            OutboundRequest::TopicNames(_) => ApiKey::Metadata,
         }
     }
 }
@@ -149,6 +160,10 @@ pub enum Response {
     LeaveGroup(LeaveGroupResponse),
     /// OffsetCommit.
     OffsetCommit(OffsetCommitResponse),
+    /// ConsumerGroupHeartbeat (KIP-848).
+    ConsumerGroupHeartbeat(ConsumerGroupHeartbeatResponse),
+    /// Topic names by id, for every id the cluster knows (ids it does not know are absent).
+    TopicNames(BTreeMap<Uuid, String>),
 }
 
 /// One offset to commit.

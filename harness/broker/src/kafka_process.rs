@@ -128,6 +128,13 @@ group.initial.rebalance.delay.ms=0
 # minimum of 6 s would refuse them with INVALID_SESSION_TIMEOUT. Members that ask for nothing
 # still get the client's default (45 s in Java), so this changes no default behaviour.
 group.min.session.timeout.ms=1000
+
+# Consumer-protocol groups (KIP-848): the broker sets their heartbeat interval (5 s by default)
+# and a member learns of a new target assignment only with its next heartbeat, so every test
+# would wait up to that long per step. One second keeps them quick; the session timeout stays
+# Kafka's (45 s), which members of that protocol assume.
+group.consumer.heartbeat.interval.ms=1000
+group.consumer.min.heartbeat.interval.ms=1000
 ",
         data = data.display()
     )
