@@ -118,6 +118,12 @@ pub mod member848;
     reason = "the simulation's virtual time starts at the clock"
 )]
 pub mod testing;
+#[cfg(any(test, feature = "testing"))]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the simulation's virtual time starts at the clock"
+)]
+pub mod testing848;
 
 /// The balancers (assignment strategies), re-exported.
 pub use cohort_balancers as balancers;

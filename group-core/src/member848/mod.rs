@@ -857,6 +857,9 @@ impl Member848 {
         };
         self.state = State::Leaving { then };
         self.epoch = epoch;
+        // The coordinator hands the partitions on as soon as it reads this: from here the
+        // member owns nothing (the consumer gave them up, committing, before it left).
+        self.owned.clear();
         self.send_heartbeat(now, req);
     }
 
