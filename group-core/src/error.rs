@@ -59,12 +59,13 @@ pub enum Error {
     },
     /// No common version of an API between this client and the broker.
     #[error(
-        "{api:?}: broker supports versions {broker_min}-{broker_max}, this client {client_min}-{client_max}"
+        "{api:?}: {}, this client {client_min}-{client_max}",
+        if *broker_min < 0 { "the broker does not serve this API".to_owned() } else { format!("broker supports versions {broker_min}-{broker_max}") }
     )]
     UnsupportedVersion {
         /// The API.
         api: ApiKey,
-        /// Lowest version the broker supports.
+        /// Lowest version the broker supports (-1: it does not serve the API).
         broker_min: i16,
         /// Highest version the broker supports.
         broker_max: i16,

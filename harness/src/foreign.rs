@@ -249,24 +249,33 @@ pub fn rd_config(opts: &MemberOptions) -> Result<RdConfig, HarnessError> {
     let mut c = RdConfig::new();
     c.set("bootstrap.servers", &opts.bootstrap)
         .set("group.id", &opts.group)
-        .set("client.id", format!("rdkafka-{}", opts.name))
-        .set("partition.assignment.strategy", strategies.join(","))
-        .set(
-            "session.timeout.ms",
-            opts.session_timeout.as_millis().to_string(),
-        )
-        .set(
-            "heartbeat.interval.ms",
-            opts.heartbeat_interval.as_millis().to_string(),
-        )
-        .set(
-            "max.poll.interval.ms",
-            opts.max_poll_interval.as_millis().to_string(),
-        )
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("broker.address.family", "v4");
+        .set("client.id", format!("rdkafka-{}", opts.name));
+    if opts.group_protocol == cohort::GroupProtocol::Consumer {
+        // KIP-848 (librdkafka 2.12+): the broker owns session, heartbeat and assignment, and
+        // librdkafka refuses those settings with this protocol, as Java does.
+        c.set("group.protocol", "consumer");
+        if let Some(a) = &opts.group_remote_assignor {
+            c.set("group.remote.assignor", a);
+        }
+    } else {
+        c.set("partition.assignment.strategy", strategies.join(","))
+            .set(
+                "session.timeout.ms",
+                opts.session_timeout.as_millis().to_string(),
+            )
+            .set(
+                "heartbeat.interval.ms",
+                opts.heartbeat_interval.as_millis().to_string(),
+            );
+    }
+    c.set(
+        "max.poll.interval.ms",
+        opts.max_poll_interval.as_millis().to_string(),
+    )
+    .set("enable.auto.commit", "false")
+    .set("enable.auto.offset.store", "false")
+    .set("auto.offset.reset", "earliest")
+    .set("broker.address.family", "v4");
     if let Some(id) = &opts.instance_id {
         c.set("group.instance.id", id);
     }
@@ -292,7 +301,7 @@ impl RdMember {
             .map_err(HarnessError::librdkafka("subscribe"))?;
         sink(Event::Started {
             client: format!("librdkafka {}", librdkafka_version()),
-            balancers: opts.balancers.clone(),
+            balancers: opts.strategies(),
             instance_id: opts.instance_id.clone(),
         });
         let stop = Arc::new(AtomicU64::new(RUNNING));

@@ -19,6 +19,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use cohort::GroupProtocol;
 use cohort_harness::error::HarnessError;
 use cohort_harness::member::{Bug, MemberOptions};
 use cohort_harness::process_member::{self, Client};
@@ -96,12 +97,19 @@ enum Command {
         /// `group.instance.id` (static membership).
         #[arg(long)]
         instance_id: Option<String>,
-        /// Session timeout.
-        #[arg(long, default_value_t = 45_000)]
-        session_timeout_ms: u64,
-        /// Heartbeat interval.
-        #[arg(long, default_value_t = 3_000)]
-        heartbeat_interval_ms: u64,
+        /// Session timeout (classic protocol; 45 s).
+        #[arg(long)]
+        session_timeout_ms: Option<u64>,
+        /// Heartbeat interval (classic protocol; 3 s).
+        #[arg(long)]
+        heartbeat_interval_ms: Option<u64>,
+        /// `group.protocol`: classic, or consumer (KIP-848: the broker assigns, and owns the
+        /// session timeout and heartbeat interval).
+        #[arg(long, value_parser = parse_protocol, default_value = "classic")]
+        group_protocol: GroupProtocol,
+        /// `group.remote.assignor` with the consumer protocol (uniform, range).
+        #[arg(long)]
+        group_remote_assignor: Option<String>,
         /// Rebalance timeout.
         #[arg(long, default_value_t = 60_000)]
         rebalance_timeout_ms: u64,
@@ -176,6 +184,16 @@ enum Command {
 
 fn parse_broker(s: &str) -> Result<BrokerKind, HarnessError> {
     Ok(BrokerKind::parse(s)?)
+}
+
+fn parse_protocol(s: &str) -> Result<GroupProtocol, HarnessError> {
+    match s {
+        "classic" => Ok(GroupProtocol::Classic),
+        "consumer" => Ok(GroupProtocol::Consumer),
+        other => Err(HarnessError::invalid(format!(
+            "group protocol {other:?}: classic or consumer"
+        ))),
+    }
 }
 
 fn parse_bug(s: &str) -> Result<Bug, HarnessError> {
@@ -278,16 +296,42 @@ async fn run(command: Command) -> u8 {
             bug,
             cooperative_rejoin_delay_ms,
             jitter_seed,
+            group_protocol,
+            group_remote_assignor,
         } => {
             let mut o = MemberOptions::new(&name, &bootstrap, &group, &topics);
+            if group_protocol == GroupProtocol::Consumer {
+                // The broker owns these with KIP-848; a flag that cannot be honoured is an
+                // error, not ignored (the Java client refuses the same settings).
+                let refused: Vec<&str> = [
+                    ("--balancer", !balancers.is_empty()),
+                    ("--session-timeout-ms", session_timeout_ms.is_some()),
+                    ("--heartbeat-interval-ms", heartbeat_interval_ms.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(f, set)| set.then_some(f))
+                .collect();
+                if !refused.is_empty() {
+                    eprintln!(
+                        "cohort member: {} cannot be set with --group-protocol consumer: the broker decides them (KIP-848)",
+                        refused.join(", ")
+                    );
+                    return 2;
+                }
+            } else if group_remote_assignor.is_some() {
+                eprintln!("cohort member: --group-remote-assignor needs --group-protocol consumer");
+                return 2;
+            }
+            o.group_protocol = group_protocol;
+            o.group_remote_assignor = group_remote_assignor;
             if !balancers.is_empty() {
                 o.balancers = balancers;
             } else {
                 o.balancers = vec!["range".into(), "cooperative-sticky".into()];
             }
             o.instance_id = instance_id;
-            o.session_timeout = Duration::from_millis(session_timeout_ms);
-            o.heartbeat_interval = Duration::from_millis(heartbeat_interval_ms);
+            o.session_timeout = Duration::from_millis(session_timeout_ms.unwrap_or(45_000));
+            o.heartbeat_interval = Duration::from_millis(heartbeat_interval_ms.unwrap_or(3_000));
             o.rebalance_timeout = Duration::from_millis(rebalance_timeout_ms);
             o.max_poll_interval = Duration::from_millis(max_poll_interval_ms);
             o.processing = Duration::from_micros(processing_us);

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use cohort::member::CommitOffset;
 use cohort::unstable::{Cluster, Target};
-use cohort::{ClientConfig, Consumer, ConsumerEvent, GroupConfig, OffsetReset};
+use cohort::{ClientConfig, Consumer, ConsumerEvent, GroupConfig, GroupProtocol, OffsetReset};
 use cohort_balancers::{Balancer, WeightedSticky};
 use cohort_protocol::messages::{OffsetCommitRequest, offset_commit_request};
 use tokio::sync::oneshot;
@@ -73,6 +73,12 @@ pub struct MemberOptions {
     pub cooperative_rejoin_delay: Duration,
     /// See `GroupConfig::jitter_seed`.
     pub jitter_seed: Option<u64>,
+    /// `group.protocol`: classic, or the consumer protocol of KIP-848 (the broker then owns
+    /// the session timeout, the heartbeat interval and the assignment: those settings are not
+    /// applied).
+    pub group_protocol: GroupProtocol,
+    /// `group.remote.assignor` (consumer protocol).
+    pub group_remote_assignor: Option<String>,
 }
 
 impl MemberOptions {
@@ -96,6 +102,20 @@ impl MemberOptions {
             bug: None,
             cooperative_rejoin_delay: Duration::ZERO,
             jitter_seed: None,
+            group_protocol: GroupProtocol::Classic,
+            group_remote_assignor: None,
+        }
+    }
+
+    /// What the member names its assignment strategy in its `started` line: the balancers,
+    /// or the consumer protocol and the broker-side assignor it asks for.
+    pub fn strategies(&self) -> Vec<String> {
+        match self.group_protocol {
+            GroupProtocol::Consumer => vec![format!(
+                "consumer-protocol:{}",
+                self.group_remote_assignor.as_deref().unwrap_or("default")
+            )],
+            _ => self.balancers.clone(),
         }
     }
 
@@ -118,10 +138,15 @@ impl MemberOptions {
         let mut cfg = GroupConfig::new(&self.bootstrap, &self.group, &topics);
         cfg.client.client_id = format!("cohort-{}", self.name);
         cfg.client.dialer = Arc::new(ChaosDialer::new(faults.clone()));
-        cfg.balancers = self.build_balancers()?;
         cfg.group_instance_id = self.instance_id.clone();
-        cfg.session_timeout = self.session_timeout;
-        cfg.heartbeat_interval = self.heartbeat_interval;
+        if self.group_protocol == GroupProtocol::Consumer {
+            cfg.group_protocol = GroupProtocol::Consumer;
+            cfg.group_remote_assignor = self.group_remote_assignor.clone();
+        } else {
+            cfg.balancers = self.build_balancers()?;
+            cfg.session_timeout = self.session_timeout;
+            cfg.heartbeat_interval = self.heartbeat_interval;
+        }
         cfg.rebalance_timeout = self.rebalance_timeout;
         cfg.max_poll_interval = self.max_poll_interval;
         cfg.auto_commit_interval = Some(self.auto_commit_interval);
@@ -214,7 +239,7 @@ impl CohortMember {
         let cfg = opts.group_config(&controls.faults)?;
         sink(Event::Started {
             client: "cohort".into(),
-            balancers: opts.balancers.clone(),
+            balancers: opts.strategies(),
             instance_id: opts.instance_id.clone(),
         });
         let consumer = Consumer::new(cfg)

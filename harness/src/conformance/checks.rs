@@ -4,13 +4,16 @@ use std::time::{Duration, Instant};
 
 use cohort::unstable::{Cluster, Target};
 use cohort::{ClientConfig, ProducerRecord, TopicPartition};
-use cohort_protocol::messages::DescribeGroupsRequest;
+use cohort_protocol::messages::{
+    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, DescribeGroupsRequest,
+    consumer_group_heartbeat_request,
+};
 use cohort_protocol::{ApiKey, ErrorCode};
 
 use super::Outcome;
 use super::raw::{
-    Code, Raw, SESSION_MS, code, expect_ok, heartbeat_until_change, name, rejoin_on_rebalance,
-    rejoin_on_rebalance_with, topic, topic_with_records,
+    Code, Raw, SESSION_MS, TIMEOUT, code, expect_ok, heartbeat_until_change, name,
+    rejoin_on_rebalance, rejoin_on_rebalance_with, topic, topic_with_records,
 };
 
 // The checks.
@@ -667,4 +670,181 @@ pub(super) async fn describe_groups(b: String) -> Outcome {
             g.group_state, g.protocol_data
         ))
     }
+}
+
+/// One ConsumerGroupHeartbeat of a raw KIP-848 member.
+async fn heartbeat_848(
+    cluster: &Cluster,
+    coord: i32,
+    req: &ConsumerGroupHeartbeatRequest,
+) -> Outcome<ConsumerGroupHeartbeatResponse> {
+    let r = cluster
+        .send(Target::Coordinator(coord), req, TIMEOUT)
+        .await
+        .map_err(|e| format!("ConsumerGroupHeartbeat: {e}"))?;
+    match ErrorCode::check(r.error_code) {
+        Ok(()) => Ok(r),
+        Err(code) => Err(format!(
+            "ConsumerGroupHeartbeat answered {code} ({})",
+            r.error_message.as_deref().unwrap_or("")
+        )),
+    }
+}
+
+fn partitions_of(r: &ConsumerGroupHeartbeatResponse) -> Option<Vec<i32>> {
+    r.assignment.as_ref().map(|a| {
+        let mut ps: Vec<i32> = a
+            .topic_partitions
+            .iter()
+            .flat_map(|t| t.partitions.iter().copied())
+            .collect();
+        ps.sort_unstable();
+        ps
+    })
+}
+
+pub(super) async fn consumer_protocol(b: String) -> Outcome {
+    let (_p, t) = topic(&b, 4).await?;
+    let group = name("kip848");
+    let cluster = Cluster::new(ClientConfig::new(&b));
+    let coord = cluster
+        .find_coordinator(&group)
+        .await
+        .map_err(|e| format!("FindCoordinator: {e}"))?;
+    let join = |id: &str| ConsumerGroupHeartbeatRequest {
+        group_id: group.clone().into(),
+        member_id: id.to_owned().into(),
+        member_epoch: 0,
+        rebalance_timeout_ms: 30_000,
+        subscribed_topic_names: Some(vec![t.clone().into()]),
+        topic_partitions: Some(Vec::new()),
+        ..Default::default()
+    };
+    let deadline = Instant::now() + TIMEOUT;
+    // A joins alone: an epoch and all four partitions (the broker may take a round to
+    // compute the target, so heartbeat until they come).
+    let mut a = heartbeat_848(&cluster, coord, &join("member-a-0000000000000")).await?;
+    let mut a_parts = partitions_of(&a).unwrap_or_default();
+    while a_parts.len() < 4 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let hb = ConsumerGroupHeartbeatRequest {
+            group_id: group.clone().into(),
+            member_id: "member-a-0000000000000".into(),
+            member_epoch: a.member_epoch,
+            rebalance_timeout_ms: -1,
+            ..Default::default()
+        };
+        a = heartbeat_848(&cluster, coord, &hb).await?;
+        if let Some(ps) = partitions_of(&a) {
+            a_parts = ps;
+        }
+    }
+    if a.member_epoch <= 0 || a_parts.len() != 4 || a.heartbeat_interval_ms <= 0 {
+        return Err(format!(
+            "member a: epoch {}, partitions {a_parts:?}, interval {} ms",
+            a.member_epoch, a.heartbeat_interval_ms
+        ));
+    }
+    let topic_id = a
+        .assignment
+        .as_ref()
+        .and_then(|x| x.topic_partitions.first())
+        .map(|tp| tp.topic_id);
+    let owned = |ps: &[i32]| {
+        topic_id.map(|topic_id| {
+            vec![consumer_group_heartbeat_request::TopicPartitions {
+                topic_id,
+                partitions: ps.to_vec(),
+                ..Default::default()
+            }]
+        })
+    };
+    let a_topic = owned(&a_parts);
+    // A acknowledges owning all four.
+    let ack = ConsumerGroupHeartbeatRequest {
+        group_id: group.clone().into(),
+        member_id: "member-a-0000000000000".into(),
+        member_epoch: a.member_epoch,
+        rebalance_timeout_ms: -1,
+        topic_partitions: a_topic.clone(),
+        ..Default::default()
+    };
+    a = heartbeat_848(&cluster, coord, &ack).await?;
+    // B joins: while A still reports all four, B must get none of them.
+    let bm = heartbeat_848(&cluster, coord, &join("member-b-0000000000000")).await?;
+    let b_first = partitions_of(&bm).unwrap_or_default();
+    if !b_first.is_empty() {
+        return Err(format!(
+            "member b got {b_first:?} while member a still owned all four partitions"
+        ));
+    }
+    // A's next heartbeat brings its new target (two partitions): it releases the others.
+    let mut a_target = a_parts.clone();
+    while a_target.len() == 4 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let hb = ConsumerGroupHeartbeatRequest {
+            group_id: group.clone().into(),
+            member_id: "member-a-0000000000000".into(),
+            member_epoch: a.member_epoch,
+            rebalance_timeout_ms: -1,
+            ..Default::default()
+        };
+        a = heartbeat_848(&cluster, coord, &hb).await?;
+        if let Some(ps) = partitions_of(&a) {
+            a_target = ps;
+        }
+    }
+    if a_target.len() != 2 {
+        return Err(format!("member a's target after b joined: {a_target:?}"));
+    }
+    let release = ConsumerGroupHeartbeatRequest {
+        group_id: group.clone().into(),
+        member_id: "member-a-0000000000000".into(),
+        member_epoch: a.member_epoch,
+        rebalance_timeout_ms: -1,
+        topic_partitions: owned(&a_target),
+        ..Default::default()
+    };
+    heartbeat_848(&cluster, coord, &release).await?;
+    let mut b_parts = Vec::new();
+    let mut b_epoch = bm.member_epoch;
+    while b_parts.len() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let hb = ConsumerGroupHeartbeatRequest {
+            group_id: group.clone().into(),
+            member_id: "member-b-0000000000000".into(),
+            member_epoch: b_epoch,
+            rebalance_timeout_ms: -1,
+            ..Default::default()
+        };
+        let r = heartbeat_848(&cluster, coord, &hb).await?;
+        b_epoch = r.member_epoch;
+        if let Some(ps) = partitions_of(&r) {
+            b_parts = ps;
+        }
+    }
+    let disjoint = b_parts.iter().all(|p| !a_target.contains(p));
+    if b_parts.len() != 2 || !disjoint {
+        return Err(format!(
+            "member b got {b_parts:?} after a released; a kept {a_target:?}"
+        ));
+    }
+    let leave = ConsumerGroupHeartbeatRequest {
+        group_id: group.clone().into(),
+        member_id: "member-b-0000000000000".into(),
+        member_epoch: -1,
+        rebalance_timeout_ms: -1,
+        ..Default::default()
+    };
+    let left = heartbeat_848(&cluster, coord, &leave).await?;
+    if left.member_epoch != -1 {
+        return Err(format!(
+            "a leave with epoch -1 was answered epoch {}",
+            left.member_epoch
+        ));
+    }
+    Ok(format!(
+        "a: epoch {} with {a_parts:?}, then {a_target:?}; b: {b_parts:?} once a released them; b's leave answered epoch -1",
+        a.member_epoch
+    ))
 }

@@ -148,6 +148,11 @@ pub const CHECKS: &[(&str, &str, CheckFn)] = &[
         "DescribeGroups reports the members with their client ids and assignments",
         |b| Box::pin(checks::describe_groups(b)),
     ),
+    (
+        "consumer-protocol",
+        "ConsumerGroupHeartbeat (KIP-848): a member joins with epoch 0 and its own member id, gets an epoch and every partition; a second member gets half only after the first reported them released; a leave with epoch -1 is answered",
+        |b| Box::pin(checks::consumer_protocol(b)),
+    ),
 ];
 
 /// Runs the named checks (all when `only` is empty), concurrently.

@@ -108,11 +108,22 @@ impl Ctx {
             o.weight = w;
         }
         o.bug = s.bug;
+        if s.consumer_protocol() {
+            o.group_protocol = cohort::GroupProtocol::Consumer;
+            o.group_remote_assignor = s.group_remote_assignor.clone();
+            // Not sent: the broker's group.consumer.session.timeout.ms (Kafka's default) is
+            // what bounds the detection of a crashed member, and so the run's convergence.
+            o.session_timeout = KIP848_SESSION_TIMEOUT;
+        }
         o.cooperative_rejoin_delay = self.cooperative_rejoin_delay;
         o.jitter_seed = Some(member_seed(self.seed, name));
         o
     }
 }
+
+/// The session timeout of consumer-protocol groups: Apache Kafka's default
+/// `group.consumer.session.timeout.ms`, which the test brokers keep.
+const KIP848_SESSION_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// A member's jitter seed: the scenario's seed mixed with its name (FNV-1a, stable across Rust
 /// releases unlike `DefaultHasher`), so members differ and a replay repeats each one's retries.

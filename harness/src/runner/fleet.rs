@@ -59,10 +59,17 @@ pub(super) fn describe(s: &MemberSettings) -> String {
         Placement::InProcess => "in-process",
         Placement::Process => "process",
     };
-    let mut d = format!(
-        "{client}, {place}, {}",
+    let strategy = if s.consumer_protocol() {
+        format!(
+            "consumer protocol ({})",
+            s.group_remote_assignor
+                .as_deref()
+                .unwrap_or("broker's assignor")
+        )
+    } else {
         s.balancers.clone().unwrap_or_default().join("+")
-    );
+    };
+    let mut d = format!("{client}, {place}, {strategy}");
     if s.static_membership == Some(true) {
         d.push_str(", static");
     }
@@ -120,8 +127,6 @@ pub(super) async fn spawn_process(
             "--name",
             name,
         ])
-        .args(["--session-timeout-ms", &ms(o.session_timeout)])
-        .args(["--heartbeat-interval-ms", &ms(o.heartbeat_interval)])
         .args(["--rebalance-timeout-ms", &ms(o.rebalance_timeout)])
         .args(["--max-poll-interval-ms", &ms(o.max_poll_interval)])
         .args(["--processing-us", &o.processing.as_micros().to_string()])
@@ -137,8 +142,18 @@ pub(super) async fn spawn_process(
     for t in &o.topics {
         cmd.args(["--topic", t]);
     }
-    for b in &o.balancers {
-        cmd.args(["--balancer", b]);
+    if o.group_protocol == cohort::GroupProtocol::Consumer {
+        // The broker owns the session, the heartbeat and the assignment (KIP-848).
+        cmd.args(["--group-protocol", "consumer"]);
+        if let Some(a) = &o.group_remote_assignor {
+            cmd.args(["--group-remote-assignor", a]);
+        }
+    } else {
+        cmd.args(["--session-timeout-ms", &ms(o.session_timeout)])
+            .args(["--heartbeat-interval-ms", &ms(o.heartbeat_interval)]);
+        for b in &o.balancers {
+            cmd.args(["--balancer", b]);
+        }
     }
     if let Some(i) = &o.instance_id {
         cmd.args(["--instance-id", i]);

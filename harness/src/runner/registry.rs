@@ -66,6 +66,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
         include_str!("../../scenarios/leader-change.toml"),
     ),
     ("soak", include_str!("../../scenarios/soak.toml")),
+    (
+        "consumer-protocol",
+        include_str!("../../scenarios/consumer-protocol.toml"),
+    ),
 ];
 
 /// A scenario's text from a path or a shipped name.

@@ -210,23 +210,59 @@ pub struct MemberSettings {
     /// A deliberate bug (checker tests).
     #[serde(default)]
     pub bug: Option<Bug>,
+    /// `group.protocol`: `classic` (the default) or `consumer` (KIP-848). A consumer-protocol
+    /// member refuses `balancers`, `session_timeout` and `heartbeat_interval` (the broker owns
+    /// them) and does not inherit them from `[defaults]`.
+    #[serde(default)]
+    pub group_protocol: Option<ProtocolSetting>,
+    /// `group.remote.assignor` of a consumer-protocol member (`uniform`, `range`).
+    #[serde(default)]
+    pub group_remote_assignor: Option<String>,
+}
+
+/// `group.protocol` in a scenario file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProtocolSetting {
+    /// JoinGroup/SyncGroup with client-side balancers.
+    Classic,
+    /// KIP-848's ConsumerGroupHeartbeat; the broker assigns.
+    Consumer,
 }
 
 impl MemberSettings {
-    /// `self` with unset fields taken from `base`.
+    /// Whether the member runs the consumer protocol (KIP-848).
+    pub fn consumer_protocol(&self) -> bool {
+        self.group_protocol == Some(ProtocolSetting::Consumer)
+    }
+
+    /// `self` with unset fields taken from `base`; a consumer-protocol member takes none of the
+    /// settings the broker owns.
     pub fn over(&self, base: &MemberSettings) -> MemberSettings {
+        let group_protocol = self.group_protocol.or(base.group_protocol);
+        let classic = group_protocol != Some(ProtocolSetting::Consumer);
+        let inherit =
+            |own: Option<Duration>, theirs: Option<Duration>| own.or(theirs.filter(|_| classic));
         MemberSettings {
-            balancers: self.balancers.clone().or_else(|| base.balancers.clone()),
+            balancers: self
+                .balancers
+                .clone()
+                .or_else(|| base.balancers.clone().filter(|_| classic)),
             client: self.client.or(base.client),
             placement: self.placement.or(base.placement),
             static_membership: self.static_membership.or(base.static_membership),
-            session_timeout: self.session_timeout.or(base.session_timeout),
-            heartbeat_interval: self.heartbeat_interval.or(base.heartbeat_interval),
+            session_timeout: inherit(self.session_timeout, base.session_timeout),
+            heartbeat_interval: inherit(self.heartbeat_interval, base.heartbeat_interval),
             rebalance_timeout: self.rebalance_timeout.or(base.rebalance_timeout),
             max_poll_interval: self.max_poll_interval.or(base.max_poll_interval),
             processing: self.processing.or(base.processing),
             weight: self.weight.or(base.weight),
             bug: self.bug.or(base.bug),
+            group_protocol,
+            group_remote_assignor: self
+                .group_remote_assignor
+                .clone()
+                .or_else(|| base.group_remote_assignor.clone()),
         }
     }
 }
@@ -653,7 +689,27 @@ impl Scenario {
                 "broker: give `image` or `bootstrap`, not both",
             ));
         }
-        for (_, _, s) in self.resolved_members() {
+        for (name, _, s) in self.resolved_members() {
+            if s.consumer_protocol() {
+                let owned: Vec<&str> = [
+                    ("balancers", s.balancers.is_some()),
+                    ("session_timeout", s.session_timeout.is_some()),
+                    ("heartbeat_interval", s.heartbeat_interval.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(f, set)| set.then_some(f))
+                .collect();
+                if !owned.is_empty() {
+                    return Err(HarnessError::invalid(format!(
+                        "member {name}: {} cannot be set with group_protocol = \"consumer\": the broker decides them (KIP-848)",
+                        owned.join(", ")
+                    )));
+                }
+            } else if s.group_remote_assignor.is_some() {
+                return Err(HarnessError::invalid(format!(
+                    "member {name}: group_remote_assignor needs group_protocol = \"consumer\""
+                )));
+            }
             for b in s.balancers.iter().flatten() {
                 if !cohort_balancers::PROTOCOL_NAMES.contains(&b.as_str()) {
                     return Err(HarnessError::invalid(format!("unknown balancer {b:?}")));
