@@ -116,3 +116,33 @@ async fn settings_the_broker_owns_are_refused_with_the_consumer_protocol() {
     let err = cohort::Consumer::new(cfg).await.expect_err("refused");
     assert!(err.to_string().contains("group_remote_assignor"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_regular_expression_is_resolved_by_the_broker_and_follows_new_topics() {
+    let broker = TestBroker::shared().expect("broker");
+    let prefix = unique_name("kip848re");
+    let first = format!("{prefix}-a");
+    let p = common::topic(broker, &first, 2).await;
+    let mut cfg = config(broker.bootstrap(), &unique_name("g"), &first);
+    // RE2/J syntax, matched against whole topic names by the broker.
+    cfg.subscription =
+        cohort::Subscription::Pattern(regex::Regex::new(&format!("{prefix}-.*")).unwrap());
+    let a = Running::start(cfg).await;
+    let one = produce(&p, &first, 2, 5, "one").await;
+    wait_for(
+        Duration::from_secs(30),
+        "records of the first topic",
+        || one.is_subset(&values_of(&[&a])),
+    )
+    .await;
+    // A topic created later that matches: the broker adds it to the member's assignment.
+    let second = format!("{prefix}-b");
+    p.create_topic(&second, 3, 1).await.expect("create topic");
+    let two = produce(&p, &second, 3, 5, "two").await;
+    wait_for(Duration::from_secs(40), "records of the new topic", || {
+        two.is_subset(&values_of(&[&a]))
+    })
+    .await;
+    assert_eq!(a.count(), 5, "both topics' partitions owned");
+    a.stop(Stop::Close).await;
+}

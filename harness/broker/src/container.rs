@@ -156,6 +156,10 @@ async fn run_container(
                         "KAFKA_GROUP_CONSUMER_MIN_HEARTBEAT_INTERVAL_MS",
                         "1000".into(),
                     ),
+                    (
+                        "KAFKA_GROUP_CONSUMER_REGEX_REFRESH_INTERVAL_MS",
+                        "10000".into(),
+                    ),
                 ] {
                     req = req.with_env_var(k, v);
                 }

@@ -135,6 +135,10 @@ group.min.session.timeout.ms=1000
 # Kafka's (45 s), which members of that protocol assume.
 group.consumer.heartbeat.interval.ms=1000
 group.consumer.min.heartbeat.interval.ms=1000
+# The broker resolves a consumer-protocol member's regular expression again at most this often
+# (10 min by default; 10 s is the least it takes): a test creating a matching topic would wait
+# that long for it.
+group.consumer.regex.refresh.interval.ms=10000
 ",
         data = data.display()
     )
