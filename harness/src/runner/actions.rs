@@ -15,7 +15,7 @@ use crate::journal::Event;
 use crate::member::StopHow;
 use crate::net::Direction;
 use crate::process_member::ControlCommand;
-use crate::scenario::{Action, ActionSpec, Trigger, limits};
+use crate::scenario::{Action, ActionSpec, ProtocolSetting, Trigger, limits};
 
 use super::context::Ctx;
 use super::fleet::{control, set_frozen, start_member, stop_member, targets};
@@ -473,10 +473,21 @@ pub(super) async fn member_action(
                 },
             )
             .await;
-            if let Some(b) = &a.balancers {
+            if a.balancers.is_some() || a.group_protocol.is_some() {
                 let mut m = ctx.members.lock().await;
                 if let Some(s) = m.get_mut(name) {
-                    s.settings.balancers = Some(b.clone());
+                    if let Some(b) = &a.balancers {
+                        s.settings.balancers = Some(b.clone());
+                    }
+                    if let Some(p) = a.group_protocol {
+                        s.settings.group_protocol = Some(p);
+                        if p == ProtocolSetting::Consumer {
+                            // The broker owns these with KIP-848.
+                            s.settings.balancers = None;
+                            s.settings.session_timeout = None;
+                            s.settings.heartbeat_interval = None;
+                        }
+                    }
                 }
             }
             start_member(ctx, name).await?;

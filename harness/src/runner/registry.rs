@@ -70,6 +70,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
         "consumer-protocol",
         include_str!("../../scenarios/consumer-protocol.toml"),
     ),
+    (
+        "protocol-upgrade",
+        include_str!("../../scenarios/protocol-upgrade.toml"),
+    ),
 ];
 
 /// A scenario's text from a path or a shipped name.

@@ -412,6 +412,10 @@ pub struct ActionSpec {
     /// New balancers for `restart`.
     #[serde(default)]
     pub balancers: Option<Vec<String>>,
+    /// A new `group.protocol` for `restart` (a rolling upgrade to KIP-848, or a downgrade): the
+    /// member comes back with it, without the settings the other protocol does not take.
+    #[serde(default)]
+    pub group_protocol: Option<ProtocolSetting>,
     /// `restart` as a crash (no LeaveGroup).
     #[serde(default)]
     pub crash: bool,
