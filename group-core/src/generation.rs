@@ -315,6 +315,7 @@ async fn build(
     let starts = resolve_starts(
         cluster,
         &rest.group_id,
+        rest.fencing(driver),
         &tps,
         rest.offset_reset,
         None,

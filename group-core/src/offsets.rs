@@ -10,6 +10,7 @@ use cohort_protocol::{ApiKey, ErrorCode};
 
 use crate::backoff::{Backoff, Jitter};
 use crate::conn::{Cluster, Target};
+use crate::driver::DriverHandle;
 use crate::error::Error;
 
 use crate::TopicPartition;
@@ -36,6 +37,20 @@ pub async fn fetch_committed(
     partitions: &[TopicPartition],
     deadline: Duration,
 ) -> Result<BTreeMap<TopicPartition, Option<i64>>, Error> {
+    fetch_committed_as(cluster, group, None, partitions, deadline).await
+}
+
+/// [`fetch_committed`] as a member of a KIP-848 group: OffsetFetch v9+ carries the member id and
+/// its current epoch, read from the driver before every attempt, so the coordinator fences a
+/// member that is no longer in the group (as Java's `CommitRequestManager` sends them); a
+/// STALE_MEMBER_EPOCH (the epoch moved on meanwhile) is retried with the newer one.
+pub(crate) async fn fetch_committed_as(
+    cluster: &Cluster,
+    group: &str,
+    member: Option<&DriverHandle>,
+    partitions: &[TopicPartition],
+    deadline: Duration,
+) -> Result<BTreeMap<TopicPartition, Option<i64>>, Error> {
     let cfg = cluster.config();
     let start = tokio::time::Instant::now();
     let mut backoff = Backoff::new(
@@ -44,7 +59,15 @@ pub async fn fetch_committed(
         Jitter::from_process(),
     );
     loop {
-        let attempt = fetch_committed_once(cluster, group, partitions).await;
+        let identity = match member {
+            Some(d) => d
+                .stats()
+                .await
+                .filter(|s| s.generation > 0)
+                .map(|s| (s.member_id, s.generation)),
+            None => None,
+        };
+        let attempt = fetch_committed_once(cluster, group, identity, partitions).await;
         match attempt {
             Ok(r) => return Ok(r),
             Err(e) => {
@@ -56,6 +79,7 @@ pub async fn fetch_committed(
                                 | ErrorCode::CoordinatorNotAvailable
                                 | ErrorCode::CoordinatorLoadInProgress
                                 | ErrorCode::UnstableOffsetCommit
+                                | ErrorCode::StaleMemberEpoch
                         )
                     );
                 if matches!(
@@ -77,6 +101,7 @@ pub async fn fetch_committed(
 async fn fetch_committed_once(
     cluster: &Cluster,
     group: &str,
+    member: Option<(String, i32)>,
     partitions: &[TopicPartition],
 ) -> Result<BTreeMap<TopicPartition, Option<i64>>, Error> {
     let coordinator = cluster.coordinator(group).await?;
@@ -85,10 +110,17 @@ async fn fetch_committed_once(
     let topics = by_topic(partitions);
     // v8+ batches groups (KIP-709); older versions name one group at the top level.
     let batched = cluster.supports(target, ApiKey::OffsetFetch, 8).await?;
+    // v9+ names the member and its epoch (KIP-848); older versions cannot.
+    let member = match member {
+        Some(m) if cluster.supports(target, ApiKey::OffsetFetch, 9).await? => Some(m),
+        _ => None,
+    };
     let req = if batched {
         OffsetFetchRequest {
             groups: vec![offset_fetch_request::OffsetFetchRequestGroup {
                 group_id: group.to_owned().into(),
+                member_epoch: member.as_ref().map_or(-1, |m| m.1),
+                member_id: member.map(|m| m.0.into()),
                 topics: Some(
                     topics
                         .iter()

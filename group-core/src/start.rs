@@ -120,6 +120,7 @@ pub(crate) async fn start_member(
         fetch_max_wait: config.fetch_max_wait,
         max_record_age: config.max_record_age,
         heartbeat_interval: config.heartbeat_interval,
+        group_protocol: config.group_protocol,
     };
     Ok((cluster, handle, events_rx, rest))
 }
@@ -139,6 +140,14 @@ pub(crate) struct GroupConfigRest {
     pub(crate) fetch_max_wait: Duration,
     pub(crate) max_record_age: Option<Duration>,
     pub(crate) heartbeat_interval: Duration,
+    pub(crate) group_protocol: GroupProtocol,
+}
+
+impl GroupConfigRest {
+    /// The member whose identity fences OffsetFetch (KIP-848 groups only).
+    pub(crate) fn fencing<'a>(&self, driver: &'a DriverHandle) -> Option<&'a DriverHandle> {
+        (self.group_protocol == GroupProtocol::Consumer).then_some(driver)
+    }
 }
 
 /// Resolves where partitions start: committed offsets, else the reset policy; the hook may
@@ -146,6 +155,7 @@ pub(crate) struct GroupConfigRest {
 pub(crate) async fn resolve_starts(
     cluster: &Cluster,
     group: &str,
+    member: Option<&DriverHandle>,
     partitions: &[TopicPartition],
     reset: OffsetReset,
     hook: Option<&StartingOffsetHook>,
@@ -154,7 +164,8 @@ pub(crate) async fn resolve_starts(
     if partitions.is_empty() {
         return Ok(BTreeMap::new());
     }
-    let committed = offsets::fetch_committed(cluster, group, partitions, deadline).await?;
+    let committed =
+        offsets::fetch_committed_as(cluster, group, member, partitions, deadline).await?;
     let mut want: BTreeMap<TopicPartition, StartOffset> = BTreeMap::new();
     for tp in partitions {
         let c = committed.get(tp).copied().flatten();

@@ -234,6 +234,7 @@ pub(super) async fn start_partitions(
         match resolve_starts(
             &inner.cluster,
             &rest.group_id,
+            rest.fencing(&inner.driver),
             &wanted,
             inner.offset_reset,
             inner.starting_offset.as_ref(),

@@ -1,0 +1,283 @@
+//! Rebalance latency of the consumer group protocol (KIP-848) against the classic
+//! cooperative-sticky protocol, for cohort and librdkafka, on one Apache Kafka broker in one run,
+//! so the figures compare as ratios on a shared machine.
+//!
+//! `protocol_rebalance [ROUNDS] [GROUP_SIZE]...` (defaults: 5 rounds, groups of 4 and 16). For
+//! each client, protocol and group size: the group settles (every partition owned, every member
+//! some), then
+//! - **join**: one more member starts; timed until the group owns every partition again, the
+//!   newcomer holds its share and has consumed a record;
+//! - **leave**: that member closes (a clean leave); timed until the others own every partition.
+//!
+//! Prints the median and the range of each case, and one JSON line per case for the record.
+//! The broker runs consumer groups with a 1 s heartbeat interval (the test brokers' setting;
+//! Kafka's default is 5 s), the classic members with a 6 s session and 500 ms heartbeats: the
+//! same settings the group benchmark uses.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "harness code does I/O and reads the clock"
+)]
+
+#[path = "../benches/members/mod.rs"]
+#[allow(
+    dead_code,
+    reason = "shared with the group benchmark, which uses the rest"
+)]
+mod members;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use cohort::{ClientConfig, GroupProtocol, Producer};
+use cohort_testbroker::{TestBroker, unique_name};
+use members::{CohortRunner, RdRunner, cohort_config, rd_config, trickle};
+
+/// Partitions per member of the settled group, so every member has a share.
+const PER_MEMBER: i32 = 2;
+/// How long a case may take before the round is given up.
+const LIMIT: Duration = Duration::from_secs(90);
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Client {
+    Cohort,
+    Librdkafka,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Protocol {
+    Classic,
+    Consumer,
+}
+
+/// A running member of either client, read through its counters.
+enum Running {
+    Cohort(CohortRunner),
+    Rd(RdRunner),
+}
+
+impl Running {
+    fn owned(&self) -> &AtomicU64 {
+        match self {
+            Running::Cohort(c) => &c.owned,
+            Running::Rd(r) => &r.owned,
+        }
+    }
+
+    fn consumed(&self) -> u64 {
+        match self {
+            Running::Cohort(c) => c.consumed.load(Ordering::Relaxed),
+            Running::Rd(r) => r.consumed.load(Ordering::Relaxed),
+        }
+    }
+
+    async fn stop(self) {
+        match self {
+            Running::Cohort(c) => c.stop().await,
+            Running::Rd(r) => {
+                let _ = tokio::task::spawn_blocking(move || r.stop()).await;
+            }
+        }
+    }
+}
+
+async fn start(
+    client: Client,
+    protocol: Protocol,
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+) -> Running {
+    match client {
+        Client::Cohort => {
+            let mut cfg = cohort_config(bootstrap, group, topic, "cooperative-sticky");
+            if protocol == Protocol::Consumer {
+                cfg = cohort::GroupConfig::new(bootstrap, group, &[topic]);
+                cfg.group_protocol = GroupProtocol::Consumer;
+                cfg.offset_reset = cohort::OffsetReset::Earliest;
+                cfg.auto_commit_interval = Some(Duration::from_secs(1));
+                cfg.rebalance_timeout = Duration::from_secs(15);
+            }
+            Running::Cohort(CohortRunner::start(cfg, None).await)
+        }
+        Client::Librdkafka => {
+            let mut cfg = rd_config(bootstrap, group, "cooperative-sticky");
+            if protocol == Protocol::Consumer {
+                let mut c = rdkafka::config::ClientConfig::new();
+                c.set("bootstrap.servers", bootstrap)
+                    .set("group.id", group)
+                    .set("group.protocol", "consumer")
+                    .set("auto.offset.reset", "earliest")
+                    .set("enable.auto.commit", "true")
+                    .set("auto.commit.interval.ms", "1000")
+                    .set("broker.address.family", "v4");
+                cfg = c;
+            }
+            Running::Rd(RdRunner::start(cfg, topic, None))
+        }
+    }
+}
+
+fn total(members: &[Running]) -> u64 {
+    members
+        .iter()
+        .map(|m| m.owned().load(Ordering::SeqCst))
+        .sum()
+}
+
+async fn until(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Duration> {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if done() {
+            return Some(t0.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
+
+/// Runs `f` and times it, `None` when it gave up.
+async fn timed<F: Future<Output = Option<Duration>>>(f: F) -> Option<Duration> {
+    f.await
+}
+
+struct Samples {
+    join: Vec<Duration>,
+    leave: Vec<Duration>,
+}
+
+async fn round(
+    client: Client,
+    protocol: Protocol,
+    bootstrap: &str,
+    p: &Producer,
+    size: usize,
+    samples: &mut Samples,
+) {
+    let partitions = PER_MEMBER * (size as i32 + 1);
+    let topic = unique_name("pr");
+    p.create_topic(&topic, partitions, 1).await.expect("topic");
+    trickle(p, &topic, partitions).await;
+    let group = unique_name("g");
+    let mut members = Vec::new();
+    for _ in 0..size {
+        members.push(start(client, protocol, bootstrap, &group, &topic).await);
+    }
+    let settled = until(LIMIT, || {
+        total(&members) == partitions as u64
+            && members.iter().all(|m| m.owned().load(Ordering::SeqCst) > 0)
+    })
+    .await;
+    if settled.is_none() {
+        eprintln!("{client:?} {protocol:?} {size}: the group did not settle; round skipped");
+    } else {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Join: the newcomer's share, every partition owned, a record consumed.
+        let t0 = Instant::now();
+        let newcomer = start(client, protocol, bootstrap, &group, &topic).await;
+        trickle(p, &topic, partitions).await;
+        members.push(newcomer);
+        let share = PER_MEMBER as u64;
+        let joined = timed(until(LIMIT, || {
+            let n = members.last().expect("newcomer");
+            total(&members) == partitions as u64
+                && n.owned().load(Ordering::SeqCst) >= share
+                && n.consumed() > 0
+        }))
+        .await;
+        match joined {
+            Some(_) => samples.join.push(t0.elapsed()),
+            None => eprintln!("{client:?} {protocol:?} {size}: join did not complete"),
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Leave: the newcomer closes; the others own every partition again.
+        let t0 = Instant::now();
+        if let Some(last) = members.pop() {
+            last.stop().await;
+        }
+        let left = until(LIMIT, || total(&members) == partitions as u64).await;
+        match left {
+            Some(_) => samples.leave.push(t0.elapsed()),
+            None => eprintln!("{client:?} {protocol:?} {size}: leave did not complete"),
+        }
+    }
+    for m in members {
+        m.stop().await;
+    }
+    let _ = p.delete_topics(&[&topic]).await;
+}
+
+fn summary(v: &[Duration]) -> (f64, f64, f64) {
+    let mut ms: Vec<f64> = v.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    ms.sort_by(f64::total_cmp);
+    if ms.is_empty() {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    (ms[ms.len() / 2], ms[0], ms[ms.len() - 1])
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
+    let mut sizes: Vec<usize> = args.filter_map(|a| a.parse().ok()).collect();
+    if sizes.is_empty() {
+        sizes = vec![4, 16];
+    }
+    let broker = TestBroker::start().expect("broker");
+    println!("broker: {}", broker.info());
+    let p = Producer::new(ClientConfig::new(broker.bootstrap()));
+    println!(
+        "{:<11} {:<9} {:>5} {:>6}  {:>22}  {:>22}",
+        "client",
+        "protocol",
+        "group",
+        "rounds",
+        "join ms (median, range)",
+        "leave ms (median, range)"
+    );
+    for &size in &sizes {
+        // Clients and protocols interleave round by round, so a noisy moment of the machine
+        // lands on all of them alike.
+        let cases = [
+            (Client::Cohort, Protocol::Classic),
+            (Client::Cohort, Protocol::Consumer),
+            (Client::Librdkafka, Protocol::Classic),
+            (Client::Librdkafka, Protocol::Consumer),
+        ];
+        let mut samples: Vec<Samples> = cases
+            .iter()
+            .map(|_| Samples {
+                join: Vec::new(),
+                leave: Vec::new(),
+            })
+            .collect();
+        for _ in 0..rounds {
+            for (i, (client, protocol)) in cases.iter().enumerate() {
+                round(
+                    *client,
+                    *protocol,
+                    broker.bootstrap(),
+                    &p,
+                    size,
+                    &mut samples[i],
+                )
+                .await;
+            }
+        }
+        for ((client, protocol), s) in cases.iter().zip(&samples) {
+            let (jm, jlo, jhi) = summary(&s.join);
+            let (lm, llo, lhi) = summary(&s.leave);
+            println!(
+                "{:<11} {:<9} {size:>5} {:>6}  {jm:>8.0} ({jlo:.0}-{jhi:.0})  {lm:>10.0} ({llo:.0}-{lhi:.0})",
+                format!("{client:?}").to_lowercase(),
+                format!("{protocol:?}").to_lowercase(),
+                s.join.len(),
+            );
+            println!(
+                "json {{\"client\":\"{client:?}\",\"protocol\":\"{protocol:?}\",\"group\":{size},\"join_ms\":{jm:.0},\"leave_ms\":{lm:.0},\"rounds\":{}}}",
+                s.join.len()
+            );
+        }
+    }
+}
