@@ -173,9 +173,18 @@ async fn round(
     } else {
         tokio::time::sleep(Duration::from_secs(2)).await;
         // Join: the newcomer's share, every partition owned, a record consumed.
+        // Records keep coming, so the newcomer has something to consume once it owns a share.
+        let feed = {
+            let (p, topic) = (p.clone(), topic.clone());
+            tokio::spawn(async move {
+                loop {
+                    trickle(&p, &topic, partitions).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+        };
         let t0 = Instant::now();
         let newcomer = start(client, protocol, bootstrap, &group, &topic).await;
-        trickle(p, &topic, partitions).await;
         members.push(newcomer);
         let share = PER_MEMBER as u64;
         let joined = timed(until(LIMIT, || {
@@ -185,6 +194,7 @@ async fn round(
                 && n.consumed() > 0
         }))
         .await;
+        feed.abort();
         match joined {
             Some(_) => samples.join.push(t0.elapsed()),
             None => eprintln!("{client:?} {protocol:?} {size}: join did not complete"),

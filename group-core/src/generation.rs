@@ -162,7 +162,9 @@ impl Generation {
     /// Ends the generation: tells the tasks and waits for them, up to `deadline`. Returns the
     /// number of tasks that did not stop in time.
     async fn end(&self, deadline: Duration) -> usize {
-        let _ = self.inner.ended_tx.send(true);
+        // `send_replace`, not `send`: the latter changes nothing when no task holds a
+        // receiver, and the generation would never read as done.
+        self.inner.ended_tx.send_replace(true);
         let tasks: Vec<tokio::task::JoinHandle<()>> = std::mem::take(
             &mut *self
                 .inner
@@ -250,6 +252,16 @@ async fn run(
             ev = events.recv() => {
                 let Some(ev) = ev else { return };
                 match ev {
+                    // With the consumer protocol (KIP-848) a generation is a member epoch with
+                    // partitions: an empty assignment (all revoked, none given yet) starts none.
+                    GroupEvent::Assigned { assignment, .. }
+                        if rest.group_protocol == crate::GroupProtocol::Consumer
+                            && assignment.values().all(|ps| ps.is_empty()) =>
+                    {
+                        if let Some(g) = current.take() {
+                            end_generation(&g, &rest).await;
+                        }
+                    }
                     GroupEvent::Assigned { generation, member_id, assignment, .. } => {
                         if let Some(g) = current.take() {
                             end_generation(&g, &rest).await;

@@ -146,3 +146,61 @@ async fn a_regular_expression_is_resolved_by_the_broker_and_follows_new_topics()
     assert_eq!(a.count(), 5, "both topics' partitions owned");
     a.stop(Stop::Close).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn generations_are_member_epochs_with_partitions() {
+    use cohort::{CommitOffset, Group};
+    let broker = TestBroker::shared().expect("broker");
+    let (topic, group) = (unique_name("kip848gen"), unique_name("g"));
+    let p = common::topic(broker, &topic, 2).await;
+    produce(&p, &topic, 2, 10, "g").await;
+    let mut g1 = Group::new(config(broker.bootstrap(), &group, &topic))
+        .await
+        .expect("group");
+    let first = tokio::time::timeout(Duration::from_secs(30), g1.next())
+        .await
+        .expect("a first generation")
+        .expect("generation");
+    assert!(first.id() > 0, "a member epoch");
+    assert_eq!(first.assignments()[&topic].len(), 2);
+    first
+        .commit(&[CommitOffset::new(&topic, 0, 4)])
+        .await
+        .expect("commit with the member epoch");
+    // A second member: the first generation ends (a partition is revoked), the next one has
+    // one partition, at a member epoch no lower.
+    let mut g2 = Group::new(config(broker.bootstrap(), &group, &topic))
+        .await
+        .expect("second member");
+    let other = tokio::spawn(async move {
+        let g = tokio::time::timeout(Duration::from_secs(60), g2.next()).await;
+        (g, g2)
+    });
+    let second = tokio::time::timeout(Duration::from_secs(60), g1.next())
+        .await
+        .expect("a second generation")
+        .expect("generation");
+    assert!(first.is_done());
+    assert!(second.id() >= first.id());
+    assert_eq!(second.assignments()[&topic].len(), 1);
+    let (joined, g2) = other.await.unwrap();
+    let joined = joined
+        .expect("the joiner's generation")
+        .expect("generation");
+    let mut starts: Vec<(i32, i64)> = [&second, &joined]
+        .iter()
+        .flat_map(|g| {
+            g.assignments()[&topic]
+                .iter()
+                .map(|s| (s.partition, s.offset))
+        })
+        .collect();
+    starts.sort();
+    assert_eq!(
+        starts,
+        [(0, 4), (1, 0)],
+        "each partition once, from the commits"
+    );
+    g1.close().await;
+    g2.close().await;
+}
