@@ -1,5 +1,6 @@
 //! Rebalance latency of the consumer group protocol (KIP-848) against the classic
-//! cooperative-sticky protocol, for cohort and librdkafka, on one Apache Kafka broker in one run,
+//! cooperative-sticky protocol, for cohort, the Java consumer (the pinned release's
+//! kafka-clients, `cohort_harness::java`) and librdkafka, on one Apache Kafka broker in one run,
 //! so the figures compare as ratios on a shared machine.
 //!
 //! `protocol_rebalance [ROUNDS] [GROUP_SIZE]...` (defaults: 5 rounds, groups of 4 and 16). For
@@ -10,9 +11,11 @@
 //! - **leave**: that member closes (a clean leave); timed until the others own every partition.
 //!
 //! Prints the median and the range of each case, and one JSON line per case for the record.
-//! The broker runs consumer groups with a 1 s heartbeat interval (the test brokers' setting;
-//! Kafka's default is 5 s), the classic members with a 6 s session and 500 ms heartbeats: the
-//! same settings the group benchmark uses.
+//! The broker runs consumer groups with a 500 ms heartbeat interval (the test brokers' setting;
+//! Kafka's default is 5 s), the classic members with a 6 s session and 500 ms heartbeats (the
+//! group benchmark's settings): both protocols hear of a change within one interval. Each
+//! change comes at a different point of the heartbeat cycle (the idle time before it varies by
+//! round), so the medians are not an artefact of the members' heartbeats lining up with it.
 #![allow(
     clippy::disallowed_methods,
     reason = "harness code does I/O and reads the clock"
@@ -26,6 +29,7 @@
 mod members;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -41,7 +45,99 @@ const LIMIT: Duration = Duration::from_secs(90);
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Client {
     Cohort,
+    Java,
     Librdkafka,
+}
+
+/// A Java member process, read through the event lines it prints (`cohort member` format).
+struct JavaRunner {
+    child: std::process::Child,
+    owned: Arc<AtomicU64>,
+    consumed: Arc<AtomicU64>,
+}
+
+impl JavaRunner {
+    fn start(protocol: Protocol, bootstrap: &str, group: &str, topic: &str) -> Self {
+        use std::io::BufRead;
+        let java = cohort_harness::java::install().expect("the Java member");
+        let mut cmd = std::process::Command::new(&java.java);
+        cmd.arg("-cp")
+            .arg(&java.classpath)
+            .arg("-Dlog4j2.level=error")
+            .arg("cohort.JavaMember")
+            .args(["--bootstrap", bootstrap, "--group", group, "--topic", topic])
+            .args(["--name", "java", "--commit-interval-ms", "1000"]);
+        match protocol {
+            Protocol::Consumer => {
+                cmd.args(["--group-protocol", "consumer"]);
+            }
+            Protocol::Classic => {
+                let session = members::SESSION.as_millis().to_string();
+                let heartbeat = members::HEARTBEAT.as_millis().to_string();
+                cmd.args(["--balancer", "cooperative-sticky"])
+                    .args(["--session-timeout-ms", &session])
+                    .args(["--heartbeat-interval-ms", &heartbeat]);
+            }
+        }
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        let mut child = cmd.spawn().expect("java");
+        let out = child.stdout.take().expect("stdout");
+        let owned = Arc::new(AtomicU64::new(0));
+        let consumed = Arc::new(AtomicU64::new(0));
+        let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (o2, c2, s2) = (owned.clone(), consumed.clone(), started.clone());
+        std::thread::spawn(move || {
+            let count = |v: &serde_json::Value| -> u64 {
+                v.as_object()
+                    .map(|m| {
+                        m.values()
+                            .filter_map(|ps| ps.as_array())
+                            .map(|a| a.len() as u64)
+                            .sum()
+                    })
+                    .unwrap_or(0)
+            };
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                match v["event"].as_str() {
+                    Some("started") => s2.store(true, Ordering::SeqCst),
+                    Some("assigned") => o2.store(count(&v["partitions"]), Ordering::SeqCst),
+                    Some("revoked") | Some("lost") => {
+                        let n = count(&v["partitions"]);
+                        let _ = o2.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |o| {
+                            Some(o.saturating_sub(n))
+                        });
+                    }
+                    Some("processed") => {
+                        let n = v["last"].as_i64().unwrap_or(0) - v["first"].as_i64().unwrap_or(0);
+                        c2.fetch_add(n as u64 + 1, Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+            }
+        });
+        // Timed from here, like the in-process clients: the JVM's start is not the protocol's.
+        let t0 = Instant::now();
+        while !started.load(Ordering::SeqCst) && t0.elapsed() < LIMIT {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Self {
+            child,
+            owned,
+            consumed,
+        }
+    }
+
+    /// SIGTERM: the member commits, leaves and exits.
+    fn stop(mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -53,6 +149,7 @@ enum Protocol {
 /// A running member of either client, read through its counters.
 enum Running {
     Cohort(CohortRunner),
+    Java(JavaRunner),
     Rd(RdRunner),
 }
 
@@ -60,6 +157,7 @@ impl Running {
     fn owned(&self) -> &AtomicU64 {
         match self {
             Running::Cohort(c) => &c.owned,
+            Running::Java(j) => &j.owned,
             Running::Rd(r) => &r.owned,
         }
     }
@@ -67,6 +165,7 @@ impl Running {
     fn consumed(&self) -> u64 {
         match self {
             Running::Cohort(c) => c.consumed.load(Ordering::Relaxed),
+            Running::Java(j) => j.consumed.load(Ordering::Relaxed),
             Running::Rd(r) => r.consumed.load(Ordering::Relaxed),
         }
     }
@@ -74,6 +173,9 @@ impl Running {
     async fn stop(self) {
         match self {
             Running::Cohort(c) => c.stop().await,
+            Running::Java(j) => {
+                let _ = tokio::task::spawn_blocking(move || j.stop()).await;
+            }
             Running::Rd(r) => {
                 let _ = tokio::task::spawn_blocking(move || r.stop()).await;
             }
@@ -99,6 +201,14 @@ async fn start(
                 cfg.rebalance_timeout = Duration::from_secs(15);
             }
             Running::Cohort(CohortRunner::start(cfg, None).await)
+        }
+        Client::Java => {
+            let (b, g, t) = (bootstrap.to_owned(), group.to_owned(), topic.to_owned());
+            Running::Java(
+                tokio::task::spawn_blocking(move || JavaRunner::start(protocol, &b, &g, &t))
+                    .await
+                    .expect("java member"),
+            )
         }
         Client::Librdkafka => {
             let mut cfg = rd_config(bootstrap, group, "cooperative-sticky");
@@ -146,12 +256,18 @@ struct Samples {
     leave: Vec<Duration>,
 }
 
+/// Two seconds and a fraction of the heartbeat interval that changes with `salt`.
+fn idle(salt: usize) -> Duration {
+    Duration::from_millis(2000 + (salt as u64 * 317) % 500)
+}
+
 async fn round(
     client: Client,
     protocol: Protocol,
     bootstrap: &str,
     p: &Producer,
     size: usize,
+    salt: usize,
     samples: &mut Samples,
 ) {
     let partitions = PER_MEMBER * (size as i32 + 1);
@@ -171,7 +287,7 @@ async fn round(
     if settled.is_none() {
         eprintln!("{client:?} {protocol:?} {size}: the group did not settle; round skipped");
     } else {
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep(idle(salt)).await;
         // Join: the newcomer's share, every partition owned, a record consumed.
         // Records keep coming, so the newcomer has something to consume once it owns a share.
         let feed = {
@@ -183,8 +299,8 @@ async fn round(
                 }
             })
         };
-        let t0 = Instant::now();
         let newcomer = start(client, protocol, bootstrap, &group, &topic).await;
+        let t0 = Instant::now();
         members.push(newcomer);
         let share = PER_MEMBER as u64;
         let joined = timed(until(LIMIT, || {
@@ -199,7 +315,7 @@ async fn round(
             Some(_) => samples.join.push(t0.elapsed()),
             None => eprintln!("{client:?} {protocol:?} {size}: join did not complete"),
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep(idle(salt + 1)).await;
         // Leave: the newcomer closes; the others own every partition again.
         let t0 = Instant::now();
         if let Some(last) = members.pop() {
@@ -252,6 +368,8 @@ async fn main() {
         let cases = [
             (Client::Cohort, Protocol::Classic),
             (Client::Cohort, Protocol::Consumer),
+            (Client::Java, Protocol::Classic),
+            (Client::Java, Protocol::Consumer),
             (Client::Librdkafka, Protocol::Classic),
             (Client::Librdkafka, Protocol::Consumer),
         ];
@@ -262,7 +380,7 @@ async fn main() {
                 leave: Vec::new(),
             })
             .collect();
-        for _ in 0..rounds {
+        for r in 0..rounds {
             for (i, (client, protocol)) in cases.iter().enumerate() {
                 round(
                     *client,
@@ -270,6 +388,7 @@ async fn main() {
                     broker.bootstrap(),
                     &p,
                     size,
+                    2 * r,
                     &mut samples[i],
                 )
                 .await;

@@ -10,6 +10,7 @@ pub mod checker;
 pub mod conformance;
 pub mod error;
 pub mod foreign;
+pub mod java;
 pub mod journal;
 pub mod member;
 pub mod net;

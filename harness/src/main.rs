@@ -110,9 +110,10 @@ enum Command {
         /// `group.remote.assignor` with the consumer protocol (uniform, range).
         #[arg(long)]
         group_remote_assignor: Option<String>,
-        /// Rebalance timeout.
-        #[arg(long, default_value_t = 60_000)]
-        rebalance_timeout_ms: u64,
+        /// Rebalance timeout (60 s; the Java client has none of its own: its rebalance timeout
+        /// is `--max-poll-interval-ms`).
+        #[arg(long)]
+        rebalance_timeout_ms: Option<u64>,
         /// Processing bound.
         #[arg(long, default_value_t = 300_000)]
         max_poll_interval_ms: u64,
@@ -299,6 +300,78 @@ async fn run(command: Command) -> u8 {
             group_protocol,
             group_remote_assignor,
         } => {
+            if client == Client::Java {
+                // Flags the Java client has no equivalent for are errors, not ignored.
+                let refused: Vec<&str> = [
+                    (
+                        "--rebalance-timeout-ms (Java's rebalance timeout is --max-poll-interval-ms)",
+                        rebalance_timeout_ms.is_some_and(|r| r != max_poll_interval_ms),
+                    ),
+                    ("--weight", weight != 1),
+                    ("--bug", bug.is_some()),
+                    (
+                        "--cooperative-rejoin-delay-ms",
+                        cooperative_rejoin_delay_ms != 0,
+                    ),
+                    ("--jitter-seed", jitter_seed.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(f, set)| set.then_some(f))
+                .collect();
+                if !refused.is_empty() {
+                    eprintln!(
+                        "cohort member: the Java client cannot honour {}",
+                        refused.join(", ")
+                    );
+                    return 2;
+                }
+                let mut args: Vec<String> = vec![
+                    "--bootstrap".into(),
+                    bootstrap,
+                    "--group".into(),
+                    group,
+                    "--name".into(),
+                    name,
+                    "--max-poll-interval-ms".into(),
+                    max_poll_interval_ms.to_string(),
+                    "--processing-us".into(),
+                    processing_us.to_string(),
+                ];
+                let protocol = match group_protocol {
+                    GroupProtocol::Consumer => "consumer",
+                    _ => "classic",
+                };
+                args.extend(["--group-protocol".into(), protocol.into()]);
+                for t in topics {
+                    args.extend(["--topic".into(), t]);
+                }
+                for b in balancers {
+                    args.extend(["--balancer".into(), b]);
+                }
+                let optional = [
+                    ("--instance-id", instance_id),
+                    (
+                        "--session-timeout-ms",
+                        session_timeout_ms.map(|v| v.to_string()),
+                    ),
+                    (
+                        "--heartbeat-interval-ms",
+                        heartbeat_interval_ms.map(|v| v.to_string()),
+                    ),
+                    ("--group-remote-assignor", group_remote_assignor),
+                ];
+                for (flag, value) in optional {
+                    if let Some(v) = value {
+                        args.extend([flag.to_owned(), v]);
+                    }
+                }
+                if control {
+                    args.push("--control".into());
+                }
+                let e = cohort_harness::java::exec(&args);
+                eprintln!("cohort member: {e}");
+                return 2;
+            }
             let mut o = MemberOptions::new(&name, &bootstrap, &group, &topics);
             if group_protocol == GroupProtocol::Consumer {
                 // The broker owns these with KIP-848; a flag that cannot be honoured is an
@@ -332,7 +405,7 @@ async fn run(command: Command) -> u8 {
             o.instance_id = instance_id;
             o.session_timeout = Duration::from_millis(session_timeout_ms.unwrap_or(45_000));
             o.heartbeat_interval = Duration::from_millis(heartbeat_interval_ms.unwrap_or(3_000));
-            o.rebalance_timeout = Duration::from_millis(rebalance_timeout_ms);
+            o.rebalance_timeout = Duration::from_millis(rebalance_timeout_ms.unwrap_or(60_000));
             o.max_poll_interval = Duration::from_millis(max_poll_interval_ms);
             o.processing = Duration::from_micros(processing_us);
             o.weight = weight;

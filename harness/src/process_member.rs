@@ -30,6 +30,9 @@ pub enum Client {
     Cohort,
     /// librdkafka, through rust-rdkafka.
     Librdkafka,
+    /// The Java consumer of the pinned Apache Kafka release (`harness/clients/java`), always
+    /// as its own process.
+    Java,
 }
 
 /// A command on stdin.
@@ -191,6 +194,15 @@ pub async fn run(opts: MemberOptions, client: Client, control: bool) -> i32 {
             }
             member.stop(StopHow::Close).await;
             0
+        }
+        Client::Java => {
+            // `cohort member --client java` replaces itself with the Java program before it
+            // gets here; an in-process Java member does not exist.
+            sink(Event::Error {
+                message: "the Java member runs as its own process (`cohort member --client java`)"
+                    .into(),
+            });
+            2
         }
         Client::Librdkafka => {
             let member = match RdMember::start(opts, sink.clone()) {

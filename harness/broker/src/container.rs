@@ -151,10 +151,10 @@ async fn run_container(
                     ("KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR", "1".into()),
                     ("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0".into()),
                     ("KAFKA_GROUP_MIN_SESSION_TIMEOUT_MS", "1000".into()),
-                    ("KAFKA_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS", "1000".into()),
+                    ("KAFKA_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS", "500".into()),
                     (
                         "KAFKA_GROUP_CONSUMER_MIN_HEARTBEAT_INTERVAL_MS",
-                        "1000".into(),
+                        "500".into(),
                     ),
                     (
                         "KAFKA_GROUP_CONSUMER_REGEX_REFRESH_INTERVAL_MS",

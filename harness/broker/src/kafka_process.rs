@@ -131,10 +131,11 @@ group.min.session.timeout.ms=1000
 
 # Consumer-protocol groups (KIP-848): the broker sets their heartbeat interval (5 s by default)
 # and a member learns of a new target assignment only with its next heartbeat, so every test
-# would wait up to that long per step. One second keeps them quick; the session timeout stays
-# Kafka's (45 s), which members of that protocol assume.
-group.consumer.heartbeat.interval.ms=1000
-group.consumer.min.heartbeat.interval.ms=1000
+# would wait up to that long per step. 500 ms, the heartbeat interval the tests and benchmarks
+# give classic members, keeps them quick and the two protocols comparable; the session timeout
+# stays Kafka's (45 s), which members of that protocol assume.
+group.consumer.heartbeat.interval.ms=500
+group.consumer.min.heartbeat.interval.ms=500
 # The broker resolves a consumer-protocol member's regular expression again at most this often
 # (10 min by default; 10 s is the least it takes): a test creating a matching topic would wait
 # that long for it.

@@ -54,10 +54,11 @@ pub(super) fn describe(s: &MemberSettings) -> String {
     let client = match s.client.unwrap_or(Client::Cohort) {
         Client::Cohort => "cohort".to_owned(),
         Client::Librdkafka => format!("librdkafka {}", librdkafka_version()),
+        Client::Java => format!("java {}", cohort_testbroker::KAFKA_VERSION),
     };
     let place = match s.placement.unwrap_or_default() {
-        Placement::InProcess => "in-process",
-        Placement::Process => "process",
+        Placement::InProcess if s.client != Some(Client::Java) => "in-process",
+        _ => "process",
     };
     let strategy = if s.consumer_protocol() {
         format!(
@@ -102,6 +103,8 @@ pub(super) async fn start_member(ctx: &Arc<Ctx>, name: &str) -> Result<(), Harne
                         .map_err(HarnessError::task("starting a librdkafka member"))??,
                 )
             }
+            // Checked when the scenario is read; a Java member is a process.
+            Client::Java => Handle::Process(spawn_process(ctx, name, &opts, client).await?),
         },
         Placement::Process => Handle::Process(spawn_process(ctx, name, &opts, client).await?),
     };
@@ -127,18 +130,26 @@ pub(super) async fn spawn_process(
             "--name",
             name,
         ])
-        .args(["--rebalance-timeout-ms", &ms(o.rebalance_timeout)])
-        .args(["--max-poll-interval-ms", &ms(o.max_poll_interval)])
         .args(["--processing-us", &o.processing.as_micros().to_string()])
-        .args(["--weight", &o.weight.to_string()])
         .args([
             "--client",
             match client {
                 Client::Cohort => "cohort",
                 Client::Librdkafka => "librdkafka",
+                Client::Java => "java",
             },
         ])
         .arg("--control");
+    let java = client == Client::Java;
+    if java {
+        // Java's rebalance timeout is max.poll.interval.ms: the member's rebalance timeout, so
+        // that a group waits for it as long as for the others.
+        cmd.args(["--max-poll-interval-ms", &ms(o.rebalance_timeout)]);
+    } else {
+        cmd.args(["--rebalance-timeout-ms", &ms(o.rebalance_timeout)])
+            .args(["--max-poll-interval-ms", &ms(o.max_poll_interval)])
+            .args(["--weight", &o.weight.to_string()]);
+    }
     for t in &o.topics {
         cmd.args(["--topic", t]);
     }
@@ -161,12 +172,14 @@ pub(super) async fn spawn_process(
     if o.bug.is_some() {
         cmd.args(["--bug", "commit-after-revoke"]);
     }
-    cmd.args([
-        "--cooperative-rejoin-delay-ms",
-        &ms(o.cooperative_rejoin_delay),
-    ]);
-    if let Some(seed) = o.jitter_seed {
-        cmd.args(["--jitter-seed", &seed.to_string()]);
+    if !java {
+        cmd.args([
+            "--cooperative-rejoin-delay-ms",
+            &ms(o.cooperative_rejoin_delay),
+        ]);
+        if let Some(seed) = o.jitter_seed {
+            cmd.args(["--jitter-seed", &seed.to_string()]);
+        }
     }
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -392,11 +405,11 @@ impl ProcessMember {
             let _ = stdin.write_all(line.as_bytes()).await;
             let _ = stdin.flush().await;
         }
-        if client == Client::Librdkafka && !matches!(cmd, ControlCommand::Processing { .. }) {
-            return Some(
-                "a librdkafka member has no pluggable dialer; network faults were not applied"
-                    .into(),
-            );
+        if client != Client::Cohort && !matches!(cmd, ControlCommand::Processing { .. }) {
+            return Some(format!(
+                "a {} member has no pluggable dialer; network faults were not applied",
+                format!("{client:?}").to_lowercase()
+            ));
         }
         None
     }

@@ -74,6 +74,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
         "protocol-upgrade",
         include_str!("../../scenarios/protocol-upgrade.toml"),
     ),
+    (
+        "mixed-java",
+        include_str!("../../scenarios/mixed-java.toml"),
+    ),
 ];
 
 /// A scenario's text from a path or a shipped name.

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Builds the harness's Java member (harness/clients/java: the Java consumer of the pinned Apache
+# Kafka release, driven like a cohort member) against that release's own jars, and prints the
+# folder of its classes. Idempotent and offline once built: the build is keyed by the source's
+# hash and the Kafka version, and reused while both stay the same.
+#
+# Usage: install-java-member.sh [SOURCE_DIR]   (default: harness/clients/java beside this script)
+# Environment: COHORT_CACHE_DIR (cache root), JAVA_HOME (the JDK whose javac builds it; Java 17+),
+# COHORT_KAFKA_LIBS_DIR (the release's jars, when the caller has installed them already).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")" 2>/dev/null && pwd || true)"
+src="${1:-$here/../clients/java}"
+file="$src/src/cohort/JavaMember.java"
+if [ ! -f "$file" ]; then
+  echo "install-java-member: no $file" >&2
+  exit 1
+fi
+# The broker's jars carry the kafka-clients of the same release, and its dependencies.
+libs="${COHORT_KAFKA_LIBS_DIR:-}"
+if [ -z "$libs" ]; then
+  libs="$("$here/install-kafka.sh" | tail -n1)"
+fi
+version="$(ls "$libs" | sed -n 's/^kafka-clients-\(.*\)\.jar$/\1/p' | head -n1)"
+javac="${JAVA_HOME:+$JAVA_HOME/bin/}javac"
+if ! command -v "$javac" >/dev/null 2>&1; then
+  echo "install-java-member: no Java compiler ('$javac'); the Java member needs a JDK 17+" >&2
+  exit 1
+fi
+
+cache="${COHORT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cohort}"
+key="$(cat "$file" | sha256sum | cut -c1-16)-$version"
+dest="$cache/clients/java/$key"
+if [ -f "$dest/classes/cohort/JavaMember.class" ]; then
+  echo "$dest/classes"
+  exit 0
+fi
+mkdir -p "$cache/clients/java"
+tmp="$(mktemp -d "$cache/clients/java/.build-$key.XXXXXX")"
+trap 'rm -rf "$tmp"' EXIT
+echo "install-java-member: building the Java member against kafka-clients $version" >&2
+"$javac" -Xlint:all -Werror -d "$tmp/classes" -cp "$libs/*" "$file" >&2
+rm -rf "$dest"
+mv "$tmp" "$dest"
+trap - EXIT
+echo "$dest/classes"
