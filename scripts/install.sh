@@ -24,6 +24,9 @@ harness/scripts/install-tansu.sh
 echo "install: the Java member (the pinned release's consumer, for mixed groups and benchmarks)"
 harness/scripts/install-java-member.sh
 
+echo "install: the Go members (kafka-go, sarama, franz-go, from the Go module proxy)"
+harness/scripts/install-go-members.sh
+
 echo "install: Docker engine (optional)"
 if ! harness/scripts/install-docker.sh; then
   echo "install: no Docker engine; the container backend's tests will report 'not run'"

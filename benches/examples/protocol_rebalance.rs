@@ -59,12 +59,10 @@ struct JavaRunner {
 impl JavaRunner {
     fn start(protocol: Protocol, bootstrap: &str, group: &str, topic: &str) -> Self {
         use std::io::BufRead;
-        let java = cohort_harness::java::install().expect("the Java member");
-        let mut cmd = std::process::Command::new(&java.java);
-        cmd.arg("-cp")
-            .arg(&java.classpath)
-            .arg("-Dlog4j2.level=error")
-            .arg("cohort.JavaMember")
+        let java = cohort_harness::clients::install(cohort_harness::process_member::Client::Java)
+            .expect("the Java member");
+        let mut cmd = std::process::Command::new(&java.program);
+        cmd.args(&java.args)
             .args(["--bootstrap", bootstrap, "--group", group, "--topic", topic])
             .args(["--name", "java", "--commit-interval-ms", "1000"]);
         match protocol {

@@ -7,10 +7,10 @@
 
 pub mod assign;
 pub mod checker;
+pub mod clients;
 pub mod conformance;
 pub mod error;
 pub mod foreign;
-pub mod java;
 pub mod journal;
 pub mod member;
 pub mod net;

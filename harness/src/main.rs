@@ -114,9 +114,9 @@ enum Command {
         /// is `--max-poll-interval-ms`).
         #[arg(long)]
         rebalance_timeout_ms: Option<u64>,
-        /// Processing bound.
-        #[arg(long, default_value_t = 300_000)]
-        max_poll_interval_ms: u64,
+        /// Processing bound (5 min).
+        #[arg(long)]
+        max_poll_interval_ms: Option<u64>,
         /// Time to process one record.
         #[arg(long, default_value_t = 0)]
         processing_us: u64,
@@ -300,13 +300,24 @@ async fn run(command: Command) -> u8 {
             group_protocol,
             group_remote_assignor,
         } => {
-            if client == Client::Java {
-                // Flags the Java client has no equivalent for are errors, not ignored.
-                let refused: Vec<&str> = [
-                    (
-                        "--rebalance-timeout-ms (Java's rebalance timeout is --max-poll-interval-ms)",
-                        rebalance_timeout_ms.is_some_and(|r| r != max_poll_interval_ms),
-                    ),
+            if !client.in_process() {
+                let mut base: Vec<String> = vec![
+                    "--bootstrap".into(),
+                    bootstrap,
+                    "--group".into(),
+                    group,
+                    "--name".into(),
+                    name,
+                    "--processing-us".into(),
+                    processing_us.to_string(),
+                ];
+                for t in topics {
+                    base.extend(["--topic".into(), t]);
+                }
+                if control {
+                    base.push("--control".into());
+                }
+                let cohort_only = [
                     ("--weight", weight != 1),
                     ("--bug", bug.is_some()),
                     (
@@ -318,59 +329,28 @@ async fn run(command: Command) -> u8 {
                 .into_iter()
                 .filter_map(|(f, set)| set.then_some(f))
                 .collect();
-                if !refused.is_empty() {
-                    eprintln!(
-                        "cohort member: the Java client cannot honour {}",
-                        refused.join(", ")
-                    );
-                    return 2;
-                }
-                let mut args: Vec<String> = vec![
-                    "--bootstrap".into(),
-                    bootstrap,
-                    "--group".into(),
-                    group,
-                    "--name".into(),
-                    name,
-                    "--max-poll-interval-ms".into(),
-                    max_poll_interval_ms.to_string(),
-                    "--processing-us".into(),
-                    processing_us.to_string(),
-                ];
-                let protocol = match group_protocol {
-                    GroupProtocol::Consumer => "consumer",
-                    _ => "classic",
+                let flags = cohort_harness::clients::MemberFlags {
+                    balancers,
+                    instance_id,
+                    session_timeout_ms,
+                    heartbeat_interval_ms,
+                    rebalance_timeout_ms,
+                    max_poll_interval_ms,
+                    consumer_protocol: group_protocol == GroupProtocol::Consumer,
+                    group_remote_assignor,
+                    cohort_only,
                 };
-                args.extend(["--group-protocol".into(), protocol.into()]);
-                for t in topics {
-                    args.extend(["--topic".into(), t]);
-                }
-                for b in balancers {
-                    args.extend(["--balancer".into(), b]);
-                }
-                let optional = [
-                    ("--instance-id", instance_id),
-                    (
-                        "--session-timeout-ms",
-                        session_timeout_ms.map(|v| v.to_string()),
-                    ),
-                    (
-                        "--heartbeat-interval-ms",
-                        heartbeat_interval_ms.map(|v| v.to_string()),
-                    ),
-                    ("--group-remote-assignor", group_remote_assignor),
-                ];
-                for (flag, value) in optional {
-                    if let Some(v) = value {
-                        args.extend([flag.to_owned(), v]);
+                return match cohort_harness::clients::member_flags(client, base, flags) {
+                    Ok(args) => {
+                        let e = cohort_harness::clients::exec(client, &args);
+                        eprintln!("cohort member: {e}");
+                        2
                     }
-                }
-                if control {
-                    args.push("--control".into());
-                }
-                let e = cohort_harness::java::exec(&args);
-                eprintln!("cohort member: {e}");
-                return 2;
+                    Err(why) => {
+                        eprintln!("cohort member: {why}");
+                        2
+                    }
+                };
             }
             let mut o = MemberOptions::new(&name, &bootstrap, &group, &topics);
             if group_protocol == GroupProtocol::Consumer {
@@ -406,7 +386,7 @@ async fn run(command: Command) -> u8 {
             o.session_timeout = Duration::from_millis(session_timeout_ms.unwrap_or(45_000));
             o.heartbeat_interval = Duration::from_millis(heartbeat_interval_ms.unwrap_or(3_000));
             o.rebalance_timeout = Duration::from_millis(rebalance_timeout_ms.unwrap_or(60_000));
-            o.max_poll_interval = Duration::from_millis(max_poll_interval_ms);
+            o.max_poll_interval = Duration::from_millis(max_poll_interval_ms.unwrap_or(300_000));
             o.processing = Duration::from_micros(processing_us);
             o.weight = weight;
             o.bug = bug;

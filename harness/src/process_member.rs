@@ -24,7 +24,7 @@ use crate::net::Direction;
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
 )]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Client {
     /// This project's group core.
     Cohort,
@@ -33,6 +33,19 @@ pub enum Client {
     /// The Java consumer of the pinned Apache Kafka release (`harness/clients/java`), always
     /// as its own process.
     Java,
+    /// segmentio/kafka-go's consumer group (`harness/clients/go`), as its own process.
+    KafkaGo,
+    /// IBM/sarama's consumer group, as its own process.
+    Sarama,
+    /// twmb/franz-go's consumer, as its own process.
+    FranzGo,
+}
+
+impl Client {
+    /// Whether the member runs in the cohort process (else it is a process of its own).
+    pub fn in_process(self) -> bool {
+        matches!(self, Client::Cohort | Client::Librdkafka)
+    }
 }
 
 /// A command on stdin.
@@ -195,12 +208,13 @@ pub async fn run(opts: MemberOptions, client: Client, control: bool) -> i32 {
             member.stop(StopHow::Close).await;
             0
         }
-        Client::Java => {
-            // `cohort member --client java` replaces itself with the Java program before it
-            // gets here; an in-process Java member does not exist.
+        Client::Java | Client::KafkaGo | Client::Sarama | Client::FranzGo => {
+            // `cohort member --client C` replaces itself with the client's program before it
+            // gets here; these clients have no in-process member.
             sink(Event::Error {
-                message: "the Java member runs as its own process (`cohort member --client java`)"
-                    .into(),
+                message: format!(
+                    "the {client:?} member runs as its own process (`cohort member --client ...`)"
+                ),
             });
             2
         }

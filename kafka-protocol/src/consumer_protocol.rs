@@ -14,7 +14,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use crate::codec::Message;
+use crate::codec::{Decode, Message};
 use crate::error::{DecodeError, EncodeError};
 pub use crate::messages::consumer_protocol_assignment::TopicPartition as AssignedTopicPartitions;
 pub use crate::messages::consumer_protocol_subscription::TopicPartition as OwnedTopicPartitions;
@@ -71,11 +71,34 @@ pub fn encode_subscription(
     encode_prefixed(s, version)
 }
 
-/// Decodes a subscription; returns the announced version and the subscription.
+/// Decodes a subscription; returns the version it was read as and the subscription.
+///
+/// A subscription that does not decode at the version it announces is read at the older
+/// versions, newest first, and taken if one layout reads it whole: segmentio/kafka-go announces
+/// version 1 without the owned partitions version 1 adds (kafka-go #762, #1156), which Java's
+/// decoder rejects and franz-go reads as version 0. A leader that could not read it would give
+/// that member nothing.
 pub fn decode_subscription(
     bytes: Bytes,
 ) -> Result<(i16, ConsumerProtocolSubscription), DecodeError> {
-    decode_prefixed(bytes, "consumer subscription")
+    let err = match decode_prefixed(bytes.clone(), "consumer subscription") {
+        Ok(ok) => return Ok(ok),
+        Err(e) => e,
+    };
+    let announced = match bytes.get(..2) {
+        Some(&[hi, lo]) => i16::from_be_bytes([hi, lo]),
+        _ => return Err(err),
+    };
+    let newest = announced.min(ConsumerProtocolSubscription::VERSIONS.max);
+    for version in (0..newest).rev() {
+        let mut body = bytes.slice(2..);
+        if let Ok(s) = ConsumerProtocolSubscription::decode(&mut body, version)
+            && body.is_empty()
+        {
+            return Ok((version, s));
+        }
+    }
+    Err(err)
 }
 
 /// Encodes an assignment with its version prefix.
@@ -198,6 +221,27 @@ mod tests {
             generation_id: 7,
             rack_id: Some("rack-1".into()),
         }
+    }
+
+    #[test]
+    fn kafka_go_version_one_without_owned_partitions_reads_as_version_zero() {
+        // What segmentio/kafka-go sends: the version-0 layout under a version-1 prefix.
+        let v0 = ConsumerProtocolSubscription {
+            topics: vec!["orders".into()],
+            user_data: Some(Bytes::new()),
+            ..Default::default()
+        };
+        let mut b = BytesMut::new();
+        b.put_i16(1);
+        v0.encode(&mut b, 0).unwrap();
+        let (version, got) = decode_subscription(b.freeze()).expect("read as v0");
+        assert_eq!(version, 0);
+        assert_eq!(got.topics, v0.topics);
+        // Bytes no layout reads whole stay an error.
+        let mut bad = BytesMut::new();
+        bad.put_i16(1);
+        bad.put_slice(&[0, 0, 0, 9]);
+        assert!(decode_subscription(bad.freeze()).is_err());
     }
 
     #[test]

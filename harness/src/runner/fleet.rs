@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::error::HarnessError;
-use crate::foreign::{RdMember, librdkafka_version};
+use crate::foreign::RdMember;
 use crate::journal::{Entry, Event, now_us};
 use crate::member::{CohortMember, MemberOptions, StopHow, journal_sink};
 use crate::process_member::{Client, ControlCommand};
@@ -51,13 +51,9 @@ pub(super) struct Slot {
 }
 
 pub(super) fn describe(s: &MemberSettings) -> String {
-    let client = match s.client.unwrap_or(Client::Cohort) {
-        Client::Cohort => "cohort".to_owned(),
-        Client::Librdkafka => format!("librdkafka {}", librdkafka_version()),
-        Client::Java => format!("java {}", cohort_testbroker::KAFKA_VERSION),
-    };
+    let client = crate::clients::version(s.client.unwrap_or(Client::Cohort));
     let place = match s.placement.unwrap_or_default() {
-        Placement::InProcess if s.client != Some(Client::Java) => "in-process",
+        Placement::InProcess if s.client.unwrap_or(Client::Cohort).in_process() => "in-process",
         _ => "process",
     };
     let strategy = if s.consumer_protocol() {
@@ -103,8 +99,10 @@ pub(super) async fn start_member(ctx: &Arc<Ctx>, name: &str) -> Result<(), Harne
                         .map_err(HarnessError::task("starting a librdkafka member"))??,
                 )
             }
-            // Checked when the scenario is read; a Java member is a process.
-            Client::Java => Handle::Process(spawn_process(ctx, name, &opts, client).await?),
+            // The reference clients other than librdkafka are always processes.
+            Client::Java | Client::KafkaGo | Client::Sarama | Client::FranzGo => {
+                Handle::Process(spawn_process(ctx, name, &opts, client).await?)
+            }
         },
         Placement::Process => Handle::Process(spawn_process(ctx, name, &opts, client).await?),
     };
@@ -131,29 +129,13 @@ pub(super) async fn spawn_process(
             name,
         ])
         .args(["--processing-us", &o.processing.as_micros().to_string()])
-        .args([
-            "--client",
-            match client {
-                Client::Cohort => "cohort",
-                Client::Librdkafka => "librdkafka",
-                Client::Java => "java",
-            },
-        ])
+        .args(["--client", crate::clients::flag_name(client)])
         .arg("--control");
-    let java = client == Client::Java;
-    if java {
-        // Java's rebalance timeout is max.poll.interval.ms: the member's rebalance timeout, so
-        // that a group waits for it as long as for the others.
-        cmd.args(["--max-poll-interval-ms", &ms(o.rebalance_timeout)]);
-    } else {
-        cmd.args(["--rebalance-timeout-ms", &ms(o.rebalance_timeout)])
-            .args(["--max-poll-interval-ms", &ms(o.max_poll_interval)])
-            .args(["--weight", &o.weight.to_string()]);
-    }
     for t in &o.topics {
         cmd.args(["--topic", t]);
     }
-    if o.group_protocol == cohort::GroupProtocol::Consumer {
+    let consumer = o.group_protocol == cohort::GroupProtocol::Consumer;
+    if consumer {
         // The broker owns the session, the heartbeat and the assignment (KIP-848).
         cmd.args(["--group-protocol", "consumer"]);
         if let Some(a) = &o.group_remote_assignor {
@@ -169,16 +151,30 @@ pub(super) async fn spawn_process(
     if let Some(i) = &o.instance_id {
         cmd.args(["--instance-id", i]);
     }
-    if o.bug.is_some() {
-        cmd.args(["--bug", "commit-after-revoke"]);
-    }
-    if !java {
-        cmd.args([
-            "--cooperative-rejoin-delay-ms",
-            &ms(o.cooperative_rejoin_delay),
-        ]);
-        if let Some(seed) = o.jitter_seed {
-            cmd.args(["--jitter-seed", &seed.to_string()]);
+    match client {
+        Client::Cohort | Client::Librdkafka => {
+            cmd.args(["--rebalance-timeout-ms", &ms(o.rebalance_timeout)])
+                .args(["--max-poll-interval-ms", &ms(o.max_poll_interval)])
+                .args(["--weight", &o.weight.to_string()])
+                .args([
+                    "--cooperative-rejoin-delay-ms",
+                    &ms(o.cooperative_rejoin_delay),
+                ]);
+            if o.bug.is_some() {
+                cmd.args(["--bug", "commit-after-revoke"]);
+            }
+            if let Some(seed) = o.jitter_seed {
+                cmd.args(["--jitter-seed", &seed.to_string()]);
+            }
+        }
+        // Java's rebalance timeout is max.poll.interval.ms: the member's rebalance timeout, so
+        // that a group waits for it as long as for the others.
+        Client::Java => {
+            cmd.args(["--max-poll-interval-ms", &ms(o.rebalance_timeout)]);
+        }
+        // The Go clients have a rebalance timeout and no poll interval bound.
+        Client::KafkaGo | Client::Sarama | Client::FranzGo => {
+            cmd.args(["--rebalance-timeout-ms", &ms(o.rebalance_timeout)]);
         }
     }
     let log = std::fs::OpenOptions::new()

@@ -259,6 +259,21 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report, HarnessError
         Some(p) => p.clone(),
         None => std::env::current_exe().map_err(HarnessError::io("the cohort binary"))?,
     };
+    // The reference clients' programs are built before the clock starts (once per machine;
+    // a first build of the Go members takes a while), not while a member is expected to start.
+    let mut programs: Vec<Client> = s
+        .resolved_members()
+        .iter()
+        .filter_map(|(_, _, st)| st.client)
+        .filter(|c| !c.in_process())
+        .collect();
+    programs.sort_by_key(|c| crate::clients::flag_name(*c));
+    programs.dedup();
+    for c in programs {
+        tokio::task::spawn_blocking(move || crate::clients::install(c))
+            .await
+            .map_err(HarnessError::task("building a reference client"))??;
+    }
     let journal = Journal::new();
     let start_ts = now_us();
     let ctx = Arc::new(Ctx {

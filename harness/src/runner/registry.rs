@@ -78,6 +78,8 @@ pub const SHIPPED: &[(&str, &str)] = &[
         "mixed-java",
         include_str!("../../scenarios/mixed-java.toml"),
     ),
+    ("mixed-go", include_str!("../../scenarios/mixed-go.toml")),
+    ("mixed-all", include_str!("../../scenarios/mixed-all.toml")),
 ];
 
 /// A scenario's text from a path or a shipped name.

@@ -238,21 +238,34 @@ public final class JavaMember {
         }
     }
 
-    /** Commits what was processed of `only` (or of every owned partition) and journals it. */
+    /**
+     * Commits what was processed of `only` (or of every owned partition) and journals it; what
+     * fails to commit stays to be committed. A wakeup (the member is stopping) interrupts a
+     * commit once: it is sent again, since the partitions' last commit must not be lost.
+     */
     private void commit(Collection<TopicPartition> only) {
         Map<TopicPartition, OffsetAndMetadata> offs = new HashMap<>();
         for (TopicPartition tp : only) {
-            OffsetAndMetadata o = processed.remove(tp);
+            OffsetAndMetadata o = processed.get(tp);
             if (o != null) offs.put(tp, o);
         }
         if (offs.isEmpty()) return;
         long requested = nowUs();
         int gen = generation();
-        try {
-            consumer.commitSync(offs);
-            emit("committed", "\"generation\":" + gen + ",\"offsets\":" + offsets(offs) + ",\"requested\":" + requested);
-        } catch (RuntimeException e) {
-            emit("error", "\"message\":" + str("commit failed: " + e));
+        for (int attempt = 0; attempt < 2; attempt++) {
+            try {
+                consumer.commitSync(offs);
+                for (Map.Entry<TopicPartition, OffsetAndMetadata> e : offs.entrySet()) {
+                    processed.remove(e.getKey(), e.getValue());
+                }
+                emit("committed", "\"generation\":" + gen + ",\"offsets\":" + offsets(offs) + ",\"requested\":" + requested);
+                return;
+            } catch (WakeupException e) {
+                // The wakeup is spent; the next attempt runs to its end.
+            } catch (RuntimeException e) {
+                emit("error", "\"message\":" + str("commit failed: " + e));
+                return;
+            }
         }
     }
 
@@ -263,6 +276,8 @@ public final class JavaMember {
             // Java's contract: the partitions are still owned here, so the last commit of what
             // was processed goes out before they are given up.
             commit(parts);
+            // Whatever did not commit is not this member's to commit any more.
+            for (TopicPartition tp : parts) processed.remove(tp);
             emit("revoked", "\"generation\":" + generation() + ",\"partitions\":" + partitions(parts));
             owned.removeAll(parts);
         }
