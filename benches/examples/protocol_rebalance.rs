@@ -3,7 +3,8 @@
 //! kafka-clients, `cohort_harness::java`) and librdkafka, on one Apache Kafka broker in one run,
 //! so the figures compare as ratios on a shared machine.
 //!
-//! `protocol_rebalance [ROUNDS] [GROUP_SIZE]...` (defaults: 5 rounds, groups of 4 and 16). For
+//! `protocol_rebalance [ROUNDS] [GROUP_SIZE]...` (defaults: 5 rounds, groups of 4 and 16; with
+//! `COHORT_BENCH_SVG=FILE` the medians are also drawn as a bar chart into FILE). For
 //! each client, protocol and group size: the group settles (every partition owned, every member
 //! some), then
 //! - **join**: one more member starts; timed until the group owns every partition again, the
@@ -331,6 +332,73 @@ async fn round(
     let _ = p.delete_topics(&[&topic]).await;
 }
 
+/// One measured case, for the chart.
+struct Row {
+    label: String,
+    group: usize,
+    join: f64,
+    leave: f64,
+}
+
+/// Grouped horizontal bars: for each group size, join and leave medians per client and protocol.
+fn svg(rows: &[Row]) -> String {
+    use std::fmt::Write as _;
+    let max = rows
+        .iter()
+        .flat_map(|r| [r.join, r.leave])
+        .filter(|v| v.is_finite())
+        .fold(1.0f64, f64::max);
+    let (left, width, bar, gap) = (190.0, 520.0, 11.0, 4.0);
+    let block = rows.len() as f64 / rows.iter().map(|r| r.group).collect::<std::collections::BTreeSet<_>>().len().max(1) as f64;
+    let height = 60.0 + rows.len() as f64 * (2.0 * bar + gap + 6.0) + 40.0 * (rows.len() as f64 / block);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height:.0}\" font-family=\"sans-serif\" font-size=\"11\">",
+        left + width + 90.0
+    );
+    let _ = writeln!(
+        out,
+        "<text x=\"10\" y=\"20\" font-size=\"14\" font-weight=\"bold\">Rebalance latency, median ms (shorter is better): a member joins, then leaves</text>\n<rect x=\"{left}\" y=\"30\" width=\"10\" height=\"10\" fill=\"#4878d0\"/><text x=\"{}\" y=\"39\">join</text><rect x=\"{}\" y=\"30\" width=\"10\" height=\"10\" fill=\"#ee854a\"/><text x=\"{}\" y=\"39\">leave</text>",
+        left + 14.0,
+        left + 60.0,
+        left + 74.0
+    );
+    let mut y = 55.0;
+    let mut group = 0;
+    for r in rows {
+        if r.group != group {
+            group = r.group;
+            y += 16.0;
+            let _ = writeln!(
+                out,
+                "<text x=\"10\" y=\"{y:.0}\" font-weight=\"bold\">a group of {group} (+1)</text>"
+            );
+            y += 8.0;
+        }
+        let _ = writeln!(
+            out,
+            "<text x=\"{}\" y=\"{:.0}\" text-anchor=\"end\">{}</text>",
+            left - 6.0,
+            y + bar + 2.0,
+            r.label
+        );
+        for (v, color) in [(r.join, "#4878d0"), (r.leave, "#ee854a")] {
+            let w = if v.is_finite() { v / max * width } else { 0.0 };
+            let _ = writeln!(
+                out,
+                "<rect x=\"{left}\" y=\"{y:.0}\" width=\"{w:.1}\" height=\"{bar}\" fill=\"{color}\"/><text x=\"{:.1}\" y=\"{:.0}\">{v:.0}</text>",
+                left + w + 4.0,
+                y + bar - 2.0
+            );
+            y += bar + 1.0;
+        }
+        y += gap + 6.0;
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
 fn summary(v: &[Duration]) -> (f64, f64, f64) {
     let mut ms: Vec<f64> = v.iter().map(|d| d.as_secs_f64() * 1e3).collect();
     ms.sort_by(f64::total_cmp);
@@ -342,7 +410,31 @@ fn summary(v: &[Duration]) -> (f64, f64, f64) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
+    // `--chart LOG`: draw the chart of an earlier run from its `json` lines, measuring nothing.
+    if args.peek().map(String::as_str) == Some("--chart") {
+        let log = args.nth(1).expect("--chart LOG");
+        let text = std::fs::read_to_string(&log).expect("the log");
+        let rows: Vec<Row> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("json "))
+            .filter_map(|j| serde_json::from_str::<serde_json::Value>(j).ok())
+            .map(|v| Row {
+                label: format!(
+                    "{} {}",
+                    v["client"].as_str().unwrap_or("?"),
+                    v["protocol"].as_str().unwrap_or("?")
+                )
+                .to_lowercase(),
+                group: v["group"].as_u64().unwrap_or(0) as usize,
+                join: v["join_ms"].as_f64().unwrap_or(f64::NAN),
+                leave: v["leave_ms"].as_f64().unwrap_or(f64::NAN),
+            })
+            .collect();
+        let path = std::env::var_os("COHORT_BENCH_SVG").expect("COHORT_BENCH_SVG=FILE");
+        std::fs::write(&path, svg(&rows)).expect("write the chart");
+        return;
+    }
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
     let mut sizes: Vec<usize> = args.filter_map(|a| a.parse().ok()).collect();
     if sizes.is_empty() {
@@ -351,6 +443,7 @@ async fn main() {
     let broker = TestBroker::start().expect("broker");
     println!("broker: {}", broker.info());
     let p = Producer::new(ClientConfig::new(broker.bootstrap()));
+    let mut rows: Vec<Row> = Vec::new();
     println!(
         "{:<11} {:<9} {:>5} {:>6}  {:>22}  {:>22}",
         "client",
@@ -405,6 +498,16 @@ async fn main() {
                 "json {{\"client\":\"{client:?}\",\"protocol\":\"{protocol:?}\",\"group\":{size},\"join_ms\":{jm:.0},\"leave_ms\":{lm:.0},\"rounds\":{}}}",
                 s.join.len()
             );
+            rows.push(Row {
+                label: format!("{client:?} {protocol:?}").to_lowercase(),
+                group: size,
+                join: jm,
+                leave: lm,
+            });
         }
+    }
+    if let Some(path) = std::env::var_os("COHORT_BENCH_SVG") {
+        std::fs::write(&path, svg(&rows)).expect("write the chart");
+        println!("chart: {}", std::path::Path::new(&path).display());
     }
 }
