@@ -349,8 +349,15 @@ fn svg(rows: &[Row]) -> String {
         .filter(|v| v.is_finite())
         .fold(1.0f64, f64::max);
     let (left, width, bar, gap) = (190.0, 520.0, 11.0, 4.0);
-    let block = rows.len() as f64 / rows.iter().map(|r| r.group).collect::<std::collections::BTreeSet<_>>().len().max(1) as f64;
-    let height = 60.0 + rows.len() as f64 * (2.0 * bar + gap + 6.0) + 40.0 * (rows.len() as f64 / block);
+    let block = rows.len() as f64
+        / rows
+            .iter()
+            .map(|r| r.group)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            .max(1) as f64;
+    let height =
+        60.0 + rows.len() as f64 * (2.0 * bar + gap + 6.0) + 40.0 * (rows.len() as f64 / block);
     let mut out = String::new();
     let _ = writeln!(
         out,

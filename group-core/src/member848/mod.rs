@@ -33,30 +33,38 @@
 //! - Fenced partitions are lost, never committed, and heartbeats stop until the application
 //!   let them go (KAFKA-16251).
 //!
+//! # Layout
+//! - this file: the [`Member848`] with its inputs (`handle_*`), outputs (`poll_*`) and `step`,
+//!   leaving and failing;
+//! - `state.rs`: the phases, each with its own data, and the heartbeat fields last sent;
+//! - `heartbeat.rs`: full and partial heartbeats, their answers and errors;
+//! - `reconcile.rs`: taking up a target assignment (revoke first), fencing;
+//! - `commit.rs`: commits with the member epoch;
+//! - `errors.rs`: the heartbeat and commit error tables.
+//!
 //! # References
 //! KIP-848 (the protocol), KIP-1082 (client-generated member id); the Java client's
 //! `ConsumerMembershipManager`, `AbstractMembershipManager`, `ConsumerHeartbeatRequestManager`.
 
+mod commit;
 mod errors;
+mod heartbeat;
+mod reconcile;
 mod state;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use cohort_protocol::messages::{
-    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, OffsetCommitResponse,
-    consumer_group_heartbeat_request,
-};
-use cohort_protocol::{ApiKey, ErrorCode, Uuid};
+use cohort_protocol::messages::ConsumerGroupHeartbeatRequest;
+use cohort_protocol::{ApiKey, Uuid};
 
-use self::errors::{CommitAction, HeartbeatAction, commit_action, heartbeat_action};
 use self::state::{AfterLeave, SentFields, State};
 use crate::backoff::{Backoff, Jitter};
 use crate::error::Error;
-use crate::member::commit::{Commits, PendingCommit, commit_error, commit_request, owned_only};
+use crate::member::commit::{Commits, PendingCommit};
 use crate::member::{
     Assignment, CommitId, CommitOffset, GroupEvent, MemberConfig, MemberStats, Outbound,
-    OutboundRequest, Phase, RequestId, Response, RevokeToken, count, minus,
+    OutboundRequest, Phase, RequestId, Response, RevokeToken,
 };
 
 /// The epoch a dynamic member leaves with (KIP-848).
@@ -332,16 +340,6 @@ impl Member848 {
         self.sent.reset();
     }
 
-    /// Commits offsets for owned partitions with the member epoch. The result arrives as
-    /// [`GroupEvent::Committed`].
-    pub fn commit(&mut self, now: Instant, offsets: Vec<CommitOffset>) -> CommitId {
-        let c = self.commits.start(offsets);
-        let id = c.id;
-        self.try_commit(now, c);
-        self.step(now);
-        id
-    }
-
     /// Leaves the group: a heartbeat with epoch -1, or -2 for a static member (KIP-848: it
     /// keeps its assignment if it comes back within the session timeout). A dynamic member
     /// configured not to leave on close just stops. [`GroupEvent::Left`] follows.
@@ -471,198 +469,6 @@ impl Member848 {
         }
     }
 
-    fn heartbeat_if_due(&mut self, now: Instant) {
-        let wanted = match self.state {
-            State::Joining => self.want_join,
-            State::Stable | State::Revoking { .. } => true,
-            _ => false,
-        };
-        if !wanted
-            || self.coordinator.is_none()
-            || self.busy(ApiKey::ConsumerGroupHeartbeat)
-            || !(self.acknowledge || self.heartbeat_due.is_some_and(|t| now >= t))
-        {
-            return;
-        }
-        let req = self.heartbeat_request();
-        self.acknowledge = false;
-        self.heartbeat_due = None;
-        self.send_heartbeat(now, req);
-    }
-
-    fn send_heartbeat(&mut self, now: Instant, req: ConsumerGroupHeartbeatRequest) {
-        self.send(
-            now,
-            OutboundRequest::ConsumerGroupHeartbeat(req),
-            self.cfg.request_timeout,
-            None,
-        );
-    }
-
-    /// The next heartbeat: every field when joining or after a reset, what changed otherwise
-    /// (Java `ConsumerHeartbeatRequestManager.HeartbeatState.buildRequestData`).
-    fn heartbeat_request(&mut self) -> ConsumerGroupHeartbeatRequest {
-        let full = matches!(self.state, State::Joining);
-        if full {
-            self.sent.reset();
-        }
-        let mut req = ConsumerGroupHeartbeatRequest {
-            group_id: self.cfg.group_id.clone().into(),
-            member_id: self.member_id.clone().into(),
-            member_epoch: self.epoch,
-            instance_id: self.cfg.group_instance_id.clone().map(Into::into),
-            rebalance_timeout_ms: -1,
-            ..Default::default()
-        };
-        let timeout = crate::config::millis_i32(self.cfg.rebalance_timeout);
-        if self.sent.rebalance_timeout_ms != Some(timeout) {
-            req.rebalance_timeout_ms = timeout;
-            self.sent.rebalance_timeout_ms = Some(timeout);
-        }
-        match &self.subscription {
-            Subscription848::Topics(ts) => {
-                if self.sent.topics.as_ref() != Some(ts) {
-                    req.subscribed_topic_names =
-                        Some(ts.iter().map(|t| t.clone().into()).collect());
-                    self.sent.topics = Some(ts.clone());
-                }
-            }
-            Subscription848::Regex(re) => {
-                if self.sent.regex.as_ref() != Some(re) {
-                    req.subscribed_topic_regex = Some(re.clone().into());
-                    self.sent.regex = Some(re.clone());
-                }
-            }
-        }
-        if let Some(a) = &self.cfg.group_remote_assignor
-            && self.sent.assignor.as_ref() != Some(a)
-        {
-            req.server_assignor = Some(a.clone().into());
-            self.sent.assignor = Some(a.clone());
-        }
-        let owned = self.owned_by_id();
-        if self.sent.owned.as_ref() != Some(&owned) {
-            req.topic_partitions = Some(
-                owned
-                    .iter()
-                    .map(
-                        |(id, ps)| consumer_group_heartbeat_request::TopicPartitions {
-                            topic_id: *id,
-                            partitions: ps.iter().copied().collect(),
-                            ..Default::default()
-                        },
-                    )
-                    .collect(),
-            );
-            self.sent.owned = Some(owned);
-        }
-        if full {
-            req.rack_id = self.cfg.rack.clone().map(Into::into);
-        }
-        req
-    }
-
-    /// The owned partitions by topic id (every owned topic's id is known: it came in an
-    /// assignment).
-    fn owned_by_id(&self) -> BTreeMap<Uuid, BTreeSet<i32>> {
-        let ids: BTreeMap<&String, Uuid> = self.names.iter().map(|(id, n)| (n, *id)).collect();
-        self.owned
-            .iter()
-            .filter_map(|(t, ps)| ids.get(t).map(|id| (*id, ps.clone())))
-            .collect()
-    }
-
-    fn on_heartbeat(&mut self, now: Instant, sent: &Sent, r: ConsumerGroupHeartbeatResponse) {
-        if let State::Leaving { then } = self.state {
-            // The answer to the leave, whatever it says; a late answer to an earlier heartbeat
-            // must not bring the epoch back (librdkafka #4672).
-            if sent.epoch < 0 {
-                self.finish(then);
-            }
-            return;
-        }
-        if !matches!(
-            self.state,
-            State::Joining | State::Stable | State::Revoking { .. }
-        ) {
-            return;
-        }
-        if let Err(code) = ErrorCode::check(r.error_code) {
-            self.on_heartbeat_error(now, code, r.error_message.as_deref());
-            return;
-        }
-        self.heartbeat_backoff.reset();
-        if let Some(id) = r.member_id.as_ref().filter(|id| !id.is_empty()) {
-            // ConsumerGroupHeartbeat v0: the coordinator names the member.
-            self.member_id = id.to_string();
-        }
-        if r.heartbeat_interval_ms > 0 {
-            self.heartbeat_interval = Duration::from_millis(r.heartbeat_interval_ms as u64);
-        }
-        self.last_ok = self.last_ok.max(sent.at);
-        self.heartbeat_due = Some(now + self.heartbeat_interval);
-        if r.member_epoch < 0 {
-            return;
-        }
-        if matches!(self.state, State::Joining) && r.member_epoch > 0 {
-            tracing::info!(group = %self.cfg.group_id, member = %self.member_id, epoch = r.member_epoch, "joined");
-            self.state = State::Stable;
-            self.last_poll = now;
-        }
-        self.epoch = r.member_epoch;
-        if let Some(a) = r.assignment {
-            self.target = Some(
-                a.topic_partitions
-                    .iter()
-                    .map(|t| (t.topic_id, t.partitions.iter().copied().collect()))
-                    .collect(),
-            );
-        }
-        self.reconcile(now);
-    }
-
-    fn on_heartbeat_error(&mut self, now: Instant, code: ErrorCode, message: Option<&str>) {
-        let action = heartbeat_action(code);
-        tracing::info!(group = %self.cfg.group_id, ?code, ?action, message, "heartbeat error");
-        // Every error: the next heartbeat is a full one.
-        self.sent.reset();
-        match action {
-            HeartbeatAction::Rediscover => {
-                self.coordinator = None;
-                self.heartbeat_due = Some(now);
-            }
-            HeartbeatAction::RetryWithBackoff => {
-                self.heartbeat_due = Some(now + self.heartbeat_backoff.next_delay());
-            }
-            HeartbeatAction::Fenced => self.fence(now, &code.to_string()),
-            HeartbeatAction::Report => {
-                self.events.push_back(GroupEvent::Error(Error::Broker {
-                    api: ApiKey::ConsumerGroupHeartbeat,
-                    code,
-                    context: message.unwrap_or_default().to_owned(),
-                }));
-                self.heartbeat_due = Some(now + self.heartbeat_interval);
-            }
-            HeartbeatAction::Fatal => {
-                let context = match code {
-                    ErrorCode::UnsupportedVersion => "the broker does not serve the consumer group protocol (KIP-848); set group.protocol=classic".to_owned(),
-                    _ => format!(
-                        "ConsumerGroupHeartbeat for group {}: {}",
-                        self.cfg.group_id,
-                        message.unwrap_or_default()
-                    ),
-                };
-                self.fail(if code == ErrorCode::FencedInstanceId {
-                    Error::Fenced {
-                        instance_id: self.cfg.group_instance_id.clone().unwrap_or_default(),
-                    }
-                } else {
-                    Error::Fatal { code, context }
-                });
-            }
-        }
-    }
-
     fn on_request_failed(&mut self, now: Instant, sent: Sent, err: Error) {
         tracing::debug!(group = %self.cfg.group_id, api = ?sent.api, error = %err, "request failed");
         match sent.api {
@@ -694,151 +500,6 @@ impl Member848 {
             }
             _ => {}
         }
-    }
-
-    /// Takes up the latest target assignment if the member can: its topic names resolved, no
-    /// other reconciliation under way (KIP-848: one at a time).
-    fn reconcile(&mut self, now: Instant) {
-        if !matches!(self.state, State::Stable) {
-            return;
-        }
-        let Some(target) = &self.target else {
-            return;
-        };
-        let unknown: Vec<Uuid> = target
-            .keys()
-            .filter(|id| !self.names.contains_key(id))
-            .copied()
-            .collect();
-        if !unknown.is_empty() {
-            // A target partition whose topic is not in metadata yet waits for it.
-            if !self.busy(ApiKey::Metadata) {
-                self.send(
-                    now,
-                    OutboundRequest::TopicNames(unknown),
-                    self.cfg.request_timeout,
-                    None,
-                );
-            }
-            return;
-        }
-        let mut resolved = Assignment::new();
-        for (id, ps) in target {
-            if !ps.is_empty() {
-                resolved
-                    .entry(self.names[id].clone())
-                    .or_default()
-                    .extend(ps);
-            }
-        }
-        self.target = None;
-        if resolved == self.owned {
-            // Nothing moves; the broker still hears that this epoch is reconciled.
-            self.acknowledge = true;
-            return;
-        }
-        self.rebalance_started.get_or_insert(now);
-        self.events.push_back(GroupEvent::Rebalancing {
-            reason: format!("new target assignment at epoch {}", self.epoch),
-        });
-        let revoked = minus(&self.owned, &resolved);
-        if revoked.is_empty() {
-            self.assign(now, resolved);
-        } else {
-            // Revoke first: the application stops fetching them, commits what it processed and
-            // acknowledges; only then does the member take the rest of the target.
-            let token = self.token();
-            self.events.push_back(GroupEvent::Revoked {
-                generation: self.epoch,
-                partitions: revoked.clone(),
-                token,
-            });
-            self.state = State::Revoking {
-                token,
-                deadline: now + self.cfg.rebalance_timeout,
-                revoked,
-                target: resolved,
-            };
-        }
-    }
-
-    /// The application let revoked partitions go (or ran out of time): take the target.
-    fn finish_revoking(&mut self, now: Instant) {
-        let State::Revoking {
-            revoked, target, ..
-        } = std::mem::replace(&mut self.state, State::Stable)
-        else {
-            return;
-        };
-        self.owned = minus(&self.owned, &revoked);
-        self.assign(now, target);
-    }
-
-    /// The target becomes the assignment; the next heartbeat, sent at once, reports it.
-    fn assign(&mut self, now: Instant, target: Assignment) {
-        let added = minus(&target, &self.owned);
-        self.owned = target;
-        self.acknowledge = true;
-        self.state = State::Stable;
-        self.stats.rebalances += 1;
-        if let Some(start) = self.rebalance_started.take() {
-            let d = now.saturating_duration_since(start);
-            self.stats.last_rebalance = d;
-            self.stats.rebalancing_total += d;
-        }
-        tracing::info!(group = %self.cfg.group_id, epoch = self.epoch, partitions = count(&self.owned), added = count(&added), "assigned");
-        self.events.push_back(GroupEvent::Assigned {
-            generation: self.epoch,
-            member_id: self.member_id.clone(),
-            leader: false,
-            protocol: self
-                .cfg
-                .group_remote_assignor
-                .clone()
-                .unwrap_or_else(|| "consumer".into()),
-            assignment: self.owned.clone(),
-            added,
-        });
-        // A target that came while this one was reconciled is next.
-        self.reconcile(now);
-    }
-
-    /// Out of the group: every partition lost; heartbeats stop until the application let go,
-    /// then the member joins again with epoch 0.
-    fn fence(&mut self, now: Instant, reason: &str) {
-        tracing::info!(group = %self.cfg.group_id, member = %self.member_id, reason, "fenced");
-        self.epoch = 0;
-        self.target = None;
-        self.sent.reset();
-        self.rebalance_started.get_or_insert(now);
-        match self.lose_all() {
-            Some(token) => self.state = State::Fenced { token },
-            None => self.rejoin(now),
-        }
-    }
-
-    fn rejoin(&mut self, now: Instant) {
-        self.epoch = 0;
-        self.state = State::Joining;
-        self.sent.reset();
-        self.heartbeat_due = Some(now);
-        self.rebalance_started.get_or_insert(now);
-    }
-
-    /// Every owned partition is lost; the token the application acknowledges with, if there
-    /// was any.
-    fn lose_all(&mut self) -> Option<RevokeToken> {
-        if let State::Revoking { .. } = self.state {
-            self.state = State::Stable;
-        }
-        if self.owned.is_empty() {
-            return None;
-        }
-        let partitions = std::mem::take(&mut self.owned);
-        let token = self.token();
-        self.events
-            .push_back(GroupEvent::Lost { partitions, token });
-        Some(token)
     }
 
     fn send_leave(&mut self, now: Instant, then: AfterLeave) {
@@ -890,86 +551,6 @@ impl Member848 {
             self.commit_result(c.id, Err(err.clone()));
         }
         self.events.push_back(GroupEvent::Fatal(err));
-    }
-
-    // -------------------------------------------------------------------------------------
-    // commits
-
-    fn commit_result(&mut self, id: CommitId, result: Result<Vec<CommitOffset>, Error>) {
-        self.events.push_back(GroupEvent::Committed { id, result });
-    }
-
-    fn try_commit(&mut self, now: Instant, c: PendingCommit) {
-        // Commits go out with an epoch, for partitions still owned: in the group, and during a
-        // revocation before the partitions are released (their last commit).
-        let why_not = match self.state {
-            State::Stable | State::Revoking { .. } if self.epoch > 0 => None,
-            State::Leaving { .. } | State::Left | State::Failed => {
-                Some("the member is leaving or has left the group")
-            }
-            State::Fenced { .. } => Some("the member was fenced; its partitions are lost"),
-            _ => Some("the member is not in the group"),
-        };
-        if let Some(why) = why_not {
-            self.commit_result(c.id, Err(Error::CommitFailed(why.into())));
-            return;
-        }
-        let (mine, not_mine) = owned_only(c.offsets, &self.owned);
-        if mine.is_empty() {
-            let result = if not_mine.is_empty() {
-                Ok(Vec::new())
-            } else {
-                Err(Error::CommitFailed(
-                    "none of the partitions is owned by this member".into(),
-                ))
-            };
-            self.commit_result(c.id, result);
-            return;
-        }
-        let c = PendingCommit { offsets: mine, ..c };
-        if self.coordinator.is_none() {
-            self.commits.wait(now, c);
-            return;
-        }
-        let req = commit_request(&self.cfg, self.epoch, &self.member_id, &c.offsets);
-        self.send(
-            now,
-            OutboundRequest::OffsetCommit(req),
-            self.cfg.request_timeout,
-            Some(c),
-        );
-    }
-
-    fn requeue_commit(&mut self, now: Instant, c: PendingCommit, err: Error) {
-        if self.state.is_leaving_or_over() {
-            self.commit_result(c.id, Err(err));
-        } else if let Err(c) = self.commits.retry(now, c, &self.cfg) {
-            self.commit_result(c.id, Err(err));
-        }
-    }
-
-    fn on_commit(&mut self, now: Instant, sent: &Sent, r: OffsetCommitResponse) {
-        let Some(c) = sent.commit.clone() else {
-            return;
-        };
-        let Some(code) = commit_error(&r) else {
-            self.commit_result(c.id, Ok(c.offsets));
-            return;
-        };
-        let err = Error::Broker {
-            api: ApiKey::OffsetCommit,
-            code,
-            context: format!("group {} at epoch {}", self.cfg.group_id, sent.epoch),
-        };
-        match commit_action(code) {
-            CommitAction::Rediscover => {
-                self.coordinator = None;
-                self.requeue_commit(now, c, err);
-            }
-            // A retry goes out with the epoch the member has then (STALE_MEMBER_EPOCH).
-            CommitAction::Retry => self.requeue_commit(now, c, err),
-            CommitAction::Fail => self.commit_result(c.id, Err(err)),
-        }
     }
 
     // -------------------------------------------------------------------------------------

@@ -1,4 +1,6 @@
-//! The checks, one function each: what Apache Kafka does, asked of the broker under test.
+//! The checks, one function each: what Apache Kafka does, asked of the broker under test. One
+//! responsibility, however long: each check is a short script against the bare member in
+//! `raw.rs`, and they read best side by side.
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,9 @@
 //! Scenario files (TOML): the broker, topics, a producer, the members and a timeline of
 //! actions with times or triggers. See `harness/scenarios/` for the shipped ones and
 //! `docs/SCENARIOS.md` for every field.
+//!
+//! One responsibility, the file format: its types and every rule a file must follow (ranges,
+//! names, the settings each action and protocol takes), checked before anything runs.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
