@@ -1,25 +1,27 @@
-//! The classic member's state machine fed arbitrary answers: the input scripts, step by step,
-//! what the driver does (poll, let time pass, answer or fail the oldest request, commit, give
-//! up revoked partitions, leave). Whatever the coordinator says, the member must not panic, and
-//! it must keep its own invariants: requests it sends are ones it can match, and an assignment
-//! is only ever held in a generation it joined.
+//! The members' state machines, classic and KIP-848 (the first byte chooses), fed arbitrary
+//! answers: the input scripts, step by step, what the driver does (poll, let time pass, answer
+//! or fail the oldest request, commit, give up revoked partitions, leave). Whatever the
+//! coordinator says, a member must not panic, and it must keep its own invariants: requests it
+//! sends are ones it can match, and an assignment is only ever held in a generation (or member
+//! epoch) it joined.
 #![no_main]
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cohort::member::{CommitOffset, GroupEvent, Member, MemberConfig, OutboundRequest, Response};
+use cohort::member::{CommitOffset, GroupEvent, GroupMember, Member, MemberConfig, OutboundRequest, Response};
+use cohort::member848::{Member848, Subscription848};
 use cohort::Error;
 use cohort_balancers::{Balancer, CooperativeSticky, Range, TopicInfo};
 use cohort_protocol::consumer_protocol::{
     ConsumerProtocolAssignment, ConsumerProtocolSubscription, encode_assignment, encode_subscription,
 };
 use cohort_protocol::messages::{
-    HeartbeatResponse, JoinGroupResponse, LeaveGroupResponse, OffsetCommitResponse, SyncGroupResponse,
+    consumer_group_heartbeat_response, ConsumerGroupHeartbeatResponse, HeartbeatResponse, JoinGroupResponse, LeaveGroupResponse, OffsetCommitResponse, SyncGroupResponse,
     consumer_protocol_assignment::TopicPartition, join_group_response::JoinGroupResponseMember,
     offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic},
 };
-use cohort_protocol::{ApiKey, ErrorCode};
+use cohort_protocol::{ApiKey, ErrorCode, Uuid};
 use libfuzzer_sys::fuzz_target;
 
 /// Reads the script.
@@ -61,7 +63,29 @@ const CODES: &[i16] = &[
     9999,
 ];
 
+/// Error codes of ConsumerGroupHeartbeat (KIP-848), and one it never sends.
+const CODES_848: &[i16] = &[
+    0, 0, 0, 0, 0, 0, // mostly success
+    ErrorCode::CoordinatorNotAvailable.code(),
+    ErrorCode::NotCoordinator.code(),
+    ErrorCode::CoordinatorLoadInProgress.code(),
+    ErrorCode::FencedMemberEpoch.code(),
+    ErrorCode::UnknownMemberId.code(),
+    ErrorCode::UnreleasedInstanceId.code(),
+    ErrorCode::StaleMemberEpoch.code(),
+    ErrorCode::TopicAuthorizationFailed.code(),
+    ErrorCode::GroupMaxSizeReached.code(),
+    9999,
+];
+
 const MEMBERS: &[&str] = &["", "m-1", "m-2", "m-3"];
+
+/// Topic ids the fake coordinator assigns from (id n is topic "t{n}"; id 3 it never names).
+fn topic_id(n: u8) -> Uuid {
+    let mut id = [0u8; 16];
+    id[15] = n;
+    Uuid(id)
+}
 
 fn assignment(s: &mut Script<'_>) -> Bytes {
     if s.byte().unwrap_or(0) % 4 == 0 {
@@ -124,6 +148,30 @@ fn answer(s: &mut Script<'_>, req: &OutboundRequest) -> Result<Response, Error> 
         }),
         OutboundRequest::Heartbeat(_) => Response::Heartbeat(HeartbeatResponse { error_code: code, ..Default::default() }),
         OutboundRequest::LeaveGroup(_) => Response::LeaveGroup(LeaveGroupResponse { error_code: code, ..Default::default() }),
+        OutboundRequest::ConsumerGroupHeartbeat(_) => {
+            let code = s.pick(CODES_848);
+            let assignment = (s.byte().unwrap_or(0) % 3 == 0).then(|| consumer_group_heartbeat_response::Assignment {
+                topic_partitions: (0..s.byte().unwrap_or(0) % 3)
+                    .map(|_| consumer_group_heartbeat_response::TopicPartitions {
+                        topic_id: topic_id(1 + s.byte().unwrap_or(0) % 3),
+                        partitions: (0..s.byte().unwrap_or(0) % 6).map(|_| i32::from(s.byte().unwrap_or(0) % 8) - 1).collect(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            });
+            Response::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatResponse {
+                error_code: code,
+                member_id: (s.byte().unwrap_or(0) % 4 == 0).then(|| s.pick(MEMBERS).into()),
+                member_epoch: i32::from(s.byte().unwrap_or(0) % 8) - 2,
+                heartbeat_interval_ms: i32::from(s.byte().unwrap_or(0)) * 20 - 100,
+                assignment,
+                ..Default::default()
+            })
+        }
+        OutboundRequest::TopicNames(_) => Response::TopicNames(
+            (1..=2).filter(|_| s.byte().unwrap_or(0) % 4 != 0).map(|n| (topic_id(n), format!("t{n}"))).collect(),
+        ),
         OutboundRequest::OffsetCommit(r) => Response::OffsetCommit(OffsetCommitResponse {
             topics: r
                 .topics
@@ -164,10 +212,12 @@ fuzz_target!(|data: &[u8]| {
     cfg.heartbeat_interval = Duration::from_secs(1);
     cfg.max_poll_interval = Duration::from_secs(30);
     cfg.request_timeout = Duration::from_secs(5);
-    let balancer: Box<dyn Balancer> =
-        if s.byte().unwrap_or(0) % 2 == 0 { Box::new(Range) } else { Box::new(CooperativeSticky) };
     let mut now = Instant::now();
-    let mut m = Member::new(cfg, vec![balancer], vec!["t".into()], now);
+    let mut m: Box<dyn GroupMember> = match s.byte().unwrap_or(0) % 3 {
+        0 => Box::new(Member848::new(cfg, "member-848".into(), Subscription848::Topics(vec!["t1".into(), "t2".into()]), now)),
+        1 => Box::new(Member::new(cfg, vec![Box::new(Range)], vec!["t".into()], now)),
+        _ => Box::new(Member::new(cfg, vec![Box::new(CooperativeSticky) as Box<dyn Balancer>], vec!["t".into()], now)),
+    };
     let mut inflight = std::collections::VecDeque::new();
     let mut tokens = Vec::new();
     while let Some(op) = s.byte() {
