@@ -7,7 +7,9 @@
 //!    are poured into the lowest classes (water-filling, most constrained signatures first), then
 //!    partitions are shifted between classes while a single move would still improve balance.
 //!    Within a class, counts differ by at most one. The result meets Java's balance rule: counts
-//!    differ by at most one, or no single partition move could reduce the difference.
+//!    differ by at most one, or no single partition move could reduce the difference. Among the
+//!    most balanced class totals, the one that moves fewest partitions is then chosen by a
+//!    minimum-cost flow (`settle`; groups of moderate size).
 //! 2. **Rack locality** (KIP-881), when members report racks, partitions have replica racks, the
 //!    two intersect and not every partition has the same racks. Eager (`realign_racks`):
 //!    rack-matched owned partitions are kept first, then members receive rack-matched free
@@ -166,7 +168,13 @@ pub(crate) fn balance(
 
     let owned_before: Vec<Vec<u64>> = sigs.iter().map(|s| s.owned.clone()).collect();
     rebalance_classes(&mut sigs, &mut totals, &sizes);
-    resplit(&mut sigs, &owned_before, &totals);
+    let mut owned_counts: Vec<Vec<u64>> = vec![Vec::new(); k];
+    for sl in slots {
+        owned_counts[sl.class as usize].push(sl.owned.len() as u64);
+    }
+    if !settle(&mut sigs, &owned_before, &owned_counts, &mut totals, &sizes) {
+        resplit(&mut sigs, &owned_before, &totals);
+    }
 
     // Member targets within each class: base share, the extras to members already owning more.
     let mut target = vec![0u64; slots.len()];
@@ -180,14 +188,35 @@ pub(crate) fn balance(
         for &i in members {
             target[i as usize] = base;
         }
-        for &i in members {
+        let mut over: Vec<u32> = members
+            .iter()
+            .copied()
+            .filter(|&i| slots[i as usize].owned.len() as u64 > base)
+            .collect();
+        if extra > 0 && (extra as usize) < over.len() {
+            // More owners over the base share than extras: the extras go to those that can keep
+            // the most, counting only owned partitions of signatures the class keeps units of.
+            let keepable = |i: u32| -> usize {
+                slots[i as usize]
+                    .owned
+                    .iter()
+                    .filter(|&&p| {
+                        let sg = part_sig[p as usize];
+                        sg != NONE && {
+                            let sig = &sigs[sg as usize];
+                            sig.owned[pos_in(sig, c as u32)] > 0
+                        }
+                    })
+                    .count()
+            };
+            over.sort_by_cached_key(|&i| std::cmp::Reverse(keepable(i)));
+        }
+        for &i in &over {
             if extra == 0 {
                 break;
             }
-            if slots[i as usize].owned.len() as u64 > base {
-                target[i as usize] += 1;
-                extra -= 1;
-            }
+            target[i as usize] += 1;
+            extra -= 1;
         }
         for &i in members {
             if extra == 0 {
@@ -223,6 +252,11 @@ pub(crate) fn balance(
         }
     };
 
+    // Java `RackInfo.racksMismatch`: only a member with a rack can be on the wrong one, so a
+    // member without a rack keeps its owned partitions in the first pass, and members with a
+    // rack cannot take them away for locality.
+    let mismatched = |p: u32, rack: Option<u32>| rack.is_some() && !matched(p, rack);
+
     // Keep owned partitions: rack-matched ones first when rack-aware.
     let keep = |only_matched: bool,
                 assigned: &mut Vec<Vec<u32>>,
@@ -233,7 +267,7 @@ pub(crate) fn balance(
                 if assigned[i].len() as u64 >= target[i] {
                     break;
                 }
-                if taken[p as usize] || (only_matched && !matched(p, s.rack)) {
+                if taken[p as usize] || (only_matched && mismatched(p, s.rack)) {
                     continue;
                 }
                 let sg = part_sig[p as usize];
@@ -542,6 +576,104 @@ fn rebalance_classes(sigs: &mut [Sig], totals: &mut [u64], sizes: &[u64]) {
     debug_assert!(false, "class rebalancing did not converge");
 }
 
+/// Among the most balanced class totals, picks those that move the fewest owned units, and the
+/// split that achieves them: one minimum-cost flow from signatures to classes where a unit
+/// costs, first, what it adds to the sum of squared member loads (convex: `2q + 1` for a unit
+/// that lifts a class's members from `q` partitions) and, second, one if it leaves its owner's
+/// class. [`rebalance_classes`] reaches *a* most balanced outcome by single chains; when several
+/// exist (two classes can trade one unit at equal balance), the chain order decides, and it can
+/// move partitions Java's assignor leaves alone. The optimal totals of a convex flow share its
+/// dual prices, so every optimum lies within one load level of the one found: only those levels
+/// get arcs, and the levels below are forced. Returns `false`, changing nothing, for groups
+/// where the graph would be large (then [`resplit`] keeps the chains' totals).
+fn settle(
+    sigs: &mut [Sig],
+    owned_before: &[Vec<u64>],
+    owned_counts: &[Vec<u64>],
+    totals: &mut [u64],
+    sizes: &[u64],
+) -> bool {
+    let arcs: usize = sigs.iter().map(|s| s.classes.len()).sum();
+    let total: u64 = sigs.iter().map(|s| s.total).sum();
+    if sigs.iter().all(|s| s.classes.len() == 1) || arcs > 4_000 || total > 200_000 {
+        return false;
+    }
+    let k = totals.len();
+    let n_sigs = sigs.len();
+    // Lexicographic costs: a unit of balance outweighs every possible move.
+    let big = total as i64 + 1;
+    let top_level = (0..k)
+        .filter(|&c| sizes[c] > 0)
+        .map(|c| totals[c] / sizes[c] + 1)
+        .max()
+        .unwrap_or(0) as i64;
+    let Some(forced) = big
+        .checked_mul(2 * top_level + 3)
+        .and_then(|x| x.checked_mul(total as i64 + 1))
+        .map(|x| -x)
+    else {
+        return false;
+    };
+    let class_node = |c: usize| 2 + n_sigs + c;
+    let mut g = Mcmf::new(2 + n_sigs + k);
+    let mut arcs_of: Vec<Vec<(usize, usize)>> = Vec::with_capacity(n_sigs);
+    for (s, sig) in sigs.iter().enumerate() {
+        g.edge(0, 2 + s, sig.total as i64, 0);
+        let mut these = Vec::with_capacity(sig.classes.len());
+        for (j, &c) in sig.classes.iter().enumerate() {
+            let keep = g.edge(2 + s, class_node(c as usize), owned_before[s][j] as i64, 0);
+            let other = g.edge(2 + s, class_node(c as usize), total as i64, 1);
+            these.push((keep, other));
+        }
+        arcs_of.push(these);
+    }
+    let mut into_sink: Vec<Vec<usize>> = vec![Vec::new(); k];
+    for c in 0..k {
+        let m = sizes[c];
+        if m == 0 {
+            continue;
+        }
+        let q = totals[c] / m;
+        let lowest = q.saturating_sub(1);
+        if lowest > 0 {
+            into_sink[c].push(g.edge(class_node(c), 1, (m * lowest) as i64, forced));
+        }
+        for level in lowest..=q + 1 {
+            let cost = big * (2 * level as i64 + 1);
+            // Within a level, the first units go to members that own more than `level` (the
+            // engine's targets give extras to them): each spares one of their partitions a move.
+            let owners = owned_counts[c].iter().filter(|&&o| o > level).count() as u64;
+            if owners > 0 {
+                into_sink[c].push(g.edge(class_node(c), 1, owners as i64, cost - 1));
+            }
+            if m > owners {
+                into_sink[c].push(g.edge(class_node(c), 1, (m - owners) as i64, cost));
+            }
+        }
+    }
+    let (flow, _) = g.run(0, 1);
+    let forced_met = (0..k).all(|c| {
+        let m = sizes[c];
+        let lowest = totals[c].checked_div(m).map_or(0, |q| q.saturating_sub(1));
+        lowest == 0 || g.flow(into_sink[c][0]) == (m * lowest) as i64
+    });
+    if flow as u64 != total || !forced_met {
+        // The chains' totals are feasible within these levels, so this cannot happen.
+        debug_assert!(false, "settle flow {flow} != {total}");
+        return false;
+    }
+    for (s, sig) in sigs.iter_mut().enumerate() {
+        for (j, &(keep, other)) in arcs_of[s].iter().enumerate() {
+            sig.owned[j] = g.flow(keep) as u64;
+            sig.poured[j] = g.flow(other) as u64;
+        }
+    }
+    for (c, t) in totals.iter_mut().enumerate() {
+        *t = into_sink[c].iter().map(|&e| g.flow(e) as u64).sum();
+    }
+    true
+}
+
 /// With the class totals fixed by [`rebalance_classes`], decides how many units of each signature
 /// each class gets so that as few owned units as possible change class: a minimum-cost flow from
 /// signatures to classes where a class's own units cost nothing and any other unit costs one.
@@ -621,12 +753,29 @@ fn fill_matched(
     taken: &mut [bool],
     assigned: &mut [Vec<u32>],
 ) {
-    // Partitions with a replica on each rack, ascending.
+    // Partitions with a replica on each rack. Taken first: partitions nobody owns (a member on
+    // another rack keeps what it owns when it can, which moves less than Java does), then those
+    // the fewest members could take for locality (Java `RackInfo.sortPartitionsByRackConsumers`:
+    // the most constrained first, so more members end up rack-matched), then ascending.
+    let mut claimed = vec![false; part_sig.len()];
+    let mut members_on = vec![0u32; racks.names.len()];
+    for s in slots {
+        for &p in &s.owned {
+            claimed[p as usize] = true;
+        }
+        if let Some(r) = s.rack.filter(|&r| r != u32::MAX) {
+            members_on[r as usize] += 1;
+        }
+    }
     let mut by_rack: Vec<Vec<u32>> = vec![Vec::new(); racks.names.len()];
     for p in 0..part_sig.len() as u32 {
         for &r in racks.of(p) {
             by_rack[r as usize].push(p);
         }
+    }
+    let candidates = |p: u32| -> u32 { racks.of(p).iter().map(|&r| members_on[r as usize]).sum() };
+    for list in &mut by_rack {
+        list.sort_by_cached_key(|&p| (claimed[p as usize], candidates(p), p));
     }
     for (c, members) in class_slots.iter().enumerate() {
         let _ = &classes[c];

@@ -120,42 +120,70 @@ impl Indexed {
         self.class_bits[c as usize][t as usize / 64] & (1 << (t % 64)) != 0
     }
 
-    /// Topic index of a claimed topic name, if the member's class subscribes to it. `next` holds
-    /// the topic after the previous claim: owned lists usually follow topic order, so that name
-    /// is compared first and the hash lookup is the fallback.
+    /// Topic index of a claimed topic name, if the topic exists. `next` holds the topic after
+    /// the previous claim: owned lists usually follow topic order, so that name is compared first
+    /// and the hash lookup is the fallback.
     #[inline]
-    pub(crate) fn claimed_topic(&self, class: u32, name: &str, next: &mut u32) -> Option<u32> {
+    pub(crate) fn claimed_topic(&self, name: &str, next: &mut u32) -> Option<u32> {
         let t = if (*next as usize) < self.table.len() && self.table.name(*next).as_str() == name {
             *next
         } else {
             self.table.index(name)?
         };
         *next = t + 1;
-        self.subscribes(class, t).then_some(t)
+        Some(t)
     }
 
-    /// Resolves one member's claimed partitions to global numbers, keeping only partitions that
-    /// exist and whose topic the member subscribes to (Java drops the others too; negative or
-    /// out-of-range partition numbers are ignored rather than trusted).
-    pub(crate) fn claims<'a, I>(&self, member: usize, owned: I, dropped: &mut usize) -> Vec<u32>
+    /// Resolves one member's claimed partitions to global numbers into `out`. Partitions that
+    /// do not exist are ignored rather than trusted (negative or out-of-range numbers, topics not
+    /// in the metadata); partitions of a topic the member no longer subscribes to are claims all
+    /// the same (Java `AbstractStickyAssignor.allSubscriptionsEqual` weighs every claim on a topic
+    /// of the group): they may beat another member's older claim, but are never kept.
+    pub(crate) fn claims<'a, I>(&self, member: usize, owned: I, out: &mut Claimed)
     where
         I: IntoIterator<Item = (&'a str, &'a [i32])>,
     {
         let class = self.member_class[member];
-        let mut out = Vec::new();
         let mut next: u32 = 0;
         for (topic, partitions) in owned {
-            let Some(t) = self.claimed_topic(class, topic, &mut next) else {
-                *dropped += partitions.len();
+            let Some(t) = self.claimed_topic(topic, &mut next) else {
+                out.ignored += partitions.len();
                 continue;
             };
+            let subscribed = self.subscribes(class, t);
             for &p in partitions {
-                match self.table.global(t, p) {
-                    Some(g) => out.push(g),
-                    None => *dropped += 1,
-                }
+                out.push(self.table.global(t, p), subscribed);
             }
         }
-        out
+    }
+}
+
+/// One member's claimed partitions as global numbers.
+#[derive(Debug, Default)]
+pub(crate) struct Claimed {
+    /// Partitions of topics the member subscribes to: it may keep them if its claim wins.
+    pub(crate) kept: Vec<u32>,
+    /// Partitions of topics of the group that the member no longer subscribes to.
+    pub(crate) unsubscribed: Vec<u32>,
+    /// Claims that name no partition of the group, and unsubscribed ones (both for a warning).
+    pub(crate) ignored: usize,
+}
+
+impl Claimed {
+    #[inline]
+    pub(crate) fn push(&mut self, partition: Option<u32>, subscribed: bool) {
+        match partition {
+            Some(g) if subscribed => self.kept.push(g),
+            Some(g) => {
+                self.unsubscribed.push(g);
+                self.ignored += 1;
+            }
+            None => self.ignored += 1,
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.kept.clear();
+        self.unsubscribed.clear();
     }
 }

@@ -187,6 +187,10 @@ pub enum AssignError {
     /// The group is larger than a plan can index.
     #[error("group too large: {0}")]
     TooLarge(String),
+    /// A plan made elsewhere ([`Plan::from_map`]) names a member, topic or partition the group
+    /// does not have, or gives a partition twice.
+    #[error("invalid plan: {0}")]
+    InvalidPlan(String),
 }
 
 /// An assignment strategy run by the group leader.

@@ -26,7 +26,7 @@ use cohort_protocol::consumer_protocol::OwnedTopicPartitions;
 
 use crate::claims::{Claims, NONE};
 use crate::flow::Mcmf;
-use crate::index::Indexed;
+use crate::index::{Claimed, Indexed};
 use crate::plan::Plan;
 use crate::{AssignError, Balancer, GroupMember, TopicInfo};
 
@@ -195,18 +195,19 @@ pub fn measure(
     let spread = by_class.values().map(|(lo, hi)| hi - lo).max().unwrap_or(0);
 
     // Previous owners, resolved by generation, in Java member order.
-    let mut dropped = 0;
-    let claims_java: Vec<Vec<u32>> = idx
+    let claims_java: Vec<Claimed> = idx
         .order
         .iter()
         .map(|&m| {
             let p = previous.get(m as usize);
+            let mut out = Claimed::default();
             idx.claims(
                 m as usize,
                 p.into_iter()
                     .flat_map(|p| p.owned.iter().map(|(t, ps)| (t.as_str(), ps.as_slice()))),
-                &mut dropped,
-            )
+                &mut out,
+            );
+            out
         })
         .collect();
     let gens: Vec<i32> = idx

@@ -204,6 +204,54 @@ impl Plan {
         }
     }
 
+    /// A plan made elsewhere (another client's assignor, a file), in the form of
+    /// [`Plan::to_map`], so [`crate::metrics::measure`] can judge it beside ours. Members missing
+    /// from the map get nothing; a member, topic or partition the group does not have, or a
+    /// partition given twice, is an error.
+    pub fn from_map(
+        members: &[GroupMember],
+        topics: &[TopicInfo],
+        map: &BTreeMap<String, BTreeMap<String, Vec<i32>>>,
+    ) -> Result<Self, AssignError> {
+        let table = Arc::new(TopicTable::new(topics)?);
+        let invalid = |what: String| AssignError::InvalidPlan(what);
+        if let Some(id) = map
+            .keys()
+            .find(|id| !members.iter().any(|m| m.member_id.as_str() == id.as_str()))
+        {
+            return Err(invalid(format!("no member {id:?} in the group")));
+        }
+        let mut given = vec![false; table.partitions() as usize];
+        let mut partitions = Vec::with_capacity(members.len());
+        for m in members {
+            let mut mine = Vec::new();
+            for (topic, ps) in map.get(m.member_id.as_str()).into_iter().flatten() {
+                let t = table
+                    .index(topic)
+                    .ok_or_else(|| invalid(format!("no topic {topic:?}")))?;
+                if !ps.is_empty() && !m.subscription.topics.iter().any(|s| s.as_str() == topic) {
+                    return Err(invalid(format!(
+                        "{} gets {topic}-{} but does not subscribe to {topic}",
+                        m.member_id.as_str(),
+                        ps[0]
+                    )));
+                }
+                for &p in ps {
+                    let g = table
+                        .global(t, p)
+                        .ok_or_else(|| invalid(format!("no partition {topic}-{p}")))?;
+                    if std::mem::replace(&mut given[g as usize], true) {
+                        return Err(invalid(format!("{topic}-{p} is given twice")));
+                    }
+                    mine.push(g);
+                }
+            }
+            mine.sort_unstable();
+            partitions.push(mine);
+        }
+        Ok(Self::new(members, partitions, table, Vec::new()))
+    }
+
     /// The topic table the global numbers refer to.
     pub fn table(&self) -> &TopicTable {
         &self.table

@@ -10,7 +10,7 @@ use cohort_protocol::consumer_protocol::{
 
 use crate::claims::{CONTESTED, Claims, NONE};
 use crate::engine::{self, Slot};
-use crate::index::Indexed;
+use crate::index::{Claimed, Indexed};
 use crate::plan::Plan;
 use crate::{AssignError, Balancer, GroupMember, MemberState, TopicInfo};
 
@@ -42,8 +42,7 @@ fn parse_sticky_user_data(
     idx: &Indexed,
     member: usize,
     data: &[u8],
-    out: &mut Vec<u32>,
-    dropped: &mut usize,
+    out: &mut Claimed,
 ) -> Result<Option<i32>, ()> {
     let class = idx.member_class[member];
     let rd_i32 = |d: &[u8], at: usize| -> Result<i32, ()> {
@@ -57,7 +56,6 @@ fn parse_sticky_user_data(
     if n < 0 || n as usize > data.len() / 6 {
         return Err(());
     }
-    let start_len = out.len();
     let mut next = 0u32;
     for _ in 0..n {
         let len = data
@@ -66,7 +64,6 @@ fn parse_sticky_user_data(
             .ok_or(())?;
         at += 2;
         if len < 0 {
-            out.truncate(start_len);
             return Err(());
         }
         let name = data.get(at..at + len as usize).ok_or(())?;
@@ -75,16 +72,13 @@ fn parse_sticky_user_data(
         let np = rd_i32(data, at)?;
         at += 4;
         if np < 0 || np as usize > (data.len() - at) / 4 {
-            out.truncate(start_len);
             return Err(());
         }
-        let t = idx.claimed_topic(class, name, &mut next);
+        let t = idx.claimed_topic(name, &mut next);
+        let subscribed = t.is_some_and(|t| idx.subscribes(class, t));
         for i in 0..np as usize {
             let p = rd_i32(data, at + i * 4)?;
-            match t.and_then(|t| idx.table.global(t, p)) {
-                Some(g) => out.push(g),
-                None => *dropped += 1,
-            }
+            out.push(t.and_then(|t| idx.table.global(t, p)), subscribed);
         }
         at += np as usize * 4;
     }
@@ -108,45 +102,43 @@ pub(crate) fn run(
     // broken the way Java breaks them).
     let mut dropped = 0usize;
     let mut unparsable = 0usize;
-    let mut claims: Vec<Vec<u32>> = Vec::with_capacity(n);
+    let mut claims: Vec<Claimed> = Vec::with_capacity(n);
     let mut generations: Vec<i32> = Vec::with_capacity(n);
     for &m in &idx.order {
         let m = m as usize;
         let sub = &members[m].subscription;
-        match opts.owned_from {
-            OwnedFrom::StickyUserData => {
-                let mut out = Vec::new();
-                let generation = match sub.user_data.as_deref().filter(|d| !d.is_empty()) {
-                    None => DEFAULT_GENERATION,
-                    Some(d) => match parse_sticky_user_data(&idx, m, d, &mut out, &mut dropped) {
-                        Ok(g) => g.unwrap_or(DEFAULT_GENERATION),
-                        Err(()) => {
-                            // Java `StickyAssignor`: user data that cannot be parsed means "no
-                            // previous assignment".
-                            unparsable += 1;
-                            out.clear();
-                            DEFAULT_GENERATION
-                        }
-                    },
-                };
-                claims.push(out);
-                generations.push(generation);
-            }
+        let mut out = Claimed::default();
+        let generation = match opts.owned_from {
+            OwnedFrom::StickyUserData => match sub.user_data.as_deref().filter(|d| !d.is_empty()) {
+                None => DEFAULT_GENERATION,
+                Some(d) => match parse_sticky_user_data(&idx, m, d, &mut out) {
+                    Ok(g) => g.unwrap_or(DEFAULT_GENERATION),
+                    Err(()) => {
+                        // Java `StickyAssignor`: user data that cannot be parsed means "no
+                        // previous assignment".
+                        unparsable += 1;
+                        out.clear();
+                        DEFAULT_GENERATION
+                    }
+                },
+            },
             OwnedFrom::Subscription => {
                 let owned = sub
                     .owned_partitions
                     .iter()
                     .map(|o| (o.topic.as_str(), o.partitions.as_slice()));
-                claims.push(idx.claims(m, owned, &mut dropped));
-                let generation = if sub.generation_id != DEFAULT_GENERATION {
+                idx.claims(m, owned, &mut out);
+                if sub.generation_id != DEFAULT_GENERATION {
                     sub.generation_id
                 } else {
                     decode_cooperative_user_data(sub.user_data.as_ref())
                         .unwrap_or(DEFAULT_GENERATION)
-                };
-                generations.push(generation);
+                }
             }
-        }
+        };
+        dropped += out.ignored;
+        claims.push(out);
+        generations.push(generation);
     }
     if dropped > 0 {
         warnings.push(format!(
@@ -221,7 +213,10 @@ pub(crate) fn run(
         // KIP-429: a partition whose current owner (the highest-generation claim, KIP-792) is
         // another member, or whose ownership is contested, is withheld this round; its owner
         // revokes it and rejoins, and the next round assigns it. Revoking more is always safe;
-        // handing an owned partition straight to someone else is not.
+        // handing an owned partition straight to someone else is not. The owner may be a member
+        // that dropped the partition's topic from its subscription: it keeps nothing of that
+        // topic but may be consuming it until it sees this assignment (Java
+        // `CooperativeStickyAssignor#computePartitionsTransferringOwnership` counts every claim).
         let mut java_pos = vec![0u32; n];
         for (jo, &m) in idx.order.iter().enumerate() {
             java_pos[m as usize] = jo as u32;

@@ -6,7 +6,7 @@
 mod common;
 
 use cohort_balancers::{
-    Balancer, CooperativeSticky, GroupMember, Range, RoundRobin, Sticky, TopicInfo,
+    Balancer, CooperativeSticky, GroupMember, Plan, Range, RoundRobin, Sticky, TopicInfo,
 };
 use common::*;
 
@@ -708,5 +708,112 @@ fn reassignment_after_one_consumer_leaves_with_nested_subscriptions() {
             "{}",
             b.protocol_name()
         );
+    }
+}
+
+#[test]
+fn cooperative_withholds_partitions_claimed_after_their_topic_was_dropped() {
+    // CooperativeStickyAssignor#computePartitionsTransferringOwnership counts every claim: a
+    // member that stopped subscribing to `a` but still lists a-0 may be consuming it until it
+    // sees its next assignment, so a-0 goes to nobody this round, and to a subscriber the next.
+    let topics = vec![TopicInfo::new("a", 2), TopicInfo::new("b", 2)];
+    let members = vec![
+        GroupMember::new("c1", &["b"]).with_owned(&[("a", &[0]), ("b", &[0, 1])], 3),
+        GroupMember::new("c2", &["a"]).with_owned(&[("a", &[1])], 3),
+    ];
+    let plan = CooperativeSticky.assign(&members, &topics).unwrap();
+    assert_eq!(sorted_string(&plan, 0), "b-0, b-1");
+    assert_eq!(sorted_string(&plan, 1), "a-1", "a-0 is withheld");
+    let next = vec![
+        GroupMember::new("c1", &["b"]).with_owned(&[("b", &[0, 1])], 4),
+        GroupMember::new("c2", &["a"]).with_owned(&[("a", &[1])], 4),
+    ];
+    let plan = CooperativeSticky.assign(&next, &topics).unwrap();
+    assert_eq!(sorted_string(&plan, 1), "a-0, a-1");
+    // The eager sticky assignor revokes everything anyway: nothing to withhold.
+    let plan = Sticky::default().assign(&members, &topics).unwrap();
+    assert_eq!(sorted_string(&plan, 1), "a-0, a-1");
+}
+
+#[test]
+fn a_newer_claim_on_a_dropped_topic_outranks_an_older_claim() {
+    // AbstractStickyAssignor#allSubscriptionsEqual weighs every claim on a topic of the group:
+    // c1 got t-0 in generation 11 and has since dropped `t`; c2's claim is from generation 10.
+    // c1 is the owner, so the cooperative round hands t-0 to nobody until c1 has revoked it,
+    // even to c2, which still lists it.
+    let topics = vec![TopicInfo::new("t", 2), TopicInfo::new("u", 1)];
+    let members = vec![
+        GroupMember::new("c1", &["u"]).with_owned(&[("t", &[0]), ("u", &[0])], 11),
+        GroupMember::new("c2", &["t"]).with_owned(&[("t", &[0, 1])], 10),
+        GroupMember::new("c3", &["t"]),
+    ];
+    let plan = CooperativeSticky.assign(&members, &topics).unwrap();
+    assert_eq!(sorted_string(&plan, 0), "u-0");
+    assert!(
+        (1..3).all(|m| !sorted_string(&plan, m).contains("t-0")),
+        "t-0 is withheld: {} / {}",
+        sorted_string(&plan, 1),
+        sorted_string(&plan, 2)
+    );
+}
+
+#[test]
+fn a_member_without_a_rack_keeps_what_it_owns() {
+    // RackInfo#racksMismatch: only a member with a rack can be on the wrong one. c2 has no rack,
+    // so it keeps t-1 and t-3 although c1 (rack r1) could read t-1 locally: c1 takes the free
+    // r1 partitions instead, and nothing moves.
+    let on = |r: &[&str]| r.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let topics = vec![TopicInfo::new("t", 6).with_racks(&[
+        on(&["r1"]),
+        on(&["r1", "r2"]),
+        on(&["r1", "r0"]),
+        on(&[]),
+        on(&["r2"]),
+        on(&["r1", "r2"]),
+    ])];
+    // The eager assignor reads ownership from its user data.
+    let owning = |m: GroupMember, ps: &[i32]| {
+        let ud = cohort_protocol::consumer_protocol::StickyUserData {
+            previous_assignment: vec![("t".to_owned().into(), ps.to_vec())],
+            generation: Some(7),
+        };
+        m.with_user_data(ud.encode().unwrap())
+    };
+    let members = vec![
+        owning(GroupMember::new("c1", &["t"]).with_rack("r1"), &[0]),
+        owning(GroupMember::new("c2", &["t"]), &[1, 3]),
+    ];
+    let plan = Sticky::default().assign(&members, &topics).unwrap();
+    assert_eq!(sorted_string(&plan, 0), "t-0, t-2, t-5");
+    assert_eq!(sorted_string(&plan, 1), "t-1, t-3, t-4");
+}
+
+#[test]
+fn plans_from_maps_are_checked_against_subscriptions() {
+    let topics = vec![TopicInfo::new("a", 2), TopicInfo::new("b", 1)];
+    let members = vec![
+        GroupMember::new("c1", &["a"]),
+        GroupMember::new("c2", &["a", "b"]),
+    ];
+    let map = |c1: &[(&str, &[i32])], c2: &[(&str, &[i32])]| {
+        let one = |e: &[(&str, &[i32])]| {
+            e.iter()
+                .map(|(t, ps)| ((*t).to_owned(), ps.to_vec()))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        std::collections::BTreeMap::from([("c1".to_owned(), one(c1)), ("c2".to_owned(), one(c2))])
+    };
+    let ok = Plan::from_map(&members, &topics, &map(&[("a", &[0, 1])], &[("b", &[0])])).unwrap();
+    assert_eq!(sorted_string(&ok, 0), "a-0, a-1");
+    for (bad, why) in [
+        (map(&[("b", &[0])], &[("a", &[0, 1])]), "does not subscribe"),
+        (map(&[("a", &[0])], &[("a", &[0])]), "given twice"),
+        (map(&[("a", &[2])], &[]), "no partition"),
+        (map(&[("c", &[0])], &[]), "no topic"),
+    ] {
+        let err = Plan::from_map(&members, &topics, &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(why), "{err}");
     }
 }

@@ -33,7 +33,10 @@ echo "install-go-members: building kafka-go, sarama and franz-go members" >&2
 for c in kafka-go sarama franz-go; do
   (cd "$src" && "$go" build -mod=readonly -o "$tmp/$c" "./$c") >&2
 done
-rm -rf "$dest"
-mv "$tmp" "$dest"
-trap - EXIT
+# Two builds at once (parallel tests) may both get here: the first rename wins, so a folder
+# already printed is never replaced under a running member. An incomplete folder goes first.
+if [ -d "$dest" ] && { [ ! -x "$dest/kafka-go" ] || [ ! -x "$dest/sarama" ] || [ ! -x "$dest/franz-go" ]; }; then
+  rm -rf "$dest"
+fi
+mv -T "$tmp" "$dest" 2>/dev/null || true
 echo "$dest"

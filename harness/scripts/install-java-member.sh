@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds the harness's Java member (harness/clients/java: the Java consumer of the pinned Apache
-# Kafka release, driven like a cohort member) against that release's own jars, and prints the
-# folder of its classes. Idempotent and offline once built: the build is keyed by the source's
+# Builds the harness's Java programs (harness/clients/java: JavaMember, the Java consumer of the
+# pinned Apache Kafka release driven like a cohort member, and JavaAssign, the release's assignors
+# for comparing plans) against that release's own jars, and prints the folder of their classes. Idempotent and offline once built: the build is keyed by the source's
 # hash and the Kafka version, and reused while both stay the same.
 #
 # Usage: install-java-member.sh [SOURCE_DIR]   (default: harness/clients/java beside this script)
@@ -11,9 +11,9 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")" 2>/dev/null && pwd || true)"
 src="${1:-$here/../clients/java}"
-file="$src/src/cohort/JavaMember.java"
-if [ ! -f "$file" ]; then
-  echo "install-java-member: no $file" >&2
+files=("$src"/src/cohort/*.java)
+if [ ! -f "${files[0]}" ]; then
+  echo "install-java-member: no Java sources in $src/src/cohort" >&2
   exit 1
 fi
 # The broker's jars carry the kafka-clients of the same release, and its dependencies.
@@ -29,18 +29,22 @@ if ! command -v "$javac" >/dev/null 2>&1; then
 fi
 
 cache="${COHORT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cohort}"
-key="$(cat "$file" | sha256sum | cut -c1-16)-$version"
+key="$(cat "${files[@]}" | sha256sum | cut -c1-16)-$version"
 dest="$cache/clients/java/$key"
-if [ -f "$dest/classes/cohort/JavaMember.class" ]; then
+if [ -f "$dest/classes/cohort/JavaMember.class" ] && [ -f "$dest/classes/cohort/JavaAssign.class" ]; then
   echo "$dest/classes"
   exit 0
 fi
 mkdir -p "$cache/clients/java"
 tmp="$(mktemp -d "$cache/clients/java/.build-$key.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
-echo "install-java-member: building the Java member against kafka-clients $version" >&2
-"$javac" -Xlint:all -Werror -d "$tmp/classes" -cp "$libs/*" "$file" >&2
-rm -rf "$dest"
-mv "$tmp" "$dest"
-trap - EXIT
+echo "install-java-member: building the Java programs against kafka-clients $version" >&2
+"$javac" -Xlint:all -Werror -d "$tmp/classes" -cp "$libs/*" "${files[@]}" >&2
+# Two builds at once (parallel tests) may both get here: the first rename wins and the other's
+# classes, the same ones, are dropped, so a folder already printed is never replaced under a
+# running program. A folder left incomplete by an older script goes first.
+if [ -d "$dest" ] && { [ ! -f "$dest/classes/cohort/JavaMember.class" ] || [ ! -f "$dest/classes/cohort/JavaAssign.class" ]; }; then
+  rm -rf "$dest"
+fi
+mv -T "$tmp" "$dest" 2>/dev/null || true
 echo "$dest/classes"

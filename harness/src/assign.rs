@@ -106,7 +106,7 @@ pub const LIMITS: Limits = Limits {
     steps: 10_000,
 };
 
-fn check_size(
+pub(crate) fn check_size(
     topics: &BTreeMap<String, TopicSpec>,
     members: &[MemberSpec],
 ) -> Result<(), HarnessError> {
@@ -216,7 +216,9 @@ pub struct Input {
     pub steps: Vec<Step>,
 }
 
-fn topic_infos(topics: &BTreeMap<String, TopicSpec>) -> Result<Vec<TopicInfo>, HarnessError> {
+pub(crate) fn topic_infos(
+    topics: &BTreeMap<String, TopicSpec>,
+) -> Result<Vec<TopicInfo>, HarnessError> {
     topics
         .iter()
         .map(|(name, spec)| match spec {
@@ -254,11 +256,15 @@ fn to_assignment(owned: &BTreeMap<String, Vec<i32>>) -> ConsumerProtocolAssignme
     }
 }
 
-fn rebalance(
+/// A member's JoinGroup metadata: id, instance id, the encoded subscription.
+pub(crate) type Metadata = (StrBytes, Option<StrBytes>, Bytes);
+
+/// The JoinGroup metadata every member would send: each member's balancer is given the member's
+/// last assignment (as SyncGroup would have) and builds the subscription, encoded at version 3.
+pub(crate) fn join_metadata(
     name: &str,
     members: &[MemberSpec],
-    topics: &[TopicInfo],
-) -> Result<Round, HarnessError> {
+) -> Result<Vec<Metadata>, HarnessError> {
     let mut metadata = Vec::with_capacity(members.len());
     for m in members {
         let mut b = crate::member::balancer(name, m.weight)?;
@@ -287,6 +293,15 @@ fn rebalance(
             bytes,
         ));
     }
+    Ok(metadata)
+}
+
+fn rebalance(
+    name: &str,
+    members: &[MemberSpec],
+    topics: &[TopicInfo],
+) -> Result<Round, HarnessError> {
+    let metadata = join_metadata(name, members)?;
     let leader = crate::member::balancer(name, 1)?;
     let start = Instant::now();
     let led = lead(leader.as_ref(), &metadata, topics)
@@ -310,11 +325,15 @@ fn rebalance(
 }
 
 /// Member id → topic → partitions.
-type PlanMap = BTreeMap<String, BTreeMap<String, Vec<i32>>>;
+pub(crate) type PlanMap = BTreeMap<String, BTreeMap<String, Vec<i32>>>;
 
-fn decoded(led: &Led) -> Result<PlanMap, HarnessError> {
+/// Decodes serialized assignments (ConsumerProtocolAssignment) into a plan map, partitions
+/// ascending and empty topics left out.
+pub(crate) fn decode_plan<'a>(
+    assignments: impl IntoIterator<Item = (&'a str, &'a Bytes)>,
+) -> Result<PlanMap, HarnessError> {
     let mut out = BTreeMap::new();
-    for (id, bytes) in &led.assignments {
+    for (id, bytes) in assignments {
         let (_, a) =
             decode_assignment(bytes.clone()).map_err(HarnessError::parse("an assignment"))?;
         let mut m: BTreeMap<String, Vec<i32>> = BTreeMap::new();
@@ -324,21 +343,14 @@ fn decoded(led: &Led) -> Result<PlanMap, HarnessError> {
             ps.sort_unstable();
         }
         m.retain(|_, ps| !ps.is_empty());
-        out.insert(id.to_string(), m);
+        out.insert(id.to_owned(), m);
     }
     Ok(out)
 }
 
-/// Plans one group: `{"assignment": ..., "metrics": ...}` (plus `stable_assignment` when a
-/// cooperative balancer needs a follow-up round, and `warnings` when something was ignored).
-fn plan_once(
-    name: &str,
-    members: &[MemberSpec],
-    topics: &[TopicInfo],
-) -> Result<(Value, PlanMap), HarnessError> {
-    let round = rebalance(name, members, topics)?;
-    let assignment = decoded(&round.led)?;
-    let previous: Vec<Previous> = members
+/// What the members owned before the rebalance, for the metrics.
+pub(crate) fn previous(members: &[MemberSpec]) -> Vec<Previous> {
+    members
         .iter()
         .map(|m| Previous {
             owned: m
@@ -348,36 +360,85 @@ fn plan_once(
                 .collect(),
             generation: m.generation,
         })
-        .collect();
+        .collect()
+}
+
+/// One group planned through the leader path, with what judging the plan needs.
+pub(crate) struct Planned {
+    /// The first rebalance's plan.
+    pub first: PlanMap,
+    /// The plan once the group is stable (the first one unless a cooperative balancer needed
+    /// follow-up rounds).
+    pub stable: PlanMap,
+    /// The measures of the stable plan.
+    pub metrics: metrics::Metrics,
+    /// The members as the leader decoded them.
+    pub members: Vec<GroupMember>,
+    /// The leader step's time.
+    pub elapsed_us: u128,
+    /// What the leader ignored.
+    pub warnings: Vec<String>,
+}
+
+pub(crate) fn plan(
+    name: &str,
+    members: &[MemberSpec],
+    topics: &[TopicInfo],
+) -> Result<Planned, HarnessError> {
+    let round = rebalance(name, members, topics)?;
+    let first = decode_plan(
+        round
+            .led
+            .assignments
+            .iter()
+            .map(|(id, bytes)| (id.as_str(), bytes)),
+    )?;
     let leader = crate::member::balancer(name, 1)?;
-    let eval = metrics::evaluate(leader.as_ref(), &round.members, topics, &previous)
+    let eval = metrics::evaluate(leader.as_ref(), &round.members, topics, &previous(members))
         .map_err(HarnessError::parse("the plan's metrics"))?;
-    let m = eval.metrics;
+    let stable = if eval.metrics.rounds.unwrap_or(1) > 1 {
+        eval.stable.to_map()
+    } else {
+        first.clone()
+    };
+    Ok(Planned {
+        first,
+        stable,
+        metrics: eval.metrics,
+        members: round.members,
+        elapsed_us: round.elapsed_us,
+        warnings: round.led.warnings,
+    })
+}
+
+/// Plans one group: `{"assignment": ..., "metrics": ...}` (plus `stable_assignment` when a
+/// cooperative balancer needs a follow-up round, and `warnings` when something was ignored).
+fn plan_once(
+    name: &str,
+    members: &[MemberSpec],
+    topics: &[TopicInfo],
+) -> Result<(Value, PlanMap), HarnessError> {
+    let p = plan(name, members, topics)?;
+    let m = p.metrics;
     let mut metrics = json!({
         "spread": m.spread,
         "moved": m.moved,
         "moved_lower_bound": m.moved_lower_bound,
-        "elapsed_us": round.elapsed_us,
+        "elapsed_us": p.elapsed_us,
         "partitions": m.partitions,
         "unassigned": m.unassigned,
     });
     if let Some(r) = m.rounds {
         metrics["rounds"] = json!(r);
     }
-    let stable = eval.stable.to_map();
-    let mut out = json!({ "assignment": assignment, "metrics": metrics });
+    let mut out = json!({ "assignment": p.first, "metrics": metrics });
     if m.rounds.unwrap_or(1) > 1 {
-        out["stable_assignment"] = json!(stable);
+        out["stable_assignment"] = json!(p.stable);
     }
-    if !round.led.warnings.is_empty() {
-        out["warnings"] = json!(round.led.warnings);
+    if !p.warnings.is_empty() {
+        out["warnings"] = json!(p.warnings);
     }
-    let final_assignment = if m.rounds.unwrap_or(1) > 1 {
-        stable
-    } else {
-        assignment
-    };
-    Ok((out, final_assignment))
+    Ok((out, p.stable))
 }
 
 /// Runs the command on a JSON document.

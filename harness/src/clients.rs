@@ -14,10 +14,16 @@ use crate::error::HarnessError;
 use crate::process_member::Client;
 
 const JAVA_SCRIPT: &str = include_str!("../scripts/install-java-member.sh");
-const JAVA_SOURCE: &[(&str, &str)] = &[(
-    "src/cohort/JavaMember.java",
-    include_str!("../clients/java/src/cohort/JavaMember.java"),
-)];
+const JAVA_SOURCE: &[(&str, &str)] = &[
+    (
+        "src/cohort/JavaMember.java",
+        include_str!("../clients/java/src/cohort/JavaMember.java"),
+    ),
+    (
+        "src/cohort/JavaAssign.java",
+        include_str!("../clients/java/src/cohort/JavaAssign.java"),
+    ),
+];
 const GO_SCRIPT: &str = include_str!("../scripts/install-go-members.sh");
 const GO_SOURCE: &[(&str, &str)] = &[
     ("go.mod", include_str!("../clients/go/go.mod")),
@@ -114,29 +120,33 @@ fn build(
         .to_owned())
 }
 
+/// Builds the Java programs when they are not built yet (idempotent) and says how to run one:
+/// `cohort.JavaMember` (the member) or `cohort.JavaAssign` (the assignors' leader step).
+pub fn java_program(class: &str) -> Result<Program, HarnessError> {
+    let kafka = cohort_testbroker::install_kafka()?;
+    let src = stage("java", JAVA_SOURCE)?;
+    let classes = build(
+        "install-java-member",
+        JAVA_SCRIPT,
+        &src,
+        &[("COHORT_KAFKA_LIBS_DIR", kafka.libs.as_os_str())],
+    )?;
+    Ok(Program {
+        program: kafka.java,
+        args: vec![
+            "-cp".into(),
+            format!("{classes}:{}/*", kafka.libs.display()),
+            // kafka-clients logs through log4j2, to stderr (the member's log file).
+            "-Dlog4j2.level=warn".into(),
+            class.into(),
+        ],
+    })
+}
+
 /// Builds the client's member when it is not built yet (idempotent) and says how to run it.
 pub fn install(client: Client) -> Result<Program, HarnessError> {
     match client {
-        Client::Java => {
-            let kafka = cohort_testbroker::install_kafka()?;
-            let src = stage("java", JAVA_SOURCE)?;
-            let classes = build(
-                "install-java-member",
-                JAVA_SCRIPT,
-                &src,
-                &[("COHORT_KAFKA_LIBS_DIR", kafka.libs.as_os_str())],
-            )?;
-            Ok(Program {
-                program: kafka.java,
-                args: vec![
-                    "-cp".into(),
-                    format!("{classes}:{}/*", kafka.libs.display()),
-                    // kafka-clients logs through log4j2, to stderr (the member's log file).
-                    "-Dlog4j2.level=warn".into(),
-                    "cohort.JavaMember".into(),
-                ],
-            })
-        }
+        Client::Java => java_program("cohort.JavaMember"),
         Client::KafkaGo | Client::Sarama | Client::FranzGo => {
             let src = stage("go", GO_SOURCE)?;
             let bin = build("install-go-members", GO_SCRIPT, &src, &[])?;

@@ -5,6 +5,7 @@
     reason = "harness code does I/O and reads the clock"
 )]
 
+pub mod agreement;
 pub mod assign;
 pub mod checker;
 pub mod clients;

@@ -25,7 +25,7 @@ use cohort_harness::member::{Bug, MemberOptions};
 use cohort_harness::process_member::{self, Client};
 use cohort_harness::runner::{self, RunOptions};
 use cohort_harness::scenario::Scenario;
-use cohort_harness::{assign, conformance};
+use cohort_harness::{agreement, assign, conformance};
 use cohort_testbroker::BrokerKind;
 
 #[derive(Parser)]
@@ -152,6 +152,11 @@ enum Command {
         /// Applies the description's `steps` and prints the metrics of each.
         #[arg(long)]
         steps: bool,
+        /// Also runs the Java client's assignor of the pinned Kafka release on the same JoinGroup
+        /// metadata, and says whether cohort's plan agrees (identical for range and roundrobin;
+        /// for the sticky ones valid, as balanced and moving no more partitions).
+        #[arg(long, conflicts_with = "steps")]
+        java: bool,
         /// Indents the JSON (one line by default, for pipes).
         #[arg(long)]
         pretty: bool,
@@ -398,6 +403,7 @@ async fn run(command: Command) -> u8 {
             file,
             balancer,
             steps,
+            java,
             pretty,
         } => {
             let mut text = String::new();
@@ -409,7 +415,12 @@ async fn run(command: Command) -> u8 {
                 eprintln!("cohort assign: {e}");
                 return 2;
             }
-            match assign::run(&text, balancer.as_deref(), steps) {
+            let result = if java {
+                agreement::run(&text, balancer.as_deref())
+            } else {
+                assign::run(&text, balancer.as_deref(), steps)
+            };
+            match result {
                 Ok(v) => {
                     let text = if pretty {
                         serde_json::to_string_pretty(&v)
