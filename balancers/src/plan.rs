@@ -6,8 +6,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use cohort_protocol::EncodeError;
 use cohort_protocol::StrBytes;
-use cohort_protocol::consumer_protocol::{AssignedTopicPartitions, ConsumerProtocolAssignment};
+use cohort_protocol::consumer_protocol::{
+    AssignedTopicPartitions, AssignmentWriter, ConsumerProtocolAssignment,
+};
 use rustc_hash::FxHashMap;
 
 use crate::java::java_cmp;
@@ -17,6 +20,8 @@ use crate::{AssignError, GroupMember, TopicInfo};
 #[derive(Debug, Clone)]
 pub struct TopicTable {
     names: Vec<StrBytes>,
+    /// Mean topic name length, rounded up: sizes encoding buffers.
+    name_len: usize,
     starts: Vec<u32>,
     lookup: FxHashMap<StrBytes, u32>,
     racks: Option<Racks>,
@@ -97,8 +102,14 @@ impl TopicTable {
         } else {
             None
         };
+        let name_len = names
+            .iter()
+            .map(|n| n.len())
+            .sum::<usize>()
+            .div_ceil(names.len().max(1));
         Ok(Self {
             names,
+            name_len,
             starts,
             lookup,
             racks,
@@ -292,6 +303,35 @@ impl Plan {
         let lo = ps.partition_point(|&g| g < r.start);
         let hi = ps.partition_point(|&g| g < r.end);
         ps[lo..hi].iter().map(|g| (g - r.start) as i32).collect()
+    }
+
+    /// A member's assignment encoded for SyncGroup (version-prefixed), written straight from the
+    /// plan: byte-identical to encoding [`Plan::to_assignment`], without its per-topic vectors.
+    pub fn encode_assignment(&self, member: usize, version: i16) -> Result<Bytes, EncodeError> {
+        let ps = &self.members[member].partitions;
+        let starts = self.table.starts();
+        // Exact when every topic's partitions run together and names are of one length (the
+        // usual case); otherwise the buffer grows.
+        let topics = ps.len().min(self.table.len());
+        let mut w = AssignmentWriter::new(
+            version,
+            12 + ps.len() * 4 + topics * (6 + self.table.name_len),
+        )?;
+        let mut i = 0;
+        let mut t = 0usize;
+        while i < ps.len() {
+            while starts[t + 1] <= ps[i] {
+                t += 1;
+            }
+            let (start, end) = (starts[t], starts[t + 1]);
+            let run = ps[i..].partition_point(|&g| g < end);
+            w.topic(
+                self.table.name(t as u32),
+                ps[i..i + run].iter().map(|&g| (g - start) as i32),
+            )?;
+            i += run;
+        }
+        w.finish(self.members[member].user_data.as_deref())
     }
 
     /// A member's assignment in the consumer protocol's form.

@@ -9,6 +9,7 @@ use cohort_balancers::metrics::{self, Previous};
 use cohort_balancers::{
     Balancer, CooperativeSticky, GroupMember, Range, RoundRobin, Sticky, TopicInfo, WeightedSticky,
 };
+use cohort_protocol::consumer_protocol::encode_assignment;
 use common::*;
 use proptest::prelude::*;
 
@@ -47,6 +48,17 @@ fn check_plan(
         b.protocol_name()
     );
     assert_complete_and_exclusive(&plan, members, topics, allow_withheld);
+    // The leader's direct encoding is the message's encoding, at every version.
+    for i in 0..plan.members.len() {
+        for v in 0..=3 {
+            assert_eq!(
+                plan.encode_assignment(i, v).unwrap(),
+                encode_assignment(&plan.to_assignment(i), v).unwrap(),
+                "member {i}, version {v}"
+            );
+        }
+        assert!(plan.encode_assignment(i, 4).is_err());
+    }
     plan
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the harness's Go members (harness/clients/go: segmentio/kafka-go, IBM/sarama and
-# twmb/franz-go consumer groups driven like a cohort member) and prints the folder holding the
-# three binaries (kafka-go, sarama, franz-go). Idempotent: the build is keyed by the sources'
+# twmb/franz-go consumer groups driven like a cohort member, and assignbench, which times
+# franz-go's and sarama's sticky balancers) and prints the folder holding the four binaries. Idempotent: the build is keyed by the sources'
 # hash and reused; the modules come from the Go module proxy the first time (go.sum pins them).
 #
 # Usage: install-go-members.sh [SOURCE_DIR]   (default: harness/clients/go beside this script)
@@ -22,20 +22,22 @@ fi
 cache="${COHORT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cohort}"
 key="$(cd "$src" && find . -name '*.go' -o -name 'go.mod' -o -name 'go.sum' | LC_ALL=C sort | xargs cat | sha256sum | cut -c1-16)"
 dest="$cache/clients/go/$key"
-if [ -x "$dest/kafka-go" ] && [ -x "$dest/sarama" ] && [ -x "$dest/franz-go" ]; then
+bins="kafka-go sarama franz-go assignbench"
+complete() { for c in $bins; do [ -x "$1/$c" ] || return 1; done; }
+if complete "$dest"; then
   echo "$dest"
   exit 0
 fi
 mkdir -p "$cache/clients/go"
 tmp="$(mktemp -d "$cache/clients/go/.build-$key.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
-echo "install-go-members: building kafka-go, sarama and franz-go members" >&2
-for c in kafka-go sarama franz-go; do
+echo "install-go-members: building $bins" >&2
+for c in $bins; do
   (cd "$src" && "$go" build -mod=readonly -o "$tmp/$c" "./$c") >&2
 done
 # Two builds at once (parallel tests) may both get here: the first rename wins, so a folder
 # already printed is never replaced under a running member. An incomplete folder goes first.
-if [ -d "$dest" ] && { [ ! -x "$dest/kafka-go" ] || [ ! -x "$dest/sarama" ] || [ ! -x "$dest/franz-go" ]; }; then
+if [ -d "$dest" ] && ! complete "$dest"; then
   rm -rf "$dest"
 fi
 mv -T "$tmp" "$dest" 2>/dev/null || true

@@ -44,6 +44,10 @@ const GO_SOURCE: &[(&str, &str)] = &[
         "franz-go/main.go",
         include_str!("../clients/go/franz-go/main.go"),
     ),
+    (
+        "assignbench/main.go",
+        include_str!("../clients/go/assignbench/main.go"),
+    ),
 ];
 
 /// How to start a reference client's member: a program and the arguments before the member's
@@ -143,23 +147,25 @@ pub fn java_program(class: &str) -> Result<Program, HarnessError> {
     })
 }
 
+/// Builds the Go programs when they are not built yet (idempotent) and says how to run one:
+/// `kafka-go`, `sarama`, `franz-go` (the members) or `assignbench` (franz-go's and sarama's
+/// sticky balancers timed at scale).
+pub fn go_program(name: &str) -> Result<Program, HarnessError> {
+    let src = stage("go", GO_SOURCE)?;
+    let bin = build("install-go-members", GO_SCRIPT, &src, &[])?;
+    Ok(Program {
+        program: PathBuf::from(bin).join(name),
+        args: Vec::new(),
+    })
+}
+
 /// Builds the client's member when it is not built yet (idempotent) and says how to run it.
 pub fn install(client: Client) -> Result<Program, HarnessError> {
     match client {
         Client::Java => java_program("cohort.JavaMember"),
-        Client::KafkaGo | Client::Sarama | Client::FranzGo => {
-            let src = stage("go", GO_SOURCE)?;
-            let bin = build("install-go-members", GO_SCRIPT, &src, &[])?;
-            let name = match client {
-                Client::KafkaGo => "kafka-go",
-                Client::Sarama => "sarama",
-                _ => "franz-go",
-            };
-            Ok(Program {
-                program: PathBuf::from(bin).join(name),
-                args: Vec::new(),
-            })
-        }
+        Client::KafkaGo => go_program("kafka-go"),
+        Client::Sarama => go_program("sarama"),
+        Client::FranzGo => go_program("franz-go"),
         Client::Cohort | Client::Librdkafka => Err(HarnessError::invalid(format!(
             "{client:?} members run in the cohort process"
         ))),

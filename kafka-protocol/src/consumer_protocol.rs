@@ -20,7 +20,8 @@ pub use crate::messages::consumer_protocol_assignment::TopicPartition as Assigne
 pub use crate::messages::consumer_protocol_subscription::TopicPartition as OwnedTopicPartitions;
 pub use crate::messages::{ConsumerProtocolAssignment, ConsumerProtocolSubscription};
 use crate::primitives::{
-    get_array_len, get_i32, get_string, initial_capacity, put_array_len, put_string,
+    get_array_len, get_i32, get_string, initial_capacity, put_array_len, put_nullable_bytes,
+    put_string,
 };
 use crate::types::StrBytes;
 
@@ -107,6 +108,63 @@ pub fn encode_assignment(
     version: i16,
 ) -> Result<Bytes, EncodeError> {
     encode_prefixed(a, version)
+}
+
+/// Encodes an assignment straight from its parts, topic by topic, without building a
+/// [`ConsumerProtocolAssignment`]: a group leader encodes every member's share of a million
+/// partitions, and the message's intermediate vectors (one per topic per member) cost more than
+/// the bytes. Versions 0 to 3 share one layout (the versions differ only in the subscription),
+/// so the writer serves all of them; the result is byte-identical to [`encode_assignment`].
+#[derive(Debug)]
+pub struct AssignmentWriter {
+    buf: BytesMut,
+    topics: usize,
+}
+
+impl AssignmentWriter {
+    /// Starts an assignment blob; `capacity` is a hint in bytes.
+    pub fn new(version: i16, capacity: usize) -> Result<Self, EncodeError> {
+        if !(ConsumerProtocolAssignment::VERSIONS.min..=ConsumerProtocolAssignment::VERSIONS.max)
+            .contains(&version)
+        {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "ConsumerProtocolAssignment",
+                version,
+            });
+        }
+        let mut buf = BytesMut::with_capacity(capacity.max(16));
+        buf.put_i16(version);
+        // The topic count, patched by `finish`.
+        buf.put_i32(0);
+        Ok(Self { buf, topics: 0 })
+    }
+
+    /// Appends one topic and its partitions.
+    pub fn topic(
+        &mut self,
+        name: &str,
+        partitions: impl ExactSizeIterator<Item = i32>,
+    ) -> Result<(), EncodeError> {
+        put_string(&mut self.buf, name, false)?;
+        put_array_len(&mut self.buf, partitions.len(), false)?;
+        self.buf.reserve(partitions.len() * 4);
+        for p in partitions {
+            self.buf.put_i32(p);
+        }
+        self.topics += 1;
+        Ok(())
+    }
+
+    /// Ends with the user data and returns the blob.
+    pub fn finish(mut self, user_data: Option<&[u8]>) -> Result<Bytes, EncodeError> {
+        let topics = i32::try_from(self.topics).map_err(|_| EncodeError::TooLong {
+            what: "array",
+            length: self.topics,
+        })?;
+        self.buf[2..6].copy_from_slice(&topics.to_be_bytes());
+        put_nullable_bytes(&mut self.buf, user_data, false)?;
+        Ok(self.buf.freeze())
+    }
 }
 
 /// Decodes an assignment; returns the announced version and the assignment. An empty blob is an

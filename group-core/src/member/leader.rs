@@ -7,7 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use cohort_balancers::{Balancer, GroupMember, MemberState as BalancerMemberState, TopicInfo};
 use cohort_protocol::consumer_protocol::{
-    ConsumerProtocolSubscription, OwnedTopicPartitions, decode_subscription, encode_assignment,
+    ConsumerProtocolSubscription, OwnedTopicPartitions, decode_subscription,
 };
 use cohort_protocol::messages::{JoinGroupResponse, sync_group_request};
 use cohort_protocol::{ErrorCode, StrBytes};
@@ -196,7 +196,7 @@ pub fn lead(
     warnings.extend(plan.warnings.iter().cloned());
     let mut assignments = Vec::with_capacity(plan.members.len());
     for (i, m) in plan.members.iter().enumerate() {
-        let bytes = encode_assignment(&plan.to_assignment(i), 3).map_err(Error::Encode)?;
+        let bytes = plan.encode_assignment(i, 3).map_err(Error::Encode)?;
         assignments.push((m.member_id.clone(), bytes));
     }
     Ok(Led {

@@ -1,0 +1,104 @@
+//! The whole leader step at the 1M-partition scale, phase by phase: decoding every member's
+//! JoinGroup subscription, the assignment, encoding every member's SyncGroup assignment, and the
+//! group core's `lead` that does all three (what `cohort assign` times). Median of `ROUNDS`.
+//!
+//! `cargo run --release -p cohort-benches --example leader_step`
+#![allow(
+    clippy::disallowed_methods,
+    reason = "harness code does I/O and reads the clock"
+)]
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cohort::unstable::lead;
+use cohort_balancers::{Balancer, CooperativeSticky, GroupMember, Sticky};
+use cohort_benches::groups::{joiner, members, run, topics, with_previous};
+use cohort_protocol::StrBytes;
+use cohort_protocol::consumer_protocol::{decode_subscription, encode_subscription};
+
+const ROUNDS: usize = 5;
+
+fn median(mut f: impl FnMut() -> Duration) -> Duration {
+    let mut d: Vec<Duration> = (0..ROUNDS).map(|_| f()).collect();
+    d.sort();
+    d[ROUNDS / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+fn main() {
+    let t = topics(500, 2000);
+    println!("| balancer | workload | decode | assign | encode | whole `lead` |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for (name, b) in [
+        ("sticky", &Sticky::default() as &dyn Balancer),
+        ("cooperative-sticky", &CooperativeSticky),
+    ] {
+        let fresh = members(2000, &t, false);
+        let first = run(b, &fresh, &t);
+        let second = with_previous(&fresh, &first, 0, 1);
+        let mut joined = second.clone();
+        joined.push(joiner(&t));
+        for (workload, group) in [
+            ("fresh", &fresh),
+            ("second round", &second),
+            ("one joins", &joined),
+        ] {
+            let metadata: Vec<(StrBytes, Option<StrBytes>, Bytes)> = group
+                .iter()
+                .map(|m| {
+                    let bytes = encode_subscription(&m.subscription, 3).expect("encodes");
+                    (m.member_id.clone(), None, bytes)
+                })
+                .collect();
+            let decode = median(|| {
+                let start = Instant::now();
+                let decoded: Vec<GroupMember> = metadata
+                    .iter()
+                    .map(|(id, _, bytes)| GroupMember {
+                        member_id: id.clone(),
+                        group_instance_id: None,
+                        subscription: decode_subscription(bytes.clone()).expect("decodes").1,
+                    })
+                    .collect();
+                let d = start.elapsed();
+                drop(decoded);
+                d
+            });
+            let assign = median(|| {
+                let start = Instant::now();
+                let plan = run(b, group, &t);
+                let d = start.elapsed();
+                drop(plan);
+                d
+            });
+            let plan = run(b, group, &t);
+            let encode = median(|| {
+                let start = Instant::now();
+                let out: Vec<Bytes> = (0..plan.members.len())
+                    .map(|i| plan.encode_assignment(i, 3).expect("encodes"))
+                    .collect();
+                let d = start.elapsed();
+                drop(out);
+                d
+            });
+            let whole = median(|| {
+                let start = Instant::now();
+                let led = lead(b, &metadata, &t).expect("leads");
+                let d = start.elapsed();
+                drop(led);
+                d
+            });
+            println!(
+                "| {name} | {workload} | {} | {} | {} | **{}** |",
+                ms(decode),
+                ms(assign),
+                ms(encode),
+                ms(whole)
+            );
+        }
+    }
+}
