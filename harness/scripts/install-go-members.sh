@@ -22,7 +22,7 @@ fi
 cache="${COHORT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cohort}"
 key="$(cd "$src" && find . -name '*.go' -o -name 'go.mod' -o -name 'go.sum' | LC_ALL=C sort | xargs cat | sha256sum | cut -c1-16)"
 dest="$cache/clients/go/$key"
-bins="kafka-go sarama franz-go assignbench"
+bins="kafka-go sarama franz-go assignbench consumebench"
 complete() { for c in $bins; do [ -x "$1/$c" ] || return 1; done; }
 if complete "$dest"; then
   echo "$dest"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the harness's Java programs (harness/clients/java: JavaMember, the Java consumer of the
-# pinned Apache Kafka release driven like a cohort member, and JavaAssign, the release's assignors
-# for comparing plans) against that release's own jars, and prints the folder of their classes. Idempotent and offline once built: the build is keyed by the source's
+# pinned Apache Kafka release driven like a cohort member; JavaAssign, the release's assignors
+# for comparing plans; JavaConsume, the consumer timed for the throughput benchmark) against that release's own jars, and prints the folder of their classes. Idempotent and offline once built: the build is keyed by the source's
 # hash and the Kafka version, and reused while both stay the same.
 #
 # Usage: install-java-member.sh [SOURCE_DIR]   (default: harness/clients/java beside this script)
@@ -31,7 +31,9 @@ fi
 cache="${COHORT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cohort}"
 key="$(cat "${files[@]}" | sha256sum | cut -c1-16)-$version"
 dest="$cache/clients/java/$key"
-if [ -f "$dest/classes/cohort/JavaMember.class" ] && [ -f "$dest/classes/cohort/JavaAssign.class" ]; then
+classes="JavaMember JavaAssign JavaConsume"
+complete() { for c in $classes; do [ -f "$1/classes/cohort/$c.class" ] || return 1; done; }
+if complete "$dest"; then
   echo "$dest/classes"
   exit 0
 fi
@@ -43,7 +45,7 @@ echo "install-java-member: building the Java programs against kafka-clients $ver
 # Two builds at once (parallel tests) may both get here: the first rename wins and the other's
 # classes, the same ones, are dropped, so a folder already printed is never replaced under a
 # running program. A folder left incomplete by an older script goes first.
-if [ -d "$dest" ] && { [ ! -f "$dest/classes/cohort/JavaMember.class" ] || [ ! -f "$dest/classes/cohort/JavaAssign.class" ]; }; then
+if [ -d "$dest" ] && ! complete "$dest"; then
   rm -rf "$dest"
 fi
 mv -T "$tmp" "$dest" 2>/dev/null || true

@@ -23,6 +23,10 @@ const JAVA_SOURCE: &[(&str, &str)] = &[
         "src/cohort/JavaAssign.java",
         include_str!("../clients/java/src/cohort/JavaAssign.java"),
     ),
+    (
+        "src/cohort/JavaConsume.java",
+        include_str!("../clients/java/src/cohort/JavaConsume.java"),
+    ),
 ];
 const GO_SCRIPT: &str = include_str!("../scripts/install-go-members.sh");
 const GO_SOURCE: &[(&str, &str)] = &[
@@ -47,6 +51,10 @@ const GO_SOURCE: &[(&str, &str)] = &[
     (
         "assignbench/main.go",
         include_str!("../clients/go/assignbench/main.go"),
+    ),
+    (
+        "consumebench/main.go",
+        include_str!("../clients/go/consumebench/main.go"),
     ),
 ];
 
@@ -125,7 +133,8 @@ fn build(
 }
 
 /// Builds the Java programs when they are not built yet (idempotent) and says how to run one:
-/// `cohort.JavaMember` (the member) or `cohort.JavaAssign` (the assignors' leader step).
+/// `cohort.JavaMember` (the member), `cohort.JavaAssign` (the assignors' leader step) or
+/// `cohort.JavaConsume` (the consumer timed for the throughput benchmark).
 pub fn java_program(class: &str) -> Result<Program, HarnessError> {
     let kafka = cohort_testbroker::install_kafka()?;
     let src = stage("java", JAVA_SOURCE)?;
@@ -148,8 +157,8 @@ pub fn java_program(class: &str) -> Result<Program, HarnessError> {
 }
 
 /// Builds the Go programs when they are not built yet (idempotent) and says how to run one:
-/// `kafka-go`, `sarama`, `franz-go` (the members) or `assignbench` (franz-go's and sarama's
-/// sticky balancers timed at scale).
+/// `kafka-go`, `sarama`, `franz-go` (the members), `assignbench` (franz-go's and sarama's
+/// sticky balancers timed at scale) or `consumebench` (their consumers timed).
 pub fn go_program(name: &str) -> Result<Program, HarnessError> {
     let src = stage("go", GO_SOURCE)?;
     let bin = build("install-go-members", GO_SCRIPT, &src, &[])?;
