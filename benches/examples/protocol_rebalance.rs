@@ -3,7 +3,11 @@
 //! kafka-clients, `cohort_harness::java`) and librdkafka, on one Apache Kafka broker in one run,
 //! so the figures compare as ratios on a shared machine.
 //!
-//! `protocol_rebalance [ROUNDS] [GROUP_SIZE]...` (defaults: 5 rounds, groups of 4 and 16; with
+//! With `--all-clients` first, every reference client instead, on the classic protocol: eager
+//! range for all six (cohort, Java, librdkafka, kafka-go, sarama, franz-go) and
+//! cooperative-sticky for the four that have it.
+//!
+//! `protocol_rebalance [--all-clients] [ROUNDS] [GROUP_SIZE]...` (defaults: 5 rounds, groups of 4 and 16; with
 //! `COHORT_BENCH_SVG=FILE` the medians are also drawn as a bar chart into FILE). For
 //! each client, protocol and group size: the group settles (every partition owned, every member
 //! some), then
@@ -48,32 +52,48 @@ enum Client {
     Cohort,
     Java,
     Librdkafka,
+    KafkaGo,
+    Sarama,
+    FranzGo,
 }
 
-/// A Java member process, read through the event lines it prints (`cohort member` format).
-struct JavaRunner {
+/// A member process of a reference client (the Java consumer, kafka-go, sarama, franz-go), read
+/// through the event lines it prints (`cohort member` format).
+struct ProcessRunner {
     child: std::process::Child,
     owned: Arc<AtomicU64>,
     consumed: Arc<AtomicU64>,
 }
 
-impl JavaRunner {
-    fn start(protocol: Protocol, bootstrap: &str, group: &str, topic: &str) -> Self {
+impl ProcessRunner {
+    fn start(
+        client: Client,
+        protocol: Protocol,
+        bootstrap: &str,
+        group: &str,
+        topic: &str,
+    ) -> Self {
+        use cohort_harness::process_member::Client as C;
         use std::io::BufRead;
-        let java = cohort_harness::clients::install(cohort_harness::process_member::Client::Java)
-            .expect("the Java member");
-        let mut cmd = std::process::Command::new(&java.program);
-        cmd.args(&java.args)
+        let (kind, name) = match client {
+            Client::KafkaGo => (C::KafkaGo, "kafka-go"),
+            Client::Sarama => (C::Sarama, "sarama"),
+            Client::FranzGo => (C::FranzGo, "franz-go"),
+            _ => (C::Java, "java"),
+        };
+        let program = cohort_harness::clients::install(kind).expect("the member program");
+        let mut cmd = std::process::Command::new(&program.program);
+        cmd.args(&program.args)
             .args(["--bootstrap", bootstrap, "--group", group, "--topic", topic])
-            .args(["--name", "java", "--commit-interval-ms", "1000"]);
+            .args(["--name", name, "--commit-interval-ms", "1000"]);
         match protocol {
             Protocol::Consumer => {
                 cmd.args(["--group-protocol", "consumer"]);
             }
-            Protocol::Classic => {
+            Protocol::Classic | Protocol::Range => {
                 let session = members::SESSION.as_millis().to_string();
                 let heartbeat = members::HEARTBEAT.as_millis().to_string();
-                cmd.args(["--balancer", "cooperative-sticky"])
+                cmd.args(["--balancer", protocol.balancer()])
                     .args(["--session-timeout-ms", &session])
                     .args(["--heartbeat-interval-ms", &heartbeat]);
             }
@@ -139,16 +159,30 @@ impl JavaRunner {
     }
 }
 
+/// The group protocol and, for the classic one, the balancer.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Protocol {
+    /// Classic, cooperative-sticky (KIP-429).
     Classic,
+    /// The consumer group protocol (KIP-848).
     Consumer,
+    /// Classic, eager range: the one balancer every client has.
+    Range,
+}
+
+impl Protocol {
+    fn balancer(self) -> &'static str {
+        match self {
+            Protocol::Range => "range",
+            _ => "cooperative-sticky",
+        }
+    }
 }
 
 /// A running member of either client, read through its counters.
 enum Running {
     Cohort(CohortRunner),
-    Java(JavaRunner),
+    Process(ProcessRunner),
     Rd(RdRunner),
 }
 
@@ -156,7 +190,7 @@ impl Running {
     fn owned(&self) -> &AtomicU64 {
         match self {
             Running::Cohort(c) => &c.owned,
-            Running::Java(j) => &j.owned,
+            Running::Process(j) => &j.owned,
             Running::Rd(r) => &r.owned,
         }
     }
@@ -164,7 +198,7 @@ impl Running {
     fn consumed(&self) -> u64 {
         match self {
             Running::Cohort(c) => c.consumed.load(Ordering::Relaxed),
-            Running::Java(j) => j.consumed.load(Ordering::Relaxed),
+            Running::Process(j) => j.consumed.load(Ordering::Relaxed),
             Running::Rd(r) => r.consumed.load(Ordering::Relaxed),
         }
     }
@@ -172,7 +206,7 @@ impl Running {
     async fn stop(self) {
         match self {
             Running::Cohort(c) => c.stop().await,
-            Running::Java(j) => {
+            Running::Process(j) => {
                 let _ = tokio::task::spawn_blocking(move || j.stop()).await;
             }
             Running::Rd(r) => {
@@ -191,7 +225,7 @@ async fn start(
 ) -> Running {
     match client {
         Client::Cohort => {
-            let mut cfg = cohort_config(bootstrap, group, topic, "cooperative-sticky");
+            let mut cfg = cohort_config(bootstrap, group, topic, protocol.balancer());
             if protocol == Protocol::Consumer {
                 cfg = cohort::GroupConfig::new(bootstrap, group, &[topic]);
                 cfg.group_protocol = GroupProtocol::Consumer;
@@ -201,16 +235,18 @@ async fn start(
             }
             Running::Cohort(CohortRunner::start(cfg, None).await)
         }
-        Client::Java => {
+        Client::Java | Client::KafkaGo | Client::Sarama | Client::FranzGo => {
             let (b, g, t) = (bootstrap.to_owned(), group.to_owned(), topic.to_owned());
-            Running::Java(
-                tokio::task::spawn_blocking(move || JavaRunner::start(protocol, &b, &g, &t))
-                    .await
-                    .expect("java member"),
+            Running::Process(
+                tokio::task::spawn_blocking(move || {
+                    ProcessRunner::start(client, protocol, &b, &g, &t)
+                })
+                .await
+                .expect("member process"),
             )
         }
         Client::Librdkafka => {
-            let mut cfg = rd_config(bootstrap, group, "cooperative-sticky");
+            let mut cfg = rd_config(bootstrap, group, protocol.balancer());
             if protocol == Protocol::Consumer {
                 let mut c = rdkafka::config::ClientConfig::new();
                 c.set("bootstrap.servers", bootstrap)
@@ -442,6 +478,10 @@ async fn main() {
         std::fs::write(&path, svg(&rows)).expect("write the chart");
         return;
     }
+    let all_clients = args.peek().map(String::as_str) == Some("--all-clients");
+    if all_clients {
+        args.next();
+    }
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
     let mut sizes: Vec<usize> = args.filter_map(|a| a.parse().ok()).collect();
     if sizes.is_empty() {
@@ -463,14 +503,31 @@ async fn main() {
     for &size in &sizes {
         // Clients and protocols interleave round by round, so a noisy moment of the machine
         // lands on all of them alike.
-        let cases = [
-            (Client::Cohort, Protocol::Classic),
-            (Client::Cohort, Protocol::Consumer),
-            (Client::Java, Protocol::Classic),
-            (Client::Java, Protocol::Consumer),
-            (Client::Librdkafka, Protocol::Classic),
-            (Client::Librdkafka, Protocol::Consumer),
-        ];
+        // `--all-clients`: eager range for every client and cooperative-sticky for those that
+        // have it (kafka-go and sarama have no cooperative balancer and no KIP-848).
+        let cases: &[(Client, Protocol)] = if all_clients {
+            &[
+                (Client::Cohort, Protocol::Range),
+                (Client::Java, Protocol::Range),
+                (Client::Librdkafka, Protocol::Range),
+                (Client::KafkaGo, Protocol::Range),
+                (Client::Sarama, Protocol::Range),
+                (Client::FranzGo, Protocol::Range),
+                (Client::Cohort, Protocol::Classic),
+                (Client::Java, Protocol::Classic),
+                (Client::Librdkafka, Protocol::Classic),
+                (Client::FranzGo, Protocol::Classic),
+            ]
+        } else {
+            &[
+                (Client::Cohort, Protocol::Classic),
+                (Client::Cohort, Protocol::Consumer),
+                (Client::Java, Protocol::Classic),
+                (Client::Java, Protocol::Consumer),
+                (Client::Librdkafka, Protocol::Classic),
+                (Client::Librdkafka, Protocol::Consumer),
+            ]
+        };
         let mut samples: Vec<Samples> = cases
             .iter()
             .map(|_| Samples {
