@@ -2,7 +2,8 @@
 # Every client side by side on one Apache Kafka broker, in one run, with the machine and date:
 # consume throughput and client CPU (cohort, librdkafka, Java, kafka-go, sarama, franz-go), then
 # balancer compute at 1M partitions / 2,000 members (cohort, Java, franz-go, sarama). Prints the
-# Markdown tables docs/BENCHMARKS.md quotes and redraws its charts in docs/img. About 15 minutes.
+# Markdown tables docs/BENCHMARKS.md quotes and redraws its charts in docs/img; then rebalance
+# latency (a member joins a group of 4, then leaves) for every client. About 25 minutes.
 #
 # Usage: scripts/bench-clients.sh [ROUNDS]   (default 3)
 set -euo pipefail
@@ -17,3 +18,7 @@ COHORT_BENCH_SVG=docs/img/consume_clients.svg ./target/release/examples/consume_
 echo
 echo "## Balancer compute, 1M partitions / 2,000 members"
 COHORT_BENCH_SVG=docs/img/balancer_clients.svg ./target/release/examples/balancer_clients "$rounds" 120
+echo
+echo "## Rebalance latency, a group of 4: a member joins, then leaves"
+cargo build --release -q -p cohort-benches --example protocol_rebalance
+COHORT_BENCH_SVG=docs/img/rebalance_clients.svg ./target/release/examples/protocol_rebalance --all-clients "$rounds" 4

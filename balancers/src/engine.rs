@@ -615,18 +615,7 @@ fn settle(
         return false;
     };
     let class_node = |c: usize| 2 + n_sigs + c;
-    let mut g = Mcmf::new(2 + n_sigs + k);
-    let mut arcs_of: Vec<Vec<(usize, usize)>> = Vec::with_capacity(n_sigs);
-    for (s, sig) in sigs.iter().enumerate() {
-        g.edge(0, 2 + s, sig.total as i64, 0);
-        let mut these = Vec::with_capacity(sig.classes.len());
-        for (j, &c) in sig.classes.iter().enumerate() {
-            let keep = g.edge(2 + s, class_node(c as usize), owned_before[s][j] as i64, 0);
-            let other = g.edge(2 + s, class_node(c as usize), total as i64, 1);
-            these.push((keep, other));
-        }
-        arcs_of.push(these);
-    }
+    let (mut g, arcs_of) = split_graph(sigs, owned_before, k, total as i64);
     let mut into_sink: Vec<Vec<usize>> = vec![Vec::new(); k];
     for c in 0..k {
         let m = sizes[c];
@@ -674,6 +663,35 @@ fn settle(
     true
 }
 
+/// The flow graph shared by [`settle`] and [`resplit`]: nodes 0 (source), 1 (sink), `2 + s` for
+/// signature `s`, then `2 + sigs + c` for class `c` (the caller adds the class-to-sink arcs).
+/// Each signature's units flow to its classes over two arcs: up to what the class owned, free,
+/// and any amount (up to `cap`) at cost one, a unit leaving its owner's class. Returns the
+/// graph and, per signature and class, the (keep, other) arc numbers.
+#[allow(clippy::type_complexity)]
+fn split_graph(
+    sigs: &[Sig],
+    owned_before: &[Vec<u64>],
+    classes: usize,
+    cap: i64,
+) -> (Mcmf, Vec<Vec<(usize, usize)>>) {
+    let n_sigs = sigs.len();
+    let mut g = Mcmf::new(2 + n_sigs + classes);
+    let mut arcs_of = Vec::with_capacity(n_sigs);
+    for (s, sig) in sigs.iter().enumerate() {
+        g.edge(0, 2 + s, sig.total as i64, 0);
+        let mut these = Vec::with_capacity(sig.classes.len());
+        for (j, &c) in sig.classes.iter().enumerate() {
+            let class = 2 + n_sigs + c as usize;
+            let keep = g.edge(2 + s, class, owned_before[s][j] as i64, 0);
+            let other = g.edge(2 + s, class, cap, 1);
+            these.push((keep, other));
+        }
+        arcs_of.push(these);
+    }
+    (g, arcs_of)
+}
+
 /// With the class totals fixed by [`rebalance_classes`], decides how many units of each signature
 /// each class gets so that as few owned units as possible change class: a minimum-cost flow from
 /// signatures to classes where a class's own units cost nothing and any other unit costs one.
@@ -686,20 +704,8 @@ fn resplit(sigs: &mut [Sig], owned_before: &[Vec<u64>], totals: &[u64]) {
     }
     let k = totals.len();
     let n_sigs = sigs.len();
-    // Nodes: 0 source, 1 sink, 2.. signatures, then classes.
     let class_node = |c: usize| 2 + n_sigs + c;
-    let mut g = Mcmf::new(2 + n_sigs + k);
-    let mut arcs_of: Vec<Vec<(usize, usize)>> = Vec::with_capacity(n_sigs);
-    for (s, sig) in sigs.iter().enumerate() {
-        g.edge(0, 2 + s, sig.total as i64, 0);
-        let mut these = Vec::with_capacity(sig.classes.len());
-        for (j, &c) in sig.classes.iter().enumerate() {
-            let keep = g.edge(2 + s, class_node(c as usize), owned_before[s][j] as i64, 0);
-            let other = g.edge(2 + s, class_node(c as usize), i64::MAX / 4, 1);
-            these.push((keep, other));
-        }
-        arcs_of.push(these);
-    }
+    let (mut g, arcs_of) = split_graph(sigs, owned_before, k, i64::MAX / 4);
     for (c, &t) in totals.iter().enumerate() {
         g.edge(class_node(c), 1, t as i64, 0);
     }

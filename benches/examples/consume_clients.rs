@@ -32,17 +32,7 @@ const CLIENTS: [&str; 6] = [
     "franz-go",
 ];
 
-/// CPU time of every thread of this process so far (Linux: `/proc/self/task/*/schedstat`).
-fn cpu_ns() -> u64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
-}
+use cohort_benches::process_cpu_ns as cpu_ns;
 
 /// One run: wall time from the first record to the last, and CPU time over it.
 #[derive(Clone, Copy)]

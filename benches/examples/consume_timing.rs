@@ -19,17 +19,7 @@ use std::time::Duration;
 use cohort::{ClientConfig, GroupConfig, OffsetReset, Producer, ProducerRecord};
 use cohort_testbroker::{TestBroker, unique_name};
 
-/// CPU time of every thread of this process so far (Linux: `/proc/self/task/*/schedstat`).
-fn cpu_ns() -> u64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
-}
+use cohort_benches::process_cpu_ns as cpu_ns;
 
 const RECORDS: usize = 200_000;
 
