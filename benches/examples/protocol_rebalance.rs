@@ -7,7 +7,8 @@
 //! range for all six (cohort, Java, librdkafka, kafka-go, sarama, franz-go) and
 //! cooperative-sticky for the four that have it.
 //!
-//! `protocol_rebalance [--all-clients] [ROUNDS] [GROUP_SIZE]...` (defaults: 5 rounds, groups of 4 and 16; with
+//! `protocol_rebalance [--all-clients] [ROUNDS] [GROUP_SIZE]...` (`COHORT_BENCH_ONLY=CLIENT` runs
+//! one client's cases; defaults: 5 rounds, groups of 4 and 16; with
 //! `COHORT_BENCH_SVG=FILE` the medians are also drawn as a bar chart into FILE). For
 //! each client, protocol and group size: the group settles (every partition owned, every member
 //! some), then
@@ -72,6 +73,7 @@ impl ProcessRunner {
         bootstrap: &str,
         group: &str,
         topic: &str,
+        instance: Option<&str>,
     ) -> Self {
         use cohort_harness::process_member::Client as C;
         use std::io::BufRead;
@@ -86,6 +88,9 @@ impl ProcessRunner {
         cmd.args(&program.args)
             .args(["--bootstrap", bootstrap, "--group", group, "--topic", topic])
             .args(["--name", name, "--commit-interval-ms", "1000"]);
+        if let Some(id) = instance {
+            cmd.args(["--instance-id", id]);
+        }
         match protocol {
             Protocol::Consumer => {
                 cmd.args(["--group-protocol", "consumer"]);
@@ -179,6 +184,12 @@ impl Protocol {
     }
 }
 
+/// Whether the case measures a static restart: clients with static membership, on the classic
+/// protocol in `--all-clients` mode.
+fn restarts(client: Client, protocol: Protocol) -> bool {
+    client != Client::KafkaGo && protocol == Protocol::Range
+}
+
 /// A running member of either client, read through its counters.
 enum Running {
     Cohort(CohortRunner),
@@ -222,6 +233,7 @@ async fn start(
     bootstrap: &str,
     group: &str,
     topic: &str,
+    instance: Option<&str>,
 ) -> Running {
     match client {
         Client::Cohort => {
@@ -233,13 +245,15 @@ async fn start(
                 cfg.auto_commit_interval = Some(Duration::from_secs(1));
                 cfg.rebalance_timeout = Duration::from_secs(15);
             }
+            cfg.group_instance_id = instance.map(str::to_owned);
             Running::Cohort(CohortRunner::start(cfg, None).await)
         }
         Client::Java | Client::KafkaGo | Client::Sarama | Client::FranzGo => {
             let (b, g, t) = (bootstrap.to_owned(), group.to_owned(), topic.to_owned());
+            let i = instance.map(str::to_owned);
             Running::Process(
                 tokio::task::spawn_blocking(move || {
-                    ProcessRunner::start(client, protocol, &b, &g, &t)
+                    ProcessRunner::start(client, protocol, &b, &g, &t, i.as_deref())
                 })
                 .await
                 .expect("member process"),
@@ -257,6 +271,9 @@ async fn start(
                     .set("auto.commit.interval.ms", "1000")
                     .set("broker.address.family", "v4");
                 cfg = c;
+            }
+            if let Some(id) = instance {
+                cfg.set("group.instance.id", id);
             }
             Running::Rd(RdRunner::start(cfg, topic, None))
         }
@@ -289,6 +306,7 @@ async fn timed<F: Future<Output = Option<Duration>>>(f: F) -> Option<Duration> {
 struct Samples {
     join: Vec<Duration>,
     leave: Vec<Duration>,
+    restart: Vec<Duration>,
 }
 
 /// Two seconds and a fraction of the heartbeat interval that changes with `salt`.
@@ -312,7 +330,10 @@ async fn round(
     let group = unique_name("g");
     let mut members = Vec::new();
     for _ in 0..size {
-        members.push(start(client, protocol, bootstrap, &group, &topic).await);
+        // Member 0 is static where the client has static membership (KIP-345; kafka-go has
+        // none), for the restart at the end.
+        let instance = (members.is_empty() && restarts(client, protocol)).then_some("static-0");
+        members.push(start(client, protocol, bootstrap, &group, &topic, instance).await);
     }
     let settled = until(LIMIT, || {
         total(&members) == partitions as u64
@@ -323,6 +344,7 @@ async fn round(
         eprintln!("{client:?} {protocol:?} {size}: the group did not settle; round skipped");
     } else {
         tokio::time::sleep(idle(salt)).await;
+        let share = PER_MEMBER as u64;
         // Join: the newcomer's share, every partition owned, a record consumed.
         // Records keep coming, so the newcomer has something to consume once it owns a share.
         let feed = {
@@ -334,10 +356,9 @@ async fn round(
                 }
             })
         };
-        let newcomer = start(client, protocol, bootstrap, &group, &topic).await;
+        let newcomer = start(client, protocol, bootstrap, &group, &topic, None).await;
         let t0 = Instant::now();
         members.push(newcomer);
-        let share = PER_MEMBER as u64;
         let joined = timed(until(LIMIT, || {
             let n = members.last().expect("newcomer");
             total(&members) == partitions as u64
@@ -361,6 +382,49 @@ async fn round(
             Some(_) => samples.leave.push(t0.elapsed()),
             None => eprintln!("{client:?} {protocol:?} {size}: leave did not complete"),
         }
+        if restarts(client, protocol) {
+            tokio::time::sleep(idle(salt + 2)).await;
+            // Static restart within the session timeout: the static member stops (a static
+            // member does not leave the group) and starts again under the same instance id;
+            // timed until it holds a share again, has consumed, and every partition is owned
+            // (KIP-345: the broker gives it its assignment back without a rebalance).
+            let feed = {
+                let (p, topic) = (p.clone(), topic.clone());
+                tokio::spawn(async move {
+                    loop {
+                        trickle(&p, &topic, partitions).await;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                })
+            };
+            let old = members.remove(0);
+            old.stop().await;
+            let again = start(
+                client,
+                protocol,
+                bootstrap,
+                &group,
+                &topic,
+                Some("static-0"),
+            )
+            .await;
+            // Timed from the new member's start (a process's first line), as the join is: a
+            // JVM's start is not the protocol's.
+            let t0 = Instant::now();
+            members.insert(0, again);
+            let back = until(LIMIT, || {
+                let m = &members[0];
+                total(&members) == partitions as u64
+                    && m.owned().load(Ordering::SeqCst) >= share
+                    && m.consumed() > 0
+            })
+            .await;
+            feed.abort();
+            match back {
+                Some(_) => samples.restart.push(t0.elapsed()),
+                None => eprintln!("{client:?} {protocol:?} {size}: restart did not complete"),
+            }
+        }
     }
     for m in members {
         m.stop().await;
@@ -374,6 +438,8 @@ struct Row {
     group: usize,
     join: f64,
     leave: f64,
+    /// A static member's restart; NaN where not measured.
+    restart: f64,
 }
 
 /// Grouped horizontal bars: for each group size, join and leave medians per client and protocol.
@@ -381,7 +447,7 @@ fn svg(rows: &[Row]) -> String {
     use std::fmt::Write as _;
     let max = rows
         .iter()
-        .flat_map(|r| [r.join, r.leave])
+        .flat_map(|r| [r.join, r.leave, r.restart])
         .filter(|v| v.is_finite())
         .fold(1.0f64, f64::max);
     let (left, width, bar, gap) = (190.0, 520.0, 11.0, 4.0);
@@ -392,8 +458,11 @@ fn svg(rows: &[Row]) -> String {
             .collect::<std::collections::BTreeSet<_>>()
             .len()
             .max(1) as f64;
-    let height =
-        60.0 + rows.len() as f64 * (2.0 * bar + gap + 6.0) + 40.0 * (rows.len() as f64 / block);
+    let restarts = rows.iter().filter(|r| r.restart.is_finite()).count() as f64;
+    let height = 60.0
+        + rows.len() as f64 * (2.0 * bar + gap + 6.0)
+        + restarts * (bar + 1.0)
+        + 40.0 * (rows.len() as f64 / block);
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -402,10 +471,12 @@ fn svg(rows: &[Row]) -> String {
     );
     let _ = writeln!(
         out,
-        "<text x=\"10\" y=\"20\" font-size=\"14\" font-weight=\"bold\">Rebalance latency, median ms (shorter is better): a member joins, then leaves</text>\n<rect x=\"{left}\" y=\"30\" width=\"10\" height=\"10\" fill=\"#4878d0\"/><text x=\"{}\" y=\"39\">join</text><rect x=\"{}\" y=\"30\" width=\"10\" height=\"10\" fill=\"#ee854a\"/><text x=\"{}\" y=\"39\">leave</text>",
+        "<text x=\"10\" y=\"20\" font-size=\"14\" font-weight=\"bold\">Rebalance latency, median ms (shorter is better): a member joins, then leaves</text>\n<rect x=\"{left}\" y=\"30\" width=\"10\" height=\"10\" fill=\"#4878d0\"/><text x=\"{}\" y=\"39\">join</text><rect x=\"{}\" y=\"30\" width=\"10\" height=\"10\" fill=\"#ee854a\"/><text x=\"{}\" y=\"39\">leave</text><rect x=\"{}\" y=\"30\" width=\"10\" height=\"10\" fill=\"#6acc64\"/><text x=\"{}\" y=\"39\">static restart</text>",
         left + 14.0,
         left + 60.0,
-        left + 74.0
+        left + 74.0,
+        left + 120.0,
+        left + 134.0
     );
     let mut y = 55.0;
     let mut group = 0;
@@ -426,7 +497,11 @@ fn svg(rows: &[Row]) -> String {
             y + bar + 2.0,
             r.label
         );
-        for (v, color) in [(r.join, "#4878d0"), (r.leave, "#ee854a")] {
+        let restart = Some((r.restart, "#6acc64")).filter(|(v, _)| v.is_finite());
+        for (v, color) in [(r.join, "#4878d0"), (r.leave, "#ee854a")]
+            .into_iter()
+            .chain(restart)
+        {
             let w = if v.is_finite() { v / max * width } else { 0.0 };
             let _ = writeln!(
                 out,
@@ -453,6 +528,9 @@ fn summary(v: &[Duration]) -> (f64, f64, f64) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .try_init();
     let mut args = std::env::args().skip(1).peekable();
     // `--chart LOG`: draw the chart of an earlier run from its `json` lines, measuring nothing.
     if args.peek().map(String::as_str) == Some("--chart") {
@@ -472,6 +550,7 @@ async fn main() {
                 group: v["group"].as_u64().unwrap_or(0) as usize,
                 join: v["join_ms"].as_f64().unwrap_or(f64::NAN),
                 leave: v["leave_ms"].as_f64().unwrap_or(f64::NAN),
+                restart: v["restart_ms"].as_f64().unwrap_or(f64::NAN),
             })
             .collect();
         let path = std::env::var_os("COHORT_BENCH_SVG").expect("COHORT_BENCH_SVG=FILE");
@@ -528,11 +607,22 @@ async fn main() {
                 (Client::Librdkafka, Protocol::Consumer),
             ]
         };
+        // COHORT_BENCH_ONLY=cohort (a client's name) runs that client's cases alone.
+        let only = std::env::var("COHORT_BENCH_ONLY").ok();
+        let cases: Vec<(Client, Protocol)> = cases
+            .iter()
+            .copied()
+            .filter(|(c, _)| {
+                only.as_deref()
+                    .is_none_or(|o| format!("{c:?}").eq_ignore_ascii_case(o))
+            })
+            .collect();
         let mut samples: Vec<Samples> = cases
             .iter()
             .map(|_| Samples {
                 join: Vec::new(),
                 leave: Vec::new(),
+                restart: Vec::new(),
             })
             .collect();
         for r in 0..rounds {
@@ -552,14 +642,25 @@ async fn main() {
         for ((client, protocol), s) in cases.iter().zip(&samples) {
             let (jm, jlo, jhi) = summary(&s.join);
             let (lm, llo, lhi) = summary(&s.leave);
+            let (rm, rlo, rhi) = summary(&s.restart);
             println!(
-                "{:<11} {:<9} {size:>5} {:>6}  {jm:>8.0} ({jlo:.0}-{jhi:.0})  {lm:>10.0} ({llo:.0}-{lhi:.0})",
+                "{:<11} {:<9} {size:>5} {:>6}  {jm:>8.0} ({jlo:.0}-{jhi:.0})  {lm:>10.0} ({llo:.0}-{lhi:.0})  {}",
                 format!("{client:?}").to_lowercase(),
                 format!("{protocol:?}").to_lowercase(),
                 s.join.len(),
+                if s.restart.is_empty() {
+                    String::new()
+                } else {
+                    format!("static restart {rm:.0} ({rlo:.0}-{rhi:.0})")
+                }
             );
             println!(
-                "json {{\"client\":\"{client:?}\",\"protocol\":\"{protocol:?}\",\"group\":{size},\"join_ms\":{jm:.0},\"leave_ms\":{lm:.0},\"rounds\":{}}}",
+                "json {{\"client\":\"{client:?}\",\"protocol\":\"{protocol:?}\",\"group\":{size},\"join_ms\":{jm:.0},\"leave_ms\":{lm:.0},\"restart_ms\":{},\"rounds\":{}}}",
+                if s.restart.is_empty() {
+                    "null".to_owned()
+                } else {
+                    format!("{rm:.0}")
+                },
                 s.join.len()
             );
             rows.push(Row {
@@ -567,6 +668,7 @@ async fn main() {
                 group: size,
                 join: jm,
                 leave: lm,
+                restart: if s.restart.is_empty() { f64::NAN } else { rm },
             });
         }
     }

@@ -4,7 +4,8 @@
 //! cohort demo                      a short scenario on the default broker, with a report
 //! cohort run SCENARIO.toml         a scenario; exits non-zero when a check fails
 //! cohort member --bootstrap ...    one group member as a process, events as JSON lines
-//! cohort assign [FILE]             a balancer's plan and metrics for a group described in JSON
+//! cohort assign [FILE] [--java]    a balancer's plan and metrics for a group described in JSON,
+//!                                  with --java beside the Java client's own assignor
 //! cohort conformance --bootstrap   which group behaviours a broker gets right
 //! cohort broker                    start a broker (or a cluster) and wait
 //! ```

@@ -55,8 +55,17 @@ pub struct TopicMeta {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum ConnKey {
     Bootstrap(usize),
+    /// A broker's connection for requests to it as a partition leader: fetches (which long-poll
+    /// for up to `fetch_max_wait`), list offsets, produce.
     Broker(i32),
+    /// The coordinator's connection: group requests only.
     Group(i32),
+    /// A broker's connection for requests any broker can answer (metadata). A broker answers
+    /// the requests of one connection one at a time, in order, so a Metadata request behind a
+    /// long-polling Fetch would wait for it: a leader refreshing metadata before it assigns
+    /// would hold the whole group's SyncGroup up to `fetch_max_wait` (franz-go keeps fetches on
+    /// connections of their own for the same reason).
+    Any(i32),
 }
 
 #[derive(Default)]
@@ -135,7 +144,7 @@ impl Cluster {
     fn addr_of(&self, key: &ConnKey) -> Option<String> {
         match key {
             ConnKey::Bootstrap(i) => self.inner.config.bootstrap.get(*i).cloned(),
-            ConnKey::Broker(id) | ConnKey::Group(id) => {
+            ConnKey::Broker(id) | ConnKey::Group(id) | ConnKey::Any(id) => {
                 self.state().brokers.get(id).map(|(a, _)| a.clone())
             }
         }
@@ -224,7 +233,7 @@ impl Cluster {
 
     fn any_keys(&self) -> Vec<ConnKey> {
         let st = self.state();
-        let mut keys: Vec<ConnKey> = st.brokers.keys().map(|&id| ConnKey::Broker(id)).collect();
+        let mut keys: Vec<ConnKey> = st.brokers.keys().map(|&id| ConnKey::Any(id)).collect();
         keys.extend((0..self.inner.config.bootstrap.len()).map(ConnKey::Bootstrap));
         let n = keys.len().max(1);
         let start = st.next_any % n;
