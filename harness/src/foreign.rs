@@ -106,6 +106,13 @@ impl Ctx {
                     requested,
                 });
             }
+            // The group moved to a new generation while the commit was on its way: the
+            // coordinator refused it and nothing was committed, so the partitions' next owner
+            // resumes from the last commit, and the checker explains the records read twice by
+            // the hand-over. A member's own error it is not: Java's commitSync reports the same
+            // case as CommitFailedException or RebalanceInProgressException, for the
+            // application to carry on.
+            Err(rdkafka::error::KafkaError::ConsumerCommit(code)) if generation_moved_on(code) => {}
             Err(e) => (self.sink)(Event::Error {
                 message: format!("commit: {e}"),
             }),
@@ -120,6 +127,20 @@ impl Ctx {
         p.next.retain(|k, _| !gone(k));
         p.committed.retain(|k, _| !gone(k));
     }
+}
+
+/// Commit errors that mean the commit lost a race with a rebalance (the generation or the
+/// member's epoch moved on, or the member's assignment is gone), not that the member failed.
+fn generation_moved_on(code: rdkafka::types::RDKafkaErrorCode) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        code,
+        C::IllegalGeneration
+            | C::RebalanceInProgress
+            | C::UnknownMemberId
+            | C::AssignmentLost
+            | C::StaleMemberEpoch
+    )
 }
 
 impl ClientContext for Ctx {
