@@ -280,6 +280,14 @@ async fn start(
     }
 }
 
+/// Every partition is owned, and member `i` holds its share and has consumed a record.
+fn back_in(members: &[Running], i: usize, partitions: i32, share: u64) -> bool {
+    let m = &members[i];
+    total(members) == partitions as u64
+        && m.owned().load(Ordering::SeqCst) >= share
+        && m.consumed() > 0
+}
+
 fn total(members: &[Running]) -> u64 {
     members
         .iter()
@@ -359,11 +367,9 @@ async fn round(
         let newcomer = start(client, protocol, bootstrap, &group, &topic, None).await;
         let t0 = Instant::now();
         members.push(newcomer);
+        let newest = members.len() - 1;
         let joined = timed(until(LIMIT, || {
-            let n = members.last().expect("newcomer");
-            total(&members) == partitions as u64
-                && n.owned().load(Ordering::SeqCst) >= share
-                && n.consumed() > 0
+            back_in(&members, newest, partitions, share)
         }))
         .await;
         feed.abort();
@@ -412,13 +418,7 @@ async fn round(
             // JVM's start is not the protocol's.
             let t0 = Instant::now();
             members.insert(0, again);
-            let back = until(LIMIT, || {
-                let m = &members[0];
-                total(&members) == partitions as u64
-                    && m.owned().load(Ordering::SeqCst) >= share
-                    && m.consumed() > 0
-            })
-            .await;
+            let back = until(LIMIT, || back_in(&members, 0, partitions, share)).await;
             feed.abort();
             match back {
                 Some(_) => samples.restart.push(t0.elapsed()),
