@@ -7,6 +7,8 @@
 # - a Docker engine for the container backend, where this machine allows it (Debian's
 #   docker.io, started in the background; optional: without one the container tests say
 #   "not run" and why);
+# - iproute2 and nftables (Debian's packages), for members in network namespaces of their own
+#   (the kernel-network scenario; running it needs root);
 # - cargo-fuzz, for the bounded fuzz runs, and cargo-deny, for the dependency audit.
 # The Rust toolchain itself is pinned by rust-toolchain.toml; librdkafka is built from source
 # by the rdkafka crate (it needs a C compiler and make, which this machine kind has). The brokers
@@ -26,6 +28,21 @@ harness/scripts/install-java-member.sh
 
 echo "install: the Go members (kafka-go, sarama, franz-go, from the Go module proxy)"
 harness/scripts/install-go-members.sh
+
+echo "install: iproute2 and nftables (members in network namespaces, kernel-level faults)"
+missing=""
+command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
+command -v nft >/dev/null 2>&1 || missing="$missing nftables"
+if [ -n "$missing" ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing
+  else
+    echo "install: needs$missing (Debian's packages, as root) for the kernel-network scenario" >&2
+    exit 1
+  fi
+else
+  echo "install: ip and nft present"
+fi
 
 echo "install: Docker engine (optional)"
 if ! harness/scripts/install-docker.sh; then

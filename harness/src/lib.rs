@@ -15,6 +15,7 @@ pub mod foreign;
 pub mod journal;
 pub mod member;
 pub mod net;
+pub mod netns;
 pub mod process_member;
 pub mod report;
 pub mod runner;

@@ -33,6 +33,8 @@ struct Running {
 
 pub(crate) struct KafkaNode {
     id: i32,
+    /// The address clients reach the node at (its PLAINTEXT listener, advertised as is).
+    host: String,
     port: u16,
     dir: PathBuf,
     proc: Mutex<Option<Running>>,
@@ -91,6 +93,7 @@ fn cluster_id() -> String {
 /// what the tests exercise is what users get.
 fn server_properties(
     id: i32,
+    host: &str,
     port: u16,
     cport: u16,
     voters: &str,
@@ -104,8 +107,8 @@ fn server_properties(
 process.roles=broker,controller
 node.id={id}
 controller.quorum.voters={voters}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+listeners=PLAINTEXT://{host}:{port},CONTROLLER://127.0.0.1:{cport}
+advertised.listeners=PLAINTEXT://{host}:{port}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
@@ -155,7 +158,7 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> BrokerError {
 
 impl KafkaNode {
     fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 
     fn log(&self) -> PathBuf {
@@ -324,13 +327,13 @@ fn each<T: Send>(
 impl KafkaCluster {
     /// Starts `n` nodes and waits until every node lists all of them in Metadata and a group
     /// coordinator is available.
-    pub(crate) fn start(n: usize, timeout: Duration) -> Result<Self, BrokerError> {
+    pub(crate) fn start(n: usize, host: &str, timeout: Duration) -> Result<Self, BrokerError> {
         let install = install_kafka()?;
         let mut last = None;
         // Ports picked by `free_port` can be taken by someone else before the JVM binds them;
         // the whole cluster is retried on new ports when a node exits early.
         for _attempt in 0..3 {
-            match Self::try_start(&install, n, timeout) {
+            match Self::try_start(&install, n, host, timeout) {
                 Ok(c) => return Ok(c),
                 Err((e, retry)) => {
                     last = Some(e);
@@ -346,6 +349,7 @@ impl KafkaCluster {
     fn try_start(
         install: &KafkaInstall,
         n: usize,
+        host: &str,
         timeout: Duration,
     ) -> Result<Self, (BrokerError, bool)> {
         use std::sync::atomic::{AtomicU64, Ordering};
@@ -374,6 +378,7 @@ impl KafkaCluster {
             std::fs::create_dir_all(&dir).map_err(|e| fatal(io_err("creating", &dir, e)))?;
             let props = server_properties(
                 id,
+                host,
                 ports[2 * i],
                 ports[2 * i + 1],
                 &voters,
@@ -389,6 +394,7 @@ impl KafkaCluster {
             }
             nodes.push(KafkaNode {
                 id,
+                host: host.to_owned(),
                 port: ports[2 * i],
                 dir,
                 proc: Mutex::new(None),

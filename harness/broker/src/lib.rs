@@ -194,6 +194,9 @@ pub struct BrokerOptions {
     pub bootstrap: Option<String>,
     /// Number of nodes (Apache Kafka processes only; 1 elsewhere).
     pub nodes: usize,
+    /// The address Apache Kafka processes listen on and advertise to clients (`127.0.0.1` by
+    /// default): a bridge's address lets members in network namespaces reach the cluster.
+    pub host: Option<String>,
     /// How long to wait for the broker to be ready.
     pub startup_timeout: Duration,
 }
@@ -206,6 +209,7 @@ impl Default for BrokerOptions {
             image: None,
             bootstrap: None,
             nodes: 1,
+            host: None,
             startup_timeout: Duration::from_secs(120),
         }
     }
@@ -386,6 +390,13 @@ impl TestBroker {
                 what: format!("the {backend} backend for {kind} (only Apache Kafka processes)"),
             });
         }
+        if opts.host.is_some() && !(backend == Backend::Process && kind == BrokerKind::ApacheKafka)
+        {
+            return Err(BrokerError::Unsupported {
+                operation: "a listener address other than loopback",
+                what: format!("the {backend} backend for {kind} (only Apache Kafka processes)"),
+            });
+        }
         let (inner, bootstrap, version, nodes, description) = match backend {
             Backend::External => {
                 let addr = opts.bootstrap.clone().ok_or_else(|| {
@@ -409,6 +420,7 @@ impl TestBroker {
                 BrokerKind::ApacheKafka => {
                     let c = kafka_process::KafkaCluster::start(
                         opts.nodes.max(1),
+                        opts.host.as_deref().unwrap_or("127.0.0.1"),
                         opts.startup_timeout,
                     )?;
                     let d = format!(

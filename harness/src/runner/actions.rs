@@ -18,7 +18,7 @@ use crate::process_member::ControlCommand;
 use crate::scenario::{Action, ActionSpec, ProtocolSetting, Trigger, limits};
 
 use super::context::Ctx;
-use super::fleet::{control, set_frozen, start_member, stop_member, targets};
+use super::fleet::{control, set_frozen, set_loss, start_member, stop_member, targets};
 
 /// Whether the group is stable now (see [`Stability`]).
 pub(super) fn is_stable(ctx: &Ctx) -> bool {
@@ -572,6 +572,18 @@ pub(super) async fn member_action(
                 d,
                 async move { control(&c1, &n1, cmd).await },
                 async move { control(&c2, &n2, ControlCommand::Heal).await },
+            );
+        }
+        Action::Loss => {
+            let percent = a.loss.unwrap_or(0);
+            let (c1, c2, n1, n2) = (ctx.clone(), ctx.clone(), n.clone(), n.clone());
+            lasting(
+                ctx,
+                "loss",
+                n,
+                d,
+                async move { set_loss(&c1, &n1, percent).await },
+                async move { set_loss(&c2, &n2, 0).await },
             );
         }
         Action::HoldRequests => {

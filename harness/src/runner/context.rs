@@ -49,6 +49,8 @@ pub(super) struct Ctx {
     pub(super) cohort_bin: PathBuf,
     pub(super) start: Instant,
     pub(super) produced: AtomicU64,
+    /// The bridge and namespaces of `placement = "netns"` members, if the run has any.
+    pub(super) netns: Option<Arc<crate::netns::Bridge>>,
 }
 
 impl Ctx {

@@ -14,6 +14,8 @@ use crate::error::HarnessError;
 use crate::foreign::RdMember;
 use crate::journal::{Entry, Event, now_us};
 use crate::member::{CohortMember, MemberOptions, StopHow, journal_sink};
+use crate::net::Direction;
+use crate::netns::{Bridge, KernelFault};
 use crate::process_member::{Client, ControlCommand};
 use crate::scenario::{Action, ActionSpec, MemberSettings, Placement};
 
@@ -54,6 +56,7 @@ pub(super) fn describe(s: &MemberSettings) -> String {
     let client = crate::clients::version(s.client.unwrap_or(Client::Cohort));
     let place = match s.placement.unwrap_or_default() {
         Placement::InProcess if s.client.unwrap_or(Client::Cohort).in_process() => "in-process",
+        Placement::Netns => "process in a network namespace",
         _ => "process",
     };
     let strategy = if s.consumer_protocol() {
@@ -105,6 +108,16 @@ pub(super) async fn start_member(ctx: &Arc<Ctx>, name: &str) -> Result<(), Harne
             }
         },
         Placement::Process => Handle::Process(spawn_process(ctx, name, &opts, client).await?),
+        Placement::Netns => {
+            let bridge = ctx.netns.clone().ok_or_else(|| {
+                HarnessError::invalid(format!("{name}: no bridge for network namespaces"))
+            })?;
+            let who = name.to_owned();
+            let ns = tokio::task::spawn_blocking(move || bridge.member(&who))
+                .await
+                .map_err(HarnessError::task("making a network namespace"))??;
+            Handle::Process(spawn_process_in(ctx, name, &opts, client, Some(&ns.name)).await?)
+        }
     };
     slot.handle = Some(handle);
     slot.frozen = false;
@@ -117,8 +130,27 @@ pub(super) async fn spawn_process(
     o: &MemberOptions,
     client: Client,
 ) -> Result<ProcessMember, HarnessError> {
+    spawn_process_in(ctx, name, o, client, None).await
+}
+
+/// Starts a `cohort member` process, in the network namespace `netns` if one is given
+/// (`ip netns exec` enters it and then becomes the member: the pid is the member's).
+async fn spawn_process_in(
+    ctx: &Arc<Ctx>,
+    name: &str,
+    o: &MemberOptions,
+    client: Client,
+    netns: Option<&str>,
+) -> Result<ProcessMember, HarnessError> {
     let ms = |d: Duration| d.as_millis().to_string();
-    let mut cmd = tokio::process::Command::new(&ctx.cohort_bin);
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = tokio::process::Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(&ctx.cohort_bin);
+            c
+        }
+        None => tokio::process::Command::new(&ctx.cohort_bin),
+    };
     cmd.arg("member")
         .args([
             "--bootstrap",
@@ -278,10 +310,113 @@ pub(super) async fn control(ctx: &Arc<Ctx>, name: &str, cmd: ControlCommand) {
         return;
     };
     let client = slot.settings.client.unwrap_or(Client::Cohort);
+    if slot.handle.is_none() {
+        return;
+    }
+    // A member in a network namespace takes its network faults in the kernel; what the
+    // kernel cannot do (delay without sch_netem, held requests) goes to its dialer.
+    let cmd = match (&ctx.netns, slot.settings.placement) {
+        (Some(bridge), Some(Placement::Netns)) => {
+            match kernel_control(ctx, bridge, name, client, cmd) {
+                Some(rest) => rest,
+                None => return,
+            }
+        }
+        _ => cmd,
+    };
     if let Some(h) = &mut slot.handle
         && let Some(why) = h.control(client, cmd).await
     {
         ctx.note(format!("{name}: {why}"));
+    }
+}
+
+/// Applies a network fault to a member in a network namespace; `Some` is what is left for the
+/// member's own dialer.
+fn kernel_control(
+    ctx: &Ctx,
+    bridge: &Bridge,
+    name: &str,
+    client: Client,
+    cmd: ControlCommand,
+) -> Option<ControlCommand> {
+    let ns = match bridge.member(name) {
+        Ok(ns) => ns,
+        Err(e) => {
+            ctx.note(format!("{name}: {e}"));
+            return None;
+        }
+    };
+    let done = match &cmd {
+        ControlCommand::Blackhole => bridge.apply(&ns, KernelFault::Blackhole),
+        ControlCommand::Cut { direction } => bridge.apply(
+            &ns,
+            match direction {
+                Direction::Inbound => KernelFault::CutInbound,
+                Direction::Outbound => KernelFault::CutOutbound,
+            },
+        ),
+        ControlCommand::Drop => bridge.reset(&ns),
+        ControlCommand::Heal => {
+            let _ = bridge.delay(&ns, 0);
+            bridge.heal(&ns)
+        }
+        ControlCommand::Latency { ms } => match bridge.delay(&ns, *ms) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                ctx.note(format!(
+                    "{name}: no kernel-level delay here ({e}); latency goes through the member's dialer"
+                ));
+                return Some(cmd);
+            }
+        },
+        ControlCommand::Hold { .. } | ControlCommand::Processing { .. } => return Some(cmd),
+    };
+    if done.is_ok() {
+        ctx.note(format!(
+            "{name}: network faults applied in the kernel (namespace {}, {})",
+            ns.name, ns.addr
+        ));
+    }
+    match done {
+        // Heal also reaches a cohort member's dialer, where a fallback delay may be in force.
+        Ok(()) if matches!(cmd, ControlCommand::Heal) && client == Client::Cohort => Some(cmd),
+        Ok(()) => None,
+        Err(e) => {
+            ctx.note(format!("{name}: a kernel-level fault failed: {e}"));
+            None
+        }
+    }
+}
+
+/// Drops `percent` of a member's packets both ways (0 lifts it); only members in network
+/// namespaces can take it.
+pub(super) async fn set_loss(ctx: &Arc<Ctx>, name: &str, percent: u8) {
+    let placement = {
+        let members = ctx.members.lock().await;
+        let Some(slot) = members.get(name) else {
+            return;
+        };
+        if slot.handle.is_none() {
+            return;
+        }
+        slot.settings.placement
+    };
+    let (Some(bridge), Some(Placement::Netns)) = (&ctx.netns, placement) else {
+        ctx.note(format!(
+            "{name}: packet loss needs a member in a network namespace (placement = \"netns\"); not applied"
+        ));
+        return;
+    };
+    let r = bridge.member(name).and_then(|ns| {
+        if percent == 0 {
+            bridge.heal(&ns)
+        } else {
+            bridge.apply(&ns, KernelFault::Loss { percent })
+        }
+    });
+    if let Err(e) = r {
+        ctx.note(format!("{name}: a kernel-level fault failed: {e}"));
     }
 }
 

@@ -20,9 +20,10 @@ use crate::checker::{self, CheckInput};
 use crate::error::HarnessError;
 use crate::journal::{Event, Journal, now_us};
 use crate::member::StopHow;
+use crate::netns::Bridge;
 use crate::process_member::{Client, ControlCommand};
 use crate::report::{BrokerReport, Report, Verdict, throughput};
-use crate::scenario::{BrokerBackend, BrokerSoftware, Scenario};
+use crate::scenario::{BrokerBackend, BrokerSoftware, Placement, Scenario};
 
 mod actions;
 mod context;
@@ -166,7 +167,32 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report, HarnessError
 
     // The broker: the environment's (Apache Kafka by default), then what the scenario says,
     // then the command line.
-    let (broker_opts, nodes_needed) = broker_options(s, opts)?;
+    let (mut broker_opts, nodes_needed) = broker_options(s, opts)?;
+    // Members in network namespaces reach the brokers over a bridge, so the brokers listen on
+    // its address (they must be this run's Apache Kafka processes).
+    let in_netns = s
+        .resolved_members()
+        .iter()
+        .any(|(_, _, st)| st.placement == Some(Placement::Netns));
+    let netns = if in_netns {
+        let ours = broker_opts.effective_backend() == cohort_testbroker::Backend::Process
+            && broker_opts
+                .kind
+                .unwrap_or(cohort_testbroker::BrokerKind::ApacheKafka)
+                == cohort_testbroker::BrokerKind::ApacheKafka;
+        if !ours {
+            return Err(HarnessError::invalid(
+                "members with placement = \"netns\" need the run's own Apache Kafka processes, which listen on the namespaces' bridge (not --bootstrap, --image or --broker tansu)",
+            ));
+        }
+        let bridge = tokio::task::spawn_blocking(Bridge::create)
+            .await
+            .map_err(HarnessError::task("making the network namespaces' bridge"))??;
+        broker_opts.host = Some(bridge.host());
+        Some(Arc::new(bridge))
+    } else {
+        None
+    };
     let broker = Arc::new(
         tokio::task::spawn_blocking(move || TestBroker::start_with(broker_opts))
             .await
@@ -303,6 +329,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report, HarnessError
         cohort_bin,
         start: Instant::now(),
         produced: AtomicU64::new(0),
+        netns,
     });
 
     // Timeouts the checker derives its bounds from.

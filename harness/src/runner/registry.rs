@@ -26,6 +26,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
         include_str!("../../scenarios/flapping-network.toml"),
     ),
     (
+        "kernel-network",
+        include_str!("../../scenarios/kernel-network.toml"),
+    ),
+    (
         "stalled-consumer",
         include_str!("../../scenarios/stalled-consumer.toml"),
     ),

@@ -174,6 +174,10 @@ pub enum Placement {
     InProcess,
     /// A `cohort member` process (crash = SIGKILL, freeze = SIGSTOP).
     Process,
+    /// A `cohort member` process in a network namespace of its own, behind a veth pair:
+    /// network faults become nftables rules, resets and delay in the kernel, so they reach
+    /// real TCP and members of every client (`harness/src/netns.rs`; needs root).
+    Netns,
 }
 
 /// Member settings; every field optional so members override the defaults field by field.
@@ -320,6 +324,9 @@ pub enum Action {
     Blackhole,
     /// Cut one direction of a member's traffic for `for`.
     Cut,
+    /// Drop `loss` percent of a member's packets, both ways, at random, for `for` (members
+    /// in network namespaces: the kernel drops them and TCP retransmits).
+    Loss,
     /// Lift every network fault of a member.
     Heal,
     /// Swallow a member's requests of the APIs named in `apis` for `for` (never forwarded,
@@ -412,6 +419,9 @@ pub struct ActionSpec {
     /// Direction for `cut`.
     #[serde(default)]
     pub direction: Option<Direction>,
+    /// Percent of packets dropped by `loss` (1-100).
+    #[serde(default)]
+    pub loss: Option<u8>,
     /// New balancers for `restart`.
     #[serde(default)]
     pub balancers: Option<Vec<String>>,
@@ -678,6 +688,7 @@ impl Scenario {
             return Err(HarnessError::invalid("at least one member"));
         }
         let b = &self.broker;
+        // Not this run's Apache Kafka processes: no cluster, no listener on a bridge.
         let contradicts_cluster = b.kind == Some(BrokerSoftware::Tansu)
             || b.backend == Some(BrokerBackend::Container)
             || b.image.is_some()
@@ -697,6 +708,11 @@ impl Scenario {
             ));
         }
         for (name, _, s) in self.resolved_members() {
+            if s.placement == Some(Placement::Netns) && contradicts_cluster {
+                return Err(HarnessError::invalid(format!(
+                    "member {name}: placement = \"netns\" needs the run's own Apache Kafka processes (they listen on the namespaces' bridge)"
+                )));
+            }
             if s.consumer_protocol() {
                 let owned: Vec<&str> = [
                     ("balancers", s.balancers.is_some()),
@@ -762,6 +778,7 @@ impl Scenario {
                     | Action::Latency
                     | Action::Blackhole
                     | Action::Cut
+                    | Action::Loss
                     | Action::BrokerPause
                     | Action::HoldRequests
             );
@@ -774,6 +791,11 @@ impl Scenario {
                 }
                 Action::Slow if a.processing.is_none() => {
                     return Err(HarnessError::invalid(at("needs `processing`")));
+                }
+                Action::Loss if !matches!(a.loss, Some(1..=100)) => {
+                    return Err(HarnessError::invalid(at(
+                        "needs `loss`, a percent of packets from 1 to 100",
+                    )));
                 }
                 Action::Cut if a.direction.is_none() => {
                     return Err(HarnessError::invalid(at("needs `direction`")));

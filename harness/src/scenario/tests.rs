@@ -168,3 +168,32 @@ fn values_out_of_range_are_refused_when_read() {
     let e = ok.scaled(u32::MAX).unwrap_err().to_string();
     assert!(e.contains("--scale 4294967295"), "{e}");
 }
+
+#[test]
+fn loss_needs_a_percent_and_netns_needs_the_runs_own_kafka() {
+    let scenario = |broker: &str, action: &str| {
+        format!(
+            "name = \"x\"\nduration = \"10s\"\n{broker}\n[[topics]]\nname = \"t\"\npartitions = 3\n\
+             [[members]]\nname = \"m\"\nplacement = \"netns\"\n[[actions]]\nat = \"1s\"\n{action}"
+        )
+    };
+    let loss =
+        |percent: &str| format!("action = \"loss\"\ntarget = \"m\"\nfor = \"2s\"\n{percent}");
+    assert!(Scenario::parse(&scenario("", &loss("loss = 30"))).is_ok());
+    for bad in ["", "loss = 0", "loss = 101"] {
+        let e = Scenario::parse(&scenario("", &loss(bad)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("percent of packets"), "{bad}: {e}");
+    }
+    for broker in [
+        "[broker]\nkind = \"tansu\"",
+        "[broker]\nbootstrap = \"127.0.0.1:9092\"",
+        "[broker]\nimage = \"apache/kafka:4.4.0\"",
+    ] {
+        let e = Scenario::parse(&scenario(broker, &loss("loss = 5")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("netns"), "{broker}: {e}");
+    }
+}
