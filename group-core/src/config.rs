@@ -69,6 +69,9 @@ pub struct ClientConfig {
     pub dialer: Arc<dyn Dialer>,
     /// `client.rack`, sent in the subscription for rack-aware assignment (KIP-881).
     pub rack: Option<String>,
+    /// SASL authentication of every connection (`security.protocol=SASL_PLAINTEXT`, or
+    /// `SASL_SSL` with a TLS dialer): mechanism and credentials.
+    pub sasl: Option<crate::conn::SaslConfig>,
 }
 
 impl fmt::Debug for ClientConfig {
@@ -78,6 +81,7 @@ impl fmt::Debug for ClientConfig {
             .field("client_id", &self.client_id)
             .field("request_timeout", &self.request_timeout)
             .field("rack", &self.rack)
+            .field("sasl", &self.sasl)
             .finish_non_exhaustive()
     }
 }
@@ -101,10 +105,14 @@ impl ClientConfig {
             max_frame_size: cohort_protocol::frame::DEFAULT_MAX_FRAME_SIZE,
             dialer: Arc::new(crate::conn::TcpDialer::default()),
             rack: None,
+            sasl: None,
         }
     }
 
     pub(crate) fn validate(&self, problems: &mut Vec<String>) {
+        if let Some(s) = &self.sasl {
+            s.validate(problems);
+        }
         if self.bootstrap.is_empty() {
             problems.push("bootstrap: at least one host:port is required".into());
         }

@@ -112,6 +112,18 @@ pub enum Error {
         /// Partition.
         partition: i32,
     },
+    /// The broker did not accept this client's credentials (SASL): wrong user name or
+    /// password, an unknown mechanism, a token refused. Fatal: retrying with the same
+    /// credentials cannot succeed (Java's `AuthenticationException`). Never carries a secret.
+    #[error("{broker}: SASL {mechanism} authentication failed: {message}")]
+    Authentication {
+        /// The broker address.
+        broker: String,
+        /// The mechanism tried.
+        mechanism: String,
+        /// What the broker or the exchange said.
+        message: String,
+    },
     /// The client or group was closed.
     #[error("closed")]
     Closed,
@@ -201,7 +213,10 @@ impl Error {
     pub fn is_fatal(&self) -> bool {
         matches!(
             self,
-            Error::Fenced { .. } | Error::Fatal { .. } | Error::Config(_)
+            Error::Fenced { .. }
+                | Error::Fatal { .. }
+                | Error::Config(_)
+                | Error::Authentication { .. }
         )
     }
 

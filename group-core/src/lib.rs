@@ -130,7 +130,10 @@ pub use cohort_balancers as balancers;
 /// The wire codecs, re-exported.
 pub use cohort_protocol as protocol;
 pub use config::{ClientConfig, GroupConfig, GroupProtocol, OffsetReset, Subscription};
-pub use conn::{BoxedStream, Dialer, IoStream, TcpDialer};
+pub use conn::{
+    BoxedStream, Dialer, IoStream, OAuthToken, SaslConfig, SaslMechanism, Secret, TcpDialer,
+    TokenProvider,
+};
 pub use error::{Error, IoCause};
 pub use member::{Assignment, CommitOffset};
 pub use topic_partition::TopicPartition;

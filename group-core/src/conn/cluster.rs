@@ -162,7 +162,7 @@ impl Cluster {
         };
         let mut slot = slot.lock().await;
         if let Some(c) = &slot.conn {
-            if c.is_alive() {
+            if c.is_reusable() {
                 return Ok(Arc::clone(c));
             }
             slot.conn = None;
@@ -184,6 +184,7 @@ impl Cluster {
             &cfg.client_id,
             cfg.max_frame_size,
             cfg.request_timeout,
+            cfg.sasl.as_ref(),
         )
         .await;
         match opened {

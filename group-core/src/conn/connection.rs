@@ -14,12 +14,16 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use cohort_protocol::frame::{FrameDecoder, decode_response, encode_request, peek_correlation_id};
-use cohort_protocol::messages::{ApiVersionsRequest, api_versions_response::ApiVersion};
+use cohort_protocol::messages::{
+    ApiVersionsRequest, SaslAuthenticateRequest, SaslHandshakeRequest,
+    api_versions_response::ApiVersion,
+};
 use cohort_protocol::{ApiKey, ErrorCode, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Dialer;
+use super::sasl::{Exchange, SaslConfig};
 use crate::error::Error;
 
 type Reply = oneshot::Sender<Result<Bytes, Error>>;
@@ -69,6 +73,9 @@ pub(crate) struct Connection {
     versions: HashMap<i16, (i16, i16)>,
     client_id: String,
     opened: Instant,
+    /// When the SASL session the broker granted is near its end (KIP-368): from then on the
+    /// connection takes no new requests and the cluster opens an authenticated one.
+    renew_at: Option<Instant>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -99,6 +106,7 @@ impl Connection {
         client_id: &str,
         max_frame_size: usize,
         timeout: Duration,
+        sasl: Option<&SaslConfig>,
     ) -> Result<Self, Error> {
         let stream = dialer
             .dial(addr)
@@ -217,9 +225,94 @@ impl Connection {
             versions: HashMap::new(),
             client_id: client_id.to_owned(),
             opened: Instant::now(),
+            renew_at: None,
         };
         conn.negotiate(timeout).await?;
+        if let Some(cfg) = sasl {
+            let started = Instant::now();
+            let lifetime = conn.authenticate(cfg, timeout).await?;
+            conn.renew_at = lifetime.map(|l| started + super::sasl::renew_after(l));
+        }
         Ok(conn)
+    }
+
+    /// SaslHandshake, then SaslAuthenticate until the mechanism is done (KIP-43, KIP-152).
+    /// Returns the session lifetime the broker granted, if any (KIP-368).
+    async fn authenticate(
+        &self,
+        cfg: &SaslConfig,
+        timeout: Duration,
+    ) -> Result<Option<Duration>, Error> {
+        let addr = self.shared.addr.clone();
+        let refused = |message: String| {
+            // The broker closes the connection after a failed authentication.
+            let e = Error::Authentication {
+                broker: addr.clone(),
+                mechanism: cfg.mechanism.name().to_owned(),
+                message,
+            };
+            self.shared.poison(e.clone());
+            e
+        };
+        // SaslAuthenticate needs the v1 handshake: v0 sends the SASL tokens unframed.
+        let hv = self.version_for::<SaslHandshakeRequest>(None)?;
+        if hv < 1 {
+            return Err(refused(
+                "the broker has no SaslHandshake v1 (Kafka before 1.0)".into(),
+            ));
+        }
+        let hs = SaslHandshakeRequest {
+            mechanism: cfg.mechanism.name().into(),
+        };
+        let (_, r) = self.exchange(&hs, hv, timeout).await?;
+        if r.error_code != 0 {
+            let enabled: Vec<&str> = r.mechanisms.iter().map(|m| m.as_str()).collect();
+            return Err(refused(format!(
+                "{} (the broker offers: {})",
+                ErrorCode::from_code(r.error_code).map_or("unknown error", |c| c.name()),
+                if enabled.is_empty() {
+                    "none".to_owned()
+                } else {
+                    enabled.join(", ")
+                }
+            )));
+        }
+        let (mut ex, mut msg) = Exchange::first(cfg).await.map_err(|e| refused(e.0))?;
+        let av = self.version_for::<SaslAuthenticateRequest>(None)?;
+        let mut lifetime = None;
+        // PLAIN takes one round, SCRAM two, OAUTHBEARER one (two on failure): more means a
+        // broker leading the exchange nowhere.
+        for _ in 0..4 {
+            let req = SaslAuthenticateRequest {
+                auth_bytes: Bytes::from(msg),
+                ..Default::default()
+            };
+            let (_, r) = self.exchange(&req, av, timeout).await?;
+            if r.error_code != 0 {
+                let code = ErrorCode::from_code(r.error_code).map_or("unknown error", |c| c.name());
+                return Err(refused(
+                    match r.error_message.as_ref().map(|m| m.as_str()) {
+                        Some(m) if !m.is_empty() => format!("{code}: {m}"),
+                        _ => code.to_owned(),
+                    },
+                ));
+            }
+            if r.session_lifetime_ms > 0 {
+                lifetime = Some(Duration::from_millis(r.session_lifetime_ms as u64));
+            }
+            match ex.step(&r.auth_bytes).map_err(|e| refused(e.0))? {
+                Some(next) => msg = next,
+                None if ex.complete() => return Ok(lifetime),
+                None => break,
+            }
+        }
+        Err(refused("the exchange did not complete".into()))
+    }
+
+    /// Whether new requests may use this connection: alive, and its SASL session not near
+    /// its end.
+    pub(crate) fn is_reusable(&self) -> bool {
+        self.is_alive() && self.renew_at.is_none_or(|t| Instant::now() < t)
     }
 
     async fn negotiate(&mut self, timeout: Duration) -> Result<(), Error> {

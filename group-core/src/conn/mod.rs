@@ -6,6 +6,7 @@
 mod cluster;
 mod connection;
 mod dialer;
+mod sasl;
 mod versions;
 
 #[cfg_attr(
@@ -15,3 +16,4 @@ mod versions;
 pub use cluster::{Cluster, PartitionMeta, Target, TopicMeta};
 pub(crate) use connection::Connection;
 pub use dialer::{BoxedStream, Dialer, IoStream, TcpDialer};
+pub use sasl::{OAuthToken, SaslConfig, SaslMechanism, Secret, TokenProvider};

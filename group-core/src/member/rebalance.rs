@@ -249,6 +249,12 @@ impl Member {
 
     pub(super) fn on_request_failed(&mut self, now: Instant, sent: Sent, err: Error) {
         tracing::debug!(group = %self.cfg.group_id, api = ?sent.api, error = %err, "request failed");
+        // Credentials the broker refused stay refused: the member stops (Java's poll throws
+        // AuthenticationException) instead of retrying them for ever.
+        if matches!(err, Error::Authentication { .. }) {
+            self.fail(err);
+            return;
+        }
         match sent.api {
             ApiKey::FindCoordinator => {
                 self.coordinator.retry_at = Some(now + self.coordinator.backoff.next_delay());

@@ -470,6 +470,11 @@ impl Member848 {
     }
 
     fn on_request_failed(&mut self, now: Instant, sent: Sent, err: Error) {
+        // Refused credentials stay refused (see the classic member).
+        if matches!(err, Error::Authentication { .. }) {
+            self.fail(err);
+            return;
+        }
         tracing::debug!(group = %self.cfg.group_id, api = ?sent.api, error = %err, "request failed");
         match sent.api {
             ApiKey::FindCoordinator => {

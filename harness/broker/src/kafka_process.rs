@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::install::{KafkaInstall, install_kafka};
 use crate::probe::{self, Readiness};
-use crate::{Backend, BrokerError, free_port, watchdog};
+use crate::{Backend, BrokerError, SaslListener, free_port, watchdog};
 
 /// How long a node may take to shut down after SIGTERM before it is killed.
 const STOP_BOUND: Duration = Duration::from_secs(15);
@@ -36,12 +36,15 @@ pub(crate) struct KafkaNode {
     /// The address clients reach the node at (its PLAINTEXT listener, advertised as is).
     host: String,
     port: u16,
+    /// The port of its SASL_PLAINTEXT listener, if the cluster has one.
+    sasl_port: Option<u16>,
     dir: PathBuf,
     proc: Mutex<Option<Running>>,
 }
 
 pub(crate) struct KafkaCluster {
     install: KafkaInstall,
+    sasl: Option<SaslListener>,
     root: PathBuf,
     nodes: Vec<KafkaNode>,
 }
@@ -91,29 +94,64 @@ fn cluster_id() -> String {
 
 /// The node's configuration. Everything not written here is Apache Kafka's default, so that
 /// what the tests exercise is what users get.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one node's settings, written once"
+)]
 fn server_properties(
     id: i32,
     host: &str,
     port: u16,
     cport: u16,
+    sasl: Option<(u16, &SaslListener)>,
     voters: &str,
     nodes: usize,
     data: &Path,
 ) -> String {
     let rf = nodes.min(3);
+    let (extra_listener, extra_map, sasl_props) = match sasl {
+        None => (String::new(), String::new(), String::new()),
+        Some((sport, l)) => {
+            let plain_users: String = l
+                .users
+                .iter()
+                .map(|(u, p)| format!(" user_{u}=\"{p}\""))
+                .collect();
+            let mut props = format!(
+                "
+# A SASL_PLAINTEXT listener for the authentication tests: PLAIN users in JAAS, SCRAM users
+# created at format time (kafka-storage format --add-scram, KIP-900).
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required{plain_users};
+listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+"
+            );
+            if let Some(ms) = l.max_reauth_ms {
+                props.push_str(&format!(
+                    "# Sessions end this soon, so clients must re-authenticate (KIP-368).\nconnections.max.reauth.ms={ms}\n"
+                ));
+            }
+            (
+                format!(",SASL_PLAINTEXT://{host}:{sport}"),
+                ",SASL_PLAINTEXT:SASL_PLAINTEXT".to_owned(),
+                props,
+            )
+        }
+    };
     format!(
         "\
 # Written by cohort-testbroker for a test cluster of {nodes} node(s).
 process.roles=broker,controller
 node.id={id}
 controller.quorum.voters={voters}
-listeners=PLAINTEXT://{host}:{port},CONTROLLER://127.0.0.1:{cport}
-advertised.listeners=PLAINTEXT://{host}:{port}
+listeners=PLAINTEXT://{host}:{port},CONTROLLER://127.0.0.1:{cport}{extra_listener}
+advertised.listeners=PLAINTEXT://{host}:{port}{extra_listener}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT{extra_map}
 log.dirs={data}
-
+{sasl_props}
 # The internal topics are replicated to every node (at most 3), so that the group coordinator
 # and the transaction log survive the loss of one node; Kafka's default of 3 cannot be met by
 # fewer nodes.
@@ -197,11 +235,22 @@ impl KafkaNode {
         cmd
     }
 
-    fn format(&self, install: &KafkaInstall, cluster_id: &str) -> Result<(), BrokerError> {
-        let out = self
-            .jvm_command(install)
-            .args(["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c"])
-            .arg(self.dir.join("server.properties"))
+    fn format(
+        &self,
+        install: &KafkaInstall,
+        cluster_id: &str,
+        sasl: Option<&SaslListener>,
+    ) -> Result<(), BrokerError> {
+        let mut cmd = self.jvm_command(install);
+        cmd.args(["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c"])
+            .arg(self.dir.join("server.properties"));
+        // SCRAM credentials live in the metadata log; format writes them in (KIP-900).
+        for (u, p) in sasl.iter().flat_map(|l| &l.users) {
+            for m in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
+                cmd.args(["--add-scram", &format!("{m}=[name={u},password={p}]")]);
+            }
+        }
+        let out = cmd
             .stdin(Stdio::null())
             .output()
             .map_err(|e| io_err("running", &install.java, e))?;
@@ -327,13 +376,18 @@ fn each<T: Send>(
 impl KafkaCluster {
     /// Starts `n` nodes and waits until every node lists all of them in Metadata and a group
     /// coordinator is available.
-    pub(crate) fn start(n: usize, host: &str, timeout: Duration) -> Result<Self, BrokerError> {
+    pub(crate) fn start(
+        n: usize,
+        host: &str,
+        sasl: Option<&SaslListener>,
+        timeout: Duration,
+    ) -> Result<Self, BrokerError> {
         let install = install_kafka()?;
         let mut last = None;
         // Ports picked by `free_port` can be taken by someone else before the JVM binds them;
         // the whole cluster is retried on new ports when a node exits early.
         for _attempt in 0..3 {
-            match Self::try_start(&install, n, host, timeout) {
+            match Self::try_start(&install, n, host, sasl, timeout) {
                 Ok(c) => return Ok(c),
                 Err((e, retry)) => {
                     last = Some(e);
@@ -350,6 +404,7 @@ impl KafkaCluster {
         install: &KafkaInstall,
         n: usize,
         host: &str,
+        sasl: Option<&SaslListener>,
         timeout: Duration,
     ) -> Result<Self, (BrokerError, bool)> {
         use std::sync::atomic::{AtomicU64, Ordering};
@@ -361,8 +416,8 @@ impl KafkaCluster {
             N.fetch_add(1, Ordering::Relaxed)
         ));
         let _ = std::fs::remove_dir_all(&root);
-        let mut ports = Vec::with_capacity(2 * n);
-        for _ in 0..2 * n {
+        let mut ports = Vec::with_capacity(3 * n);
+        for _ in 0..3 * n {
             ports.push(
                 free_port().map_err(|e| fatal(BrokerError::Process(format!("free port: {e}"))))?,
             );
@@ -381,6 +436,7 @@ impl KafkaCluster {
                 host,
                 ports[2 * i],
                 ports[2 * i + 1],
+                sasl.map(|l| (ports[2 * n + i], l)),
                 &voters,
                 n,
                 &dir.join("data"),
@@ -396,17 +452,22 @@ impl KafkaCluster {
                 id,
                 host: host.to_owned(),
                 port: ports[2 * i],
+                sasl_port: sasl.map(|_| ports[2 * n + i]),
                 dir,
                 proc: Mutex::new(None),
             });
         }
         let cluster = KafkaCluster {
             install: install.clone(),
+            sasl: sasl.cloned(),
             root,
             nodes,
         };
         let id = cluster_id();
-        each(&cluster.nodes, |node| node.format(&cluster.install, &id)).map_err(fatal)?;
+        each(&cluster.nodes, |node| {
+            node.format(&cluster.install, &id, cluster.sasl.as_ref())
+        })
+        .map_err(fatal)?;
         for node in &cluster.nodes {
             node.spawn(&cluster.install, &cluster.root).map_err(fatal)?;
         }
@@ -441,6 +502,18 @@ impl KafkaCluster {
             reason,
             log: node.log_tail(),
         }
+    }
+
+    /// The SASL_PLAINTEXT listeners' addresses, if the cluster has them.
+    pub(crate) fn sasl_bootstrap(&self) -> Option<String> {
+        self.sasl.as_ref()?;
+        Some(
+            self.nodes
+                .iter()
+                .filter_map(|n| n.sasl_port.map(|p| format!("{}:{p}", n.host)))
+                .collect::<Vec<_>>()
+                .join(","),
+        )
     }
 
     pub(crate) fn bootstrap(&self) -> String {

@@ -197,6 +197,9 @@ pub struct BrokerOptions {
     /// The address Apache Kafka processes listen on and advertise to clients (`127.0.0.1` by
     /// default): a bridge's address lets members in network namespaces reach the cluster.
     pub host: Option<String>,
+    /// An extra SASL_PLAINTEXT listener on every node (Apache Kafka processes only), for
+    /// authentication tests: see [`TestBroker::sasl_bootstrap`].
+    pub sasl: Option<SaslListener>,
     /// How long to wait for the broker to be ready.
     pub startup_timeout: Duration,
 }
@@ -210,6 +213,7 @@ impl Default for BrokerOptions {
             bootstrap: None,
             nodes: 1,
             host: None,
+            sasl: None,
             startup_timeout: Duration::from_secs(120),
         }
     }
@@ -286,6 +290,18 @@ impl BrokerOptions {
 /// ping).
 pub fn docker_available() -> bool {
     container::docker_available()
+}
+
+/// A SASL_PLAINTEXT listener for authentication tests: PLAIN, SCRAM-SHA-256 and
+/// SCRAM-SHA-512 for these users (SCRAM credentials made by `kafka-storage format
+/// --add-scram`).
+#[derive(Debug, Clone, Default)]
+pub struct SaslListener {
+    /// User names and passwords (test credentials: letters, digits and dashes).
+    pub users: Vec<(String, String)>,
+    /// `connections.max.reauth.ms`: how long a session lasts before the client must
+    /// re-authenticate (KIP-368); Kafka's default 0 means for ever.
+    pub max_reauth_ms: Option<u64>,
 }
 
 /// What runs, for reports and failure messages.
@@ -390,10 +406,11 @@ impl TestBroker {
                 what: format!("the {backend} backend for {kind} (only Apache Kafka processes)"),
             });
         }
-        if opts.host.is_some() && !(backend == Backend::Process && kind == BrokerKind::ApacheKafka)
+        if (opts.host.is_some() || opts.sasl.is_some())
+            && !(backend == Backend::Process && kind == BrokerKind::ApacheKafka)
         {
             return Err(BrokerError::Unsupported {
-                operation: "a listener address other than loopback",
+                operation: "a listener address other than loopback, or a SASL listener",
                 what: format!("the {backend} backend for {kind} (only Apache Kafka processes)"),
             });
         }
@@ -421,6 +438,7 @@ impl TestBroker {
                     let c = kafka_process::KafkaCluster::start(
                         opts.nodes.max(1),
                         opts.host.as_deref().unwrap_or("127.0.0.1"),
+                        opts.sasl.as_ref(),
                         opts.startup_timeout,
                     )?;
                     let d = format!(
@@ -481,6 +499,14 @@ impl TestBroker {
             broker.description
         );
         Ok(broker)
+    }
+
+    /// The SASL_PLAINTEXT listeners' addresses, when started with [`BrokerOptions::sasl`].
+    pub fn sasl_bootstrap(&self) -> Option<String> {
+        match &self.inner {
+            Inner::Kafka(c) => c.sasl_bootstrap(),
+            _ => None,
+        }
     }
 
     /// The bootstrap address, `host:port` (comma-separated for a cluster).
