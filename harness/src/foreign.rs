@@ -271,6 +271,14 @@ pub fn rd_config(opts: &MemberOptions) -> Result<RdConfig, HarnessError> {
     c.set("bootstrap.servers", &opts.bootstrap)
         .set("group.id", &opts.group)
         .set("client.id", format!("rdkafka-{}", opts.name));
+    if let Some(sasl) = &opts.sasl {
+        // librdkafka is built here without OpenSSL: SCRAM and OAUTHBEARER are refused at
+        // configuration time with librdkafka's own message, PLAIN works.
+        c.set("security.protocol", "SASL_PLAINTEXT")
+            .set("sasl.mechanisms", sasl.mechanism.name())
+            .set("sasl.username", &sasl.username)
+            .set("sasl.password", sasl.password.expose());
+    }
     if opts.group_protocol == cohort::GroupProtocol::Consumer {
         // KIP-848 (librdkafka 2.12+): the broker owns session, heartbeat and assignment, and
         // librdkafka refuses those settings with this protocol, as Java does.

@@ -41,6 +41,10 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once per process; `member` simply has the most settings"
+)]
 enum Command {
     /// Runs a short default scenario on the default broker (Apache Kafka) and writes its report.
     Demo {
@@ -142,6 +146,19 @@ enum Command {
         /// Seed of the retry jitter (a scenario derives one per member); drawn when absent.
         #[arg(long)]
         jitter_seed: Option<u64>,
+        /// `security.protocol`: PLAINTEXT, or SASL_PLAINTEXT with the `--sasl-*` settings.
+        #[arg(long, default_value = "PLAINTEXT")]
+        security_protocol: String,
+        /// `sasl.mechanism`: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+        #[arg(long)]
+        sasl_mechanism: Option<String>,
+        /// `sasl.username`.
+        #[arg(long)]
+        sasl_username: Option<String>,
+        /// `sasl.password`; the environment variable COHORT_SASL_PASSWORD keeps it off the
+        /// command line (and out of `ps`).
+        #[arg(long)]
+        sasl_password: Option<String>,
     },
     /// Prints a balancer's plan and metrics for a group described in JSON (stdin or a file).
     Assign {
@@ -247,6 +264,46 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
+/// The SASL settings of `--security-protocol` and `--sasl-*`, as Kafka names them; a setting
+/// that cannot apply is an error, not ignored.
+fn sasl_settings(
+    protocol: &str,
+    mechanism: Option<&str>,
+    username: Option<String>,
+    password: Option<String>,
+) -> Result<Option<cohort::SaslConfig>, String> {
+    match protocol.to_ascii_uppercase().as_str() {
+        "PLAINTEXT" => {
+            if mechanism.is_some() || username.is_some() {
+                return Err("--sasl-* settings need --security-protocol SASL_PLAINTEXT".into());
+            }
+            Ok(None)
+        }
+        "SASL_PLAINTEXT" => {
+            let m = mechanism.ok_or("SASL_PLAINTEXT needs --sasl-mechanism")?;
+            let m = cohort::SaslMechanism::parse(m).ok_or_else(|| {
+                format!("--sasl-mechanism {m:?}: expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+            })?;
+            if m == cohort::SaslMechanism::OAuthBearer {
+                return Err(
+                    "OAUTHBEARER needs a token provider, which the command line cannot give".into(),
+                );
+            }
+            let user = username.ok_or("SASL needs --sasl-username")?;
+            let password = password.ok_or(
+                "SASL needs --sasl-password or the environment variable COHORT_SASL_PASSWORD",
+            )?;
+            Ok(Some(cohort::SaslConfig::new(m, &user, password)))
+        }
+        "SSL" | "SASL_SSL" => Err(format!(
+            "--security-protocol {protocol}: TLS is not supported by cohort member yet"
+        )),
+        other => Err(format!(
+            "--security-protocol {other:?}: expected PLAINTEXT or SASL_PLAINTEXT"
+        )),
+    }
+}
+
 async fn run(command: Command) -> u8 {
     match command {
         Command::Demo { out, seed, broker } => {
@@ -305,7 +362,30 @@ async fn run(command: Command) -> u8 {
             jitter_seed,
             group_protocol,
             group_remote_assignor,
+            security_protocol,
+            sasl_mechanism,
+            sasl_username,
+            sasl_password,
         } => {
+            let sasl = match sasl_settings(
+                &security_protocol,
+                sasl_mechanism.as_deref(),
+                sasl_username,
+                sasl_password.or_else(|| std::env::var("COHORT_SASL_PASSWORD").ok()),
+            ) {
+                Ok(s) => s,
+                Err(why) => {
+                    eprintln!("cohort member: {why}");
+                    return 2;
+                }
+            };
+            if sasl.is_some() && !client.in_process() {
+                eprintln!(
+                    "cohort member: the {} member does not take SASL settings yet (cohort and librdkafka do)",
+                    cohort_harness::clients::flag_name(client)
+                );
+                return 2;
+            }
             if !client.in_process() {
                 let mut base: Vec<String> = vec![
                     "--bootstrap".into(),
@@ -359,6 +439,7 @@ async fn run(command: Command) -> u8 {
                 };
             }
             let mut o = MemberOptions::new(&name, &bootstrap, &group, &topics);
+            o.sasl = sasl;
             if group_protocol == GroupProtocol::Consumer {
                 // The broker owns these with KIP-848; a flag that cannot be honoured is an
                 // error, not ignored (the Java client refuses the same settings).

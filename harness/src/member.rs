@@ -79,6 +79,8 @@ pub struct MemberOptions {
     pub group_protocol: GroupProtocol,
     /// `group.remote.assignor` (consumer protocol).
     pub group_remote_assignor: Option<String>,
+    /// SASL credentials (`security.protocol=SASL_PLAINTEXT`); their `Debug` hides the secret.
+    pub sasl: Option<cohort::SaslConfig>,
 }
 
 impl MemberOptions {
@@ -104,6 +106,7 @@ impl MemberOptions {
             jitter_seed: None,
             group_protocol: GroupProtocol::Classic,
             group_remote_assignor: None,
+            sasl: None,
         }
     }
 
@@ -138,6 +141,7 @@ impl MemberOptions {
         let mut cfg = GroupConfig::new(&self.bootstrap, &self.group, &topics);
         cfg.client.client_id = format!("cohort-{}", self.name);
         cfg.client.dialer = Arc::new(ChaosDialer::new(faults.clone()));
+        cfg.client.sasl = self.sasl.clone();
         cfg.group_instance_id = self.instance_id.clone();
         if self.group_protocol == GroupProtocol::Consumer {
             cfg.group_protocol = GroupProtocol::Consumer;
@@ -499,7 +503,11 @@ impl BugState {
     fn new(bug: Bug, opts: &MemberOptions) -> Self {
         Self {
             bug,
-            cluster: Cluster::new(ClientConfig::new(&opts.bootstrap)),
+            cluster: Cluster::new({
+                let mut c = ClientConfig::new(&opts.bootstrap);
+                c.sasl = opts.sasl.clone();
+                c
+            }),
             group: opts.group.clone(),
             done: BTreeMap::new(),
             current: Arc::new(std::sync::Mutex::new((-1, String::new()))),
