@@ -109,6 +109,14 @@ impl ClientConfig {
         }
     }
 
+    /// TLS on every connection (`security.protocol=SSL`; with [`ClientConfig::sasl`] set,
+    /// `SASL_SSL`): wraps the dialer configured so far. Reads the certificate files now, so a
+    /// missing or malformed one is an [`crate::Error::Config`] naming it.
+    pub fn with_tls(mut self, tls: &crate::conn::TlsConfig) -> Result<Self, crate::Error> {
+        self.dialer = Arc::new(crate::conn::TlsDialer::wrap(self.dialer, tls)?);
+        Ok(self)
+    }
+
     pub(crate) fn validate(&self, problems: &mut Vec<String>) {
         if let Some(s) = &self.sasl {
             s.validate(problems);

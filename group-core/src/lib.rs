@@ -132,7 +132,7 @@ pub use cohort_protocol as protocol;
 pub use config::{ClientConfig, GroupConfig, GroupProtocol, OffsetReset, Subscription};
 pub use conn::{
     BoxedStream, Dialer, IoStream, OAuthToken, SaslConfig, SaslMechanism, Secret, TcpDialer,
-    TokenProvider,
+    TlsConfig, TlsDialer, TokenProvider,
 };
 pub use error::{Error, IoCause};
 pub use member::{Assignment, CommitOffset};

@@ -7,6 +7,7 @@ mod cluster;
 mod connection;
 mod dialer;
 mod sasl;
+mod tls;
 mod versions;
 
 #[cfg_attr(
@@ -17,3 +18,4 @@ pub use cluster::{Cluster, PartitionMeta, Target, TopicMeta};
 pub(crate) use connection::Connection;
 pub use dialer::{BoxedStream, Dialer, IoStream, TcpDialer};
 pub use sasl::{OAuthToken, SaslConfig, SaslMechanism, Secret, TokenProvider};
+pub use tls::{TlsConfig, TlsDialer};
