@@ -95,9 +95,13 @@ impl TlsDialer {
             match &cfg.ca_location {
                 Some(path) => {
                     let certs = CertificateDer::pem_file_iter(path)
-                        .map_err(|e| config_error(format!("ssl.ca.location {}: {e}", path.display())))?
+                        .map_err(|e| {
+                            config_error(format!("ssl.ca.location {}: {e}", path.display()))
+                        })?
                         .collect::<Result<Vec<_>, _>>()
-                        .map_err(|e| config_error(format!("ssl.ca.location {}: {e}", path.display())))?;
+                        .map_err(|e| {
+                            config_error(format!("ssl.ca.location {}: {e}", path.display()))
+                        })?;
                     if certs.is_empty() {
                         return Err(config_error(format!(
                             "ssl.ca.location {}: no certificate in it",

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::install::{KafkaInstall, install_kafka};
 use crate::probe::{self, Readiness};
-use crate::{Backend, BrokerError, SaslListener, free_port, watchdog};
+use crate::{Backend, BrokerError, SaslListener, TlsListener, free_port, watchdog};
 
 /// How long a node may take to shut down after SIGTERM before it is killed.
 const STOP_BOUND: Duration = Duration::from_secs(15);
@@ -36,8 +36,11 @@ pub(crate) struct KafkaNode {
     /// The address clients reach the node at (its PLAINTEXT listener, advertised as is).
     host: String,
     port: u16,
-    /// The port of its SASL_PLAINTEXT listener, if the cluster has one.
+    /// The ports of its SASL_PLAINTEXT, SSL and SASL_SSL listeners, where the cluster has
+    /// them.
     sasl_port: Option<u16>,
+    ssl_port: Option<u16>,
+    sasl_ssl_port: Option<u16>,
     dir: PathBuf,
     proc: Mutex<Option<Running>>,
 }
@@ -92,6 +95,15 @@ fn cluster_id() -> String {
     out
 }
 
+/// The node's ports for the listeners beside PLAINTEXT and CONTROLLER.
+#[derive(Clone, Copy)]
+struct Extra<'a> {
+    sasl: Option<(u16, &'a SaslListener)>,
+    tls: Option<(u16, &'a TlsListener)>,
+    /// SASL_SSL, when the cluster has both.
+    sasl_ssl: Option<u16>,
+}
+
 /// The node's configuration. Everything not written here is Apache Kafka's default, so that
 /// what the tests exercise is what users get.
 #[allow(
@@ -103,42 +115,77 @@ fn server_properties(
     host: &str,
     port: u16,
     cport: u16,
-    sasl: Option<(u16, &SaslListener)>,
+    extra: Extra<'_>,
     voters: &str,
     nodes: usize,
     data: &Path,
 ) -> String {
     let rf = nodes.min(3);
-    let (extra_listener, extra_map, sasl_props) = match sasl {
-        None => (String::new(), String::new(), String::new()),
-        Some((sport, l)) => {
-            let plain_users: String = l
-                .users
-                .iter()
-                .map(|(u, p)| format!(" user_{u}=\"{p}\""))
-                .collect();
-            let mut props = format!(
-                "
+    let mut extra_listener = String::new();
+    let mut extra_map = String::new();
+    let mut sasl_props = String::new();
+    let jaas = |listener: &str, l: &SaslListener| {
+        let plain_users: String = l
+            .users
+            .iter()
+            .map(|(u, p)| format!(" user_{u}=\"{p}\""))
+            .collect();
+        format!(
+            "listener.name.{listener}.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required{plain_users};
+listener.name.{listener}.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.{listener}.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+"
+        )
+    };
+    let keystore = |listener: &str, t: &TlsListener| -> String {
+        let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+        let c = &t.certs;
+        let chain = crate::certs::pem_property(&read(&c.server_cert));
+        let key = crate::certs::pem_property(&read(&c.server_key));
+        let ca = crate::certs::pem_property(&read(&c.ca));
+        format!(
+            "listener.name.{listener}.ssl.keystore.type=PEM
+listener.name.{listener}.ssl.keystore.certificate.chain={chain}
+listener.name.{listener}.ssl.keystore.key={key}
+listener.name.{listener}.ssl.truststore.type=PEM
+listener.name.{listener}.ssl.truststore.certificates={ca}
+"
+        )
+    };
+    if let Some((sport, l)) = extra.sasl {
+        extra_listener.push_str(&format!(",SASL_PLAINTEXT://{host}:{sport}"));
+        extra_map.push_str(",SASL_PLAINTEXT:SASL_PLAINTEXT");
+        sasl_props.push_str(
+            "
 # A SASL_PLAINTEXT listener for the authentication tests: PLAIN users in JAAS, SCRAM users
 # created at format time (kafka-storage format --add-scram, KIP-900).
 sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
-listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required{plain_users};
-listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
-listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
-"
-            );
-            if let Some(ms) = l.max_reauth_ms {
-                props.push_str(&format!(
-                    "# Sessions end this soon, so clients must re-authenticate (KIP-368).\nconnections.max.reauth.ms={ms}\n"
-                ));
-            }
-            (
-                format!(",SASL_PLAINTEXT://{host}:{sport}"),
-                ",SASL_PLAINTEXT:SASL_PLAINTEXT".to_owned(),
-                props,
-            )
+",
+        );
+        sasl_props.push_str(&jaas("sasl_plaintext", l));
+        if let Some(ms) = l.max_reauth_ms {
+            sasl_props.push_str(&format!(
+                "# Sessions end this soon, so clients must re-authenticate (KIP-368).\nconnections.max.reauth.ms={ms}\n"
+            ));
         }
-    };
+    }
+    if let Some((tport, t)) = extra.tls {
+        extra_listener.push_str(&format!(",SSL://{host}:{tport}"));
+        extra_map.push_str(",SSL:SSL");
+        sasl_props
+            .push_str("\n# An SSL listener with the test PKI (harness/broker/src/certs.rs).\n");
+        sasl_props.push_str(&keystore("ssl", t));
+        sasl_props.push_str(&format!(
+            "listener.name.ssl.ssl.client.auth={}\n",
+            if t.client_auth { "required" } else { "none" }
+        ));
+        if let (Some(p), Some((_, l))) = (extra.sasl_ssl, extra.sasl) {
+            extra_listener.push_str(&format!(",SASL_SSL://{host}:{p}"));
+            extra_map.push_str(",SASL_SSL:SASL_SSL");
+            sasl_props.push_str(&keystore("sasl_ssl", t));
+            sasl_props.push_str(&jaas("sasl_ssl", l));
+        }
+    }
     format!(
         "\
 # Written by cohort-testbroker for a test cluster of {nodes} node(s).
@@ -380,6 +427,7 @@ impl KafkaCluster {
         n: usize,
         host: &str,
         sasl: Option<&SaslListener>,
+        tls: Option<&TlsListener>,
         timeout: Duration,
     ) -> Result<Self, BrokerError> {
         let install = install_kafka()?;
@@ -387,7 +435,7 @@ impl KafkaCluster {
         // Ports picked by `free_port` can be taken by someone else before the JVM binds them;
         // the whole cluster is retried on new ports when a node exits early.
         for _attempt in 0..3 {
-            match Self::try_start(&install, n, host, sasl, timeout) {
+            match Self::try_start(&install, n, host, sasl, tls, timeout) {
                 Ok(c) => return Ok(c),
                 Err((e, retry)) => {
                     last = Some(e);
@@ -405,6 +453,7 @@ impl KafkaCluster {
         n: usize,
         host: &str,
         sasl: Option<&SaslListener>,
+        tls: Option<&TlsListener>,
         timeout: Duration,
     ) -> Result<Self, (BrokerError, bool)> {
         use std::sync::atomic::{AtomicU64, Ordering};
@@ -416,8 +465,8 @@ impl KafkaCluster {
             N.fetch_add(1, Ordering::Relaxed)
         ));
         let _ = std::fs::remove_dir_all(&root);
-        let mut ports = Vec::with_capacity(3 * n);
-        for _ in 0..3 * n {
+        let mut ports = Vec::with_capacity(5 * n);
+        for _ in 0..5 * n {
             ports.push(
                 free_port().map_err(|e| fatal(BrokerError::Process(format!("free port: {e}"))))?,
             );
@@ -436,7 +485,11 @@ impl KafkaCluster {
                 host,
                 ports[2 * i],
                 ports[2 * i + 1],
-                sasl.map(|l| (ports[2 * n + i], l)),
+                Extra {
+                    sasl: sasl.map(|l| (ports[2 * n + i], l)),
+                    tls: tls.map(|t| (ports[3 * n + i], t)),
+                    sasl_ssl: (sasl.is_some() && tls.is_some()).then_some(ports[4 * n + i]),
+                },
                 &voters,
                 n,
                 &dir.join("data"),
@@ -453,6 +506,8 @@ impl KafkaCluster {
                 host: host.to_owned(),
                 port: ports[2 * i],
                 sasl_port: sasl.map(|_| ports[2 * n + i]),
+                ssl_port: tls.map(|_| ports[3 * n + i]),
+                sasl_ssl_port: (sasl.is_some() && tls.is_some()).then_some(ports[4 * n + i]),
                 dir,
                 proc: Mutex::new(None),
             });
@@ -504,16 +559,24 @@ impl KafkaCluster {
         }
     }
 
-    /// The SASL_PLAINTEXT listeners' addresses, if the cluster has them.
-    pub(crate) fn sasl_bootstrap(&self) -> Option<String> {
-        self.sasl.as_ref()?;
-        Some(
-            self.nodes
-                .iter()
-                .filter_map(|n| n.sasl_port.map(|p| format!("{}:{p}", n.host)))
-                .collect::<Vec<_>>()
-                .join(","),
-        )
+    /// The addresses of one kind of listener (`SASL_PLAINTEXT`, `SSL`, `SASL_SSL`), if the
+    /// cluster has it.
+    pub(crate) fn listener_bootstrap(&self, protocol: &str) -> Option<String> {
+        let addrs: Vec<String> = self
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                let port = match protocol {
+                    "SASL_PLAINTEXT" => n.sasl_port,
+                    "SSL" => n.ssl_port,
+                    "SASL_SSL" => n.sasl_ssl_port,
+                    "PLAINTEXT" => Some(n.port),
+                    _ => None,
+                };
+                port.map(|p| format!("{}:{p}", n.host))
+            })
+            .collect();
+        (!addrs.is_empty()).then(|| addrs.join(","))
     }
 
     pub(crate) fn bootstrap(&self) -> String {

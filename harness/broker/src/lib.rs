@@ -50,6 +50,7 @@
     reason = "harness code does I/O and reads the clock"
 )]
 
+mod certs;
 mod container;
 mod image;
 mod install;
@@ -63,6 +64,7 @@ use std::net::TcpListener;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+pub use crate::certs::TestCerts;
 pub use crate::install::{
     KAFKA_VERSION, KafkaInstall, TANSU_VERSION, cache_dir, ensure_docker, install_kafka,
     install_tansu,
@@ -200,6 +202,9 @@ pub struct BrokerOptions {
     /// An extra SASL_PLAINTEXT listener on every node (Apache Kafka processes only), for
     /// authentication tests: see [`TestBroker::sasl_bootstrap`].
     pub sasl: Option<SaslListener>,
+    /// Extra SSL listeners (and SASL_SSL ones, with [`BrokerOptions::sasl`]) with a test PKI
+    /// (Apache Kafka processes only): see [`TestBroker::listener_bootstrap`].
+    pub tls: Option<TlsListener>,
     /// How long to wait for the broker to be ready.
     pub startup_timeout: Duration,
 }
@@ -214,6 +219,7 @@ impl Default for BrokerOptions {
             nodes: 1,
             host: None,
             sasl: None,
+            tls: None,
             startup_timeout: Duration::from_secs(120),
         }
     }
@@ -302,6 +308,15 @@ pub struct SaslListener {
     /// `connections.max.reauth.ms`: how long a session lasts before the client must
     /// re-authenticate (KIP-368); Kafka's default 0 means for ever.
     pub max_reauth_ms: Option<u64>,
+}
+
+/// SSL listeners for TLS tests: the brokers' certificates and the CA that signed them.
+#[derive(Debug, Clone)]
+pub struct TlsListener {
+    /// The test PKI ([`TestCerts::generate`]).
+    pub certs: TestCerts,
+    /// Whether the SSL listener requires a client certificate signed by the CA (mutual TLS).
+    pub client_auth: bool,
 }
 
 /// What runs, for reports and failure messages.
@@ -439,6 +454,7 @@ impl TestBroker {
                         opts.nodes.max(1),
                         opts.host.as_deref().unwrap_or("127.0.0.1"),
                         opts.sasl.as_ref(),
+                        opts.tls.as_ref(),
                         opts.startup_timeout,
                     )?;
                     let d = format!(
@@ -503,8 +519,14 @@ impl TestBroker {
 
     /// The SASL_PLAINTEXT listeners' addresses, when started with [`BrokerOptions::sasl`].
     pub fn sasl_bootstrap(&self) -> Option<String> {
+        self.listener_bootstrap("SASL_PLAINTEXT")
+    }
+
+    /// The addresses of the listeners of one `security.protocol` (`PLAINTEXT`,
+    /// `SASL_PLAINTEXT`, `SSL`, `SASL_SSL`), if the broker has them.
+    pub fn listener_bootstrap(&self, protocol: &str) -> Option<String> {
         match &self.inner {
-            Inner::Kafka(c) => c.sasl_bootstrap(),
+            Inner::Kafka(c) => c.listener_bootstrap(protocol),
             _ => None,
         }
     }
