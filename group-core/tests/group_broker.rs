@@ -135,6 +135,34 @@ async fn a_restarted_member_resumes_exactly_at_the_committed_offset() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_larger_than_the_buffer_is_consumed_to_its_end() {
+    // One batch of 50 records and a buffer of 10: each fetch from inside the batch gets the
+    // whole batch back. The records before the fetch offset must not use up the buffer's room,
+    // or the partition stops at offset 10 for ever (as it did with batches of more than
+    // max_buffered_records records, which a producer batching small records writes).
+    let broker = TestBroker::shared().expect("broker");
+    let (topic, group) = (unique_name("bigbatch"), unique_name("g"));
+    let p = common::topic(broker, &topic, 1).await;
+    let recs: Vec<ProducerRecord> = (0..50)
+        .map(|i| ProducerRecord::value(format!("{i}")))
+        .collect();
+    p.send(&topic, 0, &recs).await.expect("produce");
+    let mut cfg = group_config(broker.bootstrap(), &group, &[&topic], Box::new(Range));
+    cfg.max_buffered_records = 10;
+    let mut c = Consumer::new(cfg).await.expect("consumer");
+    for expected in 0..50 {
+        let r = tokio::time::timeout(Duration::from_secs(10), c.recv())
+            .await
+            .unwrap_or_else(|_| panic!("stuck before offset {expected}"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.offset, expected);
+        c.ack(&r);
+    }
+    c.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_buffer_does_not_hide_new_records_of_caught_up_partitions() {
     // Partition 0's buffer fills (the application reads nothing), partition 1 is at its log
     // end. The fetcher then skips caught-up partitions to save round trips, but must still

@@ -125,6 +125,9 @@ enum Command {
         /// Time to process one record.
         #[arg(long, default_value_t = 0)]
         processing_us: u64,
+        /// `auto.commit.interval.ms` (500 ms for a harness member).
+        #[arg(long)]
+        auto_commit_interval_ms: Option<u64>,
         /// Name in the event lines.
         #[arg(long, default_value = "member")]
         name: String,
@@ -353,6 +356,7 @@ async fn run(command: Command) -> u8 {
             rebalance_timeout_ms,
             max_poll_interval_ms,
             processing_us,
+            auto_commit_interval_ms,
             name,
             client,
             weight,
@@ -411,6 +415,10 @@ async fn run(command: Command) -> u8 {
                         cooperative_rejoin_delay_ms != 0,
                     ),
                     ("--jitter-seed", jitter_seed.is_some()),
+                    (
+                        "--auto-commit-interval-ms",
+                        auto_commit_interval_ms.is_some(),
+                    ),
                 ]
                 .into_iter()
                 .filter_map(|(f, set)| set.then_some(f))
@@ -475,6 +483,9 @@ async fn run(command: Command) -> u8 {
             o.rebalance_timeout = Duration::from_millis(rebalance_timeout_ms.unwrap_or(60_000));
             o.max_poll_interval = Duration::from_millis(max_poll_interval_ms.unwrap_or(300_000));
             o.processing = Duration::from_micros(processing_us);
+            if let Some(ms) = auto_commit_interval_ms {
+                o.auto_commit_interval = Duration::from_millis(ms);
+            }
             o.weight = weight;
             o.bug = bug;
             o.cooperative_rejoin_delay = Duration::from_millis(cooperative_rejoin_delay_ms);

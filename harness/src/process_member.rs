@@ -163,7 +163,10 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for WarningsAsEvents {
 }
 
 /// Runs the member until a signal; returns the exit code.
-pub async fn run(opts: MemberOptions, client: Client, control: bool) -> i32 {
+pub async fn run(mut opts: MemberOptions, client: Client, control: bool) -> i32 {
+    // This process can be SIGKILLed at any moment: never let a commit cover a record whose
+    // line is not on stdout yet.
+    opts.journal_before_ack = true;
     let sink = stdout_sink(&opts.name);
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,

@@ -164,3 +164,103 @@ fn an_unreachable_broker_is_an_error_event() {
     assert!(error.contains(&dead), "{error}");
     assert!(error.contains("retry_in_ms"), "{error}");
 }
+
+/// A member process can be SIGKILLed at any moment, and the checker counts a committed record
+/// without a `processed` line as lost. The member writes its lines in runs and the consumer
+/// commits on a timer of its own, so a commit must never cover a record whose line is not out
+/// yet: with commits every 20 ms and lines every 200 ms, killing the member while it consumes
+/// finds any such record within a few rounds (the 2026-12-04 soak lost two records this way).
+#[test]
+fn a_killed_member_process_never_committed_past_its_journal() {
+    let broker = TestBroker::shared().expect("broker");
+    let topic = unique_name("killed");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let per_partition = 5_000;
+    rt.block_on(async {
+        let p = Producer::new(ClientConfig::new(broker.bootstrap()));
+        p.create_topic(&topic, 3, 1).await.expect("topic");
+        let recs: Vec<ProducerRecord> = (0..per_partition)
+            .map(|i| ProducerRecord::value(format!("{i}")))
+            .collect();
+        for part in 0..3 {
+            p.send(&topic, part, &recs).await.expect("produce");
+        }
+    });
+    let cluster = cohort::unstable::Cluster::new(ClientConfig::new(broker.bootstrap()));
+    let partitions: Vec<cohort::TopicPartition> = (0..3)
+        .map(|p| cohort::TopicPartition::new(topic.as_str(), p))
+        .collect();
+    let mut in_flight_rounds = 0;
+    for round in 0..4u64 {
+        let group = unique_name("killed-g");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cohort"))
+            .args(["member", "--bootstrap", broker.bootstrap()])
+            .args(["--group", &group, "--topic", &topic, "--balancer", "range"])
+            .args(["--name", "victim", "--auto-commit-interval-ms", "20"])
+            // About a thousand records a second: the kill lands mid-stream.
+            .args(["--processing-us", "200"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn cohort member");
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<Value>();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                let v: Value = serde_json::from_str(&line).expect("a JSON line");
+                let _ = tx.send(v);
+            }
+        });
+        // Kill it a little later each round, while it is consuming.
+        let end = Instant::now() + Duration::from_secs(40);
+        let mut lines = Vec::new();
+        loop {
+            assert!(Instant::now() < end, "no processed line; saw {lines:#?}");
+            if let Ok(v) = rx.recv_timeout(Duration::from_millis(100)) {
+                let first = v["event"] == "processed";
+                lines.push(v);
+                if first {
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300 + 130 * round));
+        child.kill().expect("SIGKILL");
+        child.wait().unwrap();
+        reader.join().unwrap();
+        lines.extend(rx.try_iter());
+        // What the journal shows processed: the next offset per partition.
+        let mut journaled = [0i64; 3];
+        for v in lines.iter().filter(|v| v["event"] == "processed") {
+            let p = v["partition"].as_u64().unwrap() as usize;
+            journaled[p] = journaled[p].max(v["last"].as_i64().unwrap() + 1);
+        }
+        let committed = rt
+            .block_on(cohort::unstable::fetch_committed(
+                &cluster,
+                &group,
+                &partitions,
+                Duration::from_secs(30),
+            ))
+            .expect("committed offsets");
+        for (tp, c) in committed {
+            let c = c.unwrap_or(0);
+            let j = journaled[tp.partition as usize];
+            assert!(
+                c <= j,
+                "round {round}: partition {} committed at {c} but journaled only up to {j}",
+                tp.partition
+            );
+            if c > 0 && c < per_partition {
+                in_flight_rounds += 1;
+            }
+        }
+    }
+    // The kills landed while records were being consumed and committed, or the test shows
+    // nothing.
+    assert!(
+        in_flight_rounds > 0,
+        "every kill came before or after the work"
+    );
+}

@@ -313,7 +313,8 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
                             records: room,
                             ..budget
                         },
-                    );
+                    )
+                    .starting_at(sent_offset);
                     for batch in &mut batches {
                         let batch = match batch {
                             Ok(b) => b,

@@ -625,6 +625,8 @@ pub struct DecodedBatch {
     entries: Vec<Entry>,
     /// Records the header announces (`entries` may index fewer).
     count: usize,
+    /// Records read: indexed, or skipped as before the starting offset.
+    walked: usize,
 }
 
 impl DecodedBatch {
@@ -641,7 +643,7 @@ impl DecodedBatch {
 
     /// Decodes a buffer that holds exactly one batch.
     fn decode_exact(batch: Bytes, opts: &DecodeOptions) -> Result<Self, DecodeError> {
-        Self::decode_prefix(batch, opts, usize::MAX)
+        Self::decode_prefix(batch, opts, usize::MAX, i64::MIN)
     }
 
     /// Decodes a buffer that holds exactly one batch, indexing at most `max_records` of its
@@ -650,6 +652,7 @@ impl DecodedBatch {
         batch: Bytes,
         opts: &DecodeOptions,
         max_records: usize,
+        from: i64,
     ) -> Result<Self, DecodeError> {
         let b = &batch[..];
         if b.len() <= MAGIC_OFFSET {
@@ -698,18 +701,19 @@ impl DecodedBatch {
                 remaining: data.len(),
             });
         }
-        let entries = index_records(&data, count, count.min(max_records), &header)?;
+        let (entries, walked) = index_records(&data, count, max_records, from, &header)?;
         Ok(DecodedBatch {
             header,
             data,
             entries,
             count,
+            walked,
         })
     }
 
     /// Whether only a prefix of the batch's records was indexed (a record budget ran out).
     pub fn is_partial(&self) -> bool {
-        self.entries.len() < self.count
+        self.walked < self.count
     }
 
     /// The offset after the last indexed record: where to continue reading this partition.
@@ -895,18 +899,23 @@ fn nullable_range(data: &[u8], pos: &mut usize, end: usize) -> Result<(u32, i32)
     Ok((start, len))
 }
 
-/// Indexes the first `take` of a batch's `count` records (all of them checked for framing only
-/// when all are taken: the rest is read again when the partition is fetched from there).
+/// Indexes the first `take` of a batch's `count` records at `from` or after, and says how many
+/// records it read (all of them checked for framing only when all are read: the rest is read
+/// again when the partition is fetched from there).
 fn index_records(
     data: &[u8],
     count: usize,
     take: usize,
+    from: i64,
     h: &BatchHeader,
-) -> Result<Vec<Entry>, DecodeError> {
+) -> Result<(Vec<Entry>, usize), DecodeError> {
     let end = data.len();
     let mut pos = 0usize;
-    let mut entries = Vec::with_capacity(take);
-    for _ in 0..take {
+    // Records before `from` are checked but not kept, so the vector holds at most `take`.
+    let mut entries = Vec::with_capacity(take.min(count));
+    let mut walked = 0usize;
+    while walked < count && entries.len() < take {
+        walked += 1;
         let len = varint(data, &mut pos, end)?;
         if len < 1 || len as usize > end - pos {
             return Err(DecodeError::InvalidLength {
@@ -953,8 +962,12 @@ fn index_records(
             TimestampType::CreateTime => h.base_timestamp.wrapping_add(ts_delta),
             TimestampType::LogAppendTime => h.max_timestamp,
         };
+        let offset = h.base_offset.wrapping_add(i64::from(offset_delta));
+        if offset < from {
+            continue;
+        }
         entries.push(Entry {
-            offset: h.base_offset.wrapping_add(i64::from(offset_delta)),
+            offset,
             timestamp,
             key_start,
             key_len,
@@ -964,13 +977,13 @@ fn index_records(
             headers_count: n_headers as u32,
         });
     }
-    if take == count && pos != end {
+    if walked == count && pos != end {
         return Err(DecodeError::TrailingBytes {
             what: "record batch",
             remaining: end - pos,
         });
     }
-    Ok(entries)
+    Ok((entries, walked))
 }
 
 /// Iterates over the batches in a records field (a Fetch response partition's `records`).
@@ -989,6 +1002,7 @@ pub struct BatchIter {
     limited: bool,
     failed: bool,
     resume: Option<i64>,
+    from: i64,
 }
 
 impl BatchIter {
@@ -1007,7 +1021,18 @@ impl BatchIter {
             limited: false,
             failed: false,
             resume: None,
+            from: i64::MIN,
         }
+    }
+
+    /// Hands out only records at `offset` or after: those before it are checked but neither
+    /// indexed nor counted against the record budget. A fetch from the middle of a batch gets
+    /// the whole batch back, so without this a batch with more records before the fetch offset
+    /// than the budget allows would be cut before the offset on every fetch, and the partition
+    /// would never move on.
+    pub fn starting_at(mut self, offset: i64) -> Self {
+        self.from = offset;
+        self
     }
 
     /// Whether the input ended inside a batch.
@@ -1060,7 +1085,7 @@ impl Iterator for BatchIter {
                     max_decompressed_size: per_batch.min(self.budget.bytes),
                     ..self.opts
                 };
-                match DecodedBatch::decode_prefix(batch, &opts, self.budget.records) {
+                match DecodedBatch::decode_prefix(batch, &opts, self.budget.records, self.from) {
                     Ok(b) => {
                         if b.header.compression != Compression::None {
                             self.budget.bytes -= b.data.len();
@@ -1258,6 +1283,30 @@ mod tests {
         assert!(it.limited());
         assert_eq!(it.resume_offset(), Some(4));
         assert_eq!(it.budget().records, 0);
+    }
+
+    /// A fetch from the middle of a batch gets the whole batch: the records before the fetch
+    /// offset must not use up the budget, or the fetch would resume where it started, for ever.
+    #[test]
+    fn records_before_the_starting_offset_cost_no_budget() {
+        let mut it = BatchIter::with_budget(
+            tiny_batches(2, 10),
+            DecodeOptions::default(),
+            DecodeBudget::new(usize::MAX, 4),
+        )
+        .starting_at(8);
+        let b = it.next().unwrap().unwrap();
+        assert_eq!(b.records().map(|r| r.offset()).collect::<Vec<_>>(), [8, 9]);
+        assert!(!b.is_partial());
+        assert_eq!(b.next_offset(), 10);
+        let b = it.next().unwrap().unwrap();
+        assert_eq!(
+            b.records().map(|r| r.offset()).collect::<Vec<_>>(),
+            [10, 11]
+        );
+        assert!(b.is_partial());
+        assert!(it.next().is_none());
+        assert_eq!(it.resume_offset(), Some(12), "past the starting offset");
     }
 
     #[test]
