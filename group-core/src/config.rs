@@ -74,6 +74,60 @@ pub struct ClientConfig {
     pub sasl: Option<crate::conn::SaslConfig>,
 }
 
+/// Kafka's `security.protocol`: whether connections use TLS, SASL, both or neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SecurityProtocol {
+    /// Neither (Kafka's default).
+    #[default]
+    Plaintext,
+    /// TLS.
+    Ssl,
+    /// SASL on a plain connection.
+    SaslPlaintext,
+    /// SASL on TLS.
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    /// Kafka's name: `PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Plaintext => "PLAINTEXT",
+            Self::Ssl => "SSL",
+            Self::SaslPlaintext => "SASL_PLAINTEXT",
+            Self::SaslSsl => "SASL_SSL",
+        }
+    }
+
+    /// The protocol of a name, in any case (Java accepts any case too).
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            Self::Plaintext,
+            Self::Ssl,
+            Self::SaslPlaintext,
+            Self::SaslSsl,
+        ]
+        .into_iter()
+        .find(|p| p.name().eq_ignore_ascii_case(name.trim()))
+    }
+
+    /// Whether connections use TLS.
+    pub fn uses_tls(self) -> bool {
+        matches!(self, Self::Ssl | Self::SaslSsl)
+    }
+
+    /// Whether connections authenticate with SASL.
+    pub fn uses_sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+}
+
+impl fmt::Display for SecurityProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl fmt::Debug for ClientConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientConfig")
@@ -107,6 +161,44 @@ impl ClientConfig {
             rack: None,
             sasl: None,
         }
+    }
+
+    /// Connections as Kafka's `security.protocol` names them: TLS (through `tls`, or the
+    /// platform's roots when `None`) for `SSL` and `SASL_SSL`, SASL (through `sasl`) for
+    /// `SASL_PLAINTEXT` and `SASL_SSL`. A setting the protocol would not use is an error rather
+    /// than ignored (credentials configured for a plaintext listener are a mistake that would
+    /// otherwise show only as a broker closing connections), as is a SASL protocol without
+    /// credentials. Wraps the dialer configured so far, like [`ClientConfig::with_tls`].
+    pub fn with_security(
+        mut self,
+        protocol: SecurityProtocol,
+        sasl: Option<crate::conn::SaslConfig>,
+        tls: Option<&crate::conn::TlsConfig>,
+    ) -> Result<Self, crate::Error> {
+        let mut problems = Vec::new();
+        if sasl.is_some() && !protocol.uses_sasl() {
+            problems.push(format!(
+                "SASL settings need security.protocol SASL_PLAINTEXT or SASL_SSL, not {protocol}"
+            ));
+        }
+        if sasl.is_none() && protocol.uses_sasl() {
+            problems.push(format!(
+                "security.protocol {protocol} needs SASL settings (sasl.mechanism and credentials)"
+            ));
+        }
+        if tls.is_some() && !protocol.uses_tls() {
+            problems.push(format!(
+                "TLS settings need security.protocol SSL or SASL_SSL, not {protocol}"
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(crate::Error::Config(problems));
+        }
+        self.sasl = sasl;
+        if protocol.uses_tls() {
+            self = self.with_tls(tls.unwrap_or(&crate::conn::TlsConfig::default()))?;
+        }
+        Ok(self)
     }
 
     /// TLS on every connection (`security.protocol=SSL`; with [`ClientConfig::sasl`] set,
@@ -475,5 +567,62 @@ mod tests {
         }
         assert_eq!(millis_i32(Duration::from_millis(3_000_000_000)), i32::MAX);
         assert_eq!(millis_i32(Duration::from_millis(1500)), 1500);
+    }
+
+    #[test]
+    fn security_settings_must_match_the_protocol() {
+        use crate::conn::{SaslConfig, SaslMechanism, TlsConfig};
+        let sasl = || Some(SaslConfig::new(SaslMechanism::Plain, "u", "p"));
+        let tls = TlsConfig::default();
+        let cfg = || ClientConfig::new("127.0.0.1:9092");
+        for name in ["plaintext", "SSL", "Sasl_Plaintext", "SASL_SSL"] {
+            let p = SecurityProtocol::parse(name).unwrap();
+            assert!(p.name().eq_ignore_ascii_case(name));
+        }
+        assert_eq!(SecurityProtocol::parse("TLS"), None);
+        assert!(
+            cfg()
+                .with_security(SecurityProtocol::Plaintext, None, None)
+                .is_ok()
+        );
+        let c = cfg()
+            .with_security(SecurityProtocol::SaslPlaintext, sasl(), None)
+            .unwrap();
+        assert!(c.sasl.is_some());
+        assert!(
+            cfg()
+                .with_security(SecurityProtocol::SaslSsl, sasl(), Some(&tls))
+                .is_ok()
+        );
+        assert!(
+            cfg()
+                .with_security(SecurityProtocol::Ssl, None, None)
+                .is_ok()
+        );
+        for (p, s, t, why) in [
+            (
+                SecurityProtocol::Plaintext,
+                sasl(),
+                None,
+                "SASL settings need",
+            ),
+            (SecurityProtocol::Ssl, sasl(), None, "SASL settings need"),
+            (SecurityProtocol::SaslSsl, None, None, "needs SASL settings"),
+            (
+                SecurityProtocol::Plaintext,
+                None,
+                Some(&tls),
+                "TLS settings need",
+            ),
+            (
+                SecurityProtocol::SaslPlaintext,
+                sasl(),
+                Some(&tls),
+                "TLS settings need",
+            ),
+        ] {
+            let e = cfg().with_security(p, s, t).unwrap_err().to_string();
+            assert!(e.contains(why), "{p}: {e}");
+        }
     }
 }

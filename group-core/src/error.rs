@@ -112,14 +112,16 @@ pub enum Error {
         /// Partition.
         partition: i32,
     },
-    /// The broker did not accept this client's credentials (SASL): wrong user name or
-    /// password, an unknown mechanism, a token refused. Fatal: retrying with the same
-    /// credentials cannot succeed (Java's `AuthenticationException`). Never carries a secret.
-    #[error("{broker}: SASL {mechanism} authentication failed: {message}")]
+    /// The broker did not accept this client's credentials (SASL: wrong user name or
+    /// password, an unknown mechanism, a token refused), or one side of a TLS connection did
+    /// not accept the other's certificate (untrusted, another name, expired, missing). Fatal:
+    /// retrying with the same credentials cannot succeed (Java's `AuthenticationException` and
+    /// `SslAuthenticationException`). Never carries a secret.
+    #[error("{broker}: {mechanism} authentication failed: {message}")]
     Authentication {
         /// The broker address.
         broker: String,
-        /// The mechanism tried.
+        /// What was refused: `SASL <mechanism>` (`SASL SCRAM-SHA-512`, ...) or `TLS`.
         mechanism: String,
         /// What the broker or the exchange said.
         message: String,
@@ -181,6 +183,16 @@ impl Error {
     /// A transport error caused by `e`; the message names what was being done and repeats the
     /// cause, so that a log line of the error alone says everything.
     pub(crate) fn transport_io(broker: impl Into<String>, doing: &str, e: io::Error) -> Self {
+        if let Some(r) = e
+            .get_ref()
+            .and_then(|i| i.downcast_ref::<crate::conn::TlsRefused>())
+        {
+            return Error::Authentication {
+                broker: broker.into(),
+                mechanism: "TLS".into(),
+                message: r.0.clone(),
+            };
+        }
         Error::Transport {
             broker: broker.into(),
             message: if doing.is_empty() {

@@ -129,7 +129,9 @@ pub mod testing848;
 pub use cohort_balancers as balancers;
 /// The wire codecs, re-exported.
 pub use cohort_protocol as protocol;
-pub use config::{ClientConfig, GroupConfig, GroupProtocol, OffsetReset, Subscription};
+pub use config::{
+    ClientConfig, GroupConfig, GroupProtocol, OffsetReset, SecurityProtocol, Subscription,
+};
 pub use conn::{
     BoxedStream, Dialer, IoStream, OAuthToken, SaslConfig, SaslMechanism, Secret, TcpDialer,
     TlsConfig, TlsDialer, TokenProvider,

@@ -29,6 +29,7 @@ fn broker() -> TestBroker {
         users: vec![
             ("alice".into(), "alice-secret".into()),
             ("bob".into(), "bob-secret".into()),
+            ("carol".into(), "carol-secret".into()),
         ],
         max_reauth_ms: Some(SESSION_MS),
     });
@@ -193,4 +194,84 @@ impl cohort::TokenProvider for NoToken {
             extensions: Default::default(),
         })
     }
+}
+
+/// A SCRAM user revoked while its group runs (AlterUserScramCredentials, KIP-554): the member's
+/// connections are replaced before their sessions end (KIP-368), the new ones are refused, and
+/// the consumer stops with the refusal instead of retrying it for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revoked_scram_user_stops_at_its_next_authentication() {
+    use cohort::protocol::messages::{
+        AlterUserScramCredentialsRequest, alter_user_scram_credentials_request,
+    };
+    common::init_logs();
+    let broker = broker();
+    let addr = broker.sasl_bootstrap().expect("a SASL listener");
+    let admin = client(
+        &addr,
+        SaslConfig::new(SaslMechanism::ScramSha256, "alice", "alice-secret"),
+    );
+    let p = Producer::new(admin.clone());
+    let topic = unique_name("revoked");
+    p.create_topic(&topic, 2, 1).await.expect("topic");
+    produce(&p, &topic, 2, 5, "before").await;
+    let mut cfg = group_config(
+        &addr,
+        &unique_name("g"),
+        &[&topic],
+        Box::new(CooperativeSticky),
+    );
+    cfg.client.sasl = Some(SaslConfig::new(
+        SaslMechanism::ScramSha512,
+        "carol",
+        "carol-secret",
+    ));
+    let mut c = Consumer::new(cfg).await.expect("consumer");
+    let first = tokio::time::timeout(Duration::from_secs(30), c.recv())
+        .await
+        .expect("a record as carol")
+        .expect("open")
+        .expect("record");
+    c.ack(&first);
+
+    // Mechanism 1 is SCRAM-SHA-256, 2 SCRAM-SHA-512 (ScramMechanism.type()); one user per
+    // request (the broker refuses two changes of one user in a request).
+    let cluster = Cluster::new(admin);
+    for mechanism in [1i8, 2] {
+        let revoke = AlterUserScramCredentialsRequest {
+            deletions: vec![
+                alter_user_scram_credentials_request::ScramCredentialDeletion {
+                    name: "carol".to_owned().into(),
+                    mechanism,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let r = cluster
+            .send(Target::Any, &revoke, Duration::from_secs(10))
+            .await
+            .expect("AlterUserScramCredentials");
+        for u in &r.results {
+            assert_eq!(u.error_code, 0, "{:?}", u.error_message);
+        }
+    }
+
+    // Within a few sessions of 4 s the member reconnects, is refused and stops.
+    let end = Instant::now() + Duration::from_secs(60);
+    let err = loop {
+        assert!(Instant::now() < end, "the revoked user was never refused");
+        match tokio::time::timeout(Duration::from_secs(1), c.recv()).await {
+            Ok(Some(Ok(r))) => c.ack(&r),
+            Ok(Some(Err(e))) if e.is_fatal() => break e,
+            Ok(Some(Err(_))) | Err(_) => {}
+            Ok(None) => panic!("the consumer ended without an error"),
+        }
+    };
+    assert!(
+        matches!(&err, Error::Authentication { mechanism, .. } if mechanism.contains("SCRAM-SHA-512")),
+        "{err:?}"
+    );
+    assert!(!err.to_string().contains("carol-secret"), "{err}");
+    c.abort();
 }

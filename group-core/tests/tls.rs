@@ -115,7 +115,18 @@ async fn groups_consume_over_tls_and_untrusted_brokers_are_refused() {
                 ca_location: Some(certs.ca.clone()),
                 ..Default::default()
             },
-            "",
+            "TLS authentication failed",
+        ),
+        (
+            "an expired client certificate",
+            ssl.clone(),
+            TlsConfig {
+                ca_location: Some(certs.ca.clone()),
+                certificate_location: Some(certs.expired_client_cert.clone()),
+                key_location: Some(certs.expired_client_key.clone()),
+                ..Default::default()
+            },
+            "TLS authentication failed",
         ),
     ];
     for (what, addr, tls, reason) in refused {
@@ -136,10 +147,37 @@ async fn groups_consume_over_tls_and_untrusted_brokers_are_refused() {
         .expect_err(what);
         let text = e.to_string();
         assert!(text.contains(reason), "{what}: {text}");
+        // Refused certificates are not retried: a certificate does not change by dialing again.
+        assert!(
+            matches!(e, cohort::Error::Authentication { .. }) && e.is_fatal(),
+            "{what}: {e:?}"
+        );
         assert!(
             text.contains(addr.split(',').next().unwrap()),
             "{what}: {text}"
         );
     }
+
+    // A consumer of a broker it does not trust stops with the error instead of retrying for
+    // ever (Java's poll throws SslAuthenticationException).
+    let mut cfg = group_config(&ssl, &unique_name("g"), &[&topic], Box::new(Range));
+    cfg.client = ClientConfig::new(&ssl)
+        .with_tls(&TlsConfig {
+            ca_location: Some(certs.other_ca.clone()),
+            ..Default::default()
+        })
+        .expect("TLS config");
+    let mut c = Consumer::new(cfg).await.expect("consumer");
+    let r = tokio::time::timeout(Duration::from_secs(60), c.recv())
+        .await
+        .expect("the consumer gave up within 60 s");
+    match r {
+        Some(Err(e)) => assert!(
+            e.is_fatal() && e.to_string().contains("UnknownIssuer"),
+            "{e}"
+        ),
+        other => panic!("expected the refusal, got {other:?}"),
+    }
+    c.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }

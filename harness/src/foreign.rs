@@ -271,13 +271,10 @@ pub fn rd_config(opts: &MemberOptions) -> Result<RdConfig, HarnessError> {
     c.set("bootstrap.servers", &opts.bootstrap)
         .set("group.id", &opts.group)
         .set("client.id", format!("rdkafka-{}", opts.name));
-    if let Some(sasl) = &opts.sasl {
-        // librdkafka is built here without OpenSSL: SCRAM and OAUTHBEARER are refused at
-        // configuration time with librdkafka's own message, PLAIN works.
-        c.set("security.protocol", "SASL_PLAINTEXT")
-            .set("sasl.mechanisms", sasl.mechanism.name())
-            .set("sasl.username", &sasl.username)
-            .set("sasl.password", sasl.password.expose());
+    // librdkafka is built here without OpenSSL: SSL, SCRAM and OAUTHBEARER are refused at
+    // configuration time with librdkafka's own message; PLAIN works.
+    for (k, v) in opts.security.librdkafka_properties() {
+        c.set(k, v);
     }
     if opts.group_protocol == cohort::GroupProtocol::Consumer {
         // KIP-848 (librdkafka 2.12+): the broker owns session, heartbeat and assignment, and

@@ -20,3 +20,4 @@ pub mod process_member;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod security;

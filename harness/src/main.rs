@@ -26,6 +26,7 @@ use cohort_harness::member::{Bug, MemberOptions};
 use cohort_harness::process_member::{self, Client};
 use cohort_harness::runner::{self, RunOptions};
 use cohort_harness::scenario::Scenario;
+use cohort_harness::security::SecuritySpec;
 use cohort_harness::{agreement, assign, conformance};
 use cohort_testbroker::BrokerKind;
 
@@ -84,6 +85,9 @@ enum Command {
         /// `--duration 150s`).
         #[arg(long, value_parser = humantime::parse_duration)]
         duration: Option<Duration>,
+        /// How every client connects, over the scenario's `[security]` (with `--bootstrap`).
+        #[command(flatten)]
+        security: SecuritySpec,
     },
     /// Runs one group member until SIGTERM/SIGINT, printing one JSON object per event.
     Member {
@@ -149,19 +153,8 @@ enum Command {
         /// Seed of the retry jitter (a scenario derives one per member); drawn when absent.
         #[arg(long)]
         jitter_seed: Option<u64>,
-        /// `security.protocol`: PLAINTEXT, or SASL_PLAINTEXT with the `--sasl-*` settings.
-        #[arg(long, default_value = "PLAINTEXT")]
-        security_protocol: String,
-        /// `sasl.mechanism`: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
-        #[arg(long)]
-        sasl_mechanism: Option<String>,
-        /// `sasl.username`.
-        #[arg(long)]
-        sasl_username: Option<String>,
-        /// `sasl.password`; the environment variable COHORT_SASL_PASSWORD keeps it off the
-        /// command line (and out of `ps`).
-        #[arg(long)]
-        sasl_password: Option<String>,
+        #[command(flatten)]
+        security: SecuritySpec,
     },
     /// Prints a balancer's plan and metrics for a group described in JSON (stdin or a file).
     Assign {
@@ -197,6 +190,9 @@ enum Command {
         /// Prints JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// How the checks connect (with `--bootstrap`).
+        #[command(flatten)]
+        security: SecuritySpec,
     },
     /// Starts a broker (or a cluster), prints its address and waits for Ctrl-C.
     Broker {
@@ -267,46 +263,6 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-/// The SASL settings of `--security-protocol` and `--sasl-*`, as Kafka names them; a setting
-/// that cannot apply is an error, not ignored.
-fn sasl_settings(
-    protocol: &str,
-    mechanism: Option<&str>,
-    username: Option<String>,
-    password: Option<String>,
-) -> Result<Option<cohort::SaslConfig>, String> {
-    match protocol.to_ascii_uppercase().as_str() {
-        "PLAINTEXT" => {
-            if mechanism.is_some() || username.is_some() {
-                return Err("--sasl-* settings need --security-protocol SASL_PLAINTEXT".into());
-            }
-            Ok(None)
-        }
-        "SASL_PLAINTEXT" => {
-            let m = mechanism.ok_or("SASL_PLAINTEXT needs --sasl-mechanism")?;
-            let m = cohort::SaslMechanism::parse(m).ok_or_else(|| {
-                format!("--sasl-mechanism {m:?}: expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
-            })?;
-            if m == cohort::SaslMechanism::OAuthBearer {
-                return Err(
-                    "OAUTHBEARER needs a token provider, which the command line cannot give".into(),
-                );
-            }
-            let user = username.ok_or("SASL needs --sasl-username")?;
-            let password = password.ok_or(
-                "SASL needs --sasl-password or the environment variable COHORT_SASL_PASSWORD",
-            )?;
-            Ok(Some(cohort::SaslConfig::new(m, &user, password)))
-        }
-        "SSL" | "SASL_SSL" => Err(format!(
-            "--security-protocol {protocol}: TLS is not supported by cohort member yet"
-        )),
-        other => Err(format!(
-            "--security-protocol {other:?}: expected PLAINTEXT or SASL_PLAINTEXT"
-        )),
-    }
-}
-
 async fn run(command: Command) -> u8 {
     match command {
         Command::Demo { out, seed, broker } => {
@@ -324,6 +280,7 @@ async fn run(command: Command) -> u8 {
             broker,
             scale,
             duration,
+            security,
         } => {
             let text = match runner::load(&path) {
                 Ok(t) => t,
@@ -343,6 +300,7 @@ async fn run(command: Command) -> u8 {
             opts.bootstrap = bootstrap;
             opts.image = image;
             opts.broker = broker;
+            opts.security = security;
             scenario(&s, opts).await
         }
         Command::Member {
@@ -366,26 +324,18 @@ async fn run(command: Command) -> u8 {
             jitter_seed,
             group_protocol,
             group_remote_assignor,
-            security_protocol,
-            sasl_mechanism,
-            sasl_username,
-            sasl_password,
+            security,
         } => {
-            let sasl = match sasl_settings(
-                &security_protocol,
-                sasl_mechanism.as_deref(),
-                sasl_username,
-                sasl_password.or_else(|| std::env::var("COHORT_SASL_PASSWORD").ok()),
-            ) {
+            let security = match security.resolve() {
                 Ok(s) => s,
                 Err(why) => {
                     eprintln!("cohort member: {why}");
                     return 2;
                 }
             };
-            if sasl.is_some() && !client.in_process() {
+            if !security.is_plaintext() && !client.in_process() {
                 eprintln!(
-                    "cohort member: the {} member does not take SASL settings yet (cohort and librdkafka do)",
+                    "cohort member: the {} member does not take security settings yet (cohort and librdkafka do)",
                     cohort_harness::clients::flag_name(client)
                 );
                 return 2;
@@ -447,7 +397,7 @@ async fn run(command: Command) -> u8 {
                 };
             }
             let mut o = MemberOptions::new(&name, &bootstrap, &group, &topics);
-            o.sasl = sasl;
+            o.security = security;
             if group_protocol == GroupProtocol::Consumer {
                 // The broker owns these with KIP-848; a flag that cannot be honoured is an
                 // error, not ignored (the Java client refuses the same settings).
@@ -534,7 +484,21 @@ async fn run(command: Command) -> u8 {
             broker,
             checks,
             json,
+            security,
         } => {
+            let security = match security.resolve() {
+                Ok(s) if s.is_plaintext() || bootstrap.is_some() => s,
+                Ok(_) => {
+                    eprintln!(
+                        "cohort conformance: the broker started here listens in plaintext; give the secured one with --bootstrap"
+                    );
+                    return 2;
+                }
+                Err(e) => {
+                    eprintln!("cohort conformance: {e}");
+                    return 2;
+                }
+            };
             let (addr, _broker) = match bootstrap {
                 Some(b) => (b, None),
                 None => match runner::embedded_broker(broker, 1).await {
@@ -548,7 +512,7 @@ async fn run(command: Command) -> u8 {
                     }
                 },
             };
-            match conformance::run(&addr, &checks).await {
+            match conformance::run(&addr, &security, &checks).await {
                 Ok(results) => {
                     if json {
                         println!(

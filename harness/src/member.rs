@@ -81,8 +81,8 @@ pub struct MemberOptions {
     pub group_protocol: GroupProtocol,
     /// `group.remote.assignor` (consumer protocol).
     pub group_remote_assignor: Option<String>,
-    /// SASL credentials (`security.protocol=SASL_PLAINTEXT`); their `Debug` hides the secret.
-    pub sasl: Option<cohort::SaslConfig>,
+    /// `security.protocol` and its SASL and TLS settings (`Debug` hides the password).
+    pub security: crate::security::Security,
     /// Acknowledge a record only once its `processed` line is written. A process member sets
     /// it: its lines go out through a pipe in runs, the consumer auto-commits acknowledged
     /// records on a timer of its own, and a SIGKILL between the two would leave a committed
@@ -115,7 +115,7 @@ impl MemberOptions {
             jitter_seed: None,
             group_protocol: GroupProtocol::Classic,
             group_remote_assignor: None,
-            sasl: None,
+            security: crate::security::Security::default(),
             journal_before_ack: false,
         }
     }
@@ -151,7 +151,11 @@ impl MemberOptions {
         let mut cfg = GroupConfig::new(&self.bootstrap, &self.group, &topics);
         cfg.client.client_id = format!("cohort-{}", self.name);
         cfg.client.dialer = Arc::new(ChaosDialer::new(faults.clone()));
-        cfg.client.sasl = self.sasl.clone();
+        // TLS and SASL over the chaos dialer: its faults hit the encrypted stream, as a
+        // network's would.
+        cfg.client = self
+            .security
+            .apply(std::mem::replace(&mut cfg.client, ClientConfig::new("")))?;
         cfg.group_instance_id = self.instance_id.clone();
         if self.group_protocol == GroupProtocol::Consumer {
             cfg.group_protocol = GroupProtocol::Consumer;
@@ -533,11 +537,13 @@ impl BugState {
     fn new(bug: Bug, opts: &MemberOptions) -> Self {
         Self {
             bug,
-            cluster: Cluster::new({
-                let mut c = ClientConfig::new(&opts.bootstrap);
-                c.sasl = opts.sasl.clone();
-                c
-            }),
+            // The member's own settings passed the same check when it started, so this only
+            // falls back to a plain client if a certificate file vanished meanwhile.
+            cluster: Cluster::new(
+                opts.security
+                    .client_config(&opts.bootstrap)
+                    .unwrap_or_else(|_| ClientConfig::new(&opts.bootstrap)),
+            ),
             group: opts.group.clone(),
             done: BTreeMap::new(),
             current: Arc::new(std::sync::Mutex::new((-1, String::new()))),

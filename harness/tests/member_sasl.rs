@@ -206,7 +206,14 @@ fn cohort_and_librdkafka_members_share_a_secured_group() {
             ],
             "expected PLAIN",
         ),
-        (vec!["--security-protocol", "SASL_SSL"], "TLS"),
+        (
+            vec!["--security-protocol", "SASL_SSL"],
+            "SASL_SSL needs --sasl-mechanism",
+        ),
+        (
+            vec!["--security-protocol", "SSL", "--ssl-key-location", "k.pem"],
+            "go together",
+        ),
         (
             vec![
                 "--security-protocol",
@@ -220,7 +227,7 @@ fn cohort_and_librdkafka_members_share_a_secured_group() {
                 "--client",
                 "java",
             ],
-            "does not take SASL",
+            "does not take security settings",
         ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_cohort"))

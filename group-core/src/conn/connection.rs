@@ -248,7 +248,7 @@ impl Connection {
             // The broker closes the connection after a failed authentication.
             let e = Error::Authentication {
                 broker: addr.clone(),
-                mechanism: cfg.mechanism.name().to_owned(),
+                mechanism: format!("SASL {}", cfg.mechanism.name()),
                 message,
             };
             self.shared.poison(e.clone());

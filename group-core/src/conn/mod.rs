@@ -18,4 +18,5 @@ pub use cluster::{Cluster, PartitionMeta, Target, TopicMeta};
 pub(crate) use connection::Connection;
 pub use dialer::{BoxedStream, Dialer, IoStream, TcpDialer};
 pub use sasl::{OAuthToken, SaslConfig, SaslMechanism, Secret, TokenProvider};
+pub(crate) use tls::TlsRefused;
 pub use tls::{TlsConfig, TlsDialer};

@@ -186,12 +186,105 @@ impl Dialer for TlsDialer {
             })?,
         };
         let tcp = self.inner.dial(addr).await?;
-        let tls = self.connector.connect(name, tcp).await.map_err(|e| {
-            // rustls's reason (an unknown issuer, a name mismatch, an expired certificate)
-            // is the message: it says what to fix.
-            io::Error::new(e.kind(), format!("TLS handshake: {e}"))
-        })?;
-        Ok(Box::new(tls))
+        let tls = self
+            .connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| refusal_or("TLS handshake", e))?;
+        Ok(Box::new(Refusals(tls)))
+    }
+}
+
+/// A certificate one side of a TLS connection did not accept: the broker's (an unknown issuer,
+/// another name, expired) or this client's (missing, expired, from another CA). Carried inside
+/// the dialer's `io::Error`; [`Error::transport_io`] makes it an [`Error::Authentication`],
+/// fatal like Java's `SslAuthenticationException`: dialing again cannot change a certificate.
+#[derive(Debug)]
+pub(crate) struct TlsRefused(pub(crate) String);
+
+impl fmt::Display for TlsRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TlsRefused {}
+
+/// `e` as a [`TlsRefused`] when rustls says a certificate was refused, else unchanged but for
+/// the context; rustls's reason is kept in the message: it says what to fix.
+fn refusal_or(doing: &str, e: io::Error) -> io::Error {
+    use rustls::AlertDescription as A;
+    let refused = match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented) => true,
+        // The broker's verdict on this client's certificate. With TLS 1.3 it arrives after
+        // the client finished its side of the handshake, on the first read.
+        Some(rustls::Error::AlertReceived(a)) => matches!(
+            a,
+            A::BadCertificate
+                | A::UnsupportedCertificate
+                | A::CertificateRevoked
+                | A::CertificateExpired
+                | A::CertificateUnknown
+                | A::CertificateRequired
+                | A::UnknownCA
+                | A::AccessDenied
+                | A::HandshakeFailure
+        ),
+        _ => false,
+    };
+    if refused {
+        io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            TlsRefused(format!("{doing}: {e}")),
+        )
+    } else if doing == "TLS handshake" {
+        io::Error::new(e.kind(), format!("{doing}: {e}"))
+    } else {
+        e
+    }
+}
+
+/// A TLS stream whose read and write errors say when the broker refused this client's
+/// certificate (see [`refusal_or`]).
+struct Refusals<S>(S);
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Refusals<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.0)
+            .poll_read(cx, buf)
+            .map_err(|e| refusal_or("TLS", e))
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Refusals<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0)
+            .poll_write(cx, buf)
+            .map_err(|e| refusal_or("TLS", e))
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.0)
+            .poll_flush(cx)
+            .map_err(|e| refusal_or("TLS", e))
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
 

@@ -1,5 +1,6 @@
 //! Certificates for TLS tests, made fresh per broker with rcgen: a CA, a server certificate for
-//! the listeners' host (and `localhost`, `127.0.0.1`), and a client certificate for mutual TLS.
+//! the listeners' host (and `localhost`, `127.0.0.1`), and client certificates for mutual TLS
+//! (one valid, one expired).
 //! Written as PEM files that Kafka (`ssl.keystore.type=PEM`) and clients read.
 
 use std::path::{Path, PathBuf};
@@ -23,6 +24,10 @@ pub struct TestCerts {
     pub client_key: PathBuf,
     /// A CA that signed nothing here: a client trusting only it must refuse the brokers.
     pub other_ca: PathBuf,
+    /// A client certificate signed by the CA that expired in 2021: brokers must refuse it.
+    pub expired_client_cert: PathBuf,
+    /// Its private key.
+    pub expired_client_key: PathBuf,
 }
 
 fn err(what: &str) -> impl Fn(rcgen::Error) -> BrokerError + '_ {
@@ -61,6 +66,14 @@ impl TestCerts {
         let ccert = cp
             .signed_by(&ckey, &ca_cert, &ca_key)
             .map_err(err("client"))?;
+        let mut ep = CertificateParams::new(Vec::<String>::new()).map_err(err("expired"))?;
+        ep.distinguished_name.push(DnType::CommonName, "alice");
+        ep.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        ep.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        let ekey = KeyPair::generate().map_err(err("expired key"))?;
+        let ecert = ep
+            .signed_by(&ekey, &ca_cert, &ca_key)
+            .map_err(err("expired"))?;
         let write = |name: &str, text: String| -> Result<PathBuf, BrokerError> {
             let p = dir.join(name);
             std::fs::write(&p, text)
@@ -74,6 +87,8 @@ impl TestCerts {
             client_cert: write("client.pem", ccert.pem())?,
             client_key: write("client.key", ckey.serialize_pem())?,
             other_ca: write("other-ca.pem", other_cert.pem())?,
+            expired_client_cert: write("expired-client.pem", ecert.pem())?,
+            expired_client_key: write("expired-client.key", ekey.serialize_pem())?,
         })
     }
 }

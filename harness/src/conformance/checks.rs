@@ -5,23 +5,23 @@
 use std::time::{Duration, Instant};
 
 use cohort::unstable::{Cluster, Target};
-use cohort::{ClientConfig, ProducerRecord, TopicPartition};
+use cohort::{ProducerRecord, TopicPartition};
 use cohort_protocol::messages::{
     ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, DescribeGroupsRequest,
     consumer_group_heartbeat_request,
 };
 use cohort_protocol::{ApiKey, ErrorCode};
 
-use super::Outcome;
 use super::raw::{
     Code, Raw, SESSION_MS, TIMEOUT, code, expect_ok, heartbeat_until_change, name,
     rejoin_on_rebalance, rejoin_on_rebalance_with, topic, topic_with_records,
 };
+use super::{Addr, Outcome};
 
 // The checks.
 
-pub(super) async fn api_versions(b: String) -> Outcome {
-    let cluster = Cluster::new(ClientConfig::new(&b));
+pub(super) async fn api_versions(b: Addr) -> Outcome {
+    let cluster = Cluster::new(b.config());
     let need: &[(ApiKey, i16)] = &[
         (ApiKey::Metadata, 1),
         (ApiKey::FindCoordinator, 1),
@@ -52,48 +52,48 @@ pub(super) async fn api_versions(b: String) -> Outcome {
     }
 }
 
-pub(super) async fn unsupported_version(b: String) -> Outcome {
-    use std::io::{Read, Write};
-    let addr = b.split(',').next().unwrap_or(&b).to_owned();
-    tokio::task::spawn_blocking(move || {
-        let mut s = std::net::TcpStream::connect(&addr).map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-        // ApiVersions (18) at version 99, correlation id 7, client id "c". ApiVersions v3+ is
-        // flexible, so its request header is v2: the client id, then (empty) tagged fields. A
-        // broker parses the header by the version the request names, known or not (Kafka's
-        // `RequestHeader.parse`), and answers an unknown ApiVersions version with a v0
-        // response: UNSUPPORTED_VERSION and the versions it supports (KIP-511).
-        let mut body = Vec::new();
-        body.extend_from_slice(&18i16.to_be_bytes());
-        body.extend_from_slice(&99i16.to_be_bytes());
-        body.extend_from_slice(&7i32.to_be_bytes());
-        body.extend_from_slice(&1i16.to_be_bytes());
-        body.push(b'c');
-        body.push(0);
-        let mut frame = (body.len() as i32).to_be_bytes().to_vec();
-        frame.extend_from_slice(&body);
-        s.write_all(&frame).map_err(|e| e.to_string())?;
-        let mut head = [0u8; 10];
-        match s.read_exact(&mut head) {
-            Ok(()) => {
-                let corr = i32::from_be_bytes([head[4], head[5], head[6], head[7]]);
-                let err = i16::from_be_bytes([head[8], head[9]]);
-                if corr == 7 && err == 35 {
-                    Ok("answered UNSUPPORTED_VERSION (35) with the supported range".to_owned())
-                } else {
-                    Err(format!("answered correlation {corr}, error {err}"))
-                }
+pub(super) async fn unsupported_version(b: Addr) -> Outcome {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = b.bootstrap.split(',').next().unwrap_or(&b.bootstrap);
+    // Through the configured dialer, so the check runs over TLS too; a SASL listener answers
+    // ApiVersions before authentication (KIP-43).
+    let mut s = tokio::time::timeout(Duration::from_secs(10), b.config().dialer.dial(addr))
+        .await
+        .map_err(|_| "no connection within 10 s".to_owned())?
+        .map_err(|e| e.to_string())?;
+    // ApiVersions (18) at version 99, correlation id 7, client id "c". ApiVersions v3+ is
+    // flexible, so its request header is v2: the client id, then (empty) tagged fields. A
+    // broker parses the header by the version the request names, known or not (Kafka's
+    // `RequestHeader.parse`), and answers an unknown ApiVersions version with a v0 response:
+    // UNSUPPORTED_VERSION and the versions it supports (KIP-511).
+    let mut body = Vec::new();
+    body.extend_from_slice(&18i16.to_be_bytes());
+    body.extend_from_slice(&99i16.to_be_bytes());
+    body.extend_from_slice(&7i32.to_be_bytes());
+    body.extend_from_slice(&1i16.to_be_bytes());
+    body.push(b'c');
+    body.push(0);
+    let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    s.write_all(&frame).await.map_err(|e| e.to_string())?;
+    s.flush().await.map_err(|e| e.to_string())?;
+    let mut head = [0u8; 10];
+    match tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut head)).await {
+        Ok(Ok(_)) => {
+            let corr = i32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+            let err = i16::from_be_bytes([head[8], head[9]]);
+            if corr == 7 && err == 35 {
+                Ok("answered UNSUPPORTED_VERSION (35) with the supported range".to_owned())
+            } else {
+                Err(format!("answered correlation {corr}, error {err}"))
             }
-            Err(e) => Err(format!(
-                "no answer: the connection was closed or timed out ({e})"
-            )),
         }
-    })
-    .await
-    .map_err(|e| e.to_string())?
+        Ok(Err(e)) => Err(format!("no answer: the connection was closed ({e})")),
+        Err(_) => Err("no answer within 5 s".to_owned()),
+    }
 }
 
-pub(super) async fn member_id_required(b: String) -> Outcome {
+pub(super) async fn member_id_required(b: Addr) -> Outcome {
     let (_p, t) = topic(&b, 1).await?;
     let m = Raw::new(&b, &name("g"), &t).await?;
     let r = m.join_once(&["range"], 30_000).await?;
@@ -108,7 +108,7 @@ pub(super) async fn member_id_required(b: String) -> Outcome {
     }
 }
 
-pub(super) async fn join_sync_heartbeat(b: String) -> Outcome {
+pub(super) async fn join_sync_heartbeat(b: Addr) -> Outcome {
     let (_p, t) = topic(&b, 1).await?;
     let mut m = Raw::new(&b, &name("g"), &t).await?;
     let start = Instant::now();
@@ -136,7 +136,7 @@ pub(super) async fn join_sync_heartbeat(b: String) -> Outcome {
     ))
 }
 
-pub(super) async fn two_members(b: &str, t: &str) -> Outcome<(Raw, Raw)> {
+pub(super) async fn two_members(b: &Addr, t: &str) -> Outcome<(Raw, Raw)> {
     let group = name("g");
     let mut a = Raw::new(b, &group, t).await?;
     a.solo().await?;
@@ -155,7 +155,7 @@ pub(super) async fn two_members(b: &str, t: &str) -> Outcome<(Raw, Raw)> {
     Ok((a, c))
 }
 
-pub(super) async fn rebalance_on_join(b: String) -> Outcome {
+pub(super) async fn rebalance_on_join(b: Addr) -> Outcome {
     let (_p, t) = topic(&b, 2).await?;
     let start = Instant::now();
     let (a, c) = two_members(&b, &t).await?;
@@ -172,7 +172,7 @@ pub(super) async fn rebalance_on_join(b: String) -> Outcome {
     ))
 }
 
-pub(super) async fn leave_triggers_rebalance(b: String) -> Outcome {
+pub(super) async fn leave_triggers_rebalance(b: Addr) -> Outcome {
     let (_p, t) = topic(&b, 2).await?;
     let (a, c) = two_members(&b, &t).await?;
     let lc = c.leave().await?;
@@ -193,7 +193,7 @@ pub(super) async fn leave_triggers_rebalance(b: String) -> Outcome {
     }
 }
 
-pub(super) async fn session_expiry(b: String) -> Outcome {
+pub(super) async fn session_expiry(b: Addr) -> Outcome {
     let (_p, t) = topic(&b, 2).await?;
     let (mut a, c) = two_members(&b, &t).await?;
     drop(c);
@@ -218,7 +218,7 @@ pub(super) async fn session_expiry(b: String) -> Outcome {
     }
 }
 
-pub(super) async fn rebalance_timeout_expiry(b: String) -> Outcome {
+pub(super) async fn rebalance_timeout_expiry(b: Addr) -> Outcome {
     let (_p, t) = topic(&b, 2).await?;
     let group = name("g");
     let rebalance_ms = 3_000;
@@ -253,7 +253,7 @@ pub(super) async fn rebalance_timeout_expiry(b: String) -> Outcome {
     }
 }
 
-pub(super) async fn leader_rejoin_rebalances(b: String) -> Outcome {
+pub(super) async fn leader_rejoin_rebalances(b: Addr) -> Outcome {
     let (_p, t) = topic(&b, 2).await?;
     let (a, c) = two_members(&b, &t).await?;
     let (mut leader, follower) = if a.leader { (a, c) } else { (c, a) };
@@ -295,7 +295,7 @@ pub(super) async fn leader_rejoin_rebalances(b: String) -> Outcome {
     }
 }
 
-pub(super) async fn leader_leaves_mid_rebalance(b: String) -> Outcome {
+pub(super) async fn leader_leaves_mid_rebalance(b: Addr) -> Outcome {
     let (_p, t) = topic(&b, 2).await?;
     let (a, c) = two_members(&b, &t).await?;
     let (leader, mut follower) = if a.leader { (a, c) } else { (c, a) };
@@ -338,7 +338,7 @@ pub(super) async fn leader_leaves_mid_rebalance(b: String) -> Outcome {
     }
 }
 
-pub(super) async fn protocol_vote(b: String) -> Outcome {
+pub(super) async fn protocol_vote(b: Addr) -> Outcome {
     let (_p, t) = topic(&b, 2).await?;
     let group = name("g");
     let mut a = Raw::new(&b, &group, &t).await?;
@@ -380,7 +380,7 @@ pub(super) async fn protocol_vote(b: String) -> Outcome {
     }
 }
 
-pub(super) async fn static_fencing(b: String) -> Outcome {
+pub(super) async fn static_fencing(b: Addr) -> Outcome {
     let (_p, t) = topic(&b, 1).await?;
     let group = name("g");
     let instance = name("instance");
@@ -402,7 +402,7 @@ pub(super) async fn static_fencing(b: String) -> Outcome {
     }
 }
 
-pub(super) async fn static_member_rejoin(b: String) -> Outcome {
+pub(super) async fn static_member_rejoin(b: Addr) -> Outcome {
     let (_p, t) = topic(&b, 2).await?;
     let group = name("g");
     let mut a = Raw::new(&b, &group, &t).await?;
@@ -502,7 +502,7 @@ pub(super) async fn static_member_rejoin(b: String) -> Outcome {
     }
 }
 
-pub(super) async fn stale_generation(b: String) -> Outcome {
+pub(super) async fn stale_generation(b: Addr) -> Outcome {
     let (_p, t) = topic(&b, 2).await?;
     let (a, _c) = two_members(&b, &t).await?;
     let hb = a.heartbeat_at(a.generation - 1).await?;
@@ -513,7 +513,7 @@ pub(super) async fn stale_generation(b: String) -> Outcome {
     }
 }
 
-pub(super) async fn stale_commit(b: String) -> Outcome {
+pub(super) async fn stale_commit(b: Addr) -> Outcome {
     let (_p, t) = topic(&b, 2).await?;
     let (a, _c) = two_members(&b, &t).await?;
     let c = a.commit_at(a.generation - 1, 1).await?;
@@ -524,7 +524,7 @@ pub(super) async fn stale_commit(b: String) -> Outcome {
     }
 }
 
-pub(super) async fn offset_commit_fetch(b: String) -> Outcome {
+pub(super) async fn offset_commit_fetch(b: Addr) -> Outcome {
     let (p, t) = topic(&b, 2).await?;
     let recs: Vec<ProducerRecord> = (0..50)
         .map(|i| ProducerRecord::value(format!("{i}")))
@@ -557,7 +557,7 @@ pub(super) async fn offset_commit_fetch(b: String) -> Outcome {
     }
 }
 
-pub(super) async fn list_offsets_latest(b: String) -> Outcome {
+pub(super) async fn list_offsets_latest(b: Addr) -> Outcome {
     let (p, t) = topic(&b, 1).await?;
     for _ in 0..3 {
         let recs: Vec<ProducerRecord> = (0..5)
@@ -579,7 +579,7 @@ pub(super) async fn list_offsets_latest(b: String) -> Outcome {
     }
 }
 
-pub(super) async fn fetch_inside_batch(b: String) -> Outcome {
+pub(super) async fn fetch_inside_batch(b: Addr) -> Outcome {
     let (p, t) = topic_with_records(&b, 10).await?;
     let got = p
         .read(&t, 0, 5, Duration::from_secs(3))
@@ -593,7 +593,7 @@ pub(super) async fn fetch_inside_batch(b: String) -> Outcome {
     }
 }
 
-pub(super) async fn fetch_beyond_end(b: String) -> Outcome {
+pub(super) async fn fetch_beyond_end(b: Addr) -> Outcome {
     let (p, t) = topic_with_records(&b, 5).await?;
     match p.read(&t, 0, 50, Duration::from_millis(500)).await {
         Err(cohort::Error::Broker {
@@ -610,7 +610,7 @@ pub(super) async fn fetch_beyond_end(b: String) -> Outcome {
 
 /// Clients fetch with no wait when they must not block (cohort does while some partitions are
 /// held back for full buffers); Kafka then answers with what is there.
-pub(super) async fn fetch_max_wait_zero(b: String) -> Outcome {
+pub(super) async fn fetch_max_wait_zero(b: Addr) -> Outcome {
     let (p, t) = topic_with_records(&b, 5).await?;
     let got = p
         .read(&t, 0, 0, Duration::ZERO)
@@ -630,7 +630,7 @@ pub(super) async fn fetch_max_wait_zero(b: String) -> Outcome {
     ))
 }
 
-pub(super) async fn create_partitions(b: String) -> Outcome {
+pub(super) async fn create_partitions(b: Addr) -> Outcome {
     let (p, t) = topic(&b, 2).await?;
     p.create_partitions(&t, 4)
         .await
@@ -643,7 +643,7 @@ pub(super) async fn create_partitions(b: String) -> Outcome {
     }
 }
 
-pub(super) async fn describe_groups(b: String) -> Outcome {
+pub(super) async fn describe_groups(b: Addr) -> Outcome {
     let (_p, t) = topic(&b, 1).await?;
     let mut a = Raw::new(&b, &name("g"), &t).await?;
     a.solo().await?;
@@ -705,10 +705,10 @@ fn partitions_of(r: &ConsumerGroupHeartbeatResponse) -> Option<Vec<i32>> {
     })
 }
 
-pub(super) async fn consumer_protocol(b: String) -> Outcome {
+pub(super) async fn consumer_protocol(b: Addr) -> Outcome {
     let (_p, t) = topic(&b, 4).await?;
     let group = name("kip848");
-    let cluster = Cluster::new(ClientConfig::new(&b));
+    let cluster = Cluster::new(b.config());
     let coord = cluster
         .find_coordinator(&group)
         .await

@@ -11,6 +11,7 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use crate::error::HarnessError;
+use crate::security::Security;
 use serde::Serialize;
 
 mod checks;
@@ -36,7 +37,7 @@ pub struct CheckResult {
 /// the broker, reported with its evidence, not an error of the harness.
 type Outcome<T = String> = Result<T, String>;
 
-type CheckFn = fn(String) -> Pin<Box<dyn Future<Output = Outcome> + Send>>;
+type CheckFn = fn(Addr) -> Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
 /// Every check: name, description, function. `Ok(evidence)` passes, `Err(evidence)` fails.
 pub const CHECKS: &[(&str, &str, CheckFn)] = &[
@@ -155,8 +156,32 @@ pub const CHECKS: &[(&str, &str, CheckFn)] = &[
     ),
 ];
 
-/// Runs the named checks (all when `only` is empty), concurrently.
-pub async fn run(bootstrap: &str, only: &[String]) -> Result<Vec<CheckResult>, HarnessError> {
+/// The broker under test: where it is, and how to connect to it.
+#[derive(Debug, Clone)]
+pub struct Addr {
+    pub(super) bootstrap: String,
+    security: Security,
+}
+
+impl Addr {
+    /// A client configuration for the broker (its security settings were checked when the
+    /// run started, by [`run`]).
+    pub(super) fn config(&self) -> cohort::ClientConfig {
+        self.security
+            .client_config(&self.bootstrap)
+            .unwrap_or_else(|_| cohort::ClientConfig::new(&self.bootstrap))
+    }
+}
+
+/// Runs the named checks (all when `only` is empty), concurrently, connecting with `security`.
+pub async fn run(
+    bootstrap: &str,
+    security: &Security,
+    only: &[String],
+) -> Result<Vec<CheckResult>, HarnessError> {
+    // Certificate files are read here, so a missing one is this error rather than every check
+    // failing at once.
+    security.client_config(bootstrap)?;
     for n in only {
         if !CHECKS.iter().any(|(name, _, _)| name == n) {
             return Err(HarnessError::invalid(format!(
@@ -170,7 +195,10 @@ pub async fn run(bootstrap: &str, only: &[String]) -> Result<Vec<CheckResult>, H
         if !only.is_empty() && !only.iter().any(|n| n == name) {
             continue;
         }
-        let b = bootstrap.to_owned();
+        let b = Addr {
+            bootstrap: bootstrap.to_owned(),
+            security: security.clone(),
+        };
         let f = *f;
         tasks.push(tokio::spawn(async move {
             let start = Instant::now();

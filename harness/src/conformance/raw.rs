@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cohort::unstable::{Cluster, Target};
-use cohort::{ClientConfig, Producer, ProducerRecord};
+use cohort::{Producer, ProducerRecord};
 use cohort_protocol::consumer_protocol::{
     ConsumerProtocolSubscription, PROTOCOL_TYPE, encode_subscription,
 };
@@ -16,7 +16,7 @@ use cohort_protocol::messages::{
 };
 use cohort_protocol::{ApiKey, ErrorCode};
 
-use super::Outcome;
+use super::{Addr, Outcome};
 
 // A raw group member: one connection, explicit requests.
 
@@ -50,8 +50,8 @@ pub(super) struct Raw {
 }
 
 impl Raw {
-    pub(super) async fn new(bootstrap: &str, group: &str, topic: &str) -> Outcome<Self> {
-        let cluster = Cluster::new(ClientConfig::new(bootstrap));
+    pub(super) async fn new(bootstrap: &Addr, group: &str, topic: &str) -> Outcome<Self> {
+        let cluster = Cluster::new(bootstrap.config());
         let coord = cluster
             .find_coordinator(group)
             .await
@@ -291,8 +291,8 @@ pub(super) fn expect_ok(what: &str, c: i16) -> Outcome<()> {
     ErrorCode::check(c).map_err(|e| format!("{what} answered {e}"))
 }
 
-pub(super) async fn topic(bootstrap: &str, partitions: i32) -> Outcome<(Producer, String)> {
-    let p = Producer::new(ClientConfig::new(bootstrap));
+pub(super) async fn topic(bootstrap: &Addr, partitions: i32) -> Outcome<(Producer, String)> {
+    let p = Producer::new(bootstrap.config());
     let t = name("conf");
     p.create_topic(&t, partitions, 1)
         .await
@@ -301,7 +301,7 @@ pub(super) async fn topic(bootstrap: &str, partitions: i32) -> Outcome<(Producer
 }
 
 /// A one-partition topic holding `n` records, values "0", "1", ...
-pub(super) async fn topic_with_records(b: &str, n: usize) -> Outcome<(Producer, String)> {
+pub(super) async fn topic_with_records(b: &Addr, n: usize) -> Outcome<(Producer, String)> {
     let (p, t) = topic(b, 1).await?;
     let recs: Vec<ProducerRecord> = (0..n)
         .map(|i| ProducerRecord::value(format!("{i}")))

@@ -22,6 +22,8 @@ use super::fleet::Slot;
 pub(super) struct Ctx {
     pub(super) journal: Journal,
     pub(super) bootstrap: String,
+    /// How every client of the run connects.
+    pub(super) security: crate::security::Security,
     pub(super) group: String,
     /// Scenario topic name → run topic name.
     pub(super) topic_names: BTreeMap<String, String>,
@@ -85,6 +87,7 @@ impl Ctx {
 
     pub(super) fn member_options(&self, name: &str, s: &MemberSettings) -> MemberOptions {
         let mut o = MemberOptions::new(name, &self.bootstrap, &self.group, &self.topics());
+        o.security = self.security.clone();
         if let Some(b) = &s.balancers {
             o.balancers = b.clone();
         }

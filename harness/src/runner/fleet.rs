@@ -183,6 +183,14 @@ async fn spawn_process_in(
     if let Some(i) = &o.instance_id {
         cmd.args(["--instance-id", i]);
     }
+    if !o.security.is_plaintext() {
+        // The password goes through the environment, never the arguments (`ps` shows those).
+        let (args, env) = o.security.member_args();
+        cmd.args(args);
+        if let Some((k, v)) = env {
+            cmd.env(k, v);
+        }
+    }
     match client {
         Client::Cohort | Client::Librdkafka => {
             cmd.args(["--rebalance-timeout-ms", &ms(o.rebalance_timeout)])

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use cohort::{ClientConfig, Producer};
+use cohort::Producer;
 use cohort_testbroker::{BrokerOptions, TestBroker};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -82,6 +82,8 @@ pub struct RunOptions {
     pub progress: bool,
     /// The `cohort` binary for process members (default: this executable).
     pub cohort_bin: Option<PathBuf>,
+    /// Security settings from the command line, over the scenario's `[security]`.
+    pub security: crate::security::SecuritySpec,
 }
 
 impl RunOptions {
@@ -95,6 +97,7 @@ impl RunOptions {
             broker: None,
             progress: true,
             cohort_bin: None,
+            security: crate::security::SecuritySpec::default(),
         }
     }
 }
@@ -168,6 +171,27 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report, HarnessError
     // The broker: the environment's (Apache Kafka by default), then what the scenario says,
     // then the command line.
     let (mut broker_opts, nodes_needed) = broker_options(s, opts)?;
+    let security = opts.security.clone().over(&s.security).resolve()?;
+    if !security.is_plaintext() && broker_opts.bootstrap.is_none() {
+        return Err(HarnessError::invalid(format!(
+            "security protocol {}: the brokers a run starts listen in plaintext; give the secured cluster with --bootstrap",
+            security.protocol
+        )));
+    }
+    // A TLS listener answers the broker crate's plaintext probe with an alert; the run's own
+    // clients (the admin first) connect with the settings instead.
+    broker_opts.probe_external = !security.protocol.uses_tls();
+    if !security.is_plaintext()
+        && let Some((name, _, st)) = s
+            .resolved_members()
+            .into_iter()
+            .find(|(_, _, st)| !st.client.unwrap_or(Client::Cohort).in_process())
+    {
+        return Err(HarnessError::invalid(format!(
+            "member {name}: the {} client does not take security settings yet (cohort and librdkafka do)",
+            crate::clients::flag_name(st.client.unwrap_or(Client::Cohort))
+        )));
+    }
     // Members in network namespaces reach the brokers over a bridge, so the brokers listen on
     // its address (they must be this run's Apache Kafka processes).
     let in_netns = s
@@ -215,7 +239,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report, HarnessError
         ));
     }
     if !s.requires.is_empty() {
-        let results = crate::conformance::run(&bootstrap, &s.requires).await?;
+        let results = crate::conformance::run(&bootstrap, &security, &s.requires).await?;
         missing.extend(
             results
                 .iter()
@@ -253,7 +277,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report, HarnessError
 
     // Topics, group, context.
     let run_id = format!("{seed}-{}", std::process::id());
-    let admin = Producer::new(ClientConfig::new(&bootstrap));
+    let admin = Producer::new(security.client_config(&bootstrap)?);
     let mut topic_names = BTreeMap::new();
     let mut counts = BTreeMap::new();
     let replication = broker.info().nodes.clamp(1, 3) as i16;
@@ -305,6 +329,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report, HarnessError
     let ctx = Arc::new(Ctx {
         journal: journal.clone(),
         bootstrap: bootstrap.clone(),
+        security,
         group: format!("cohort-{}-{run_id}", s.name),
         topic_names,
         counts: std::sync::Mutex::new(counts.clone()),

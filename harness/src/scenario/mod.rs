@@ -58,6 +58,12 @@ pub struct Scenario {
     /// Bounds for the checker.
     #[serde(default)]
     pub checks: CheckSpec,
+    /// How every client connects (Kafka's `security.protocol`, `sasl.*` and `ssl.*` settings,
+    /// with underscores; the password comes from the environment variable
+    /// `sasl_password_env` names). For a cluster given with `--bootstrap`: the brokers a run
+    /// starts listen in plaintext.
+    #[serde(default)]
+    pub security: crate::security::SecuritySpec,
 }
 
 /// Which broker to run against. Every field is optional: by default the scenario runs on the

@@ -50,6 +50,7 @@ const APIS: &[&str] = &[
     "CreatePartitions",
     "ConsumerGroupHeartbeat",
     "DeleteRecords",
+    "AlterUserScramCredentials",
 ];
 
 /// Non-API structures: headers and the embedded consumer protocol.

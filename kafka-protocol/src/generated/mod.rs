@@ -4,6 +4,8 @@
 
 #![allow(missing_docs)]
 
+pub mod alter_user_scram_credentials_request;
+pub mod alter_user_scram_credentials_response;
 pub mod api_key;
 pub mod api_versions_request;
 pub mod api_versions_response;
@@ -52,6 +54,8 @@ pub mod sasl_handshake_response;
 pub mod sync_group_request;
 pub mod sync_group_response;
 
+pub use alter_user_scram_credentials_request::AlterUserScramCredentialsRequest;
+pub use alter_user_scram_credentials_response::AlterUserScramCredentialsResponse;
 pub use api_versions_request::ApiVersionsRequest;
 pub use api_versions_response::ApiVersionsResponse;
 pub use consumer_group_heartbeat_request::ConsumerGroupHeartbeatRequest;
@@ -148,6 +152,8 @@ macro_rules! for_each_message {
             consumer_group_heartbeat_response: ConsumerGroupHeartbeatResponse,
             delete_records_request: DeleteRecordsRequest,
             delete_records_response: DeleteRecordsResponse,
+            alter_user_scram_credentials_request: AlterUserScramCredentialsRequest,
+            alter_user_scram_credentials_response: AlterUserScramCredentialsResponse,
             request_header: RequestHeader,
             response_header: ResponseHeader,
             consumer_protocol_subscription: ConsumerProtocolSubscription,
@@ -202,6 +208,8 @@ pub enum RequestKind {
     ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest),
     /// `DeleteRecordsRequest`.
     DeleteRecords(DeleteRecordsRequest),
+    /// `AlterUserScramCredentialsRequest`.
+    AlterUserScramCredentials(AlterUserScramCredentialsRequest),
 }
 
 impl RequestKind {
@@ -265,6 +273,10 @@ impl RequestKind {
             crate::ApiKey::DeleteRecords => {
                 DeleteRecordsRequest::decode(buf, version).map(Self::DeleteRecords)
             }
+            crate::ApiKey::AlterUserScramCredentials => {
+                AlterUserScramCredentialsRequest::decode(buf, version)
+                    .map(Self::AlterUserScramCredentials)
+            }
             _ => return None,
         })
     }
@@ -298,6 +310,7 @@ impl RequestKind {
             Self::CreatePartitions(m) => m.encode(buf, version),
             Self::ConsumerGroupHeartbeat(m) => m.encode(buf, version),
             Self::DeleteRecords(m) => m.encode(buf, version),
+            Self::AlterUserScramCredentials(m) => m.encode(buf, version),
         }
     }
 
@@ -325,6 +338,7 @@ impl RequestKind {
             Self::CreatePartitions(_) => crate::ApiKey::CreatePartitions,
             Self::ConsumerGroupHeartbeat(_) => crate::ApiKey::ConsumerGroupHeartbeat,
             Self::DeleteRecords(_) => crate::ApiKey::DeleteRecords,
+            Self::AlterUserScramCredentials(_) => crate::ApiKey::AlterUserScramCredentials,
         }
     }
 }
@@ -375,6 +389,8 @@ pub enum ResponseKind {
     ConsumerGroupHeartbeat(ConsumerGroupHeartbeatResponse),
     /// `DeleteRecordsResponse`.
     DeleteRecords(DeleteRecordsResponse),
+    /// `AlterUserScramCredentialsResponse`.
+    AlterUserScramCredentials(AlterUserScramCredentialsResponse),
 }
 
 impl ResponseKind {
@@ -444,6 +460,10 @@ impl ResponseKind {
             crate::ApiKey::DeleteRecords => {
                 DeleteRecordsResponse::decode(buf, version).map(Self::DeleteRecords)
             }
+            crate::ApiKey::AlterUserScramCredentials => {
+                AlterUserScramCredentialsResponse::decode(buf, version)
+                    .map(Self::AlterUserScramCredentials)
+            }
             _ => return None,
         })
     }
@@ -477,6 +497,7 @@ impl ResponseKind {
             Self::CreatePartitions(m) => m.encode(buf, version),
             Self::ConsumerGroupHeartbeat(m) => m.encode(buf, version),
             Self::DeleteRecords(m) => m.encode(buf, version),
+            Self::AlterUserScramCredentials(m) => m.encode(buf, version),
         }
     }
 
@@ -504,6 +525,7 @@ impl ResponseKind {
             Self::CreatePartitions(_) => crate::ApiKey::CreatePartitions,
             Self::ConsumerGroupHeartbeat(_) => crate::ApiKey::ConsumerGroupHeartbeat,
             Self::DeleteRecords(_) => crate::ApiKey::DeleteRecords,
+            Self::AlterUserScramCredentials(_) => crate::ApiKey::AlterUserScramCredentials,
         }
     }
 }
