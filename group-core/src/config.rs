@@ -74,6 +74,28 @@ pub struct ClientConfig {
     pub sasl: Option<crate::conn::SaslConfig>,
 }
 
+/// Kafka's `isolation.level` for consumers (KIP-98).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IsolationLevel {
+    /// Every record, including those of open and aborted transactions (Kafka's default).
+    #[default]
+    ReadUncommitted,
+    /// Records of committed transactions and non-transactional records only, up to the last
+    /// stable offset; aborted transactions' records are dropped using the aborted-transactions
+    /// list of each Fetch response, and lag is measured to the last stable offset.
+    ReadCommitted,
+}
+
+impl IsolationLevel {
+    /// The value Fetch and ListOffsets carry.
+    pub(crate) fn wire(self) -> i8 {
+        match self {
+            Self::ReadUncommitted => 0,
+            Self::ReadCommitted => 1,
+        }
+    }
+}
+
 /// Kafka's `security.protocol`: whether connections use TLS, SASL, both or neither.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SecurityProtocol {
@@ -330,6 +352,10 @@ pub struct GroupConfig {
     pub fetch_max_decompressed_bytes: usize,
     /// Skip records older than this when starting or resuming (optional maximum message age).
     pub max_record_age: Option<Duration>,
+    /// `isolation.level`: whether records of open and aborted transactions are delivered
+    /// (`read_uncommitted`, Kafka's default) or only those of committed ones, up to the last
+    /// stable offset (`read_committed`).
+    pub isolation_level: IsolationLevel,
     /// Seed of the member's retry jitter (KIP-580). `None` (the default) draws one per
     /// consumer; a test or a chaos scenario sets it so that a seed replays the retry timing too.
     pub jitter_seed: Option<u64>,
@@ -387,6 +413,7 @@ impl GroupConfig {
             max_buffered_records: 10_000,
             fetch_max_decompressed_bytes: 128 * 1024 * 1024,
             max_record_age: None,
+            isolation_level: IsolationLevel::ReadUncommitted,
             jitter_seed: None,
         }
     }

@@ -332,6 +332,7 @@ async fn build(
         rest.offset_reset,
         None,
         rest.rebalance_timeout,
+        rest.isolation_level,
     )
     .await?;
     let mut assignments: BTreeMap<String, Vec<PartitionStart>> = BTreeMap::new();

@@ -130,7 +130,8 @@ pub use cohort_balancers as balancers;
 /// The wire codecs, re-exported.
 pub use cohort_protocol as protocol;
 pub use config::{
-    ClientConfig, GroupConfig, GroupProtocol, OffsetReset, SecurityProtocol, Subscription,
+    ClientConfig, GroupConfig, GroupProtocol, IsolationLevel, OffsetReset, SecurityProtocol,
+    Subscription,
 };
 pub use conn::{
     BoxedStream, Dialer, IoStream, OAuthToken, SaslConfig, SaslMechanism, Secret, TcpDialer,

@@ -14,6 +14,7 @@ use crate::driver::DriverHandle;
 use crate::error::Error;
 
 use crate::TopicPartition;
+use crate::config::IsolationLevel;
 
 /// `ListOffsets` timestamp for the log start.
 pub const EARLIEST: i64 = -2;
@@ -200,6 +201,23 @@ pub async fn list_offsets(
     partitions: &[TopicPartition],
     timestamp: i64,
 ) -> Result<BTreeMap<TopicPartition, i64>, Error> {
+    list_offsets_isolated(
+        cluster,
+        partitions,
+        timestamp,
+        IsolationLevel::ReadUncommitted,
+    )
+    .await
+}
+
+/// [`list_offsets`] under an isolation level: with `read_committed`, [`LATEST`] is the last
+/// stable offset (the first offset of a transaction still open), as Java's consumer asks.
+pub(crate) async fn list_offsets_isolated(
+    cluster: &Cluster,
+    partitions: &[TopicPartition],
+    timestamp: i64,
+    isolation: IsolationLevel,
+) -> Result<BTreeMap<TopicPartition, i64>, Error> {
     let topics: Vec<String> = by_topic(partitions)
         .keys()
         .map(|t| (*t).to_owned())
@@ -233,7 +251,7 @@ pub async fn list_offsets(
         }
         let req = ListOffsetsRequest {
             replica_id: -1,
-            isolation_level: 0,
+            isolation_level: isolation.wire(),
             topics: topics
                 .iter()
                 .map(|(t, ps)| list_offsets_request::ListOffsetsTopic {

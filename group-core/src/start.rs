@@ -119,6 +119,7 @@ pub(crate) async fn start_member(
         fetch_max_bytes: i32::try_from(config.fetch_max_bytes).unwrap_or(i32::MAX),
         fetch_max_wait: config.fetch_max_wait,
         max_record_age: config.max_record_age,
+        isolation_level: config.isolation_level,
         heartbeat_interval: config.heartbeat_interval,
         group_protocol: config.group_protocol,
     };
@@ -138,6 +139,7 @@ pub(crate) struct GroupConfigRest {
     pub(crate) max_partition_fetch_bytes: i32,
     pub(crate) fetch_max_bytes: i32,
     pub(crate) fetch_max_wait: Duration,
+    pub(crate) isolation_level: crate::config::IsolationLevel,
     pub(crate) max_record_age: Option<Duration>,
     pub(crate) heartbeat_interval: Duration,
     pub(crate) group_protocol: GroupProtocol,
@@ -152,6 +154,10 @@ impl GroupConfigRest {
 
 /// Resolves where partitions start: committed offsets, else the reset policy; the hook may
 /// override either.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "each is a separate input of the lookup (Java's consumer reads them from its config)"
+)]
 pub(crate) async fn resolve_starts(
     cluster: &Cluster,
     group: &str,
@@ -160,6 +166,7 @@ pub(crate) async fn resolve_starts(
     reset: OffsetReset,
     hook: Option<&StartingOffsetHook>,
     deadline: Duration,
+    isolation: crate::config::IsolationLevel,
 ) -> Result<BTreeMap<TopicPartition, i64>, Error> {
     if partitions.is_empty() {
         return Ok(BTreeMap::new());
@@ -200,7 +207,7 @@ pub(crate) async fn resolve_starts(
             .map(|(tp, _)| tp.clone())
             .collect();
         if !tps.is_empty() {
-            out.extend(offsets::list_offsets(cluster, &tps, ts).await?);
+            out.extend(offsets::list_offsets_isolated(cluster, &tps, ts, isolation).await?);
         }
     }
     for (tp, c) in want {

@@ -219,7 +219,7 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
             },
             min_bytes: 1,
             max_bytes: inner.fetch_max_bytes,
-            isolation_level: 0,
+            isolation_level: inner.isolation_level.wire(),
             session_id: 0,
             session_epoch: -1,
             topics: topics
@@ -281,6 +281,7 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
         let mut decoded: Vec<Decoded> = Vec::new();
         // What decoding this response may cost, whatever its batches claim (see DecodeBudget).
         let mut budget = DecodeBudget::new(inner.fetch_max_decompressed_bytes, usize::MAX);
+        let read_committed = inner.isolation_level == crate::config::IsolationLevel::ReadCommitted;
         for t in &resp.responses {
             let topic: Arc<str> = Arc::from(t.topic.as_str());
             for pd in &t.partitions {
@@ -293,7 +294,13 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
                     sent_offset,
                     epoch,
                     error: pd.error_code,
-                    high_watermark: pd.high_watermark,
+                    // Under read_committed the end that counts (for lag, and for whether the
+                    // partition is caught up) is the last stable offset.
+                    high_watermark: if read_committed && pd.last_stable_offset >= 0 {
+                        pd.last_stable_offset
+                    } else {
+                        pd.high_watermark
+                    },
                     records: Vec::new(),
                     next: sent_offset,
                     corrupt: None,
@@ -315,6 +322,9 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
                         },
                     )
                     .starting_at(sent_offset);
+                    let mut txns = read_committed.then(|| {
+                        Transactions::new(pd.aborted_transactions.as_deref().unwrap_or_default())
+                    });
                     for batch in &mut batches {
                         let batch = match batch {
                             Ok(b) => b,
@@ -323,7 +333,8 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
                                 break;
                             }
                         };
-                        if !batch.header.is_control {
+                        let aborted = txns.as_mut().is_some_and(|t| t.skip(&batch));
+                        if !batch.header.is_control && !aborted {
                             let from = d.next;
                             let fresh =
                                 |r: &RecordRef<'_>| min_ts.is_none_or(|m| r.timestamp() >= m);
@@ -505,11 +516,14 @@ async fn reset_offset(inner: Arc<Inner>, tp: TopicPartition, offset: i64, epoch:
                 .await
                 .map(|m| m.get(&tp).copied().unwrap_or(0))
         }
-        StartOffset::Latest => {
-            offsets::list_offsets(&inner.cluster, std::slice::from_ref(&tp), offsets::LATEST)
-                .await
-                .map(|m| m.get(&tp).copied().unwrap_or(0))
-        }
+        StartOffset::Latest => offsets::list_offsets_isolated(
+            &inner.cluster,
+            std::slice::from_ref(&tp),
+            offsets::LATEST,
+            inner.isolation_level,
+        )
+        .await
+        .map(|m| m.get(&tp).copied().unwrap_or(0)),
     };
     let mut st = inner.lock();
     match target {
@@ -538,4 +552,57 @@ async fn reset_offset(inner: Arc<Inner>, tp: TopicPartition, offset: i64, epoch:
     }
     drop(st);
     inner.fetchable.notify_waiters();
+}
+
+/// Which transactional batches of one partition's Fetch response belong to aborted transactions
+/// (`read_committed`), as Java's `CompletedFetch` decides: the response lists each aborted
+/// transaction by producer id and first offset; a producer's batches are dropped from that
+/// offset until its ABORT marker (a control batch whose record key has type 0).
+struct Transactions {
+    /// Aborted transactions not reached yet, by first offset, latest first (popped from the end).
+    pending: Vec<(i64, i64)>,
+    /// Producers inside an aborted transaction at the current batch.
+    aborting: BTreeSet<i64>,
+}
+
+impl Transactions {
+    fn new(aborted: &[cohort_protocol::messages::fetch_response::AbortedTransaction]) -> Self {
+        let mut pending: Vec<(i64, i64)> = aborted
+            .iter()
+            .map(|a| (a.first_offset, a.producer_id))
+            .collect();
+        pending.sort_unstable_by(|a, b| b.cmp(a));
+        Self {
+            pending,
+            aborting: BTreeSet::new(),
+        }
+    }
+
+    /// Whether `batch` is dropped; call for every batch in offset order.
+    fn skip(&mut self, batch: &cohort_protocol::records::DecodedBatch) -> bool {
+        let h = &batch.header;
+        if h.producer_id < 0 {
+            return false;
+        }
+        let last = h.base_offset.saturating_add(i64::from(h.last_offset_delta));
+        while let Some(&(first, producer)) = self.pending.last()
+            && first <= last
+        {
+            self.aborting.insert(producer);
+            self.pending.pop();
+        }
+        if h.is_control {
+            // Control batches are never delivered; an ABORT marker ends its producer's
+            // aborted transaction. The key is a version (int16) and a type (int16).
+            let abort = batch.records().next().is_some_and(|r| {
+                r.key()
+                    .is_some_and(|k| k.len() >= 4 && i16::from_be_bytes([k[2], k[3]]) == 0)
+            });
+            if abort {
+                self.aborting.remove(&h.producer_id);
+            }
+            return true;
+        }
+        h.is_transactional && self.aborting.contains(&h.producer_id)
+    }
 }

@@ -239,6 +239,7 @@ pub(super) async fn start_partitions(
             inner.offset_reset,
             inner.starting_offset.as_ref(),
             rest.rebalance_timeout,
+            inner.isolation_level,
         )
         .await
         {
