@@ -163,6 +163,58 @@ async fn a_batch_larger_than_the_buffer_is_consumed_to_its_end() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn seek_moves_the_position_forward_and_back_and_commits_follow_it() {
+    let broker = TestBroker::shared().expect("broker");
+    let (topic, group) = (unique_name("seek"), unique_name("g"));
+    let p = common::topic(broker, &topic, 1).await;
+    let recs: Vec<ProducerRecord> = (0..20)
+        .map(|i| ProducerRecord::value(format!("{i}")))
+        .collect();
+    p.send(&topic, 0, &recs).await.expect("produce");
+    let mut cfg = group_config(broker.bootstrap(), &group, &[&topic], Box::new(Range));
+    cfg.auto_commit_interval = None;
+    let mut c = Consumer::new(cfg).await.expect("consumer");
+    let tp = cohort::TopicPartition::new(&topic, 0);
+    let mut next = async |c: &mut Consumer| {
+        let r = tokio::time::timeout(Duration::from_secs(30), c.recv())
+            .await
+            .expect("a record")
+            .unwrap()
+            .unwrap();
+        c.ack(&r);
+        r.offset
+    };
+    assert_eq!(next(&mut c).await, 0);
+    assert!(
+        c.seek(&cohort::TopicPartition::new(&topic, 7), 3).is_err(),
+        "not assigned"
+    );
+    c.seek(&tp, 10).expect("seek forward");
+    assert_eq!(c.position(&tp), Some(10));
+    assert_eq!(next(&mut c).await, 10);
+    assert_eq!(next(&mut c).await, 11);
+    c.seek(&tp, 5).expect("seek back");
+    assert_eq!(next(&mut c).await, 5);
+    // Done through 5: the commit names 6, the position after the seek, not 12.
+    let done = c.commit().await.expect("commit");
+    assert_eq!(done.iter().map(|o| o.offset).collect::<Vec<_>>(), [6]);
+    let committed = c
+        .committed(std::slice::from_ref(&tp))
+        .await
+        .expect("committed");
+    assert_eq!(committed.get(&tp), Some(&Some(6)));
+    c.seek_to_end(std::slice::from_ref(&tp))
+        .await
+        .expect("seek to end");
+    assert_eq!(c.position(&tp), Some(20));
+    c.seek_to_beginning(std::slice::from_ref(&tp))
+        .await
+        .expect("seek to beginning");
+    assert_eq!(next(&mut c).await, 0);
+    c.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_buffer_does_not_hide_new_records_of_caught_up_partitions() {
     // Partition 0's buffer fills (the application reads nothing), partition 1 is at its log
     // end. The fetcher then skips caught-up partitions to save round trips, but must still

@@ -459,6 +459,84 @@ impl Consumer {
         }
     }
 
+    /// Delivers `tp` from `offset` on (Java's `seek`): what was buffered is dropped, records
+    /// delivered before are forgotten (acknowledging them does nothing), and the next commit
+    /// names the new position once it is done. Commits never go backwards: after a seek back,
+    /// the partition's committed offset stays until consumption passes it. An error if `tp`
+    /// is not assigned to this consumer now.
+    pub fn seek(&self, tp: &TopicPartition, offset: i64) -> Result<(), Error> {
+        if offset < 0 {
+            return Err(Error::Config(vec![format!(
+                "seek {tp} to {offset}: offsets are not negative"
+            )]));
+        }
+        {
+            let mut st = self.inner.lock();
+            let p = st.partitions.get_mut(tp).ok_or_else(|| {
+                Error::Config(vec![format!("seek: {tp} is not assigned to this consumer")])
+            })?;
+            p.tracker.seek(offset);
+            // A seek decides the position, so the committed offset or reset policy no longer
+            // does (a lookup still in flight finds the partition started and leaves it).
+            p.status = Status::Fetching;
+        }
+        self.inner.fetchable.notify_waiters();
+        Ok(())
+    }
+
+    /// Seeks each partition to its first offset (Java's `seekToBeginning`).
+    pub async fn seek_to_beginning(&self, tps: &[TopicPartition]) -> Result<(), Error> {
+        self.seek_to(tps, crate::offsets::EARLIEST).await
+    }
+
+    /// Seeks each partition to its end (Java's `seekToEnd`): the high watermark, or with
+    /// `read_committed` the last stable offset.
+    pub async fn seek_to_end(&self, tps: &[TopicPartition]) -> Result<(), Error> {
+        self.seek_to(tps, crate::offsets::LATEST).await
+    }
+
+    async fn seek_to(&self, tps: &[TopicPartition], timestamp: i64) -> Result<(), Error> {
+        let at = crate::offsets::list_offsets_isolated(
+            &self.inner.cluster,
+            tps,
+            timestamp,
+            self.inner.isolation_level,
+        )
+        .await?;
+        for tp in tps {
+            let o = at.get(tp).copied().ok_or_else(|| Error::Broker {
+                api: cohort_protocol::ApiKey::ListOffsets,
+                code: cohort_protocol::ErrorCode::UnknownTopicOrPartition,
+                context: tp.to_string(),
+            })?;
+            self.seek(tp, o)?;
+        }
+        Ok(())
+    }
+
+    /// The offset of the next record `tp` will deliver (Java's `position`); `None` when it is
+    /// not assigned, or its starting offset is still being looked up.
+    pub fn position(&self, tp: &TopicPartition) -> Option<i64> {
+        let st = self.inner.lock();
+        let p = st.partitions.get(tp)?;
+        matches!(p.status, Status::Fetching).then(|| p.tracker.position())
+    }
+
+    /// The group's committed offsets of `tps` (Java's `committed`), read from the coordinator;
+    /// `None` where nothing is committed.
+    pub async fn committed(
+        &self,
+        tps: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, Option<i64>>, Error> {
+        crate::offsets::fetch_committed(
+            &self.inner.cluster,
+            &self.inner.group_id,
+            tps,
+            self.inner.cluster.config().request_timeout,
+        )
+        .await
+    }
+
     /// Resumes a paused partition.
     pub fn resume(&self, tp: &TopicPartition) {
         {

@@ -192,10 +192,19 @@ impl<R> Tracker<R> {
         self.buffer.clear();
     }
 
-    /// Moves the fetch position, dropping what was buffered.
+    /// Moves the fetch position, dropping what was buffered and forgetting what was delivered
+    /// (the position is now the caller's decision; acknowledgements of earlier deliveries are
+    /// ignored, and the delivered list stays in offset order for the deliveries to come).
     pub(crate) fn seek(&mut self, offset: i64) {
         self.buffer.clear();
+        self.delivered.clear();
+        self.pending = 0;
         self.fetch_offset = offset;
+    }
+
+    /// The offset of the next record to deliver.
+    pub(crate) fn position(&self) -> i64 {
+        self.buffer.front_offset().unwrap_or(self.fetch_offset)
     }
 }
 
