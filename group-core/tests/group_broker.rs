@@ -175,7 +175,7 @@ async fn seek_moves_the_position_forward_and_back_and_commits_follow_it() {
     cfg.auto_commit_interval = None;
     let mut c = Consumer::new(cfg).await.expect("consumer");
     let tp = cohort::TopicPartition::new(&topic, 0);
-    let mut next = async |c: &mut Consumer| {
+    let next = async |c: &mut Consumer| {
         let r = tokio::time::timeout(Duration::from_secs(30), c.recv())
             .await
             .expect("a record")
