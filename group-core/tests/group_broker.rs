@@ -215,6 +215,109 @@ async fn seek_moves_the_position_forward_and_back_and_commits_follow_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pause_stops_fetching_exactly_those_partitions_and_resume_restarts_it() {
+    let broker = TestBroker::shared().expect("broker");
+    let (topic, group) = (unique_name("pause"), unique_name("g"));
+    let p = common::topic(broker, &topic, 2).await;
+    let mut cfg = group_config(broker.bootstrap(), &group, &[&topic], Box::new(Range));
+    cfg.fetch_max_wait = Duration::from_millis(100);
+    let mut c = Consumer::new(cfg).await.expect("consumer");
+    let tp = |part: i32| cohort::TopicPartition::new(&topic, part);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while c.assignment().values().map(BTreeSet::len).sum::<usize>() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "never assigned");
+        let _ = tokio::time::timeout(Duration::from_millis(100), c.recv()).await;
+    }
+    c.pause(&tp(0));
+    for part in 0..2 {
+        let recs: Vec<ProducerRecord> = (0..10)
+            .map(|i| ProducerRecord::value(format!("{part}-{i}")))
+            .collect();
+        p.send(&topic, part, &recs).await.expect("produce");
+    }
+    // Partition 1 delivers everything; partition 0 neither delivers nor fetches.
+    let mut from = [0usize; 2];
+    let quiet = tokio::time::Instant::now() + Duration::from_secs(3);
+    while tokio::time::Instant::now() < quiet {
+        if let Ok(Some(r)) = tokio::time::timeout(Duration::from_millis(100), c.recv()).await {
+            let r = r.unwrap();
+            from[r.partition as usize] += 1;
+            c.ack(&r);
+        }
+    }
+    assert_eq!(from, [0, 10], "only the running partition delivers");
+    let m = c.metrics().await;
+    assert_eq!(
+        m.buffered.get(&tp(0)).copied().unwrap_or(0),
+        0,
+        "a paused partition is not fetched: {m:?}"
+    );
+    c.resume(&tp(0));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while from[0] < 10 {
+        assert!(tokio::time::Instant::now() < deadline, "resume: {from:?}");
+        if let Ok(Some(r)) = tokio::time::timeout(Duration::from_millis(100), c.recv()).await {
+            let r = r.unwrap();
+            from[r.partition as usize] += 1;
+            c.ack(&r);
+        }
+    }
+    assert_eq!(from, [10, 10]);
+    c.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_starting_offset_hook_decides_where_a_new_partition_starts() {
+    let broker = TestBroker::shared().expect("broker");
+    let (topic, group) = (unique_name("start"), unique_name("g"));
+    let p = common::topic(broker, &topic, 2).await;
+    for part in 0..2 {
+        let recs: Vec<ProducerRecord> = (0..10)
+            .map(|i| ProducerRecord::value(format!("{i}")))
+            .collect();
+        p.send(&topic, part, &recs).await.expect("produce");
+    }
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&asked);
+    let hook: cohort::consumer::StartingOffsetHook =
+        std::sync::Arc::new(move |tp: &cohort::TopicPartition, committed: Option<i64>| {
+            log.lock().unwrap().push((tp.partition, committed));
+            if tp.partition == 0 {
+                cohort::consumer::StartOffset::Offset(7)
+            } else {
+                cohort::consumer::StartOffset::Committed
+            }
+        });
+    let cfg = group_config(broker.bootstrap(), &group, &[&topic], Box::new(Range));
+    let mut c = Consumer::with_options(
+        cfg,
+        cohort::consumer::ConsumerOptions::default().starting_offset(hook),
+    )
+    .await
+    .expect("consumer");
+    let mut first = [None::<i64>; 2];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while first.iter().any(Option::is_none) {
+        assert!(tokio::time::Instant::now() < deadline, "{first:?}");
+        if let Ok(Some(r)) = tokio::time::timeout(Duration::from_millis(100), c.recv()).await {
+            let r = r.unwrap();
+            first[r.partition as usize].get_or_insert(r.offset);
+            c.ack(&r);
+        }
+    }
+    // Partition 0 where the hook said; partition 1 by the reset policy (earliest here).
+    assert_eq!(first, [Some(7), Some(0)]);
+    let mut asked = asked.lock().unwrap().clone();
+    asked.sort_unstable();
+    assert_eq!(
+        asked,
+        [(0, None), (1, None)],
+        "asked once per partition, nothing committed"
+    );
+    c.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_buffer_does_not_hide_new_records_of_caught_up_partitions() {
     // Partition 0's buffer fills (the application reads nothing), partition 1 is at its log
     // end. The fetcher then skips caught-up partitions to save round trips, but must still

@@ -412,6 +412,7 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
                 {
                     continue;
                 }
+
                 match ErrorCode::check(d.error) {
                     Ok(()) => {}
                     Err(ErrorCode::OffsetOutOfRange) => {
@@ -441,6 +442,12 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
                     }
                 }
                 p.high_watermark = d.high_watermark;
+                // Paused since the request went out: its data is dropped, not buffered, and
+                // fetched again from the same offset after `resume` (a paused partition holds
+                // no memory for records nobody will read until then).
+                if p.paused {
+                    continue;
+                }
                 added += d.records.len() as u64;
                 p.tracker.extend(d.records);
                 p.tracker.skip_to(d.next);
