@@ -104,6 +104,17 @@ pub enum Error {
         /// The configured limit.
         limit_ms: u64,
     },
+    /// A rebalance listener's callback ran past its bound (half the rebalance timeout, so the
+    /// member can still rejoin in time); the consumer went on without it.
+    #[error(
+        "the rebalance listener's {callback} took longer than {limit_ms} ms; the consumer went on without it"
+    )]
+    ListenerTimeout {
+        /// `on_partitions_revoked` or `on_partitions_lost`.
+        callback: &'static str,
+        /// The bound.
+        limit_ms: u64,
+    },
     /// A partition has no committed offset and the reset policy is `None`.
     #[error("no committed offset for {topic}-{partition} and offset_reset is None")]
     NoOffset {

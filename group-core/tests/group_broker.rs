@@ -317,6 +317,118 @@ async fn the_starting_offset_hook_decides_where_a_new_partition_starts() {
     c.abort();
 }
 
+/// Commits inside revocation, as a manual-commit Java application does in
+/// `onPartitionsRevoked`, and counts the calls.
+struct CommitOnRevoke(std::sync::atomic::AtomicUsize);
+
+#[async_trait::async_trait]
+impl cohort::consumer::RebalanceListener for CommitOnRevoke {
+    async fn on_partitions_revoked(
+        &self,
+        consumer: &cohort::consumer::ListenerContext,
+        _revoked: &cohort::Assignment,
+    ) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        consumer.commit().await.expect("commit inside revocation");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_listener_commits_inside_revocation_and_the_new_owner_starts_exactly_there() {
+    // No auto-commit and no commit of the consumer's own on revocation: only the listener
+    // commits. A cooperative hand-over then moves two partitions to a new member, which must
+    // start where the first stopped: not one record is processed twice.
+    let broker = TestBroker::shared().expect("broker");
+    let (topic, group) = (unique_name("listener"), unique_name("g"));
+    let p = common::topic(broker, &topic, 4).await;
+    let produce = async |tag: &str| {
+        for part in 0..4 {
+            let recs: Vec<ProducerRecord> = (0..50)
+                .map(|i| ProducerRecord::value(format!("{tag}-{i}")))
+                .collect();
+            p.send(&topic, part, &recs).await.expect("produce");
+        }
+    };
+    produce("first").await;
+    let member = async || {
+        let mut cfg = group_config(
+            broker.bootstrap(),
+            &group,
+            &[&topic],
+            Box::new(CooperativeSticky),
+        );
+        cfg.auto_commit_interval = None;
+        cfg.commit_on_revoke = false;
+        let listener = std::sync::Arc::new(CommitOnRevoke(std::sync::atomic::AtomicUsize::new(0)));
+        let c = Consumer::with_options(
+            cfg,
+            cohort::consumer::ConsumerOptions::default().listener(listener.clone()),
+        )
+        .await
+        .expect("consumer");
+        (c, listener)
+    };
+    let mut seen: Vec<std::collections::BTreeMap<(i32, i64), usize>> = vec![Default::default(); 2];
+    let poll = async |c: &mut Consumer,
+                      seen: &mut std::collections::BTreeMap<(i32, i64), usize>| {
+        if let Ok(Some(r)) = tokio::time::timeout(Duration::from_millis(20), c.recv()).await {
+            let r = r.unwrap();
+            *seen.entry((r.partition, r.offset)).or_default() += 1;
+            c.ack(&r);
+        }
+    };
+    let (mut a, a_listener) = member().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while seen[0].len() < 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a consumed {}",
+            seen[0].len()
+        );
+        poll(&mut a, &mut seen[0]).await;
+    }
+    let (mut b, _) = member().await;
+    let owned = |c: &Consumer| c.assignment().values().map(BTreeSet::len).sum::<usize>();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !(owned(&a) == 2 && owned(&b) == 2) {
+        assert!(tokio::time::Instant::now() < deadline, "no hand-over");
+        poll(&mut a, &mut seen[0]).await;
+        poll(&mut b, &mut seen[1]).await;
+    }
+    assert!(
+        a_listener.0.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the listener heard the revocation"
+    );
+    produce("second").await;
+    let total = |seen: &[std::collections::BTreeMap<(i32, i64), usize>]| {
+        seen[0]
+            .keys()
+            .chain(seen[1].keys())
+            .collect::<BTreeSet<_>>()
+            .len()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while total(&seen) < 400 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "consumed {}",
+            total(&seen)
+        );
+        poll(&mut a, &mut seen[0]).await;
+        poll(&mut b, &mut seen[1]).await;
+    }
+    let twice: Vec<_> = seen[0]
+        .iter()
+        .chain(&seen[1])
+        .filter(|(k, n)| **n > 1 || (seen[0].contains_key(k) && seen[1].contains_key(k)))
+        .map(|(k, _)| *k)
+        .collect();
+    assert!(twice.is_empty(), "processed twice: {twice:?}");
+    assert!(!seen[1].is_empty(), "the new owner consumed");
+    a.abort();
+    b.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_buffer_does_not_hide_new_records_of_caught_up_partitions() {
     // Partition 0's buffer fills (the application reads nothing), partition 1 is at its log

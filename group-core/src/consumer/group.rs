@@ -3,7 +3,7 @@
 //! ones), and commits done offsets on request, on a timer, and on the way out.
 
 use super::tracker::Tracker;
-use super::{ConsumerEvent, Inner, PartitionState, Status, flatten};
+use super::{ConsumerEvent, Inner, ListenerContext, PartitionState, Status, flatten};
 use crate::TopicPartition;
 use crate::error::Error;
 use crate::member::{Assignment, CommitOffset, GroupEvent};
@@ -73,6 +73,7 @@ pub(super) async fn auto_commit(inner: Arc<Inner>, every: Duration) {
 pub(super) async fn give_up(
     inner: &Arc<Inner>,
     partitions: &Assignment,
+    commit_allowed: bool,
     commit: bool,
     grace: Duration,
 ) {
@@ -84,6 +85,32 @@ pub(super) async fn give_up(
                 p.tracker.clear_buffer();
                 p.paused = true;
             }
+        }
+    }
+    if let Some(l) = &inner.listener {
+        let ctx = ListenerContext {
+            inner: Arc::clone(inner),
+        };
+        // Revoked partitions are still owned while the listener runs (it may commit them);
+        // lost ones are not (Java's onPartitionsLost), so no commit follows either.
+        let call = async {
+            if commit_allowed {
+                l.on_partitions_revoked(&ctx, partitions).await;
+            } else {
+                l.on_partitions_lost(&ctx, partitions).await;
+            }
+        };
+        if grace.is_zero() {
+            call.await;
+        } else if tokio::time::timeout(grace, call).await.is_err() {
+            inner.event(ConsumerEvent::Error(Error::ListenerTimeout {
+                callback: if commit_allowed {
+                    "on_partitions_revoked"
+                } else {
+                    "on_partitions_lost"
+                },
+                limit_ms: grace.as_millis() as u64,
+            }));
         }
     }
     if commit {
@@ -160,6 +187,12 @@ pub(super) async fn group_loop(
                         );
                     }
                 }
+                if let Some(l) = &inner.listener {
+                    let ctx = ListenerContext {
+                        inner: Arc::clone(&inner),
+                    };
+                    l.on_partitions_assigned(&ctx, &added).await;
+                }
                 inner.event(ConsumerEvent::Assigned {
                     generation,
                     member_id,
@@ -177,7 +210,7 @@ pub(super) async fn group_loop(
                 partitions,
                 token,
             } => {
-                give_up(&inner, &partitions, commit_on_revoke, grace).await;
+                give_up(&inner, &partitions, true, commit_on_revoke, grace).await;
                 inner.event(ConsumerEvent::Revoked {
                     generation,
                     partitions,
@@ -185,7 +218,7 @@ pub(super) async fn group_loop(
                 inner.driver.revoked(token);
             }
             GroupEvent::Lost { partitions, token } => {
-                give_up(&inner, &partitions, false, Duration::ZERO).await;
+                give_up(&inner, &partitions, false, false, Duration::ZERO).await;
                 inner.event(ConsumerEvent::Lost { partitions });
                 inner.driver.revoked(token);
             }

@@ -29,6 +29,7 @@
 
 mod fetcher;
 mod group;
+mod listener;
 mod tracker;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -88,6 +89,7 @@ impl fmt::Debug for ConsumerRecord {
 
 use crate::start::start_member;
 pub use crate::start::{StartOffset, StartingOffsetHook};
+pub use listener::{ListenerContext, RebalanceListener};
 
 /// Chooses where to go when a fetch offset is out of range (default: the reset policy).
 pub type OutOfRangeHook = Arc<dyn Fn(&TopicPartition, i64) -> StartOffset + Send + Sync>;
@@ -219,6 +221,7 @@ pub(crate) struct Inner {
     pub(crate) out_of_range: Option<OutOfRangeHook>,
     pub(crate) events: mpsc::UnboundedSender<ConsumerEvent>,
     pub(crate) in_order: bool,
+    pub(crate) listener: Option<Arc<dyn RebalanceListener>>,
 }
 
 impl Inner {
@@ -244,6 +247,8 @@ pub struct ConsumerOptions {
     pub out_of_range: Option<OutOfRangeHook>,
     /// Acknowledging a record acknowledges every earlier delivered record of its partition.
     pub in_order: bool,
+    /// Called around rebalances (Java's `ConsumerRebalanceListener`).
+    pub listener: Option<Arc<dyn RebalanceListener>>,
 }
 
 impl ConsumerOptions {
@@ -265,6 +270,12 @@ impl ConsumerOptions {
         self.in_order = in_order;
         self
     }
+
+    /// Sets the rebalance listener.
+    pub fn listener(mut self, listener: Arc<dyn RebalanceListener>) -> Self {
+        self.listener = Some(listener);
+        self
+    }
 }
 
 impl fmt::Debug for ConsumerOptions {
@@ -273,6 +284,7 @@ impl fmt::Debug for ConsumerOptions {
             .field("starting_offset", &self.starting_offset.is_some())
             .field("out_of_range", &self.out_of_range.is_some())
             .field("in_order", &self.in_order)
+            .field("listener", &self.listener.is_some())
             .finish()
     }
 }
@@ -341,6 +353,7 @@ impl Consumer {
             out_of_range: options.out_of_range.clone(),
             events: events_tx,
             in_order: options.in_order,
+            listener: options.listener.clone(),
         });
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(group_loop(
@@ -465,23 +478,7 @@ impl Consumer {
     /// the partition's committed offset stays until consumption passes it. An error if `tp`
     /// is not assigned to this consumer now.
     pub fn seek(&self, tp: &TopicPartition, offset: i64) -> Result<(), Error> {
-        if offset < 0 {
-            return Err(Error::Config(vec![format!(
-                "seek {tp} to {offset}: offsets are not negative"
-            )]));
-        }
-        {
-            let mut st = self.inner.lock();
-            let p = st.partitions.get_mut(tp).ok_or_else(|| {
-                Error::Config(vec![format!("seek: {tp} is not assigned to this consumer")])
-            })?;
-            p.tracker.seek(offset);
-            // A seek decides the position, so the committed offset or reset policy no longer
-            // does (a lookup still in flight finds the partition started and leaves it).
-            p.status = Status::Fetching;
-        }
-        self.inner.fetchable.notify_waiters();
-        Ok(())
+        listener::seek(&self.inner, tp, offset)
     }
 
     /// Seeks each partition to its first offset (Java's `seekToBeginning`).
@@ -517,9 +514,7 @@ impl Consumer {
     /// The offset of the next record `tp` will deliver (Java's `position`); `None` when it is
     /// not assigned, or its starting offset is still being looked up.
     pub fn position(&self, tp: &TopicPartition) -> Option<i64> {
-        let st = self.inner.lock();
-        let p = st.partitions.get(tp)?;
-        matches!(p.status, Status::Fetching).then(|| p.tracker.position())
+        listener::position(&self.inner, tp)
     }
 
     /// The group's committed offsets of `tps` (Java's `committed`), read from the coordinator;
@@ -661,7 +656,8 @@ impl Consumer {
         // member: Java's `AbstractCoordinator.close` calls `onLeavePrepare` (revoked, or lost
         // when the final commit failed) before `maybeLeaveGroup`.
         let owned = self.assignment();
-        give_up(&self.inner, &owned, false, Duration::ZERO).await;
+        // The listener hears revoked when the final commit went through, lost otherwise.
+        give_up(&self.inner, &owned, result.is_ok(), false, Duration::ZERO).await;
         if !owned.is_empty() {
             let generation = self.generation();
             self.inner.event(if result.is_ok() {
