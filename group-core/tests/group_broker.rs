@@ -317,6 +317,60 @@ async fn the_starting_offset_hook_decides_where_a_new_partition_starts() {
     c.abort();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pattern_subscription_picks_up_new_topics_and_drops_deleted_ones() {
+    let broker = TestBroker::shared().expect("broker");
+    let prefix = unique_name("re");
+    let (first, second) = (format!("{prefix}-a"), format!("{prefix}-b"));
+    let p = common::topic(broker, &first, 2).await;
+    let mut cfg = group_config(broker.bootstrap(), &unique_name("g"), &[], Box::new(Range));
+    cfg.subscription =
+        cohort::Subscription::Pattern(regex::Regex::new(&format!("{prefix}-.*")).unwrap());
+    let mut c = Consumer::new(cfg).await.expect("consumer");
+    let topics = |c: &Consumer| c.assignment().into_keys().collect::<Vec<_>>();
+    let wait = async |c: &mut Consumer, want: &[&String], what: &str| {
+        let want: Vec<String> = want.iter().map(|t| (*t).clone()).collect();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+        while topics(c) != want {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: {:?}",
+                topics(c)
+            );
+            if let Ok(Some(Ok(r))) =
+                tokio::time::timeout(Duration::from_millis(100), c.recv()).await
+            {
+                c.ack(&r);
+            }
+        }
+    };
+    wait(&mut c, &[&first], "the first topic").await;
+    p.create_topic(&second, 1, 1).await.expect("second topic");
+    wait(&mut c, &[&first, &second], "a new matching topic").await;
+    p.send(&second, 0, &[ProducerRecord::value("late")])
+        .await
+        .expect("produce");
+    // Its record is delivered, from the start (offset_reset earliest).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new topic's record"
+        );
+        if let Ok(Some(r)) = tokio::time::timeout(Duration::from_millis(100), c.recv()).await {
+            let r = r.unwrap();
+            c.ack(&r);
+            if *r.topic == *second {
+                assert_eq!(r.value.as_deref(), Some(&b"late"[..]));
+                break;
+            }
+        }
+    }
+    p.delete_topics(&[&first]).await.expect("delete the first");
+    wait(&mut c, &[&second], "a deleted topic dropped").await;
+    c.abort();
+}
+
 /// Commits inside revocation, as a manual-commit Java application does in
 /// `onPartitionsRevoked`, and counts the calls.
 struct CommitOnRevoke(std::sync::atomic::AtomicUsize);
