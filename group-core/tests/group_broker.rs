@@ -318,6 +318,48 @@ async fn the_starting_offset_hook_decides_where_a_new_partition_starts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn records_lag_is_what_was_produced_and_not_yet_delivered() {
+    let broker = TestBroker::shared().expect("broker");
+    let (topic, group) = (unique_name("lag"), unique_name("g"));
+    let p = common::topic(broker, &topic, 1).await;
+    let recs: Vec<ProducerRecord> = (0..30)
+        .map(|i| ProducerRecord::value(format!("{i}")))
+        .collect();
+    p.send(&topic, 0, &recs).await.expect("produce");
+    let mut c = Consumer::new(group_config(
+        broker.bootstrap(),
+        &group,
+        &[&topic],
+        Box::new(Range),
+    ))
+    .await
+    .expect("consumer");
+    let tp = cohort::TopicPartition::new(&topic, 0);
+    for expected in 0..10 {
+        let r = tokio::time::timeout(Duration::from_secs(30), c.recv())
+            .await
+            .expect("record")
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.offset, expected);
+        c.ack(&r);
+    }
+    assert_eq!(c.metrics().await.records_lag.get(&tp), Some(&20));
+    p.send(&topic, 0, &recs[..5]).await.expect("produce more");
+    // Updated from the next Fetch response's high watermark.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while c.metrics().await.records_lag.get(&tp) != Some(&25) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            c.metrics().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_pattern_subscription_picks_up_new_topics_and_drops_deleted_ones() {
     let broker = TestBroker::shared().expect("broker");
     let prefix = unique_name("re");

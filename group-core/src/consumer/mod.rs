@@ -147,8 +147,13 @@ pub enum ConsumerEvent {
 #[derive(Debug, Clone, Default)]
 pub struct ConsumerMetrics {
     /// Per partition: high watermark minus committed offset (or fetch position when nothing
-    /// is committed).
+    /// is committed): the group's lag, as `kafka-consumer-groups` shows it. With
+    /// `read_committed`, the last stable offset stands for the high watermark here and below.
     pub lag: BTreeMap<TopicPartition, i64>,
+    /// Per partition: high watermark minus the position, the next record to deliver (Java's
+    /// `records-lag`): records in the log this consumer has not handed out yet. Exact as of
+    /// the last Fetch response.
+    pub records_lag: BTreeMap<TopicPartition, i64>,
     /// Per partition: records fetched and waiting to be delivered (what backpressure bounds by
     /// `max_buffered_records`).
     pub buffered: BTreeMap<TopicPartition, usize>,
@@ -566,7 +571,7 @@ impl Consumer {
 
     /// Lag per partition and rebalance figures.
     pub async fn metrics(&self) -> ConsumerMetrics {
-        let (lag, buffered, delivered, generation) = {
+        let (lag, records_lag, buffered, delivered, generation) = {
             let st = self.inner.lock();
             let buffered = st
                 .partitions
@@ -582,11 +587,18 @@ impl Consumer {
                     (tp.clone(), (p.high_watermark - base).max(0))
                 })
                 .collect();
-            (lag, buffered, st.delivered, st.generation)
+            let records_lag = st
+                .partitions
+                .iter()
+                .filter(|(_, p)| p.high_watermark >= 0 && matches!(p.status, Status::Fetching))
+                .map(|(tp, p)| (tp.clone(), (p.high_watermark - p.tracker.position()).max(0)))
+                .collect();
+            (lag, records_lag, buffered, st.delivered, st.generation)
         };
         let stats = self.inner.driver.stats().await.unwrap_or_default();
         ConsumerMetrics {
             lag,
+            records_lag,
             buffered,
             delivered,
             rebalances: stats.member.rebalances,
