@@ -102,6 +102,8 @@ struct Extra<'a> {
     tls: Option<(u16, &'a TlsListener)>,
     /// SASL_SSL, when the cluster has both.
     sasl_ssl: Option<u16>,
+    /// `broker.rack=rack-<node id>` (KIP-36), for rack-aware assignment tests.
+    racks: bool,
 }
 
 /// The node's configuration. Everything not written here is Apache Kafka's default, so that
@@ -121,6 +123,11 @@ fn server_properties(
     data: &Path,
 ) -> String {
     let rf = nodes.min(3);
+    let rack = if extra.racks {
+        format!("broker.rack=rack-{id}\n")
+    } else {
+        String::new()
+    };
     let mut extra_listener = String::new();
     let mut extra_map = String::new();
     let mut sasl_props = String::new();
@@ -191,7 +198,7 @@ sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
 # Written by cohort-testbroker for a test cluster of {nodes} node(s).
 process.roles=broker,controller
 node.id={id}
-controller.quorum.voters={voters}
+{rack}controller.quorum.voters={voters}
 listeners=PLAINTEXT://{host}:{port},CONTROLLER://127.0.0.1:{cport}{extra_listener}
 advertised.listeners=PLAINTEXT://{host}:{port}{extra_listener}
 controller.listener.names=CONTROLLER
@@ -428,6 +435,7 @@ impl KafkaCluster {
         host: &str,
         sasl: Option<&SaslListener>,
         tls: Option<&TlsListener>,
+        racks: bool,
         timeout: Duration,
     ) -> Result<Self, BrokerError> {
         let install = install_kafka()?;
@@ -435,7 +443,7 @@ impl KafkaCluster {
         // Ports picked by `free_port` can be taken by someone else before the JVM binds them;
         // the whole cluster is retried on new ports when a node exits early.
         for _attempt in 0..3 {
-            match Self::try_start(&install, n, host, sasl, tls, timeout) {
+            match Self::try_start(&install, n, host, sasl, tls, racks, timeout) {
                 Ok(c) => return Ok(c),
                 Err((e, retry)) => {
                     last = Some(e);
@@ -454,6 +462,7 @@ impl KafkaCluster {
         host: &str,
         sasl: Option<&SaslListener>,
         tls: Option<&TlsListener>,
+        racks: bool,
         timeout: Duration,
     ) -> Result<Self, (BrokerError, bool)> {
         use std::sync::atomic::{AtomicU64, Ordering};
@@ -489,6 +498,7 @@ impl KafkaCluster {
                     sasl: sasl.map(|l| (ports[2 * n + i], l)),
                     tls: tls.map(|t| (ports[3 * n + i], t)),
                     sasl_ssl: (sasl.is_some() && tls.is_some()).then_some(ports[4 * n + i]),
+                    racks,
                 },
                 &voters,
                 n,

@@ -205,6 +205,9 @@ pub struct BrokerOptions {
     /// Extra SSL listeners (and SASL_SSL ones, with [`BrokerOptions::sasl`]) with a test PKI
     /// (Apache Kafka processes only): see [`TestBroker::listener_bootstrap`].
     pub tls: Option<TlsListener>,
+    /// Each node in a rack of its own, `rack-<node id>` (`broker.rack`, Apache Kafka processes
+    /// only), for rack-aware assignment tests (KIP-881).
+    pub racks: bool,
     /// How long to wait for the broker to be ready.
     pub startup_timeout: Duration,
     /// Whether an external cluster is probed with a plaintext ApiVersions before use. Off for
@@ -225,6 +228,7 @@ impl Default for BrokerOptions {
             sasl: None,
             tls: None,
             startup_timeout: Duration::from_secs(120),
+            racks: false,
             probe_external: true,
         }
     }
@@ -426,11 +430,11 @@ impl TestBroker {
                 what: format!("the {backend} backend for {kind} (only Apache Kafka processes)"),
             });
         }
-        if (opts.host.is_some() || opts.sasl.is_some())
+        if (opts.host.is_some() || opts.sasl.is_some() || opts.tls.is_some() || opts.racks)
             && !(backend == Backend::Process && kind == BrokerKind::ApacheKafka)
         {
             return Err(BrokerError::Unsupported {
-                operation: "a listener address other than loopback, or a SASL listener",
+                operation: "a listener address other than loopback, SASL or TLS listeners, or racks",
                 what: format!("the {backend} backend for {kind} (only Apache Kafka processes)"),
             });
         }
@@ -462,6 +466,7 @@ impl TestBroker {
                         opts.host.as_deref().unwrap_or("127.0.0.1"),
                         opts.sasl.as_ref(),
                         opts.tls.as_ref(),
+                        opts.racks,
                         opts.startup_timeout,
                     )?;
                     let d = format!(

@@ -1,0 +1,82 @@
+//! `client.rack` with rack-aware range assignment (KIP-881) on a three-node Apache Kafka
+//! cluster whose nodes are in racks of their own: each member gets the partitions whose
+//! replica is in its rack.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "integration tests read the clock and do I/O"
+)]
+
+mod common;
+
+use std::time::Duration;
+
+use cohort::unstable::Cluster;
+use cohort::{ClientConfig, Consumer, Producer};
+use cohort_balancers::Range;
+use cohort_testbroker::{Backend, BrokerKind, BrokerOptions, TestBroker};
+use common::{group_config, unique_name};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn members_get_the_partitions_of_their_rack() {
+    let mut o = BrokerOptions::default()
+        .kind(BrokerKind::ApacheKafka)
+        .backend(Backend::Process)
+        .nodes(3);
+    o.racks = true;
+    let broker = TestBroker::start_with(o).expect("three nodes in three racks");
+    let (topic, group) = (unique_name("racks"), unique_name("g"));
+    // One replica per partition: each partition is in exactly one rack.
+    Producer::new(ClientConfig::new(broker.bootstrap()))
+        .create_topic(&topic, 6, 1)
+        .await
+        .expect("topic");
+    let cluster = Cluster::new(ClientConfig::new(broker.bootstrap()));
+    cluster
+        .refresh_metadata(Some(&[topic.clone()]))
+        .await
+        .expect("metadata");
+    let leader = |p: i32| cluster.leader(&topic, p).expect("a leader");
+    let mut members = Vec::new();
+    for node in broker.node_ids() {
+        let mut cfg = group_config(broker.bootstrap(), &group, &[&topic], Box::new(Range));
+        cfg.client.rack = Some(format!("rack-{node}"));
+        members.push((node, Consumer::new(cfg).await.expect("consumer")));
+    }
+    let owned = |c: &Consumer| -> Vec<i32> {
+        c.assignment()
+            .get(&topic)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let settled = members.iter().all(|(_, c)| owned(c).len() == 2);
+        if settled {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not settled: {:?}",
+            members
+                .iter()
+                .map(|(n, c)| (n, owned(c)))
+                .collect::<Vec<_>>()
+        );
+        for (_, c) in &mut members {
+            let _ = tokio::time::timeout(Duration::from_millis(50), c.recv()).await;
+        }
+    }
+    for (node, c) in &members {
+        for p in owned(c) {
+            assert_eq!(
+                leader(p),
+                *node,
+                "partition {p} (replica on node {}) went to the member in rack-{node}",
+                leader(p)
+            );
+        }
+    }
+    for (_, c) in members {
+        c.abort();
+    }
+}
