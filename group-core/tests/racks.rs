@@ -32,7 +32,7 @@ async fn members_get_the_partitions_of_their_rack() {
         .expect("topic");
     let cluster = Cluster::new(ClientConfig::new(broker.bootstrap()));
     cluster
-        .refresh_metadata(Some(&[topic.clone()]))
+        .refresh_metadata(Some(std::slice::from_ref(&topic)))
         .await
         .expect("metadata");
     let leader = |p: i32| cluster.leader(&topic, p).expect("a leader");
