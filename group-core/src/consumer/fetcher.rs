@@ -613,3 +613,53 @@ impl Transactions {
         h.is_transactional && self.aborting.contains(&h.producer_id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Transactions;
+    use bytes::{Bytes, BytesMut};
+    use cohort_protocol::messages::fetch_response::AbortedTransaction;
+    use cohort_protocol::records::{BatchIter, DecodeOptions, RecordBatchBuilder};
+
+    /// A data batch of `n` records from `producer`, or a marker (`Some(true)` commit, `Some(false)`
+    /// abort), at `base`.
+    fn batch(out: &mut BytesMut, base: i64, producer: i64, n: usize, marker: Option<bool>) {
+        let mut b = RecordBatchBuilder::new(base).transactional(producer, 0);
+        if let Some(commit) = marker {
+            // Control record key: version 0, type 0 (abort) or 1 (commit).
+            let key = Bytes::from(vec![0, 0, 0, u8::from(commit)]);
+            b = b.control().push(0, Some(key), None, vec![]);
+        } else {
+            for _ in 0..n {
+                b = b.push(0, None, Some(Bytes::from_static(b"v")), vec![]);
+            }
+        }
+        b.build().encode(out).unwrap();
+    }
+
+    /// Two producers interleaved: producer 1's transaction at 0 is aborted, producer 2's at 2
+    /// commits, producer 1's next one at 7 commits. Only the aborted one's batches go, and its
+    /// marker ends the abort for producer 1 alone.
+    #[test]
+    fn aborted_transactions_are_dropped_per_producer_until_their_marker() {
+        let mut out = BytesMut::new();
+        batch(&mut out, 0, 1, 2, None); // 0-1: p1, aborted
+        batch(&mut out, 2, 2, 2, None); // 2-3: p2, committed
+        batch(&mut out, 4, 1, 1, Some(false)); // 4: p1 ABORT
+        batch(&mut out, 5, 2, 1, Some(true)); // 5: p2 COMMIT
+        batch(&mut out, 6, 1, 1, None); // 6: p1, next transaction
+        batch(&mut out, 7, 1, 1, Some(true)); // 7: p1 COMMIT
+        let aborted = [AbortedTransaction {
+            producer_id: 1,
+            first_offset: 0,
+            ..Default::default()
+        }];
+        let mut t = Transactions::new(&aborted);
+        let kept: Vec<i64> = BatchIter::new(out.freeze(), DecodeOptions::default())
+            .map(Result::unwrap)
+            .filter(|b| !t.skip(b))
+            .flat_map(|b| b.records().map(|r| r.offset()).collect::<Vec<_>>())
+            .collect();
+        assert_eq!(kept, [2, 3, 6]);
+    }
+}
