@@ -34,39 +34,12 @@ const CLIENTS: [&str; 6] = [
 
 use cohort_benches::process_cpu_ns as cpu_ns;
 
-/// One run: wall time from the first record to the last, and CPU time over it.
-#[derive(Clone, Copy)]
-struct Run {
-    ms: f64,
-    cpu_ms: f64,
-}
+use cohort_benches::Run;
 
 async fn cohort_run(bootstrap: &str, topic: &str, records: usize) -> Run {
     let mut cfg = GroupConfig::new(bootstrap, &unique_name("g"), &[topic]);
     cfg.offset_reset = OffsetReset::Earliest;
-    let mut c = cohort::Consumer::new(cfg).await.expect("consumer");
-    let (mut n, mut sink) = (0usize, 0u64);
-    let mut first: Option<(Instant, u64)> = None;
-    while let Some(r) = c.recv().await {
-        let r = r.expect("record");
-        first.get_or_insert_with(|| (Instant::now(), cpu_ns()));
-        if let Some(v) = r.value.as_ref().and_then(|v| v.last()) {
-            sink += u64::from(*v);
-        }
-        c.ack(&r);
-        n += 1;
-        if n == records {
-            break;
-        }
-    }
-    let (start, cpu) = first.expect("records");
-    let run = Run {
-        ms: start.elapsed().as_secs_f64() * 1e3,
-        cpu_ms: cpu_ns().saturating_sub(cpu) as f64 / 1e6,
-    };
-    std::hint::black_box(sink);
-    c.abort();
-    run
+    cohort_benches::cohort_consume(cfg, records).await
 }
 
 fn rd_run(bootstrap: &str, topic: &str, records: usize) -> Run {

@@ -164,3 +164,42 @@ pub fn process_cpu_ns() -> u64 {
         .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
         .sum()
 }
+
+/// One timed read: wall time from the first record to the last, and this process's CPU time
+/// over the same span.
+#[derive(Debug, Clone, Copy)]
+pub struct Run {
+    /// Milliseconds from the first record to the last.
+    pub ms: f64,
+    /// CPU milliseconds of the process over that span.
+    pub cpu_ms: f64,
+}
+
+/// Reads `records` records with a cohort consumer of `cfg` (every value touched, each record
+/// acknowledged), timed as [`Run`] says; the consumer is then dropped without a commit.
+pub async fn cohort_consume(cfg: cohort::GroupConfig, records: usize) -> Run {
+    let mut c = cohort::Consumer::new(cfg).await.expect("consumer");
+    let (mut n, mut sink) = (0usize, 0u64);
+    let mut first: Option<(std::time::Instant, u64)> = None;
+    while let Some(r) = c.recv().await {
+        let r = r.expect("record");
+        #[allow(clippy::disallowed_methods, reason = "a benchmark reads the clock")]
+        first.get_or_insert_with(|| (std::time::Instant::now(), process_cpu_ns()));
+        if let Some(v) = r.value.as_ref().and_then(|v| v.last()) {
+            sink += u64::from(*v);
+        }
+        c.ack(&r);
+        n += 1;
+        if n == records {
+            break;
+        }
+    }
+    let (start, cpu) = first.expect("records");
+    let run = Run {
+        ms: start.elapsed().as_secs_f64() * 1e3,
+        cpu_ms: process_cpu_ns().saturating_sub(cpu) as f64 / 1e6,
+    };
+    std::hint::black_box(sink);
+    c.abort();
+    run
+}

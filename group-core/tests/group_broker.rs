@@ -143,10 +143,7 @@ async fn a_batch_larger_than_the_buffer_is_consumed_to_its_end() {
     let broker = TestBroker::shared().expect("broker");
     let (topic, group) = (unique_name("bigbatch"), unique_name("g"));
     let p = common::topic(broker, &topic, 1).await;
-    let recs: Vec<ProducerRecord> = (0..50)
-        .map(|i| ProducerRecord::value(format!("{i}")))
-        .collect();
-    p.send(&topic, 0, &recs).await.expect("produce");
+    produce(&p, &topic, 1, 50, "big").await;
     let mut cfg = group_config(broker.bootstrap(), &group, &[&topic], Box::new(Range));
     cfg.max_buffered_records = 10;
     let mut c = Consumer::new(cfg).await.expect("consumer");
@@ -167,10 +164,7 @@ async fn seek_moves_the_position_forward_and_back_and_commits_follow_it() {
     let broker = TestBroker::shared().expect("broker");
     let (topic, group) = (unique_name("seek"), unique_name("g"));
     let p = common::topic(broker, &topic, 1).await;
-    let recs: Vec<ProducerRecord> = (0..20)
-        .map(|i| ProducerRecord::value(format!("{i}")))
-        .collect();
-    p.send(&topic, 0, &recs).await.expect("produce");
+    produce(&p, &topic, 1, 20, "seek").await;
     let mut cfg = group_config(broker.bootstrap(), &group, &[&topic], Box::new(Range));
     cfg.auto_commit_interval = None;
     let mut c = Consumer::new(cfg).await.expect("consumer");
@@ -229,12 +223,7 @@ async fn pause_stops_fetching_exactly_those_partitions_and_resume_restarts_it() 
         let _ = tokio::time::timeout(Duration::from_millis(100), c.recv()).await;
     }
     c.pause(&tp(0));
-    for part in 0..2 {
-        let recs: Vec<ProducerRecord> = (0..10)
-            .map(|i| ProducerRecord::value(format!("{part}-{i}")))
-            .collect();
-        p.send(&topic, part, &recs).await.expect("produce");
-    }
+    produce(&p, &topic, 2, 10, "pause").await;
     // Partition 1 delivers everything; partition 0 neither delivers nor fetches.
     let mut from = [0usize; 2];
     let quiet = tokio::time::Instant::now() + Duration::from_secs(3);
@@ -271,12 +260,7 @@ async fn the_starting_offset_hook_decides_where_a_new_partition_starts() {
     let broker = TestBroker::shared().expect("broker");
     let (topic, group) = (unique_name("start"), unique_name("g"));
     let p = common::topic(broker, &topic, 2).await;
-    for part in 0..2 {
-        let recs: Vec<ProducerRecord> = (0..10)
-            .map(|i| ProducerRecord::value(format!("{i}")))
-            .collect();
-        p.send(&topic, part, &recs).await.expect("produce");
-    }
+    produce(&p, &topic, 2, 10, "start").await;
     let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = std::sync::Arc::clone(&asked);
     let hook: cohort::consumer::StartingOffsetHook =
@@ -322,10 +306,7 @@ async fn records_lag_is_what_was_produced_and_not_yet_delivered() {
     let broker = TestBroker::shared().expect("broker");
     let (topic, group) = (unique_name("lag"), unique_name("g"));
     let p = common::topic(broker, &topic, 1).await;
-    let recs: Vec<ProducerRecord> = (0..30)
-        .map(|i| ProducerRecord::value(format!("{i}")))
-        .collect();
-    p.send(&topic, 0, &recs).await.expect("produce");
+    produce(&p, &topic, 1, 30, "lag").await;
     let mut c = Consumer::new(group_config(
         broker.bootstrap(),
         &group,
@@ -345,7 +326,7 @@ async fn records_lag_is_what_was_produced_and_not_yet_delivered() {
         c.ack(&r);
     }
     assert_eq!(c.metrics().await.records_lag.get(&tp), Some(&20));
-    p.send(&topic, 0, &recs[..5]).await.expect("produce more");
+    produce(&p, &topic, 1, 5, "more").await;
     // Updated from the next Fetch response's high watermark.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while c.metrics().await.records_lag.get(&tp) != Some(&25) {
@@ -437,15 +418,7 @@ async fn a_listener_commits_inside_revocation_and_the_new_owner_starts_exactly_t
     let broker = TestBroker::shared().expect("broker");
     let (topic, group) = (unique_name("listener"), unique_name("g"));
     let p = common::topic(broker, &topic, 4).await;
-    let produce = async |tag: &str| {
-        for part in 0..4 {
-            let recs: Vec<ProducerRecord> = (0..50)
-                .map(|i| ProducerRecord::value(format!("{tag}-{i}")))
-                .collect();
-            p.send(&topic, part, &recs).await.expect("produce");
-        }
-    };
-    produce("first").await;
+    produce(&p, &topic, 4, 50, "first").await;
     let member = async || {
         let mut cfg = group_config(
             broker.bootstrap(),
@@ -495,7 +468,7 @@ async fn a_listener_commits_inside_revocation_and_the_new_owner_starts_exactly_t
         a_listener.0.load(std::sync::atomic::Ordering::SeqCst) >= 1,
         "the listener heard the revocation"
     );
-    produce("second").await;
+    produce(&p, &topic, 4, 50, "second").await;
     let total = |seen: &[std::collections::BTreeMap<(i32, i64), usize>]| {
         seen[0]
             .keys()
