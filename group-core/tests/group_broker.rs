@@ -197,6 +197,22 @@ async fn seek_moves_the_position_forward_and_back_and_commits_follow_it() {
         .await
         .expect("committed");
     assert_eq!(committed.get(&tp), Some(&Some(6)));
+    // An explicit commit of an owned partition, and one of a partition not owned.
+    let explicit = c
+        .commit_offsets(&[cohort::CommitOffset::new(&topic, 0, 3)])
+        .await
+        .expect("commit_offsets");
+    assert_eq!(explicit.iter().map(|o| o.offset).collect::<Vec<_>>(), [3]);
+    let committed = c
+        .committed(std::slice::from_ref(&tp))
+        .await
+        .expect("committed");
+    assert_eq!(committed.get(&tp), Some(&Some(3)));
+    let err = c
+        .commit_offsets(&[cohort::CommitOffset::new(&topic, 9, 1)])
+        .await
+        .expect_err("not owned");
+    assert!(err.to_string().contains("not owned"), "{err}");
     c.seek_to_end(std::slice::from_ref(&tp))
         .await
         .expect("seek to end");

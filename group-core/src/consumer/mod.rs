@@ -468,6 +468,45 @@ impl Consumer {
         commit_done(&self.inner, None).await
     }
 
+    /// Commits these offsets (Java's `commitSync(offsets)`): each names the next record to
+    /// consume of a partition this consumer owns now; an offset of a partition it does not
+    /// own is refused before anything is sent, since committing it could undo its owner's
+    /// progress. Returns what the coordinator accepted. Later automatic commits of a
+    /// partition go out only once its done offset passes this one.
+    pub async fn commit_offsets(
+        &self,
+        offsets: &[CommitOffset],
+    ) -> Result<Vec<CommitOffset>, Error> {
+        {
+            let st = self.inner.lock();
+            let foreign: Vec<String> = offsets
+                .iter()
+                .filter(|o| !st.partitions.contains_key(&o.topic_partition()))
+                .map(|o| o.topic_partition().to_string())
+                .collect();
+            if !foreign.is_empty() {
+                return Err(Error::Config(vec![format!(
+                    "commit_offsets: not owned by this consumer: {}",
+                    foreign.join(", ")
+                )]));
+            }
+        }
+        let done = self.inner.driver.commit(offsets.to_vec()).await?;
+        {
+            let mut st = self.inner.lock();
+            for o in &done {
+                if let Some(p) = st.partitions.get_mut(&o.topic_partition()) {
+                    p.tracker.committed = Some(o.offset);
+                }
+            }
+        }
+        self.inner.event(ConsumerEvent::Committed {
+            offsets: done.clone(),
+            requested_at: tokio::time::Instant::now().into_std(),
+        });
+        Ok(done)
+    }
+
     /// Stops fetching and delivering a partition (buffered records stay).
     pub fn pause(&self, tp: &TopicPartition) {
         let mut st = self.inner.lock();
