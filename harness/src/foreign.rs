@@ -276,6 +276,13 @@ pub fn rd_config(opts: &MemberOptions) -> Result<RdConfig, HarnessError> {
     for (k, v) in opts.security.librdkafka_properties() {
         c.set(k, v);
     }
+    c.set(
+        "isolation.level",
+        match opts.isolation_level {
+            cohort::IsolationLevel::ReadCommitted => "read_committed",
+            cohort::IsolationLevel::ReadUncommitted => "read_uncommitted",
+        },
+    );
     if opts.group_protocol == cohort::GroupProtocol::Consumer {
         // KIP-848 (librdkafka 2.12+): the broker owns session, heartbeat and assignment, and
         // librdkafka refuses those settings with this protocol, as Java does.

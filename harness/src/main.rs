@@ -132,6 +132,9 @@ enum Command {
         /// `auto.commit.interval.ms` (500 ms for a harness member).
         #[arg(long)]
         auto_commit_interval_ms: Option<u64>,
+        /// `isolation.level`: read_uncommitted (Kafka's default) or read_committed.
+        #[arg(long, value_parser = parse_isolation, default_value = "read_uncommitted")]
+        isolation_level: cohort::IsolationLevel,
         /// Name in the event lines.
         #[arg(long, default_value = "member")]
         name: String,
@@ -215,6 +218,16 @@ fn parse_protocol(s: &str) -> Result<GroupProtocol, HarnessError> {
         "consumer" => Ok(GroupProtocol::Consumer),
         other => Err(HarnessError::invalid(format!(
             "group protocol {other:?}: classic or consumer"
+        ))),
+    }
+}
+
+fn parse_isolation(s: &str) -> Result<cohort::IsolationLevel, HarnessError> {
+    match s {
+        "read_uncommitted" => Ok(cohort::IsolationLevel::ReadUncommitted),
+        "read_committed" => Ok(cohort::IsolationLevel::ReadCommitted),
+        other => Err(HarnessError::invalid(format!(
+            "isolation level {other:?}: read_uncommitted or read_committed"
         ))),
     }
 }
@@ -315,6 +328,7 @@ async fn run(command: Command) -> u8 {
             max_poll_interval_ms,
             processing_us,
             auto_commit_interval_ms,
+            isolation_level,
             name,
             client,
             weight,
@@ -368,6 +382,10 @@ async fn run(command: Command) -> u8 {
                     (
                         "--auto-commit-interval-ms",
                         auto_commit_interval_ms.is_some(),
+                    ),
+                    (
+                        "--isolation-level",
+                        isolation_level != cohort::IsolationLevel::ReadUncommitted,
                     ),
                 ]
                 .into_iter()
@@ -436,6 +454,7 @@ async fn run(command: Command) -> u8 {
             if let Some(ms) = auto_commit_interval_ms {
                 o.auto_commit_interval = Duration::from_millis(ms);
             }
+            o.isolation_level = isolation_level;
             o.weight = weight;
             o.bug = bug;
             o.cooperative_rejoin_delay = Duration::from_millis(cooperative_rejoin_delay_ms);

@@ -90,6 +90,8 @@ pub struct MemberOptions {
     /// period of records processed again after a hand-over. An in-process member's journal
     /// cannot lose a line, so it acknowledges at once.
     pub journal_before_ack: bool,
+    /// `isolation.level`.
+    pub isolation_level: cohort::IsolationLevel,
 }
 
 impl MemberOptions {
@@ -117,6 +119,7 @@ impl MemberOptions {
             group_remote_assignor: None,
             security: crate::security::Security::default(),
             journal_before_ack: false,
+            isolation_level: cohort::IsolationLevel::ReadUncommitted,
         }
     }
 
@@ -169,6 +172,7 @@ impl MemberOptions {
         cfg.max_poll_interval = self.max_poll_interval;
         cfg.auto_commit_interval = Some(self.auto_commit_interval);
         cfg.offset_reset = OffsetReset::Earliest;
+        cfg.isolation_level = self.isolation_level;
         cfg.partition_watch_interval = Duration::from_secs(1);
         cfg.cooperative_rejoin_delay = self.cooperative_rejoin_delay;
         cfg.jitter_seed = self.jitter_seed;

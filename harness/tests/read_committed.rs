@@ -137,4 +137,50 @@ async fn read_committed_drops_aborted_transactions_and_stops_at_the_last_stable_
     assert_eq!(all.len(), 70, "{all:?}");
     assert_eq!(all.iter().filter(|v| v.starts_with("abort")).count(), 30);
     uncommitted.close().await.expect("close");
+
+    // `cohort member --isolation-level` of both clients processes the 40 committed records.
+    for client in ["cohort", "librdkafka"] {
+        for (level, want) in [("read_committed", 40), ("read_uncommitted", 70)] {
+            let n = member_processes(broker.bootstrap(), &topic, client, level, want);
+            assert_eq!(n, want, "{client} {level}");
+        }
+    }
+}
+
+/// Records a `cohort member` process reports processed, once it reached `want` and stayed
+/// there for 2 s (or after 40 s).
+fn member_processes(bootstrap: &str, topic: &str, client: &str, level: &str, want: i64) -> i64 {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cohort"))
+        .args(["member", "--bootstrap", bootstrap, "--topic", topic])
+        .args(["--group", &unique_name("g"), "--balancer", "range"])
+        .args(["--client", client, "--isolation-level", level])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("cohort member");
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let (mut n, end) = (0i64, Instant::now() + Duration::from_secs(40));
+    let mut reached: Option<Instant> = None;
+    while Instant::now() < end && reached.is_none_or(|t| t.elapsed() < Duration::from_secs(2)) {
+        if let Ok(v) = rx.recv_timeout(Duration::from_millis(100))
+            && v["event"] == "processed"
+        {
+            n += v["last"].as_i64().unwrap_or(0) - v["first"].as_i64().unwrap_or(0) + 1;
+        }
+        if n >= want && reached.is_none() {
+            reached = Some(Instant::now());
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    n
 }
