@@ -1,6 +1,6 @@
 //! `client.rack` with rack-aware range assignment (KIP-881) on a three-node Apache Kafka
-//! cluster whose nodes are in racks of their own: each member gets the partitions whose
-//! replica is in its rack.
+//! cluster whose nodes are in racks of their own: each member gets as many partitions whose
+//! replica is in its rack as its share allows.
 #![allow(
     clippy::disallowed_methods,
     reason = "integration tests read the clock and do I/O"
@@ -66,15 +66,24 @@ async fn members_get_the_partitions_of_their_rack() {
             let _ = tokio::time::timeout(Duration::from_millis(50), c.recv()).await;
         }
     }
+    // Kafka places single replicas over the racks unevenly at times (two, three, one...), and
+    // range gives every member two partitions: a rack with more than two leaves the rest to
+    // members of other racks. So the check is that every member takes as many of its rack's
+    // partitions as it can: min(2, the rack's partitions) each.
+    let mut per_rack: std::collections::BTreeMap<i32, usize> = Default::default();
+    for p in 0..6 {
+        *per_rack.entry(leader(p)).or_default() += 1;
+    }
     for (node, c) in &members {
-        for p in owned(c) {
-            assert_eq!(
-                leader(p),
-                *node,
-                "partition {p} (replica on node {}) went to the member in rack-{node}",
-                leader(p)
-            );
-        }
+        let mine = owned(c);
+        let matched = mine.iter().filter(|&&p| leader(p) == *node).count();
+        let possible = per_rack.get(node).copied().unwrap_or(0).min(2);
+        assert_eq!(
+            matched,
+            possible,
+            "member in rack-{node} got {mine:?} (replicas on nodes {:?}); the racks hold {per_rack:?}",
+            mine.iter().map(|&p| leader(p)).collect::<Vec<_>>()
+        );
     }
     for (_, c) in members {
         c.abort();
