@@ -100,9 +100,7 @@ pub(super) async fn give_up(
                 l.on_partitions_lost(&ctx, partitions).await;
             }
         };
-        if grace.is_zero() {
-            call.await;
-        } else if tokio::time::timeout(grace, call).await.is_err() {
+        if tokio::time::timeout(grace, call).await.is_err() {
             inner.event(ConsumerEvent::Error(Error::ListenerTimeout {
                 callback: if commit_allowed {
                     "on_partitions_revoked"
@@ -218,7 +216,8 @@ pub(super) async fn group_loop(
                 inner.driver.revoked(token);
             }
             GroupEvent::Lost { partitions, token } => {
-                give_up(&inner, &partitions, false, false, Duration::ZERO).await;
+                // No commit follows; `grace` bounds only the listener's on_partitions_lost.
+                give_up(&inner, &partitions, false, false, grace).await;
                 inner.event(ConsumerEvent::Lost { partitions });
                 inner.driver.revoked(token);
             }

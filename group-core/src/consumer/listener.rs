@@ -26,7 +26,10 @@ use crate::member::{Assignment, CommitOffset};
 ///   where a partition starts.
 /// - [`on_partitions_lost`](Self::on_partitions_lost) runs when partitions were lost (the
 ///   session expired, the member was fenced): another member may own them already, so no
-///   commit is possible.
+///   commit is possible. Bounded like revocation.
+///
+/// On `close`, revoked (or lost, when the final commit failed) runs within what is left of the
+/// close's bound.
 #[async_trait]
 pub trait RebalanceListener: Send + Sync + 'static {
     /// Partitions about to be given up.

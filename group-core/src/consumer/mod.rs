@@ -707,8 +707,13 @@ impl Consumer {
         // member: Java's `AbstractCoordinator.close` calls `onLeavePrepare` (revoked, or lost
         // when the final commit failed) before `maybeLeaveGroup`.
         let owned = self.assignment();
-        // The listener hears revoked when the final commit went through, lost otherwise.
-        give_up(&self.inner, &owned, result.is_ok(), false, Duration::ZERO).await;
+        // The listener hears revoked when the final commit went through, lost otherwise; it
+        // runs within what is left of the close's bound (at least a millisecond: a zero bound
+        // would mean none).
+        let left = deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .max(Duration::from_millis(1));
+        give_up(&self.inner, &owned, result.is_ok(), false, left).await;
         if !owned.is_empty() {
             let generation = self.generation();
             self.inner.event(if result.is_ok() {
