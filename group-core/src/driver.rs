@@ -98,11 +98,22 @@ impl DriverHandle {
         &self,
         offsets: Vec<CommitOffset>,
     ) -> Result<Vec<CommitOffset>, Error> {
+        self.start_commit(offsets)?
+            .await
+            .map_err(|_| Error::Closed)?
+    }
+
+    /// Hands a commit to the member now (commits go out in the order they are started) and
+    /// returns where its result will arrive.
+    pub(crate) fn start_commit(
+        &self,
+        offsets: Vec<CommitOffset>,
+    ) -> Result<oneshot::Receiver<Result<Vec<CommitOffset>, Error>>, Error> {
         let (reply, rx) = oneshot::channel();
         self.commands
             .send(Command::Commit { offsets, reply })
             .map_err(|_| Error::Closed)?;
-        rx.await.map_err(|_| Error::Closed)?
+        Ok(rx)
     }
 
     pub(crate) fn revoked(&self, token: RevokeToken) {
@@ -181,10 +192,13 @@ async fn execute(cluster: Cluster, group: String, out: Outbound) -> Result<Respo
             .send(target()?, &r, out.deadline)
             .await
             .map(Response::SyncGroup),
-        OutboundRequest::Heartbeat(r) => cluster
-            .send(target()?, &r, out.deadline)
-            .await
-            .map(Response::Heartbeat),
+        OutboundRequest::Heartbeat(r) => {
+            crate::telemetry::heartbeat(&cluster.config().client_id, &group);
+            cluster
+                .send(target()?, &r, out.deadline)
+                .await
+                .map(Response::Heartbeat)
+        }
         OutboundRequest::LeaveGroup(mut r) => {
             // LeaveGroup v3+ (KIP-345) names the leaving members in a list; v0-v2 carry one
             // member id. The member fills both; send the one the broker's version has.
@@ -200,10 +214,13 @@ async fn execute(cluster: Cluster, group: String, out: Outbound) -> Result<Respo
             .send(target()?, &r, out.deadline)
             .await
             .map(Response::OffsetCommit),
-        OutboundRequest::ConsumerGroupHeartbeat(r) => cluster
-            .send(target()?, &r, out.deadline)
-            .await
-            .map(Response::ConsumerGroupHeartbeat),
+        OutboundRequest::ConsumerGroupHeartbeat(r) => {
+            crate::telemetry::heartbeat(&cluster.config().client_id, &group);
+            cluster
+                .send(target()?, &r, out.deadline)
+                .await
+                .map(Response::ConsumerGroupHeartbeat)
+        }
         OutboundRequest::TopicNames(_) => {
             let meta = cluster.refresh_metadata(None).await?;
             Ok(Response::TopicNames(
@@ -296,6 +313,13 @@ pub(crate) fn spawn(
                         let _ = events.send(GroupEvent::Left);
                     }
                     other => {
+                        if matches!(other, GroupEvent::Assigned { .. }) {
+                            crate::telemetry::rebalanced(
+                                &cluster.config().client_id,
+                                &group,
+                                member.stats().last_rebalance,
+                            );
+                        }
                         let _ = events.send(other);
                     }
                 }

@@ -123,6 +123,20 @@ pub enum Error {
         /// Partition.
         partition: i32,
     },
+    /// A partition's log was truncated below the consumer's position (KIP-320) and neither a
+    /// reset policy nor the out-of-range hook says where to resume (Java's
+    /// `LogTruncationException`). The partition stops; `Consumer::seek` restarts it.
+    #[error(
+        "log of {topic}-{partition} truncated below the consumer's position; it diverges at offset {offset}"
+    )]
+    LogTruncated {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// The first offset that diverges (or the position, when the leader knew no epoch of it).
+        offset: i64,
+    },
     /// The broker did not accept this client's credentials (SASL: wrong user name or
     /// password, an unknown mechanism, a token refused), or one side of a TLS connection did
     /// not accept the other's certificate (untrusted, another name, expired, missing). Fatal:

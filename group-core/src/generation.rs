@@ -341,7 +341,7 @@ async fn build(
             topic,
             partition: p,
         },
-        offset,
+        (offset, _),
     ) in starts
     {
         assignments.entry(topic).or_default().push(PartitionStart {

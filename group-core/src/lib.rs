@@ -170,7 +170,8 @@ pub mod generation;
 mod offsets;
 
 pub use consumer::{
-    Consumer, ConsumerEvent, ConsumerOptions, ConsumerRecord, DEFAULT_CLOSE_TIMEOUT, StartOffset,
+    CommitFuture, Consumer, ConsumerEvent, ConsumerOptions, ConsumerRecord, DEFAULT_CLOSE_TIMEOUT,
+    StartOffset,
 };
 pub use driver::DriverStats;
 #[allow(
@@ -183,6 +184,7 @@ pub mod producer;
     reason = "I/O layer: reads the clock and hands `now` to the member"
 )]
 mod start;
+pub mod telemetry;
 mod topic_partition;
 pub use generation::{Generation, GenerationContext, Group, PartitionStart};
 pub use producer::{Producer, ProducerRecord, partition_for_key};

@@ -12,6 +12,7 @@ use crate::backoff::{Backoff, Jitter};
 use crate::conn::{Cluster, Target};
 use crate::driver::DriverHandle;
 use crate::error::Error;
+use crate::member::CommitOffset;
 
 use crate::TopicPartition;
 use crate::config::IsolationLevel;
@@ -38,7 +39,13 @@ pub async fn fetch_committed(
     partitions: &[TopicPartition],
     deadline: Duration,
 ) -> Result<BTreeMap<TopicPartition, Option<i64>>, Error> {
-    fetch_committed_as(cluster, group, None, partitions, deadline).await
+    Ok(
+        fetch_committed_as(cluster, group, None, partitions, deadline)
+            .await?
+            .into_iter()
+            .map(|(tp, c)| (tp, c.map(|c| c.offset)))
+            .collect(),
+    )
 }
 
 /// [`fetch_committed`] as a member of a KIP-848 group: OffsetFetch v9+ carries the member id and
@@ -51,7 +58,7 @@ pub(crate) async fn fetch_committed_as(
     member: Option<&DriverHandle>,
     partitions: &[TopicPartition],
     deadline: Duration,
-) -> Result<BTreeMap<TopicPartition, Option<i64>>, Error> {
+) -> Result<BTreeMap<TopicPartition, Option<CommitOffset>>, Error> {
     let cfg = cluster.config();
     let start = tokio::time::Instant::now();
     let mut backoff = Backoff::new(
@@ -104,7 +111,7 @@ async fn fetch_committed_once(
     group: &str,
     member: Option<(String, i32)>,
     partitions: &[TopicPartition],
-) -> Result<BTreeMap<TopicPartition, Option<i64>>, Error> {
+) -> Result<BTreeMap<TopicPartition, Option<CommitOffset>>, Error> {
     let coordinator = cluster.coordinator(group).await?;
     let target = Target::Coordinator(coordinator);
     let timeout = cluster.config().request_timeout;
@@ -171,7 +178,13 @@ async fn fetch_committed_once(
                     check(p.error_code, format!("{}-{}", t.name, p.partition_index))?;
                     out.insert(
                         TopicPartition::new(t.name.to_string(), p.partition_index),
-                        (p.committed_offset >= 0).then_some(p.committed_offset),
+                        committed(
+                            &t.name,
+                            p.partition_index,
+                            p.committed_offset,
+                            p.committed_leader_epoch,
+                            p.metadata.as_deref(),
+                        ),
                     );
                 }
             }
@@ -183,7 +196,13 @@ async fn fetch_committed_once(
                 check(p.error_code, format!("{}-{}", t.name, p.partition_index))?;
                 out.insert(
                     TopicPartition::new(t.name.to_string(), p.partition_index),
-                    (p.committed_offset >= 0).then_some(p.committed_offset),
+                    committed(
+                        &t.name,
+                        p.partition_index,
+                        p.committed_offset,
+                        p.committed_leader_epoch,
+                        p.metadata.as_deref(),
+                    ),
                 );
             }
         }
@@ -192,6 +211,23 @@ async fn fetch_committed_once(
         out.entry(tp.clone()).or_insert(None);
     }
     Ok(out)
+}
+
+/// One partition of an OffsetFetch answer; `None` when nothing is committed (offset -1).
+fn committed(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    leader_epoch: i32,
+    metadata: Option<&str>,
+) -> Option<CommitOffset> {
+    (offset >= 0).then(|| CommitOffset {
+        topic: topic.to_owned(),
+        partition,
+        offset,
+        leader_epoch: (leader_epoch >= 0).then_some(leader_epoch),
+        metadata: metadata.unwrap_or_default().to_owned(),
+    })
 }
 
 /// Offsets of `partitions` at `timestamp` ([`EARLIEST`], [`LATEST`] or a time in ms), asking

@@ -122,6 +122,7 @@ pub(crate) async fn start_member(
         isolation_level: config.isolation_level,
         heartbeat_interval: config.heartbeat_interval,
         group_protocol: config.group_protocol,
+        subscription: config.subscription,
     };
     Ok((cluster, handle, events_rx, rest))
 }
@@ -143,6 +144,7 @@ pub(crate) struct GroupConfigRest {
     pub(crate) max_record_age: Option<Duration>,
     pub(crate) heartbeat_interval: Duration,
     pub(crate) group_protocol: GroupProtocol,
+    pub(crate) subscription: crate::config::Subscription,
 }
 
 impl GroupConfigRest {
@@ -167,21 +169,32 @@ pub(crate) async fn resolve_starts(
     hook: Option<&StartingOffsetHook>,
     deadline: Duration,
     isolation: crate::config::IsolationLevel,
-) -> Result<BTreeMap<TopicPartition, i64>, Error> {
+) -> Result<BTreeMap<TopicPartition, (i64, Option<i32>)>, Error> {
     if partitions.is_empty() {
         return Ok(BTreeMap::new());
     }
     let committed =
         offsets::fetch_committed_as(cluster, group, member, partitions, deadline).await?;
     let mut want: BTreeMap<TopicPartition, StartOffset> = BTreeMap::new();
+    // The committed leader epoch goes with a start at the committed offset, so the fetcher
+    // can validate it against the leader's log before fetching (KIP-320).
+    let mut epochs: BTreeMap<TopicPartition, i32> = BTreeMap::new();
     for tp in partitions {
-        let c = committed.get(tp).copied().flatten();
+        let c = committed.get(tp).and_then(|c| c.as_ref().map(|c| c.offset));
         let choice = match hook {
             Some(h) => h(tp, c),
             None => StartOffset::Committed,
         };
         let choice = match (choice, c) {
-            (StartOffset::Committed, Some(o)) => StartOffset::Offset(o),
+            (StartOffset::Committed, Some(o)) => {
+                if let Some(e) = committed
+                    .get(tp)
+                    .and_then(|c| c.as_ref().and_then(|c| c.leader_epoch))
+                {
+                    epochs.insert(tp.clone(), e);
+                }
+                StartOffset::Offset(o)
+            }
             (StartOffset::Committed, None) => match reset {
                 OffsetReset::Earliest => StartOffset::Earliest,
                 OffsetReset::Latest => StartOffset::Latest,
@@ -207,12 +220,14 @@ pub(crate) async fn resolve_starts(
             .map(|(tp, _)| tp.clone())
             .collect();
         if !tps.is_empty() {
-            out.extend(offsets::list_offsets_isolated(cluster, &tps, ts, isolation).await?);
+            let found = offsets::list_offsets_isolated(cluster, &tps, ts, isolation).await?;
+            out.extend(found.into_iter().map(|(tp, o)| (tp, (o, None))));
         }
     }
     for (tp, c) in want {
         if let StartOffset::Offset(o) = c {
-            out.insert(tp, o);
+            let epoch = epochs.get(&tp).copied();
+            out.insert(tp, (o, epoch));
         }
     }
     Ok(out)

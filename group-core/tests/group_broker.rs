@@ -196,10 +196,15 @@ async fn seek_moves_the_position_forward_and_back_and_commits_follow_it() {
         .committed(std::slice::from_ref(&tp))
         .await
         .expect("committed");
-    assert_eq!(committed.get(&tp), Some(&Some(6)));
-    // An explicit commit of an owned partition, and one of a partition not owned.
+    let c6 = committed[&tp].clone().expect("committed 6");
+    assert_eq!(c6.offset, 6);
+    // KIP-320: the commit carries the leader epoch of record 5 (this one-node cluster's first
+    // leader epoch, 0), which a later owner validates its start with.
+    assert_eq!(c6.leader_epoch, Some(0), "{c6:?}");
+    assert_eq!(c6.metadata, "");
+    // An explicit commit of an owned partition, with metadata, and one of a partition not owned.
     let explicit = c
-        .commit_offsets(&[cohort::CommitOffset::new(&topic, 0, 3)])
+        .commit_offsets(&[cohort::CommitOffset::new(&topic, 0, 3).with_metadata("batch 3")])
         .await
         .expect("commit_offsets");
     assert_eq!(explicit.iter().map(|o| o.offset).collect::<Vec<_>>(), [3]);
@@ -207,7 +212,39 @@ async fn seek_moves_the_position_forward_and_back_and_commits_follow_it() {
         .committed(std::slice::from_ref(&tp))
         .await
         .expect("committed");
-    assert_eq!(committed.get(&tp), Some(&Some(3)));
+    let c3 = committed[&tp].clone().expect("committed 3");
+    assert_eq!((c3.offset, c3.metadata.as_str()), (3, "batch 3"));
+    assert_eq!(
+        c3.leader_epoch,
+        Some(0),
+        "filled in from the fetched batch: {c3:?}"
+    );
+    // An asynchronous commit: started at once, answered through its future, in order with the
+    // commits started before it.
+    assert_eq!(next(&mut c).await, 6);
+    let first = c
+        .commit_offsets_async(&[cohort::CommitOffset::new(&topic, 0, 4)])
+        .expect("owned");
+    let second = c.commit_async();
+    assert_eq!(first.await.expect("first").len(), 1);
+    let done = second.await.expect("second");
+    assert_eq!(done.iter().map(|o| o.offset).collect::<Vec<_>>(), [7]);
+    let committed = c
+        .committed(std::slice::from_ref(&tp))
+        .await
+        .expect("committed");
+    assert_eq!(committed[&tp].as_ref().map(|c| c.offset), Some(7));
+    // Nothing new is done: an asynchronous commit answers with nothing, without a request.
+    assert!(c.commit_async().await.expect("nothing").is_empty());
+    assert!(
+        c.commit_offsets_async(&[cohort::CommitOffset::new(&topic, 9, 1)])
+            .is_err(),
+        "not owned"
+    );
+    assert!(matches!(
+        c.subscription(),
+        cohort::Subscription::Topics(t) if t == std::slice::from_ref(&topic)
+    ));
     let err = c
         .commit_offsets(&[cohort::CommitOffset::new(&topic, 9, 1)])
         .await

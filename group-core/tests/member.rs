@@ -335,14 +335,7 @@ fn heartbeat_rebalance_in_progress_keeps_heartbeating_while_revoking() {
         .filter(|a| **a == ApiKey::Heartbeat)
         .count();
     let now = s.now;
-    s.members[0].commit(
-        now,
-        vec![CommitOffset {
-            topic: "t".into(),
-            partition: 0,
-            offset: 5,
-        }],
-    );
+    s.members[0].commit(now, vec![CommitOffset::new("t", 0, 5)]);
     s.run(Duration::from_secs(3));
     let hb_after = s.sent[0]
         .iter()
@@ -417,14 +410,7 @@ fn commits_are_gated_by_generation_and_ownership() {
     s.add(m);
     // Before joining: refused locally, nothing sent.
     let now = s.now;
-    let id = s.members[0].commit(
-        now,
-        vec![CommitOffset {
-            topic: "t".into(),
-            partition: 0,
-            offset: 1,
-        }],
-    );
+    let id = s.members[0].commit(now, vec![CommitOffset::new("t", 0, 1)]);
     s.run(Duration::from_millis(50));
     let ev = s.take_events(0);
     assert!(
@@ -438,16 +424,8 @@ fn commits_are_gated_by_generation_and_ownership() {
     s.members[0].commit(
         now,
         vec![
-            CommitOffset {
-                topic: "t".into(),
-                partition: 1,
-                offset: 7,
-            },
-            CommitOffset {
-                topic: "other".into(),
-                partition: 0,
-                offset: 9,
-            },
+            CommitOffset::new("t", 1, 7),
+            CommitOffset::new("other", 0, 9),
         ],
     );
     s.run(Duration::from_millis(100));
@@ -468,14 +446,7 @@ fn no_join_while_a_commit_is_in_flight() {
     assert!(s.run_until(Duration::from_secs(5), stable));
     s.hold(ApiKey::OffsetCommit, 1);
     let now = s.now;
-    s.members[0].commit(
-        now,
-        vec![CommitOffset {
-            topic: "t".into(),
-            partition: 0,
-            offset: 3,
-        }],
-    );
+    s.members[0].commit(now, vec![CommitOffset::new("t", 0, 3)]);
     s.members[0].request_rejoin("test");
     let joins_before = s.sent[0]
         .iter()
@@ -518,14 +489,7 @@ fn commit_failure_during_a_rebalance_does_not_lose_the_assignment() {
     s.hold(ApiKey::OffsetCommit, 1);
     s.fail_next(ApiKey::OffsetCommit, ErrorCode::IllegalGeneration);
     let now = s.now;
-    s.members[0].commit(
-        now,
-        vec![CommitOffset {
-            topic: "t".into(),
-            partition: 0,
-            offset: 3,
-        }],
-    );
+    s.members[0].commit(now, vec![CommitOffset::new("t", 0, 3)]);
     // A rebalance begins while the commit is in flight (the JoinGroup waits for it).
     s.members[0].request_rejoin("another member joined");
     s.run(Duration::from_millis(50));
@@ -558,14 +522,7 @@ fn commit_retriable_errors_are_retried_and_rebalance_in_progress_requests_rejoin
     assert!(s.run_until(Duration::from_secs(5), stable));
     s.fail_next(ApiKey::OffsetCommit, ErrorCode::CoordinatorLoadInProgress);
     let now = s.now;
-    s.members[0].commit(
-        now,
-        vec![CommitOffset {
-            topic: "t".into(),
-            partition: 2,
-            offset: 11,
-        }],
-    );
+    s.members[0].commit(now, vec![CommitOffset::new("t", 2, 11)]);
     s.run(Duration::from_secs(1));
     assert_eq!(
         s.committed.get(&TopicPartition::new("t", 2)),
@@ -575,14 +532,7 @@ fn commit_retriable_errors_are_retried_and_rebalance_in_progress_requests_rejoin
     s.take_events(0);
     s.fail_next(ApiKey::OffsetCommit, ErrorCode::RebalanceInProgress);
     let now = s.now;
-    s.members[0].commit(
-        now,
-        vec![CommitOffset {
-            topic: "t".into(),
-            partition: 2,
-            offset: 12,
-        }],
-    );
+    s.members[0].commit(now, vec![CommitOffset::new("t", 2, 12)]);
     s.run(Duration::from_millis(100));
     let ev = s.take_events(0);
     assert!(

@@ -190,13 +190,7 @@ fn run_script(cooperative: Vec<bool>, ops: Vec<Op>) -> Result<(), TestCaseError>
                 let offsets: Vec<CommitOffset> = s.members[i]
                     .assignment()
                     .iter()
-                    .flat_map(|(t, ps)| {
-                        ps.iter().map(|&p| CommitOffset {
-                            topic: t.clone(),
-                            partition: p,
-                            offset: 1,
-                        })
-                    })
+                    .flat_map(|(t, ps)| ps.iter().map(|&p| CommitOffset::new(t.clone(), p, 1)))
                     .collect();
                 let id = s.members[i].commit(now, offsets);
                 app.commits[i].insert(id);

@@ -14,6 +14,7 @@ pub mod error;
 pub mod foreign;
 pub mod journal;
 pub mod member;
+pub mod metrics;
 pub mod net;
 pub mod netns;
 pub mod process_member;

@@ -85,6 +85,10 @@ enum Command {
         /// `--duration 150s`).
         #[arg(long, value_parser = humantime::parse_duration)]
         duration: Option<Duration>,
+        /// Serves the metrics of the run's in-process Cohort members in Prometheus form on
+        /// this address (`http://<addr>/metrics`), labelled by client id.
+        #[arg(long)]
+        metrics_addr: Option<std::net::SocketAddr>,
         /// How every client connects, over the scenario's `[security]` (with `--bootstrap`).
         #[command(flatten)]
         security: SecuritySpec,
@@ -156,6 +160,10 @@ enum Command {
         /// Seed of the retry jitter (a scenario derives one per member); drawn when absent.
         #[arg(long)]
         jitter_seed: Option<u64>,
+        /// Serves the member's metrics in Prometheus form on this address
+        /// (`http://<addr>/metrics`; cohort members only).
+        #[arg(long)]
+        metrics_addr: Option<std::net::SocketAddr>,
         #[command(flatten)]
         security: SecuritySpec,
     },
@@ -293,8 +301,15 @@ async fn run(command: Command) -> u8 {
             broker,
             scale,
             duration,
+            metrics_addr,
             security,
         } => {
+            if let Some(addr) = metrics_addr
+                && let Err(e) = cohort_harness::metrics::serve(addr)
+            {
+                eprintln!("cohort run: {e}");
+                return 2;
+            }
             let text = match runner::load(&path) {
                 Ok(t) => t,
                 Err(e) => {
@@ -338,8 +353,22 @@ async fn run(command: Command) -> u8 {
             jitter_seed,
             group_protocol,
             group_remote_assignor,
+            metrics_addr,
             security,
         } => {
+            if let Some(addr) = metrics_addr {
+                if client != Client::Cohort {
+                    eprintln!(
+                        "cohort member: --metrics-addr: the {} member has no metrics here (cohort members do)",
+                        cohort_harness::clients::flag_name(client)
+                    );
+                    return 2;
+                }
+                if let Err(e) = cohort_harness::metrics::serve(addr) {
+                    eprintln!("cohort member: {e}");
+                    return 2;
+                }
+            }
             let security = match security.resolve() {
                 Ok(s) => s,
                 Err(why) => {

@@ -518,6 +518,15 @@ pub fn translate(ev: ConsumerEvent, generation: i32) -> Option<Event> {
         ConsumerEvent::Error(e) => Event::Error {
             message: e.to_string(),
         },
+        ConsumerEvent::Truncated {
+            partition,
+            position,
+            diverged_at,
+        } => Event::Error {
+            message: format!(
+                "log of {partition} truncated below position {position} (diverged at {diverged_at:?})"
+            ),
+        },
     })
 }
 
@@ -576,11 +585,7 @@ impl BugState {
                 for (t, ps) in partitions {
                     for p in ps {
                         if let Some(&o) = self.done.get(&(t.clone(), *p)) {
-                            stale.push(CommitOffset {
-                                topic: t.clone(),
-                                partition: *p,
-                                offset: o,
-                            });
+                            stale.push(CommitOffset::new(t.clone(), *p, o));
                         }
                     }
                 }

@@ -28,9 +28,15 @@ fn run_member(client: &str) {
             p.send(&topic, part, &recs).await.expect("produce");
         }
     });
+    let group = unique_name("g");
+    // A cohort member also serves its metrics (librdkafka's are its own, not served here).
+    let metrics_addr = (client == "cohort").then(|| {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    });
     let mut child = Command::new(env!("CARGO_BIN_EXE_cohort"))
         .args(["member", "--bootstrap", broker.bootstrap()])
-        .args(["--group", &unique_name("g"), "--topic", &topic])
+        .args(["--group", &group, "--topic", &topic])
         .args(["--balancer", "range", "--name", "solo", "--client", client])
         .args([
             "--session-timeout-ms",
@@ -38,6 +44,11 @@ fn run_member(client: &str) {
             "--heartbeat-interval-ms",
             "500",
         ])
+        .args(
+            metrics_addr
+                .iter()
+                .flat_map(|a| ["--metrics-addr".to_owned(), a.clone()]),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -80,6 +91,9 @@ fn run_member(client: &str) {
     wait(&mut seen, "committed", &|v| {
         v["event"] == "committed" && (0..3).all(|p| v["offsets"][&topic][p.to_string()] == 10)
     });
+    if let Some(addr) = &metrics_addr {
+        check_metrics(addr, &group, &topic);
+    }
     Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
@@ -91,6 +105,68 @@ fn run_member(client: &str) {
         seen.iter().all(|v| v["event"] != "error"),
         "errors: {seen:#?}"
     );
+}
+
+/// `GET /metrics` from `--metrics-addr`.
+fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("metrics listener");
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
+}
+
+/// The value of the series whose line starts with `name{` and has every label of `labels`.
+fn value(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| labels.iter().all(|want| l.contains(want)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// The member consumed 30 records of 3 partitions: its metrics say so, with Kafka's names.
+fn check_metrics(addr: &str, group: &str, topic: &str) {
+    let ours = [r#"client_id="cohort-solo""#, &format!(r#"group="{group}""#)];
+    let end = Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let text = scrape(addr);
+        // The lag gauges follow the next fetch response after the last records.
+        if value(&text, "kafka_consumer_records_consumed_total", &ours) == Some(30.0)
+            && (0..3).all(|p| {
+                let part = format!(r#"partition="{p}""#);
+                let t = format!(r#"topic="{topic}""#);
+                value(&text, "kafka_consumer_records_lag", &[ours[0], &t, &part]) == Some(0.0)
+            })
+        {
+            break text;
+        }
+        assert!(
+            Instant::now() < end,
+            "metrics never showed 30 records consumed: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let at_least = |name: &str, min: f64| {
+        let v = value(&text, name, &ours).unwrap_or_else(|| panic!("no {name} in {text}"));
+        assert!(v >= min, "{name} = {v} < {min}: {text}");
+    };
+    assert_eq!(
+        value(&text, "kafka_consumer_assigned_partitions", &ours),
+        Some(3.0),
+        "{text}"
+    );
+    at_least("kafka_consumer_rebalance_total", 1.0);
+    at_least("kafka_consumer_heartbeat_total", 1.0);
+    at_least("kafka_consumer_fetch_latency_seconds_count", 1.0);
+    at_least("kafka_consumer_commit_latency_seconds_count", 1.0);
+    at_least("kafka_consumer_rebalance_latency_seconds_count", 1.0);
+    at_least("kafka_consumer_last_rebalance_seconds_ago", 0.0);
 }
 
 #[test]

@@ -440,6 +440,16 @@ impl Cluster {
             .filter(|&l| l >= 0)
     }
 
+    /// The leader epoch of a partition in the last metadata, when the broker gave one.
+    pub fn leader_epoch(&self, topic: &str, partition: i32) -> Option<i32> {
+        self.state()
+            .topics
+            .get(topic)
+            .and_then(|t| t.partitions.iter().find(|p| p.partition == partition))
+            .map(|p| p.leader_epoch)
+            .filter(|&e| e >= 0)
+    }
+
     /// Finds the coordinator of `group` (FindCoordinator; batched form on v4+, KIP-699).
     pub async fn find_coordinator(&self, group: &str) -> Result<i32, Error> {
         let timeout = self.inner.config.request_timeout;

@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cohort_protocol::messages::{FetchRequest, fetch_request};
+use cohort_protocol::messages::{
+    FetchRequest, OffsetForLeaderEpochRequest, fetch_request, offset_for_leader_epoch_request,
+};
 use cohort_protocol::records::{BatchIter, DecodeBudget, DecodeOptions, RecordRef};
 use cohort_protocol::{ApiKey, ErrorCode};
 
@@ -43,6 +45,12 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 h.abort();
             }
             return;
+        }
+        if let Some(at) = inner.lock().last_assigned {
+            inner
+                .telemetry
+                .last_rebalance_seconds_ago
+                .set(at.elapsed().as_secs_f64());
         }
         let mut leaders = BTreeSet::new();
         let mut unknown: BTreeSet<String> = BTreeSet::new();
@@ -90,6 +98,8 @@ struct Decoded {
     records: Vec<(i64, ConsumerRecord)>,
     /// The fetch position after these records.
     next: i64,
+    /// Where the batches' leader epochs changed (first offset, epoch).
+    epochs: Vec<(i64, i32)>,
     corrupt: Option<cohort_protocol::DecodeError>,
 }
 
@@ -106,6 +116,15 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
     let mut caught_up_polled = std::time::Instant::now();
     let mut rotation = 0usize;
     loop {
+        // KIP-320: a partition whose leader changed since its position was last checked is
+        // validated with the new leader before it is fetched again.
+        let checks = unvalidated(&inner, leader);
+        if !checks.is_empty() {
+            if !validate(&inner, leader, checks).await {
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+            continue;
+        }
         let notified = inner.fetchable.notified();
         // Partitions of this leader held back because their buffers are full: a long poll
         // for the others would keep them waiting until it returns, so then the fetch does not
@@ -199,7 +218,10 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
             };
             topics[i].1.push(fetch_request::FetchPartition {
                 partition: *p,
-                current_leader_epoch: -1,
+                // KIP-320: a leader that is not (or not yet) of this epoch refuses the fetch
+                // (FENCED_LEADER_EPOCH or UNKNOWN_LEADER_EPOCH) instead of serving a log the
+                // consumer has not validated its position against.
+                current_leader_epoch: inner.cluster.leader_epoch(t, *p).unwrap_or(-1),
                 fetch_offset: *offset,
                 last_fetched_epoch: -1,
                 log_start_offset: -1,
@@ -247,6 +269,10 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
         let resp = match resp {
             Ok((_, r)) => {
                 backoff.reset();
+                inner
+                    .telemetry
+                    .fetch_latency
+                    .record(sent_at.elapsed().as_secs_f64());
                 r
             }
             Err(e) => {
@@ -303,6 +329,7 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
                     },
                     records: Vec::new(),
                     next: sent_offset,
+                    epochs: Vec::new(),
                     corrupt: None,
                 };
                 if d.error == 0
@@ -333,6 +360,11 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
                                 break;
                             }
                         };
+                        let e = batch.header.partition_leader_epoch;
+                        if d.epochs.last().is_none_or(|&(_, last)| last != e) {
+                            d.epochs
+                                .push((batch.header.base_offset.max(sent_offset), e));
+                        }
                         let aborted = txns.as_mut().is_some_and(|t| t.skip(&batch));
                         if !batch.header.is_control && !aborted {
                             let from = d.next;
@@ -397,6 +429,8 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
                 decoded.push(d);
             }
         }
+        // Set after the lock is released: the metrics recorder has locks of its own.
+        let mut lags: Vec<(TopicPartition, i64)> = Vec::new();
         let added = {
             let mut st = inner.lock();
             let mut added = 0u64;
@@ -449,8 +483,15 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
                     continue;
                 }
                 added += d.records.len() as u64;
+                for &(offset, e) in &d.epochs {
+                    p.epochs.saw(offset, e);
+                }
                 p.tracker.extend(d.records);
                 p.tracker.skip_to(d.next);
+                lags.push((
+                    d.tp.clone(),
+                    (p.high_watermark - p.tracker.position()).max(0),
+                ));
                 if let Some(e) = d.corrupt {
                     // A corrupt batch cannot be skipped safely: report and stop the partition
                     // (as Java raises CorruptRecordException). What decoded before it stays.
@@ -463,6 +504,9 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
             }
             added
         };
+        for (tp, lag) in lags {
+            inner.telemetry.records_lag(&tp.topic, tp.partition, lag);
+        }
         tracing::trace!(
             leader,
             records = added,
@@ -540,6 +584,7 @@ async fn reset_offset(inner: Arc<Inner>, tp: TopicPartition, offset: i64, epoch:
             {
                 tracing::info!(topic = %tp.topic, partition = tp.partition, from = offset, to = o, "offset out of range; reset");
                 p.tracker.seek(o);
+                p.epochs.reset(o, None);
                 p.status = Status::Fetching;
             }
         }
@@ -559,6 +604,244 @@ async fn reset_offset(inner: Arc<Inner>, tp: TopicPartition, offset: i64, epoch:
     }
     drop(st);
     inner.fetchable.notify_waiters();
+}
+
+/// A fetch position to check with its partition's leader (KIP-320).
+struct Check {
+    tp: TopicPartition,
+    /// The assignment epoch of the partition when the check was decided.
+    epoch: u64,
+    fetch_offset: i64,
+    /// The leader epoch of the record before `fetch_offset`.
+    position_epoch: i32,
+    /// The leader epoch the metadata gives now.
+    current: i32,
+}
+
+/// This leader's partitions whose position was not checked since the metadata's leader epoch
+/// changed. A position with no known epoch (a seek, a reset, a committed offset without one)
+/// cannot be checked and is taken as it is, as Java's consumer does.
+fn unvalidated(inner: &Inner, leader: i32) -> Vec<Check> {
+    let mut st = inner.lock();
+    let mut checks = Vec::new();
+    for (tp, p) in &mut st.partitions {
+        if !matches!(p.status, Status::Fetching)
+            || p.paused
+            || inner.cluster.leader(&tp.topic, tp.partition) != Some(leader)
+        {
+            continue;
+        }
+        let Some(current) = inner.cluster.leader_epoch(&tp.topic, tp.partition) else {
+            continue;
+        };
+        if p.validated == Some(current) {
+            continue;
+        }
+        match p.epochs.before(p.tracker.fetch_offset) {
+            Some(position_epoch) => checks.push(Check {
+                tp: tp.clone(),
+                epoch: p.epoch,
+                fetch_offset: p.tracker.fetch_offset,
+                position_epoch,
+                current,
+            }),
+            None => p.validated = Some(current),
+        }
+    }
+    checks
+}
+
+/// What the leader said of one position.
+enum Verdict {
+    /// Its log holds the position's epoch up to the position or beyond.
+    Valid,
+    /// Its log ends the position's epoch before the position: truncated there.
+    Diverged { offset: i64, epoch: i32 },
+    /// It knows no epoch up to the position's (the log was truncated past all of it).
+    Unknown,
+}
+
+/// Asks the leader where each position's epoch ends in its log (OffsetForLeaderEpoch, as
+/// Java's `OffsetsForLeaderEpochUtils`), and acts on the answers: a position beyond the end of
+/// its epoch was truncated away by an unclean leader election, and fetching resumes at the
+/// divergence point (with a reset policy) or stops with [`Error::LogTruncated`] (without one),
+/// unless the out-of-range hook decides. False when the request should be retried later.
+async fn validate(inner: &Arc<Inner>, leader: i32, checks: Vec<Check>) -> bool {
+    let mut topics: BTreeMap<&str, Vec<offset_for_leader_epoch_request::OffsetForLeaderPartition>> =
+        BTreeMap::new();
+    for c in &checks {
+        topics.entry(c.tp.topic.as_str()).or_default().push(
+            offset_for_leader_epoch_request::OffsetForLeaderPartition {
+                partition: c.tp.partition,
+                current_leader_epoch: c.current,
+                leader_epoch: c.position_epoch,
+                ..Default::default()
+            },
+        );
+    }
+    let req = OffsetForLeaderEpochRequest {
+        // A consumer, not a replica (Java's `OffsetsForLeaderEpochRequest.CONSUMER_REPLICA_ID`).
+        replica_id: -1,
+        topics: topics
+            .into_iter()
+            .map(
+                |(t, partitions)| offset_for_leader_epoch_request::OffsetForLeaderTopic {
+                    topic: t.to_owned().into(),
+                    partitions,
+                    ..Default::default()
+                },
+            )
+            .collect(),
+        ..Default::default()
+    };
+    let timeout = inner.cluster.config().request_timeout;
+    let resp = match inner
+        .cluster
+        .send(Target::Broker(leader), &req, timeout)
+        .await
+    {
+        Ok(r) => r,
+        Err(e @ Error::UnsupportedVersion { .. }) => {
+            // A broker that cannot answer (before Kafka 2.1, or one that does not implement
+            // it): positions are taken as they are, as Java does with such brokers.
+            tracing::debug!(leader, error = %e, "positions not validated");
+            let mut st = inner.lock();
+            for c in &checks {
+                if let Some(p) = st.partitions.get_mut(&c.tp) {
+                    p.validated = Some(c.current);
+                }
+            }
+            return true;
+        }
+        Err(e) => {
+            tracing::debug!(leader, error = %e, "OffsetForLeaderEpoch failed");
+            let topics: Vec<String> = checks.iter().map(|c| c.tp.topic.clone()).collect();
+            let _ = inner.cluster.refresh_metadata(Some(&topics)).await;
+            return false;
+        }
+    };
+    let mut answered = true;
+    let mut refresh = false;
+    let mut verdicts: Vec<(&Check, Verdict)> = Vec::new();
+    for t in &resp.topics {
+        for r in &t.partitions {
+            let Some(c) = checks
+                .iter()
+                .find(|c| c.tp.partition == r.partition && c.tp.topic == t.topic.as_str())
+            else {
+                continue;
+            };
+            match ErrorCode::check(r.error_code) {
+                Ok(()) if r.end_offset < 0 || r.leader_epoch < 0 => {
+                    verdicts.push((c, Verdict::Unknown));
+                }
+                Ok(()) if r.end_offset < c.fetch_offset => verdicts.push((
+                    c,
+                    Verdict::Diverged {
+                        offset: r.end_offset,
+                        epoch: r.leader_epoch,
+                    },
+                )),
+                Ok(()) => verdicts.push((c, Verdict::Valid)),
+                Err(code) if code.is_retriable() => {
+                    refresh = true;
+                    answered = false;
+                }
+                Err(code) => {
+                    inner.event(ConsumerEvent::Error(Error::Broker {
+                        api: ApiKey::OffsetForLeaderEpoch,
+                        code,
+                        context: c.tp.to_string(),
+                    }));
+                    answered = false;
+                }
+            }
+        }
+    }
+    let mut resets = Vec::new();
+    {
+        let mut st = inner.lock();
+        for (c, verdict) in verdicts {
+            let Some(p) = st.partitions.get_mut(&c.tp) else {
+                continue;
+            };
+            // Moved (a seek, a revoke, a new assignment) since the question was asked.
+            if p.epoch != c.epoch
+                || !matches!(p.status, Status::Fetching)
+                || p.tracker.fetch_offset != c.fetch_offset
+            {
+                continue;
+            }
+            p.validated = Some(c.current);
+            match verdict {
+                Verdict::Valid => {}
+                Verdict::Diverged { offset, epoch } => {
+                    tracing::warn!(
+                        topic = %c.tp.topic,
+                        partition = c.tp.partition,
+                        position = c.fetch_offset,
+                        diverged_at = offset,
+                        "log truncated below the fetch position (KIP-320)"
+                    );
+                    inner.event(ConsumerEvent::Truncated {
+                        partition: c.tp.clone(),
+                        position: c.fetch_offset,
+                        diverged_at: Some(offset),
+                    });
+                    if inner.out_of_range.is_none() && inner.offset_reset != OffsetReset::None {
+                        // Java's `SubscriptionState.maybeCompleteValidation`: with a reset
+                        // policy, resume at the first offset known to diverge. Commits may go
+                        // back to it: offsets past it name records that no longer exist.
+                        p.tracker.seek(offset);
+                        p.tracker.committed = None;
+                        p.epochs.reset(offset, Some(epoch));
+                    } else {
+                        p.status = Status::Starting;
+                        resets.push((c.tp.clone(), offset, c.epoch));
+                    }
+                }
+                Verdict::Unknown => {
+                    inner.event(ConsumerEvent::Truncated {
+                        partition: c.tp.clone(),
+                        position: c.fetch_offset,
+                        diverged_at: None,
+                    });
+                    p.status = Status::Starting;
+                    resets.push((c.tp.clone(), c.fetch_offset, c.epoch));
+                }
+            }
+        }
+    }
+    for (tp, offset, epoch) in resets {
+        let inner2 = Arc::clone(inner);
+        tokio::spawn(async move { reset_after_truncation(inner2, tp, offset, epoch).await });
+    }
+    if refresh {
+        let topics: Vec<String> = checks.iter().map(|c| c.tp.topic.clone()).collect();
+        let _ = inner.cluster.refresh_metadata(Some(&topics)).await;
+    }
+    inner.fetchable.notify_waiters();
+    answered
+}
+
+/// A truncated position without a way to resume on its own: the out-of-range hook decides (it
+/// is given the divergence point), else the reset policy; with neither, the partition stops
+/// with [`Error::LogTruncated`] (Java's `LogTruncationException`).
+async fn reset_after_truncation(inner: Arc<Inner>, tp: TopicPartition, offset: i64, epoch: u64) {
+    if inner.out_of_range.is_none() && inner.offset_reset == OffsetReset::None {
+        inner.event(ConsumerEvent::Error(Error::LogTruncated {
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            offset,
+        }));
+        if let Some(p) = inner.lock().partitions.get_mut(&tp)
+            && p.epoch == epoch
+        {
+            p.status = Status::Stalled;
+        }
+        return;
+    }
+    reset_offset(inner, tp, offset, epoch).await;
 }
 
 /// Which transactional batches of one partition's Fetch response belong to aborted transactions

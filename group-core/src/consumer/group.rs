@@ -2,7 +2,7 @@
 //! where they resume, gives up revoked or lost ones (committing what is done only for revoked
 //! ones), and commits done offsets on request, on a timer, and on the way out.
 
-use super::tracker::Tracker;
+use super::tracker::{LeaderEpochs, Tracker};
 use super::{ConsumerEvent, Inner, ListenerContext, PartitionState, Status, flatten};
 use crate::TopicPartition;
 use crate::error::Error;
@@ -18,6 +18,49 @@ pub(super) async fn commit_done(
     inner: &Arc<Inner>,
     only: Option<&BTreeSet<TopicPartition>>,
 ) -> Result<Vec<CommitOffset>, Error> {
+    match start_commit_done(inner, only)? {
+        Some(started) => started.finish(inner).await,
+        None => Ok(Vec::new()),
+    }
+}
+
+/// A commit handed to the member, waiting for the coordinator's answer.
+pub(super) struct StartedCommit {
+    rx: tokio::sync::oneshot::Receiver<Result<Vec<CommitOffset>, Error>>,
+    requested_at: std::time::Instant,
+}
+
+impl StartedCommit {
+    /// Waits for the answer, records what was committed and reports it.
+    pub(super) async fn finish(self, inner: &Inner) -> Result<Vec<CommitOffset>, Error> {
+        let done = self.rx.await.map_err(|_| Error::Closed)??;
+        inner
+            .telemetry
+            .commit_latency
+            .record(self.requested_at.elapsed().as_secs_f64());
+        {
+            let mut st = inner.lock();
+            for o in &done {
+                if let Some(p) = st.partitions.get_mut(&o.topic_partition()) {
+                    p.tracker.committed = Some(o.offset);
+                }
+            }
+        }
+        inner.event(ConsumerEvent::Committed {
+            offsets: done.clone(),
+            requested_at: self.requested_at,
+        });
+        Ok(done)
+    }
+}
+
+/// Takes what is done now (of `only`, or of every owned partition) and hands it to the member
+/// as one commit; `None` when nothing moved since the last commit. Each offset carries the
+/// leader epoch of the record before it (KIP-320), when the fetcher saw it.
+pub(super) fn start_commit_done(
+    inner: &Inner,
+    only: Option<&BTreeSet<TopicPartition>>,
+) -> Result<Option<StartedCommit>, Error> {
     let offsets: Vec<CommitOffset> = {
         let st = inner.lock();
         st.partitions
@@ -27,27 +70,28 @@ pub(super) async fn commit_done(
                     && matches!(p.status, Status::Fetching)
                     && p.tracker.needs_commit()
             })
-            .map(|(tp, p)| CommitOffset::new(&tp.topic, tp.partition, p.tracker.committable()))
+            .map(|(tp, p)| {
+                let offset = p.tracker.committable();
+                let mut c = CommitOffset::new(&tp.topic, tp.partition, offset);
+                c.leader_epoch = p.epochs.before(offset);
+                c
+            })
             .collect()
     };
+    start_commit(inner, offsets)
+}
+
+/// Hands `offsets` to the member as one commit; `None` when there are none.
+pub(super) fn start_commit(
+    inner: &Inner,
+    offsets: Vec<CommitOffset>,
+) -> Result<Option<StartedCommit>, Error> {
     if offsets.is_empty() {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let requested_at = tokio::time::Instant::now().into_std();
-    let done = inner.driver.commit(offsets).await?;
-    {
-        let mut st = inner.lock();
-        for o in &done {
-            if let Some(p) = st.partitions.get_mut(&o.topic_partition()) {
-                p.tracker.committed = Some(o.offset);
-            }
-        }
-    }
-    inner.event(ConsumerEvent::Committed {
-        offsets: done.clone(),
-        requested_at,
-    });
-    Ok(done)
+    let rx = inner.driver.start_commit(offsets)?;
+    Ok(Some(StartedCommit { rx, requested_at }))
 }
 
 pub(super) async fn auto_commit(inner: Arc<Inner>, every: Duration) {
@@ -164,6 +208,7 @@ pub(super) async fn group_loop(
                 {
                     let mut st = inner.lock();
                     st.generation = generation;
+                    st.last_assigned = Some(tokio::time::Instant::now().into_std());
                     for tp in &new {
                         let epoch = st.next_epoch;
                         st.next_epoch += 1;
@@ -179,6 +224,8 @@ pub(super) async fn group_loop(
                                 epoch,
                                 status: Status::Starting,
                                 tracker: Tracker::new(0),
+                                epochs: LeaderEpochs::default(),
+                                validated: None,
                                 high_watermark: -1,
                                 paused,
                             },
@@ -233,6 +280,8 @@ pub(super) async fn group_loop(
             }
             GroupEvent::Committed { .. } => {}
         }
+        let owned = inner.lock().partitions.len();
+        inner.telemetry.assigned_partitions.set(owned as f64);
     }
 }
 
@@ -277,11 +326,12 @@ pub(super) async fn start_partitions(
         {
             Ok(starts) => {
                 let mut st = inner.lock();
-                for (tp, offset) in starts {
+                for (tp, (offset, leader_epoch)) in starts {
                     if let Some(p) = st.partitions.get_mut(&tp)
                         && matches!(p.status, Status::Starting)
                     {
                         p.tracker = Tracker::new(offset);
+                        p.epochs.reset(offset, leader_epoch);
                         p.status = Status::Fetching;
                         tracing::debug!(topic = %tp.topic, partition = tp.partition, offset, "partition starts");
                     }

@@ -42,7 +42,7 @@ use cohort_protocol::ApiKey;
 use tokio::sync::{Notify, mpsc};
 
 use self::group::{auto_commit, commit_done, give_up, group_loop};
-use self::tracker::Tracker;
+use self::tracker::{LeaderEpochs, Tracker};
 use crate::TopicPartition;
 use crate::config::{GroupConfig, OffsetReset};
 use crate::conn::Cluster;
@@ -139,6 +139,20 @@ pub enum ConsumerEvent {
         /// event's.
         requested_at: std::time::Instant,
     },
+    /// A partition's log was truncated below its fetch position (an unclean leader election
+    /// gave the partition to a replica without the last records; KIP-320). Records at and past
+    /// `diverged_at` that were delivered before no longer exist in the log; fetching resumes at
+    /// `diverged_at` (with a reset policy), where the out-of-range hook says, or stops with
+    /// [`Error::LogTruncated`].
+    Truncated {
+        /// The partition.
+        partition: TopicPartition,
+        /// The fetch position found past the end of its leader epoch.
+        position: i64,
+        /// The first offset whose record is not what this consumer fetched; `None` when the
+        /// new leader knows none of the position's epoch (the reset policy then decides).
+        diverged_at: Option<i64>,
+    },
     /// A problem; the consumer keeps going unless it is fatal.
     Error(Error),
 }
@@ -183,6 +197,11 @@ pub(crate) struct PartitionState {
     pub(crate) epoch: u64,
     pub(crate) status: Status,
     pub(crate) tracker: Tracker<ConsumerRecord>,
+    /// Leader epochs of what was fetched (KIP-320).
+    pub(crate) epochs: LeaderEpochs,
+    /// The leader epoch (from metadata) the fetch position was last checked against: a new
+    /// leader means asking it whether the log still holds the position (KIP-320).
+    pub(crate) validated: Option<i32>,
     pub(crate) high_watermark: i64,
     pub(crate) paused: bool,
 }
@@ -203,6 +222,8 @@ pub(crate) struct State {
     pub(crate) by_epoch: BTreeMap<u64, TopicPartition>,
     pub(crate) delivered: u64,
     pub(crate) paused: BTreeSet<TopicPartition>,
+    /// When the last assignment arrived (`last-rebalance-seconds-ago`).
+    pub(crate) last_assigned: Option<std::time::Instant>,
 }
 
 pub(crate) struct Inner {
@@ -227,6 +248,8 @@ pub(crate) struct Inner {
     pub(crate) events: mpsc::UnboundedSender<ConsumerEvent>,
     pub(crate) in_order: bool,
     pub(crate) listener: Option<Arc<dyn RebalanceListener>>,
+    pub(crate) subscription: crate::config::Subscription,
+    pub(crate) telemetry: crate::telemetry::Telemetry,
 }
 
 impl Inner {
@@ -294,6 +317,64 @@ impl fmt::Debug for ConsumerOptions {
     }
 }
 
+/// A commit started by [`Consumer::commit_async`] or [`Consumer::commit_offsets_async`]: await
+/// it for what the coordinator accepted. The commit goes on if this is dropped.
+#[must_use = "the commit goes on without it, but its result is only here (or in the events)"]
+pub struct CommitFuture {
+    rx: tokio::sync::oneshot::Receiver<Result<Vec<CommitOffset>, Error>>,
+}
+
+impl CommitFuture {
+    fn spawn(
+        inner: &Arc<Inner>,
+        started: Result<Option<group::StartedCommit>, Error>,
+    ) -> CommitFuture {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        match started {
+            Ok(None) => {
+                let _ = tx.send(Ok(Vec::new()));
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+            Ok(Some(started)) => {
+                let inner = Arc::clone(inner);
+                tokio::spawn(async move {
+                    let r = started.finish(&inner).await;
+                    if let Err(e) = &r
+                        && tx.is_closed()
+                    {
+                        // Nobody awaits the result: it is reported like an automatic commit's.
+                        if !matches!(e, Error::CommitFailed(_)) {
+                            inner.event(ConsumerEvent::Error(e.clone()));
+                        }
+                    }
+                    let _ = tx.send(r);
+                });
+            }
+        }
+        CommitFuture { rx }
+    }
+}
+
+impl fmt::Debug for CommitFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CommitFuture").finish_non_exhaustive()
+    }
+}
+
+impl std::future::Future for CommitFuture {
+    type Output = Result<Vec<CommitOffset>, Error>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::future::Future::poll(std::pin::Pin::new(&mut self.rx), cx)
+            .map(|r| r.unwrap_or(Err(Error::Closed)))
+    }
+}
+
 /// A group consumer.
 pub struct Consumer {
     inner: Arc<Inner>,
@@ -327,6 +408,7 @@ impl Consumer {
         options: ConsumerOptions,
     ) -> Result<Consumer, Error> {
         let (cluster, driver, group_events, rest) = start_member(config).await?;
+        let cluster_client_id = cluster.config().client_id.clone();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
@@ -340,6 +422,7 @@ impl Consumer {
                 by_epoch: BTreeMap::new(),
                 delivered: 0,
                 paused: BTreeSet::new(),
+                last_assigned: None,
             }),
             readable: Notify::new(),
             fetchable: Notify::new(),
@@ -359,6 +442,8 @@ impl Consumer {
             events: events_tx,
             in_order: options.in_order,
             listener: options.listener.clone(),
+            subscription: rest.subscription.clone(),
+            telemetry: crate::telemetry::Telemetry::new(&cluster_client_id, &rest.group_id),
         });
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(group_loop(
@@ -427,6 +512,7 @@ impl Consumer {
         }
         let (r, refill) = take_next(&mut st, self.inner.max_buffered)?;
         drop(st);
+        self.inner.telemetry.records_consumed.increment(1);
         if refill {
             self.inner.fetchable.notify_waiters();
         }
@@ -463,21 +549,64 @@ impl Consumer {
         }
     }
 
-    /// Commits what is done now, for every owned partition.
+    /// Commits what is done now, for every owned partition (Java's `commitSync()`), and returns
+    /// what the coordinator accepted. Each offset carries the leader epoch of the record before
+    /// it (KIP-320).
     pub async fn commit(&self) -> Result<Vec<CommitOffset>, Error> {
         commit_done(&self.inner, None).await
     }
 
+    /// Starts a commit of what is done now and returns at once (Java's `commitAsync()`): the
+    /// offsets are taken when this is called, commits go to the coordinator in the order they
+    /// were started, and the returned [`CommitFuture`] gives the result. Dropping the future
+    /// does not cancel the commit; its outcome still arrives as [`ConsumerEvent::Committed`]
+    /// or [`ConsumerEvent::Error`].
+    ///
+    /// ```no_run
+    /// # async fn run(consumer: cohort::Consumer) -> Result<(), cohort::Error> {
+    /// let pending = consumer.commit_async();
+    /// // ... go on receiving and processing ...
+    /// match pending.await {
+    ///     Ok(done) => println!("committed {} partitions", done.len()),
+    ///     Err(e) => eprintln!("commit failed: {e}"),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn commit_async(&self) -> CommitFuture {
+        CommitFuture::spawn(&self.inner, group::start_commit_done(&self.inner, None))
+    }
+
     /// Commits these offsets (Java's `commitSync(offsets)`): each names the next record to
-    /// consume of a partition this consumer owns now; an offset of a partition it does not
-    /// own is refused before anything is sent, since committing it could undo its owner's
-    /// progress. Returns what the coordinator accepted. Later automatic commits of a
+    /// consume of a partition this consumer owns now, with optional metadata
+    /// ([`CommitOffset::with_metadata`]); an offset of a partition it does not own is refused
+    /// before anything is sent, since committing it could undo its owner's progress. An offset
+    /// without a leader epoch gets the one of the record before it when this consumer fetched
+    /// it (KIP-320). Returns what the coordinator accepted. Later automatic commits of a
     /// partition go out only once its done offset passes this one.
+    ///
+    /// ```no_run
+    /// # async fn run(consumer: cohort::Consumer, record: cohort::ConsumerRecord) -> Result<(), cohort::Error> {
+    /// use cohort::CommitOffset;
+    ///
+    /// let next = CommitOffset::new(record.topic.as_ref(), record.partition, record.offset + 1)
+    ///     .with_metadata("batch 42");
+    /// consumer.commit_offsets(&[next]).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn commit_offsets(
         &self,
         offsets: &[CommitOffset],
     ) -> Result<Vec<CommitOffset>, Error> {
-        {
+        self.commit_offsets_async(offsets)?.await
+    }
+
+    /// [`Consumer::commit_offsets`] without waiting (Java's `commitAsync(offsets, callback)`):
+    /// refused at once for a partition not owned, else started now and answered through the
+    /// returned future, in order with the other commits.
+    pub fn commit_offsets_async(&self, offsets: &[CommitOffset]) -> Result<CommitFuture, Error> {
+        let offsets = {
             let st = self.inner.lock();
             let foreign: Vec<String> = offsets
                 .iter()
@@ -490,21 +619,23 @@ impl Consumer {
                     foreign.join(", ")
                 )]));
             }
-        }
-        let done = self.inner.driver.commit(offsets.to_vec()).await?;
-        {
-            let mut st = self.inner.lock();
-            for o in &done {
-                if let Some(p) = st.partitions.get_mut(&o.topic_partition()) {
-                    p.tracker.committed = Some(o.offset);
-                }
-            }
-        }
-        self.inner.event(ConsumerEvent::Committed {
-            offsets: done.clone(),
-            requested_at: tokio::time::Instant::now().into_std(),
-        });
-        Ok(done)
+            offsets
+                .iter()
+                .map(|o| {
+                    let mut o = o.clone();
+                    if o.leader_epoch.is_none()
+                        && let Some(p) = st.partitions.get(&o.topic_partition())
+                    {
+                        o.leader_epoch = p.epochs.before(o.offset);
+                    }
+                    o
+                })
+                .collect()
+        };
+        Ok(CommitFuture::spawn(
+            &self.inner,
+            group::start_commit(&self.inner, offsets),
+        ))
     }
 
     /// Stops fetching and delivering a partition (buffered records stay).
@@ -561,19 +692,38 @@ impl Consumer {
         listener::position(&self.inner, tp)
     }
 
-    /// The group's committed offsets of `tps` (Java's `committed`), read from the coordinator;
-    /// `None` where nothing is committed.
+    /// The group's committed offsets of `tps` (Java's `committed`), read from the coordinator,
+    /// with their metadata and leader epochs; `None` where nothing is committed.
+    ///
+    /// ```no_run
+    /// # async fn run(consumer: cohort::Consumer) -> Result<(), cohort::Error> {
+    /// use cohort::TopicPartition;
+    ///
+    /// let tp = TopicPartition::new("orders", 0);
+    /// if let Some(c) = consumer.committed(&[tp.clone()]).await?[&tp].as_ref() {
+    ///     println!("{tp} resumes at {} ({:?})", c.offset, c.metadata);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn committed(
         &self,
         tps: &[TopicPartition],
-    ) -> Result<BTreeMap<TopicPartition, Option<i64>>, Error> {
-        crate::offsets::fetch_committed(
+    ) -> Result<BTreeMap<TopicPartition, Option<CommitOffset>>, Error> {
+        crate::offsets::fetch_committed_as(
             &self.inner.cluster,
             &self.inner.group_id,
+            None,
             tps,
             self.inner.cluster.config().request_timeout,
         )
         .await
+    }
+
+    /// What this consumer subscribed to (Java's `subscription()`): the topics, or the pattern
+    /// (the topics it matches now are those the group assigns; see [`Consumer::assignment`]).
+    pub fn subscription(&self) -> &crate::config::Subscription {
+        &self.inner.subscription
     }
 
     /// Resumes a paused partition.

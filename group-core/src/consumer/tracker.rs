@@ -66,6 +66,50 @@ impl<R> Buffer<R> {
     }
 }
 
+/// The partition's leader epochs as the fetched batches showed them (KIP-320): each entry is
+/// the first offset seen with an epoch. Gives the epoch of the record before an offset, which a
+/// commit carries and which the fetch position is validated with after a leader change. Epochs
+/// change only with leaders, so a short list covers everything still buffered or uncommitted.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LeaderEpochs {
+    changes: VecDeque<(i64, i32)>,
+}
+
+/// Epoch changes remembered per partition (older ones only matter for offsets long committed).
+const EPOCHS_KEPT: usize = 16;
+
+impl LeaderEpochs {
+    /// The batch starting at `offset` was written in leader epoch `epoch` (-1: a batch of a
+    /// message format without epochs, which says nothing).
+    pub(crate) fn saw(&mut self, offset: i64, epoch: i32) {
+        if epoch < 0 || self.changes.back().is_some_and(|&(_, e)| e == epoch) {
+            return;
+        }
+        self.changes.push_back((offset, epoch));
+        if self.changes.len() > EPOCHS_KEPT {
+            self.changes.pop_front();
+        }
+    }
+
+    /// The leader epoch of the record before `offset`, if known.
+    pub(crate) fn before(&self, offset: i64) -> Option<i32> {
+        self.changes
+            .iter()
+            .rev()
+            .find(|&&(first, _)| first < offset)
+            .map(|&(_, e)| e)
+    }
+
+    /// The position moved to `offset`: what was seen no longer applies; `epoch`, when known, is
+    /// that of the record before it (a committed offset's epoch, or a divergence point's).
+    pub(crate) fn reset(&mut self, offset: i64, epoch: Option<i32>) {
+        self.changes.clear();
+        if let Some(e) = epoch.filter(|&e| e >= 0) {
+            self.changes.push_back((offset.saturating_sub(1), e));
+        }
+    }
+}
+
 /// Progress of one partition.
 #[derive(Debug, Clone)]
 pub(crate) struct Tracker<R> {
@@ -211,6 +255,26 @@ impl<R> Tracker<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leader_epochs_give_the_epoch_of_the_record_before_an_offset() {
+        let mut e = LeaderEpochs::default();
+        assert_eq!(e.before(5), None);
+        e.saw(0, 3);
+        e.saw(4, 3);
+        e.saw(10, 5);
+        e.saw(12, -1);
+        assert_eq!(e.before(0), None);
+        assert_eq!(e.before(1), Some(3));
+        assert_eq!(e.before(10), Some(3));
+        assert_eq!(e.before(11), Some(5));
+        assert_eq!(e.before(100), Some(5));
+        e.reset(7, Some(2));
+        assert_eq!(e.before(7), Some(2));
+        assert_eq!(e.before(6), None);
+        e.reset(7, None);
+        assert_eq!(e.before(8), None);
+    }
 
     fn fill(t: &mut Tracker<i64>, offsets: &[i64]) {
         for &o in offsets {

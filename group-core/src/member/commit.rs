@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 use cohort_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, offset_commit_request};
-use cohort_protocol::{ApiKey, ErrorCode, StrBytes};
+use cohort_protocol::{ApiKey, ErrorCode};
 
 use super::errors::{GroupApi, Transition, transition};
 use super::state::State;
@@ -154,8 +154,8 @@ pub(crate) fn commit_request(
             offset_commit_request::OffsetCommitRequestPartition {
                 partition_index: o.partition,
                 committed_offset: o.offset,
-                committed_leader_epoch: -1,
-                committed_metadata: Some(StrBytes::new()),
+                committed_leader_epoch: o.leader_epoch.unwrap_or(-1),
+                committed_metadata: Some(o.metadata.clone().into()),
                 ..Default::default()
             },
         );

@@ -55,6 +55,7 @@ mod errors;
 mod leader;
 mod rebalance;
 mod state;
+pub(crate) mod trace;
 mod types;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -115,6 +116,8 @@ pub struct Member {
     events: VecDeque<GroupEvent>,
     next_token: RevokeToken,
     rebalance_started: Option<Instant>,
+    /// The `rebalance` span of the rebalance in progress.
+    rebalance_trace: Option<trace::RebalanceTrace>,
     stats: MemberStats,
 }
 
@@ -194,6 +197,7 @@ impl Member {
             events: VecDeque::new(),
             next_token: 1,
             rebalance_started: None,
+            rebalance_trace: None,
             stats: MemberStats::default(),
         };
         m.step(now);

@@ -69,6 +69,7 @@ impl Member {
             reason: reason.to_owned(),
         });
         self.rebalance_started.get_or_insert(now);
+        self.trace_rebalance(now, reason);
         if !self.membership.joined() {
             // The generation is gone: whatever we owned is lost, not revoked.
             self.lose_all();
@@ -150,12 +151,25 @@ impl Member {
         )
     }
 
+    /// Opens the `rebalance` span unless one is open (a rebalance's first reason names it).
+    fn trace_rebalance(&mut self, now: Instant, reason: &str) {
+        if self.rebalance_trace.is_none() {
+            self.rebalance_trace = Some(super::trace::RebalanceTrace::start(
+                &self.cfg.group_id,
+                "classic",
+                reason,
+                now,
+            ));
+        }
+    }
+
     pub(super) fn send_join(&mut self, now: Instant) {
         let reason = self
             .rejoin_reason
             .take()
             .unwrap_or_else(|| "joining".into());
         self.rebalance_started.get_or_insert(now);
+        self.trace_rebalance(now, &reason);
         let mut protocols = Vec::with_capacity(self.balancers.len());
         for b in &self.balancers {
             let sub = self.subscription(b.as_ref());
@@ -415,6 +429,9 @@ impl Member {
             protocol = ?r.protocol_name,
             "joined"
         );
+        if let Some(t) = &mut self.rebalance_trace {
+            t.joined(now, r.generation_id, leader);
+        }
         if leader && !r.skip_assignment {
             self.start_assigning(now, r);
         } else {
@@ -469,6 +486,9 @@ impl Member {
             let d = now.saturating_duration_since(start);
             self.stats.last_rebalance = d;
             self.stats.rebalancing_total += d;
+        }
+        if let Some(t) = self.rebalance_trace.take() {
+            t.finish(now, count(&new), count(&added), count(&revoked));
         }
         let pending_revoke = if revoked.is_empty() {
             self.membership.owned = new.clone();

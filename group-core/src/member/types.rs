@@ -166,7 +166,8 @@ pub enum Response {
     TopicNames(BTreeMap<Uuid, String>),
 }
 
-/// One offset to commit.
+/// One offset to commit, or one committed offset as the coordinator holds it (Java's
+/// `OffsetAndMetadata` with its partition).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitOffset {
     /// Topic.
@@ -175,6 +176,15 @@ pub struct CommitOffset {
     pub partition: i32,
     /// The offset of the next record to consume.
     pub offset: i64,
+    /// The leader epoch of the last record consumed before `offset` (KIP-320): a member that
+    /// starts from this offset later asks the partition's leader whether its log still holds
+    /// that epoch up to here, and so detects a log truncated by an unclean leader election.
+    /// `None` when unknown; the consumer fills it in for the partitions it fetched.
+    pub leader_epoch: Option<i32>,
+    /// Free text stored with the offset (Java's `OffsetAndMetadata.metadata()`); empty for
+    /// none. The coordinator bounds its size (`offset.metadata.max.bytes`, 4 KiB by default)
+    /// and refuses a larger one with OFFSET_METADATA_TOO_LARGE.
+    pub metadata: String,
 }
 
 impl CommitOffset {
@@ -189,7 +199,23 @@ impl CommitOffset {
             topic: topic.into(),
             partition,
             offset,
+            leader_epoch: None,
+            metadata: String::new(),
         }
+    }
+
+    /// The same offset with `metadata` stored beside it.
+    #[must_use]
+    pub fn with_metadata(mut self, metadata: impl Into<String>) -> Self {
+        self.metadata = metadata.into();
+        self
+    }
+
+    /// The same offset with the leader epoch of the record before it (KIP-320).
+    #[must_use]
+    pub fn with_leader_epoch(mut self, epoch: i32) -> Self {
+        self.leader_epoch = Some(epoch);
+        self
     }
 }
 

@@ -126,6 +126,8 @@ pub struct Member848 {
     events: VecDeque<GroupEvent>,
     next_token: RevokeToken,
     rebalance_started: Option<Instant>,
+    /// The `rebalance` span of the rebalance in progress.
+    rebalance_trace: Option<crate::member::trace::RebalanceTrace>,
     stats: MemberStats,
 }
 
@@ -169,6 +171,8 @@ impl Member848 {
         };
         let coordinator_backoff = backoff(&mut jitter);
         let heartbeat_backoff = backoff(&mut jitter);
+        let trace =
+            crate::member::trace::RebalanceTrace::start(&cfg.group_id, "consumer", "joining", now);
         let mut m = Self {
             heartbeat_interval: cfg.heartbeat_interval,
             cfg,
@@ -196,6 +200,7 @@ impl Member848 {
             events: VecDeque::new(),
             next_token: 1,
             rebalance_started: Some(now),
+            rebalance_trace: Some(trace),
             stats: MemberStats::default(),
         };
         m.step(now);

@@ -52,9 +52,13 @@ impl Member848 {
             return;
         }
         self.rebalance_started.get_or_insert(now);
-        self.events.push_back(GroupEvent::Rebalancing {
-            reason: format!("new target assignment at epoch {}", self.epoch),
-        });
+        let reason = format!("new target assignment at epoch {}", self.epoch);
+        self.trace_rebalance(now, &reason);
+        if let Some(t) = &mut self.rebalance_trace {
+            // The consumer protocol has no join phase of its own: it ends with the target.
+            t.joined(now, self.epoch, false);
+        }
+        self.events.push_back(GroupEvent::Rebalancing { reason });
         let revoked = minus(&self.owned, &resolved);
         if revoked.is_empty() {
             self.assign(now, resolved);
@@ -89,8 +93,21 @@ impl Member848 {
     }
 
     /// The target becomes the assignment; the next heartbeat, sent at once, reports it.
+    /// Opens the `rebalance` span unless one is open.
+    fn trace_rebalance(&mut self, now: Instant, reason: &str) {
+        if self.rebalance_trace.is_none() {
+            self.rebalance_trace = Some(crate::member::trace::RebalanceTrace::start(
+                &self.cfg.group_id,
+                "consumer",
+                reason,
+                now,
+            ));
+        }
+    }
+
     pub(super) fn assign(&mut self, now: Instant, target: Assignment) {
         let added = minus(&target, &self.owned);
+        let revoked = minus(&self.owned, &target);
         self.owned = target;
         self.acknowledge = true;
         self.state = State::Stable;
@@ -99,6 +116,9 @@ impl Member848 {
             let d = now.saturating_duration_since(start);
             self.stats.last_rebalance = d;
             self.stats.rebalancing_total += d;
+        }
+        if let Some(t) = self.rebalance_trace.take() {
+            t.finish(now, count(&self.owned), count(&added), count(&revoked));
         }
         tracing::info!(group = %self.cfg.group_id, epoch = self.epoch, partitions = count(&self.owned), added = count(&added), "assigned");
         self.events.push_back(GroupEvent::Assigned {
@@ -125,6 +145,7 @@ impl Member848 {
         self.target = None;
         self.sent.reset();
         self.rebalance_started.get_or_insert(now);
+        self.trace_rebalance(now, reason);
         match self.lose_all() {
             Some(token) => self.state = State::Fenced { token },
             None => self.rejoin(now),
@@ -137,6 +158,7 @@ impl Member848 {
         self.sent.reset();
         self.heartbeat_due = Some(now);
         self.rebalance_started.get_or_insert(now);
+        self.trace_rebalance(now, "joining");
     }
 
     /// Every owned partition is lost; the token the application acknowledges with, if there

@@ -6,7 +6,9 @@
 //! smallest cluster in which any one node can be killed, paused or restarted while the others keep
 //! both a controller majority and the group coordinator's replicas (the internal topics are
 //! replicated to all nodes), with three JVMs instead of the six a separate controller quorum
-//! would need on a 2-core machine.
+//! would need on a 2-core machine. With `BrokerOptions::controllers`, only the first nodes are
+//! controllers and the others brokers only (`process.roles=broker`): a test of unclean leader
+//! election stops every replica but one, which a quorum of all nodes would not survive.
 //!
 //! Settings differ from Kafka's defaults only where a test needs it; each one is commented in
 //! [`server_properties`]. A node keeps its folder (`server.properties`, `data/`, `broker.log`)
@@ -104,6 +106,8 @@ struct Extra<'a> {
     sasl_ssl: Option<u16>,
     /// `broker.rack=rack-<node id>` (KIP-36), for rack-aware assignment tests.
     racks: bool,
+    /// Whether the node is a controller (a voter of the metadata quorum) as well as a broker.
+    voter: bool,
 }
 
 /// The node's configuration. Everything not written here is Apache Kafka's default, so that
@@ -123,6 +127,15 @@ fn server_properties(
     data: &Path,
 ) -> String {
     let rf = nodes.min(3);
+    // A broker-only node has no controller listener but must know the controllers' (voters).
+    let (roles, controller_listener) = if extra.voter {
+        (
+            "broker,controller",
+            format!(",CONTROLLER://127.0.0.1:{cport}"),
+        )
+    } else {
+        ("broker", String::new())
+    };
     let rack = if extra.racks {
         format!("broker.rack=rack-{id}\n")
     } else {
@@ -196,10 +209,10 @@ sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
     format!(
         "\
 # Written by cohort-testbroker for a test cluster of {nodes} node(s).
-process.roles=broker,controller
+process.roles={roles}
 node.id={id}
 {rack}controller.quorum.voters={voters}
-listeners=PLAINTEXT://{host}:{port},CONTROLLER://127.0.0.1:{cport}{extra_listener}
+listeners=PLAINTEXT://{host}:{port}{controller_listener}{extra_listener}
 advertised.listeners=PLAINTEXT://{host}:{port}{extra_listener}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
@@ -430,12 +443,17 @@ fn each<T: Send>(
 impl KafkaCluster {
     /// Starts `n` nodes and waits until every node lists all of them in Metadata and a group
     /// coordinator is available.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the cluster's settings, passed on from BrokerOptions once"
+    )]
     pub(crate) fn start(
         n: usize,
         host: &str,
         sasl: Option<&SaslListener>,
         tls: Option<&TlsListener>,
         racks: bool,
+        controllers: Option<usize>,
         timeout: Duration,
     ) -> Result<Self, BrokerError> {
         let install = install_kafka()?;
@@ -443,7 +461,7 @@ impl KafkaCluster {
         // Ports picked by `free_port` can be taken by someone else before the JVM binds them;
         // the whole cluster is retried on new ports when a node exits early.
         for _attempt in 0..3 {
-            match Self::try_start(&install, n, host, sasl, tls, racks, timeout) {
+            match Self::try_start(&install, n, host, sasl, tls, racks, controllers, timeout) {
                 Ok(c) => return Ok(c),
                 Err((e, retry)) => {
                     last = Some(e);
@@ -456,6 +474,10 @@ impl KafkaCluster {
         Err(last.unwrap_or_else(|| BrokerError::Process("Apache Kafka did not start".into())))
     }
 
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the cluster's settings, passed on from BrokerOptions once"
+    )]
     fn try_start(
         install: &KafkaInstall,
         n: usize,
@@ -463,6 +485,7 @@ impl KafkaCluster {
         sasl: Option<&SaslListener>,
         tls: Option<&TlsListener>,
         racks: bool,
+        controllers: Option<usize>,
         timeout: Duration,
     ) -> Result<Self, (BrokerError, bool)> {
         use std::sync::atomic::{AtomicU64, Ordering};
@@ -480,7 +503,8 @@ impl KafkaCluster {
                 free_port().map_err(|e| fatal(BrokerError::Process(format!("free port: {e}"))))?,
             );
         }
-        let voters = (0..n)
+        let voting = controllers.unwrap_or(n).clamp(1, n);
+        let voters = (0..voting)
             .map(|i| format!("{}@127.0.0.1:{}", i + 1, ports[2 * i + 1]))
             .collect::<Vec<_>>()
             .join(",");
@@ -499,6 +523,7 @@ impl KafkaCluster {
                     tls: tls.map(|t| (ports[3 * n + i], t)),
                     sasl_ssl: (sasl.is_some() && tls.is_some()).then_some(ports[4 * n + i]),
                     racks,
+                    voter: i < voting,
                 },
                 &voters,
                 n,

@@ -208,6 +208,11 @@ pub struct BrokerOptions {
     /// Each node in a rack of its own, `rack-<node id>` (`broker.rack`, Apache Kafka processes
     /// only), for rack-aware assignment tests (KIP-881).
     pub racks: bool,
+    /// How many of the nodes are KRaft controllers (voters of the metadata quorum) besides
+    /// brokers; the rest are brokers only. `None`: every node up to three (Apache Kafka
+    /// processes only). One controller lets a test stop all but one of the other nodes, as an
+    /// unclean leader election needs, without losing the quorum.
+    pub controllers: Option<usize>,
     /// How long to wait for the broker to be ready.
     pub startup_timeout: Duration,
     /// Whether an external cluster is probed with a plaintext ApiVersions before use. Off for
@@ -229,6 +234,7 @@ impl Default for BrokerOptions {
             tls: None,
             startup_timeout: Duration::from_secs(120),
             racks: false,
+            controllers: None,
             probe_external: true,
         }
     }
@@ -467,6 +473,7 @@ impl TestBroker {
                         opts.sasl.as_ref(),
                         opts.tls.as_ref(),
                         opts.racks,
+                        opts.controllers,
                         opts.startup_timeout,
                     )?;
                     let d = format!(

@@ -51,6 +51,8 @@ const APIS: &[&str] = &[
     "ConsumerGroupHeartbeat",
     "DeleteRecords",
     "AlterUserScramCredentials",
+    "OffsetForLeaderEpoch",
+    "ElectLeaders",
 ];
 
 /// Non-API structures: headers and the embedded consumer protocol.

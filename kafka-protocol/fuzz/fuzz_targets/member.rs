@@ -245,7 +245,7 @@ fuzz_target!(|data: &[u8]| {
                 let owned: Vec<_> = m.assignment().iter().flat_map(|(t, ps)| ps.iter().map(move |p| (t.clone(), *p))).collect();
                 let offsets = owned
                     .into_iter()
-                    .map(|(topic, partition)| CommitOffset { topic, partition, offset: 1 })
+                    .map(|(topic, partition)| CommitOffset::new(topic, partition, 1))
                     .collect();
                 m.commit(now, offsets);
             }

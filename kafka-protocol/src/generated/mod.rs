@@ -23,6 +23,8 @@ pub mod delete_topics_request;
 pub mod delete_topics_response;
 pub mod describe_groups_request;
 pub mod describe_groups_response;
+pub mod elect_leaders_request;
+pub mod elect_leaders_response;
 pub mod fetch_request;
 pub mod fetch_response;
 pub mod find_coordinator_request;
@@ -43,6 +45,8 @@ pub mod offset_commit_request;
 pub mod offset_commit_response;
 pub mod offset_fetch_request;
 pub mod offset_fetch_response;
+pub mod offset_for_leader_epoch_request;
+pub mod offset_for_leader_epoch_response;
 pub mod produce_request;
 pub mod produce_response;
 pub mod request_header;
@@ -72,6 +76,8 @@ pub use delete_topics_request::DeleteTopicsRequest;
 pub use delete_topics_response::DeleteTopicsResponse;
 pub use describe_groups_request::DescribeGroupsRequest;
 pub use describe_groups_response::DescribeGroupsResponse;
+pub use elect_leaders_request::ElectLeadersRequest;
+pub use elect_leaders_response::ElectLeadersResponse;
 pub use fetch_request::FetchRequest;
 pub use fetch_response::FetchResponse;
 pub use find_coordinator_request::FindCoordinatorRequest;
@@ -92,6 +98,8 @@ pub use offset_commit_request::OffsetCommitRequest;
 pub use offset_commit_response::OffsetCommitResponse;
 pub use offset_fetch_request::OffsetFetchRequest;
 pub use offset_fetch_response::OffsetFetchResponse;
+pub use offset_for_leader_epoch_request::OffsetForLeaderEpochRequest;
+pub use offset_for_leader_epoch_response::OffsetForLeaderEpochResponse;
 pub use produce_request::ProduceRequest;
 pub use produce_response::ProduceResponse;
 pub use request_header::RequestHeader;
@@ -154,6 +162,10 @@ macro_rules! for_each_message {
             delete_records_response: DeleteRecordsResponse,
             alter_user_scram_credentials_request: AlterUserScramCredentialsRequest,
             alter_user_scram_credentials_response: AlterUserScramCredentialsResponse,
+            offset_for_leader_epoch_request: OffsetForLeaderEpochRequest,
+            offset_for_leader_epoch_response: OffsetForLeaderEpochResponse,
+            elect_leaders_request: ElectLeadersRequest,
+            elect_leaders_response: ElectLeadersResponse,
             request_header: RequestHeader,
             response_header: ResponseHeader,
             consumer_protocol_subscription: ConsumerProtocolSubscription,
@@ -210,6 +222,10 @@ pub enum RequestKind {
     DeleteRecords(DeleteRecordsRequest),
     /// `AlterUserScramCredentialsRequest`.
     AlterUserScramCredentials(AlterUserScramCredentialsRequest),
+    /// `OffsetForLeaderEpochRequest`.
+    OffsetForLeaderEpoch(OffsetForLeaderEpochRequest),
+    /// `ElectLeadersRequest`.
+    ElectLeaders(ElectLeadersRequest),
 }
 
 impl RequestKind {
@@ -277,6 +293,12 @@ impl RequestKind {
                 AlterUserScramCredentialsRequest::decode(buf, version)
                     .map(Self::AlterUserScramCredentials)
             }
+            crate::ApiKey::OffsetForLeaderEpoch => {
+                OffsetForLeaderEpochRequest::decode(buf, version).map(Self::OffsetForLeaderEpoch)
+            }
+            crate::ApiKey::ElectLeaders => {
+                ElectLeadersRequest::decode(buf, version).map(Self::ElectLeaders)
+            }
             _ => return None,
         })
     }
@@ -311,6 +333,8 @@ impl RequestKind {
             Self::ConsumerGroupHeartbeat(m) => m.encode(buf, version),
             Self::DeleteRecords(m) => m.encode(buf, version),
             Self::AlterUserScramCredentials(m) => m.encode(buf, version),
+            Self::OffsetForLeaderEpoch(m) => m.encode(buf, version),
+            Self::ElectLeaders(m) => m.encode(buf, version),
         }
     }
 
@@ -339,6 +363,8 @@ impl RequestKind {
             Self::ConsumerGroupHeartbeat(_) => crate::ApiKey::ConsumerGroupHeartbeat,
             Self::DeleteRecords(_) => crate::ApiKey::DeleteRecords,
             Self::AlterUserScramCredentials(_) => crate::ApiKey::AlterUserScramCredentials,
+            Self::OffsetForLeaderEpoch(_) => crate::ApiKey::OffsetForLeaderEpoch,
+            Self::ElectLeaders(_) => crate::ApiKey::ElectLeaders,
         }
     }
 }
@@ -391,6 +417,10 @@ pub enum ResponseKind {
     DeleteRecords(DeleteRecordsResponse),
     /// `AlterUserScramCredentialsResponse`.
     AlterUserScramCredentials(AlterUserScramCredentialsResponse),
+    /// `OffsetForLeaderEpochResponse`.
+    OffsetForLeaderEpoch(OffsetForLeaderEpochResponse),
+    /// `ElectLeadersResponse`.
+    ElectLeaders(ElectLeadersResponse),
 }
 
 impl ResponseKind {
@@ -464,6 +494,12 @@ impl ResponseKind {
                 AlterUserScramCredentialsResponse::decode(buf, version)
                     .map(Self::AlterUserScramCredentials)
             }
+            crate::ApiKey::OffsetForLeaderEpoch => {
+                OffsetForLeaderEpochResponse::decode(buf, version).map(Self::OffsetForLeaderEpoch)
+            }
+            crate::ApiKey::ElectLeaders => {
+                ElectLeadersResponse::decode(buf, version).map(Self::ElectLeaders)
+            }
             _ => return None,
         })
     }
@@ -498,6 +534,8 @@ impl ResponseKind {
             Self::ConsumerGroupHeartbeat(m) => m.encode(buf, version),
             Self::DeleteRecords(m) => m.encode(buf, version),
             Self::AlterUserScramCredentials(m) => m.encode(buf, version),
+            Self::OffsetForLeaderEpoch(m) => m.encode(buf, version),
+            Self::ElectLeaders(m) => m.encode(buf, version),
         }
     }
 
@@ -526,6 +564,8 @@ impl ResponseKind {
             Self::ConsumerGroupHeartbeat(_) => crate::ApiKey::ConsumerGroupHeartbeat,
             Self::DeleteRecords(_) => crate::ApiKey::DeleteRecords,
             Self::AlterUserScramCredentials(_) => crate::ApiKey::AlterUserScramCredentials,
+            Self::OffsetForLeaderEpoch(_) => crate::ApiKey::OffsetForLeaderEpoch,
+            Self::ElectLeaders(_) => crate::ApiKey::ElectLeaders,
         }
     }
 }
