@@ -79,8 +79,8 @@ impl Telemetry {
         }
     }
 
-    /// Sets a partition's `records-lag`.
-    pub(crate) fn records_lag(&self, topic: &str, partition: i32, lag: i64) {
+    /// A partition's `records-lag` gauge.
+    pub(crate) fn records_lag(&self, topic: &str, partition: i32) -> Gauge {
         metrics::gauge!(
             names::RECORDS_LAG,
             "client_id" => self.client_id.clone(),
@@ -88,7 +88,6 @@ impl Telemetry {
             "topic" => topic.to_owned(),
             "partition" => partition.to_string(),
         )
-        .set(lag as f64);
     }
 }
 

@@ -429,8 +429,6 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
                 decoded.push(d);
             }
         }
-        // Set after the lock is released: the metrics recorder has locks of its own.
-        let mut lags: Vec<(TopicPartition, i64)> = Vec::new();
         let added = {
             let mut st = inner.lock();
             let mut added = 0u64;
@@ -488,10 +486,8 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
                 }
                 p.tracker.extend(d.records);
                 p.tracker.skip_to(d.next);
-                lags.push((
-                    d.tp.clone(),
-                    (p.high_watermark - p.tracker.position()).max(0),
-                ));
+                p.lag_gauge
+                    .set((p.high_watermark - p.tracker.position()).max(0) as f64);
                 if let Some(e) = d.corrupt {
                     // A corrupt batch cannot be skipped safely: report and stop the partition
                     // (as Java raises CorruptRecordException). What decoded before it stays.
@@ -504,9 +500,6 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
             }
             added
         };
-        for (tp, lag) in lags {
-            inner.telemetry.records_lag(&tp.topic, tp.partition, lag);
-        }
         tracing::trace!(
             leader,
             records = added,

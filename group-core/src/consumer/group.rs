@@ -226,6 +226,7 @@ pub(super) async fn group_loop(
                                 tracker: Tracker::new(0),
                                 epochs: LeaderEpochs::default(),
                                 validated: None,
+                                lag_gauge: inner.telemetry.records_lag(&tp.topic, tp.partition),
                                 high_watermark: -1,
                                 paused,
                             },

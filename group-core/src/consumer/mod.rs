@@ -26,6 +26,148 @@
 //!   what is done before the partition is given up (auto-commit or `commit_on_revoke`); lost
 //!   partitions are never committed.
 //! - Fetching pauses per partition when `max_buffered_records` are waiting (backpressure).
+//! - After a leader change, each position is checked with the new leader (KIP-320): a log
+//!   truncated below it by an unclean leader election is noticed and consumed again from the
+//!   divergence ([`ConsumerEvent::Truncated`]), never skipped in silence.
+//!
+//! # Guide: what a Java or librdkafka user reaches for
+//!
+//! Each example compiles (they are doctests); the names in parentheses are Java's.
+//!
+//! **A rebalance listener** (`ConsumerRebalanceListener`): finish and commit inside revocation,
+//! so the next owner starts exactly after the last processed record.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use cohort::consumer::{ListenerContext, RebalanceListener};
+//! use cohort::{Assignment, Consumer, ConsumerOptions, GroupConfig};
+//!
+//! struct CommitOnRevoke;
+//!
+//! #[async_trait::async_trait]
+//! impl RebalanceListener for CommitOnRevoke {
+//!     async fn on_partitions_revoked(&self, consumer: &ListenerContext, revoked: &Assignment) {
+//!         // ... finish the records of `revoked` still in flight, acknowledge them ...
+//!         if let Err(e) = consumer.commit().await {
+//!             eprintln!("commit before giving up {revoked:?}: {e}");
+//!         }
+//!     }
+//! }
+//!
+//! # async fn run() -> Result<(), cohort::Error> {
+//! let config = GroupConfig::new("localhost:9092", "billing", &["orders"]);
+//! let options = ConsumerOptions::default().listener(Arc::new(CommitOnRevoke));
+//! let consumer = Consumer::with_options(config, options).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! **Positions** (`seek`, `seekToBeginning`, `seekToEnd`, `position`, `committed`,
+//! `assignment`, `subscription`):
+//!
+//! ```no_run
+//! # async fn run(consumer: cohort::Consumer) -> Result<(), cohort::Error> {
+//! use cohort::TopicPartition;
+//!
+//! let tp = TopicPartition::new("orders", 0);
+//! consumer.seek(&tp, 1_000)?; // an error unless `tp` is assigned to this consumer now
+//! consumer.seek_to_beginning(std::slice::from_ref(&tp)).await?;
+//! consumer.seek_to_end(std::slice::from_ref(&tp)).await?;
+//! println!("next record of {tp}: {:?}", consumer.position(&tp));
+//! let committed = consumer.committed(std::slice::from_ref(&tp)).await?;
+//! println!("{:?} of {:?}", consumer.assignment(), consumer.subscription());
+//! # let _ = committed; Ok(()) }
+//! ```
+//!
+//! **Commits** (`commitSync`, `commitAsync`, `OffsetAndMetadata`): what is acknowledged, or
+//! explicit offsets of owned partitions with metadata; asynchronous ones keep their order.
+//!
+//! ```no_run
+//! # async fn run(consumer: cohort::Consumer) -> Result<(), cohort::Error> {
+//! use cohort::CommitOffset;
+//!
+//! consumer.commit().await?; // everything acknowledged, now
+//! let pending = consumer.commit_async(); // the same, answered later
+//! let explicit = consumer.commit_offsets_async(&[
+//!     CommitOffset::new("orders", 0, 1_042).with_metadata("checkpoint 7"),
+//! ])?;
+//! pending.await?;
+//! explicit.await?;
+//! # Ok(()) }
+//! ```
+//!
+//! **Transactions** (`isolation.level=read_committed`): records of aborted transactions are
+//! never delivered and nothing past the last stable offset is.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), cohort::Error> {
+//! use cohort::{Consumer, GroupConfig, IsolationLevel};
+//!
+//! let mut config = GroupConfig::new("localhost:9092", "ledger", &["payments"]);
+//! config.isolation_level = IsolationLevel::ReadCommitted;
+//! let consumer = Consumer::new(config).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! **Where partitions start, and where they go after losing their place** (Java's
+//! `auto.offset.reset` and a `seek` in `onPartitionsAssigned`; sarama-consumer's hooks): the
+//! starting-offset hook sees the committed offset; the out-of-range hook is called after
+//! OFFSET_OUT_OF_RANGE (records deleted, retention) and when the log was truncated below the
+//! position (KIP-320, given the divergence point). Without hooks, `offset_reset` decides; with
+//! [`OffsetReset::None`] a truncation stops the partition with
+//! [`Error::LogTruncated`].
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), cohort::Error> {
+//! use std::sync::Arc;
+//! use cohort::{Consumer, ConsumerOptions, GroupConfig, StartOffset};
+//!
+//! let options = ConsumerOptions::default()
+//!     .starting_offset(Arc::new(|_tp, committed| match committed {
+//!         Some(_) => StartOffset::Committed,
+//!         None => StartOffset::Latest, // a new group starts at the end
+//!     }))
+//!     .out_of_range(Arc::new(|tp, offset| {
+//!         eprintln!("{tp}: offset {offset} is gone; starting over");
+//!         StartOffset::Earliest
+//!     }));
+//! let config = GroupConfig::new("localhost:9092", "audit", &["events"]);
+//! let consumer = Consumer::with_options(config, options).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! **Flow control, patterns and racks** (`pause`/`resume`, `subscribe(Pattern)`,
+//! `client.rack`):
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), cohort::Error> {
+//! use cohort::{Consumer, GroupConfig, Subscription, TopicPartition};
+//!
+//! let mut config = GroupConfig::new("localhost:9092", "mirror", &[]);
+//! config.subscription = Subscription::Pattern(regex::Regex::new(r"orders\..*").unwrap());
+//! config.client.rack = Some("eu-west-1a".into()); // fetch-from-rack-aware range (KIP-881)
+//! let consumer = Consumer::new(config).await?;
+//! let tp = TopicPartition::new("orders.eu", 0);
+//! consumer.pause(&tp); // no more fetches or deliveries of `tp` ...
+//! consumer.resume(&tp); // ... until this
+//! # Ok(()) }
+//! ```
+//!
+//! **Lag and metrics** (`records-lag`, `metrics()`): [`Consumer::metrics`] gives the exact lag
+//! per partition as of the last Fetch response; the same figures, with Java's names, go to
+//! whatever recorder of the [`metrics`](https://docs.rs/metrics) facade the application
+//! installs (see [`crate::telemetry`]; `cohort member --metrics-addr` serves them to
+//! Prometheus). Each rebalance is a `rebalance` [`tracing`](https://docs.rs/tracing) span with
+//! its reason, generation, moves and the time of each phase.
+//!
+//! ```no_run
+//! # async fn run(consumer: cohort::Consumer) {
+//! let m = consumer.metrics().await;
+//! for (tp, lag) in &m.records_lag {
+//!     println!("{tp}: {lag} records not yet delivered");
+//! }
+//! println!("{} rebalances, the last took {:?}", m.rebalances, m.last_rebalance);
+//! # }
+//! ```
 
 mod fetcher;
 mod group;
@@ -91,7 +233,9 @@ use crate::start::start_member;
 pub use crate::start::{StartOffset, StartingOffsetHook};
 pub use listener::{ListenerContext, RebalanceListener};
 
-/// Chooses where to go when a fetch offset is out of range (default: the reset policy).
+/// Chooses where to go when a fetch offset is out of range, given that offset, or when the log
+/// was truncated below the position (KIP-320), given the first offset that diverges (default:
+/// the reset policy; after a truncation, the divergence point itself).
 pub type OutOfRangeHook = Arc<dyn Fn(&TopicPartition, i64) -> StartOffset + Send + Sync>;
 
 /// What the application can observe.
@@ -202,6 +346,8 @@ pub(crate) struct PartitionState {
     /// The leader epoch (from metadata) the fetch position was last checked against: a new
     /// leader means asking it whether the log still holds the position (KIP-320).
     pub(crate) validated: Option<i32>,
+    /// This partition's `records-lag` (registered once per assignment, set per Fetch response).
+    pub(crate) lag_gauge: metrics::Gauge,
     pub(crate) high_watermark: i64,
     pub(crate) paused: bool,
 }
