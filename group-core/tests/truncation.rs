@@ -124,8 +124,12 @@ async fn a_log_truncated_by_an_unclean_election_is_detected_and_consumed_from_th
     assert_eq!(p.send(&topic, 0, &values("b", 10)).await.expect("b"), 10);
     consume_until(&mut live, "b", |g| g.len() == 10).await;
     live.commit().await.expect("commit");
-    let (early_group, strict_group) = (unique_name("early"), unique_name("strict"));
-    for group in [&early_group, &strict_group] {
+    let (early_group, strict_group, hooked_group) = (
+        unique_name("early"),
+        unique_name("strict"),
+        unique_name("hooked"),
+    );
+    for group in [&early_group, &strict_group, &hooked_group] {
         let mut early = Consumer::new(config(group)).await.expect("early");
         consume_until(&mut early, "a and b", |g| g.len() == 20).await;
         let done = early.commit().await.expect("commit");
@@ -242,4 +246,27 @@ async fn a_log_truncated_by_an_unclean_election_is_detected_and_consumed_from_th
         "nothing is delivered from a stopped partition"
     );
     strict.close().await.expect("close");
+
+    // With an out-of-range hook, the hook decides, given the divergence point.
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::clone(&calls);
+    let options = cohort::ConsumerOptions::default().out_of_range(std::sync::Arc::new(
+        move |tp: &TopicPartition, offset: i64| {
+            seen.lock().unwrap().push((tp.clone(), offset));
+            cohort::StartOffset::Offset(offset + 5)
+        },
+    ));
+    let mut hooked = Consumer::with_options(config(&hooked_group), options)
+        .await
+        .expect("hooked");
+    let after = consume_until(&mut hooked, "c (hooked)", |g| g.len() == 10).await;
+    assert_eq!(
+        after.into_iter().collect::<Vec<_>>(),
+        (5..15)
+            .map(|i| (10 + i, format!("c-{i}")))
+            .collect::<Vec<_>>(),
+        "resumed where the hook said"
+    );
+    assert_eq!(calls.lock().unwrap().clone(), [(tp, 10)]);
+    hooked.close().await.expect("close");
 }

@@ -790,6 +790,7 @@ async fn validate(inner: &Arc<Inner>, leader: i32, checks: Vec<Check>) -> bool {
                         p.epochs.reset(offset, Some(epoch));
                     } else {
                         p.status = Status::Starting;
+                        p.tracker.committed = None;
                         resets.push((c.tp.clone(), offset, c.epoch));
                     }
                 }
@@ -800,6 +801,7 @@ async fn validate(inner: &Arc<Inner>, leader: i32, checks: Vec<Check>) -> bool {
                         diverged_at: None,
                     });
                     p.status = Status::Starting;
+                    p.tracker.committed = None;
                     resets.push((c.tp.clone(), c.fetch_offset, c.epoch));
                 }
             }
