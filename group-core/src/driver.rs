@@ -286,9 +286,30 @@ pub(crate) fn spawn(
         let mut polls_taken = now();
         let (watch_tx, mut watch_rx) =
             mpsc::unbounded_channel::<Result<BTreeMap<String, crate::conn::TopicMeta>, Error>>();
+        // OffsetCommits go out one after the other, in the order the member made them: each
+        // other request runs on a task of its own, and two commits racing to the coordinator
+        // could be applied in the wrong order, the older one last (Java's asynchronous commits
+        // keep their order; its network client sends a connection's requests in turn).
+        let (commit_lane, mut commit_queue) = mpsc::unbounded_channel::<Outbound>();
+        {
+            let (tx, c, g) = (results_tx.clone(), cluster.clone(), group.clone());
+            tokio::spawn(async move {
+                while let Some(out) = commit_queue.recv().await {
+                    let id = out.id;
+                    let r = execute(c.clone(), g.clone(), out).await;
+                    if tx.send((id, r)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
         loop {
             while let Some(out) = member.poll_request() {
                 let id = out.id;
+                if matches!(out.request, OutboundRequest::OffsetCommit(_)) {
+                    let _ = commit_lane.send(out);
+                    continue;
+                }
                 let tx = results_tx.clone();
                 let c = cluster.clone();
                 let g = group.clone();

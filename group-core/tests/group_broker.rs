@@ -214,19 +214,22 @@ async fn seek_moves_the_position_forward_and_back_and_commits_follow_it() {
         .expect("committed");
     let c3 = committed[&tp].clone().expect("committed 3");
     assert_eq!((c3.offset, c3.metadata.as_str()), (3, "batch 3"));
-    assert_eq!(
-        c3.leader_epoch,
-        Some(0),
-        "filled in from the fetched batch: {c3:?}"
-    );
+    // Offset 3 lies before where the seek back to 5 restarted fetching: its record's epoch is
+    // unknown here, so none is claimed (as Java's `commitSync(offsets)` without one).
+    assert_eq!(c3.leader_epoch, None, "{c3:?}");
     // An asynchronous commit: started at once, answered through its future, in order with the
     // commits started before it.
     assert_eq!(next(&mut c).await, 6);
     let first = c
-        .commit_offsets_async(&[cohort::CommitOffset::new(&topic, 0, 4)])
+        .commit_offsets_async(&[cohort::CommitOffset::new(&topic, 0, 6)])
         .expect("owned");
     let second = c.commit_async();
-    assert_eq!(first.await.expect("first").len(), 1);
+    let first = first.await.expect("first");
+    assert_eq!(
+        first.iter().map(|o| (o.offset, o.leader_epoch)).collect::<Vec<_>>(),
+        [(6, Some(0))],
+        "the epoch of record 5, fetched after the seek, filled in"
+    );
     let done = second.await.expect("second");
     assert_eq!(done.iter().map(|o| o.offset).collect::<Vec<_>>(), [7]);
     let committed = c

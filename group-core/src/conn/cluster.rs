@@ -432,21 +432,27 @@ impl Cluster {
 
     /// Leader of a partition, from cached metadata.
     pub fn leader(&self, topic: &str, partition: i32) -> Option<i32> {
+        self.partition(topic, partition, |p| p.leader)
+            .filter(|&l| l >= 0)
+    }
+
+    /// `f` of a partition in the last metadata.
+    fn partition<T>(
+        &self,
+        topic: &str,
+        partition: i32,
+        f: impl FnOnce(&PartitionMeta) -> T,
+    ) -> Option<T> {
         self.state()
             .topics
             .get(topic)
             .and_then(|t| t.partitions.iter().find(|p| p.partition == partition))
-            .map(|p| p.leader)
-            .filter(|&l| l >= 0)
+            .map(f)
     }
 
     /// The leader epoch of a partition in the last metadata, when the broker gave one.
     pub fn leader_epoch(&self, topic: &str, partition: i32) -> Option<i32> {
-        self.state()
-            .topics
-            .get(topic)
-            .and_then(|t| t.partitions.iter().find(|p| p.partition == partition))
-            .map(|p| p.leader_epoch)
+        self.partition(topic, partition, |p| p.leader_epoch)
             .filter(|&e| e >= 0)
     }
 

@@ -524,6 +524,9 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
                     &epochs.keys().map(|tp| tp.topic.clone()).collect::<Vec<_>>(),
                 ))
                 .await;
+            // A broker behind the leader's epoch (or ahead of ours) keeps answering so until
+            // metadata catches up: wait `retry.backoff.ms` before asking again, as Java does.
+            tokio::time::sleep(cfg.retry_backoff).await;
             inner.fetchable.notify_waiters();
         }
         for (tp, offset, epoch) in resets {

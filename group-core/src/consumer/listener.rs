@@ -94,6 +94,9 @@ pub(super) fn seek(inner: &Inner, tp: &TopicPartition, offset: i64) -> Result<()
             Error::Config(vec![format!("seek: {tp} is not assigned to this consumer")])
         })?;
         p.tracker.seek(offset);
+        // The epoch of the record before `offset` is unknown (Java's `seek(tp, offset)` has
+        // none either): the position is not validated until records are fetched from it.
+        p.epochs.reset(offset, None);
         // A seek decides the position, so the committed offset or reset policy no longer
         // does (a lookup still in flight finds the partition started and leaves it).
         p.status = Status::Fetching;
