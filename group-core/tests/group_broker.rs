@@ -226,7 +226,10 @@ async fn seek_moves_the_position_forward_and_back_and_commits_follow_it() {
     let second = c.commit_async();
     let first = first.await.expect("first");
     assert_eq!(
-        first.iter().map(|o| (o.offset, o.leader_epoch)).collect::<Vec<_>>(),
+        first
+            .iter()
+            .map(|o| (o.offset, o.leader_epoch))
+            .collect::<Vec<_>>(),
         [(6, Some(0))],
         "the epoch of record 5, fetched after the seek, filled in"
     );
