@@ -9,6 +9,8 @@
 #   "not run" and why);
 # - iproute2 and nftables (Debian's packages), for members in network namespaces of their own
 #   (the kernel-network scenario; running it needs root);
+# - rustbench (harness/clients/rust), the krafka and kacrab consumers timed for the benchmarks,
+#   a package outside the workspace built from crates.io at the versions its Cargo.lock pins;
 # - cargo-fuzz, for the bounded fuzz runs, and cargo-deny, for the dependency audit.
 # The Rust toolchain itself is pinned by rust-toolchain.toml; librdkafka is built from source
 # by the rdkafka crate (it needs a C compiler and make, which this machine kind has). The brokers
@@ -29,6 +31,8 @@ harness/scripts/install-java-member.sh
 echo "install: the Go members (kafka-go, sarama, franz-go, from the Go module proxy)"
 harness/scripts/install-go-members.sh
 
+echo "install: the other Rust clients' benchmark program (krafka, kacrab; crates.io)"
+harness/scripts/install-rust-clients.sh
 echo "install: iproute2 and nftables (members in network namespaces, kernel-level faults)"
 missing=""
 command -v ip >/dev/null 2>&1 || missing="$missing iproute2"

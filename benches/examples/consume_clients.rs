@@ -1,7 +1,9 @@
 //! Consume throughput of every client side by side, on one Apache Kafka broker in one run: one
 //! member of a fresh group reads a prefilled 12-partition topic (100 B records, then 1 KiB
-//! records) with cohort, librdkafka, the Java consumer of the pinned release, kafka-go, sarama
-//! and franz-go, each with its own defaults (offsets from the earliest, commits every second).
+//! records) with cohort, librdkafka, the Java consumer of the pinned release, kafka-go, sarama,
+//! franz-go and the pure-Rust krafka and kacrab, each with its own defaults (offsets from the
+//! earliest, each client's commit defaults); `krafka-tuned` is krafka with the settings its own
+//! documentation gives for throughput, since its default read-ahead (500 records) throttles it.
 //! Timed from the first record to the last; the client's CPU time over the same span comes from
 //! the process's own accounting (cohort and librdkafka run in this process: its threads'
 //! `schedstat`; the others are processes of their own: getrusage / the JVM's process CPU time),
@@ -23,13 +25,16 @@ use cohort_testbroker::{TestBroker, unique_name};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 
 const PARTITIONS: i32 = 12;
-const CLIENTS: [&str; 6] = [
+const CLIENTS: [&str; 9] = [
     "cohort",
     "librdkafka",
     "java",
     "kafka-go",
     "sarama",
     "franz-go",
+    "krafka",
+    "krafka-tuned",
+    "kacrab",
 ];
 
 use cohort_benches::process_cpu_ns as cpu_ns;
@@ -133,6 +138,7 @@ async fn main() {
         .unwrap_or(3);
     let java = clients::java_program("cohort.JavaConsume").expect("the Java programs build");
     let go = clients::go_program("consumebench").expect("the Go programs build");
+    let rust = clients::rust_program().expect("rustbench (krafka, kacrab) builds");
     let broker = TestBroker::start().expect("broker");
     let bootstrap = broker.bootstrap().to_owned();
     eprintln!("consume_clients: {}, {rounds} rounds", broker.description());
@@ -171,6 +177,16 @@ async fn main() {
                     "java" => process_run(
                         &java,
                         &[bootstrap.clone(), topic.clone(), group, records.to_string()],
+                    ),
+                    rust_client @ ("krafka" | "krafka-tuned" | "kacrab") => process_run(
+                        &rust,
+                        &[
+                            format!("--client={rust_client}"),
+                            format!("--bootstrap={bootstrap}"),
+                            format!("--topic={topic}"),
+                            format!("--group={group}"),
+                            format!("--records={records}"),
+                        ],
                     ),
                     go_client => process_run(
                         &go,

@@ -168,6 +168,24 @@ pub fn go_program(name: &str) -> Result<Program, HarnessError> {
     })
 }
 
+const RUST_SCRIPT: &str = include_str!("../scripts/install-rust-clients.sh");
+const RUST_SOURCE: &[(&str, &str)] = &[
+    ("Cargo.toml", include_str!("../clients/rust/Cargo.toml")),
+    ("Cargo.lock", include_str!("../clients/rust/Cargo.lock")),
+    ("src/main.rs", include_str!("../clients/rust/src/main.rs")),
+];
+
+/// Builds `rustbench` when it is not built yet (idempotent): the krafka and kacrab consumers
+/// timed as the Go clients' `consumebench` times theirs (`--client krafka|krafka-tuned|kacrab`).
+pub fn rust_program() -> Result<Program, HarnessError> {
+    let src = stage("rust", RUST_SOURCE)?;
+    let bin = build("install-rust-clients", RUST_SCRIPT, &src, &[])?;
+    Ok(Program {
+        program: PathBuf::from(bin),
+        args: Vec::new(),
+    })
+}
+
 /// Builds the client's member when it is not built yet (idempotent) and says how to run it.
 pub fn install(client: Client) -> Result<Program, HarnessError> {
     match client {
