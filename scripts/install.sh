@@ -9,7 +9,8 @@
 #   "not run" and why);
 # - iproute2 and nftables (Debian's packages), for members in network namespaces of their own
 #   (the kernel-network scenario; running it needs root);
-# - rustbench (harness/clients/rust), the krafka and kacrab consumers timed for the benchmarks,
+# - rustbench (harness/clients/rust): the krafka and kacrab consumers timed for the benchmarks
+#   and their harness members (`cohort member --client krafka|kacrab`),
 #   a package outside the workspace built from crates.io at the versions its Cargo.lock pins;
 # - cargo-fuzz, for the bounded fuzz runs, and cargo-deny, for the dependency audit.
 # The Rust toolchain itself is pinned by rust-toolchain.toml; librdkafka is built from source

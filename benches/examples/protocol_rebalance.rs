@@ -3,9 +3,11 @@
 //! kafka-clients, `cohort_harness::java`) and librdkafka, on one Apache Kafka broker in one run,
 //! so the figures compare as ratios on a shared machine.
 //!
+//! The pure-Rust clients krafka and kacrab (`harness/clients/rust`) run beside them on both.
+//!
 //! With `--all-clients` first, every reference client instead, on the classic protocol: eager
-//! range for all six (cohort, Java, librdkafka, kafka-go, sarama, franz-go) and
-//! cooperative-sticky for the four that have it.
+//! range for all eight (cohort, Java, librdkafka, kafka-go, sarama, franz-go, krafka, kacrab)
+//! and cooperative-sticky for the six that have it.
 //!
 //! `protocol_rebalance [--all-clients] [ROUNDS] [GROUP_SIZE]...` (`COHORT_BENCH_ONLY=CLIENT` runs
 //! one client's cases; defaults: 5 rounds, groups of 4 and 16; with
@@ -56,6 +58,8 @@ enum Client {
     KafkaGo,
     Sarama,
     FranzGo,
+    Krafka,
+    Kacrab,
 }
 
 /// A member process of a reference client (the Java consumer, kafka-go, sarama, franz-go), read
@@ -81,6 +85,8 @@ impl ProcessRunner {
             Client::KafkaGo => (C::KafkaGo, "kafka-go"),
             Client::Sarama => (C::Sarama, "sarama"),
             Client::FranzGo => (C::FranzGo, "franz-go"),
+            Client::Krafka => (C::Krafka, "krafka"),
+            Client::Kacrab => (C::Kacrab, "kacrab"),
             _ => (C::Java, "java"),
         };
         let program = cohort_harness::clients::install(kind).expect("the member program");
@@ -105,7 +111,7 @@ impl ProcessRunner {
         }
         cmd.stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null());
-        let mut child = cmd.spawn().expect("java");
+        let mut child = cmd.spawn().expect("the member process");
         let out = child.stdout.take().expect("stdout");
         let owned = Arc::new(AtomicU64::new(0));
         let consumed = Arc::new(AtomicU64::new(0));
@@ -248,7 +254,12 @@ async fn start(
             cfg.group_instance_id = instance.map(str::to_owned);
             Running::Cohort(CohortRunner::start(cfg, None).await)
         }
-        Client::Java | Client::KafkaGo | Client::Sarama | Client::FranzGo => {
+        Client::Java
+        | Client::KafkaGo
+        | Client::Sarama
+        | Client::FranzGo
+        | Client::Krafka
+        | Client::Kacrab => {
             let (b, g, t) = (bootstrap.to_owned(), group.to_owned(), topic.to_owned());
             let i = instance.map(str::to_owned);
             Running::Process(
@@ -592,10 +603,14 @@ async fn main() {
                 (Client::KafkaGo, Protocol::Range),
                 (Client::Sarama, Protocol::Range),
                 (Client::FranzGo, Protocol::Range),
+                (Client::Krafka, Protocol::Range),
+                (Client::Kacrab, Protocol::Range),
                 (Client::Cohort, Protocol::Classic),
                 (Client::Java, Protocol::Classic),
                 (Client::Librdkafka, Protocol::Classic),
                 (Client::FranzGo, Protocol::Classic),
+                (Client::Krafka, Protocol::Classic),
+                (Client::Kacrab, Protocol::Classic),
             ]
         } else {
             &[
@@ -605,6 +620,10 @@ async fn main() {
                 (Client::Java, Protocol::Consumer),
                 (Client::Librdkafka, Protocol::Classic),
                 (Client::Librdkafka, Protocol::Consumer),
+                (Client::Krafka, Protocol::Classic),
+                (Client::Krafka, Protocol::Consumer),
+                (Client::Kacrab, Protocol::Classic),
+                (Client::Kacrab, Protocol::Consumer),
             ]
         };
         // COHORT_BENCH_ONLY=cohort (a client's name) runs that client's cases alone.

@@ -1,11 +1,12 @@
 //! The reference clients as harness members, each its own process with the flags and JSON
 //! event lines of a cohort member: the Java consumer of the pinned Apache Kafka release
 //! (`harness/clients/java`, built by `harness/scripts/install-java-member.sh` against the
-//! release's own jars) and the Go clients our API is modelled on, segmentio/kafka-go, IBM/sarama
-//! and twmb/franz-go (`harness/clients/go`, built by `harness/scripts/install-go-members.sh`).
-//! Both build on first use (and from `scripts/install.sh`); `cohort member --client C` replaces
-//! itself with the member's process. A flag a client cannot honour is an error naming the
-//! client, never ignored.
+//! release's own jars), the Go clients our API is modelled on, segmentio/kafka-go, IBM/sarama
+//! and twmb/franz-go (`harness/clients/go`, built by `harness/scripts/install-go-members.sh`),
+//! and the pure-Rust clients krafka and kacrab (`harness/clients/rust`, built by
+//! `harness/scripts/install-rust-clients.sh`). All build on first use (and from
+//! `scripts/install.sh`); `cohort member --client C` replaces itself with the member's process.
+//! A flag a client cannot honour is an error naming the client, never ignored.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -77,6 +78,8 @@ pub fn version(client: Client) -> String {
         Client::KafkaGo => "kafka-go v0.4.51".into(),
         Client::Sarama => "sarama v1.61.1".into(),
         Client::FranzGo => "franz-go v1.22.3".into(),
+        Client::Krafka => "krafka 0.28.1".into(),
+        Client::Kacrab => "kacrab 0.4.0".into(),
     }
 }
 
@@ -173,10 +176,15 @@ const RUST_SOURCE: &[(&str, &str)] = &[
     ("Cargo.toml", include_str!("../clients/rust/Cargo.toml")),
     ("Cargo.lock", include_str!("../clients/rust/Cargo.lock")),
     ("src/main.rs", include_str!("../clients/rust/src/main.rs")),
+    (
+        "src/member.rs",
+        include_str!("../clients/rust/src/member.rs"),
+    ),
 ];
 
 /// Builds `rustbench` when it is not built yet (idempotent): the krafka and kacrab consumers
-/// timed as the Go clients' `consumebench` times theirs (`--client krafka|krafka-tuned|kacrab`).
+/// timed as the Go clients' `consumebench` times theirs (`--client krafka|krafka-tuned|kacrab`),
+/// and their harness members (`member --client krafka|kacrab`).
 pub fn rust_program() -> Result<Program, HarnessError> {
     let src = stage("rust", RUST_SOURCE)?;
     let bin = build("install-rust-clients", RUST_SCRIPT, &src, &[])?;
@@ -193,6 +201,11 @@ pub fn install(client: Client) -> Result<Program, HarnessError> {
         Client::KafkaGo => go_program("kafka-go"),
         Client::Sarama => go_program("sarama"),
         Client::FranzGo => go_program("franz-go"),
+        Client::Krafka | Client::Kacrab => {
+            let mut p = rust_program()?;
+            p.args = vec!["member".into(), "--client".into(), flag_name(client).into()];
+            Ok(p)
+        }
         Client::Cohort | Client::Librdkafka => Err(HarnessError::invalid(format!(
             "{client:?} members run in the cohort process"
         ))),
@@ -254,12 +267,13 @@ pub fn member_flags(
 ) -> Result<Vec<String>, String> {
     let mut refused: Vec<String> = f.cohort_only.iter().map(|s| (*s).to_owned()).collect();
     let mut out = base;
-    let java = client == Client::Java;
+    // Java's rebalance timeout is max.poll.interval.ms, and so are krafka's and kacrab's.
+    let java = matches!(client, Client::Java | Client::Krafka | Client::Kacrab);
     match (java, f.rebalance_timeout_ms, f.max_poll_interval_ms) {
-        // Java's rebalance timeout is max.poll.interval.ms.
-        (true, Some(r), Some(m)) if r != m => refused.push(
-            "--rebalance-timeout-ms (Java's rebalance timeout is --max-poll-interval-ms)".into(),
-        ),
+        (true, Some(r), Some(m)) if r != m => refused.push(format!(
+            "--rebalance-timeout-ms ({}'s rebalance timeout is --max-poll-interval-ms)",
+            flag_name(client)
+        )),
         (true, r, m) => {
             if let Some(v) = m.or(r) {
                 out.extend(["--max-poll-interval-ms".into(), v.to_string()]);
@@ -329,5 +343,7 @@ pub fn flag_name(client: Client) -> &'static str {
         Client::KafkaGo => "kafka-go",
         Client::Sarama => "sarama",
         Client::FranzGo => "franz-go",
+        Client::Krafka => "krafka",
+        Client::Kacrab => "kacrab",
     }
 }

@@ -39,6 +39,10 @@ pub enum Client {
     Sarama,
     /// twmb/franz-go's consumer, as its own process.
     FranzGo,
+    /// krafka, a pure-Rust client (`harness/clients/rust`), as its own process.
+    Krafka,
+    /// kacrab, a pure-Rust client (`harness/clients/rust`), as its own process.
+    Kacrab,
 }
 
 impl Client {
@@ -211,7 +215,12 @@ pub async fn run(mut opts: MemberOptions, client: Client, control: bool) -> i32 
             member.stop(StopHow::Close).await;
             0
         }
-        Client::Java | Client::KafkaGo | Client::Sarama | Client::FranzGo => {
+        Client::Java
+        | Client::KafkaGo
+        | Client::Sarama
+        | Client::FranzGo
+        | Client::Krafka
+        | Client::Kacrab => {
             // `cohort member --client C` replaces itself with the client's program before it
             // gets here; these clients have no in-process member.
             sink(Event::Error {

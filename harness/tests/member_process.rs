@@ -1,6 +1,6 @@
 //! `cohort member` as a process: it joins, prints one JSON object per event line, commits what
-//! it consumed, and on SIGTERM leaves cleanly and exits 0. Both clients (cohort and librdkafka)
-//! speak the same line format.
+//! it consumed, and on SIGTERM leaves cleanly and exits 0. Every client run this way (cohort,
+//! librdkafka, and the pure-Rust krafka and kacrab) speaks the same line format.
 #![allow(
     clippy::disallowed_methods,
     reason = "harness code does I/O and reads the clock"
@@ -177,6 +177,53 @@ fn a_cohort_member_process_reports_events_and_leaves_on_sigterm() {
 #[test]
 fn a_librdkafka_member_process_speaks_the_same_lines() {
     run_member("librdkafka");
+}
+
+/// krafka and kacrab (harness/clients/rust) as member processes: the same lines, commits
+/// covering everything consumed, a clean leave on SIGTERM.
+#[test]
+fn a_krafka_member_process_speaks_the_same_lines() {
+    run_member("krafka");
+}
+
+#[test]
+fn a_kacrab_member_process_speaks_the_same_lines() {
+    run_member("kacrab");
+}
+
+/// A setting the client cannot honour is refused, naming the client, before anything starts.
+#[test]
+fn the_rust_clients_refuse_what_they_cannot_honour() {
+    let refused = |client: &str, extra: &[&str], why: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_cohort"))
+            .args(["member", "--bootstrap", "127.0.0.1:1", "--group", "g"])
+            .args(["--topic", "t", "--client", client])
+            .args(extra)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{client} {extra:?} ran");
+        assert!(
+            err.contains(client) && err.contains(why),
+            "{client} {extra:?}: {err}"
+        );
+    };
+    // krafka has no eager sticky assignor.
+    refused("krafka", &["--balancer", "sticky"], "balancer sticky");
+    // Their rebalance timeout is max.poll.interval.ms, as Java's.
+    for client in ["krafka", "kacrab"] {
+        refused(
+            client,
+            &[
+                "--rebalance-timeout-ms",
+                "1000",
+                "--max-poll-interval-ms",
+                "2000",
+            ],
+            "--rebalance-timeout-ms",
+        );
+        refused(client, &["--weight", "2"], "--weight");
+    }
 }
 
 #[test]

@@ -674,16 +674,28 @@ pub(super) async fn describe_groups(b: Addr) -> Outcome {
     }
 }
 
-/// One ConsumerGroupHeartbeat of a raw KIP-848 member.
+/// One ConsumerGroupHeartbeat of a raw KIP-848 member. A coordinator still loading its
+/// partition of `__consumer_offsets` (a broker that has just started) is asked again, as every
+/// client does with COORDINATOR_LOAD_IN_PROGRESS, for up to 15 s.
 async fn heartbeat_848(
     cluster: &Cluster,
     coord: i32,
     req: &ConsumerGroupHeartbeatRequest,
 ) -> Outcome<ConsumerGroupHeartbeatResponse> {
-    let r = cluster
-        .send(Target::Coordinator(coord), req, TIMEOUT)
-        .await
-        .map_err(|e| format!("ConsumerGroupHeartbeat: {e}"))?;
+    let mut attempts = 0;
+    let r = loop {
+        let r = cluster
+            .send(Target::Coordinator(coord), req, TIMEOUT)
+            .await
+            .map_err(|e| format!("ConsumerGroupHeartbeat: {e}"))?;
+        attempts += 1;
+        if ErrorCode::check(r.error_code) != Err(ErrorCode::CoordinatorLoadInProgress)
+            || attempts >= 75
+        {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     match ErrorCode::check(r.error_code) {
         Ok(()) => Ok(r),
         Err(code) => Err(format!(

@@ -103,9 +103,12 @@ pub(super) async fn start_member(ctx: &Arc<Ctx>, name: &str) -> Result<(), Harne
                 )
             }
             // The reference clients other than librdkafka are always processes.
-            Client::Java | Client::KafkaGo | Client::Sarama | Client::FranzGo => {
-                Handle::Process(spawn_process(ctx, name, &opts, client).await?)
-            }
+            Client::Java
+            | Client::KafkaGo
+            | Client::Sarama
+            | Client::FranzGo
+            | Client::Krafka
+            | Client::Kacrab => Handle::Process(spawn_process(ctx, name, &opts, client).await?),
         },
         Placement::Process => Handle::Process(spawn_process(ctx, name, &opts, client).await?),
         Placement::Netns => {
@@ -207,9 +210,9 @@ async fn spawn_process_in(
                 cmd.args(["--jitter-seed", &seed.to_string()]);
             }
         }
-        // Java's rebalance timeout is max.poll.interval.ms: the member's rebalance timeout, so
-        // that a group waits for it as long as for the others.
-        Client::Java => {
+        // Java's rebalance timeout is max.poll.interval.ms (krafka's and kacrab's too): the
+        // member's rebalance timeout, so that a group waits for it as long as for the others.
+        Client::Java | Client::Krafka | Client::Kacrab => {
             cmd.args(["--max-poll-interval-ms", &ms(o.rebalance_timeout)]);
         }
         // The Go clients have a rebalance timeout and no poll interval bound.

@@ -84,6 +84,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ),
     ("mixed-go", include_str!("../../scenarios/mixed-go.toml")),
     ("mixed-all", include_str!("../../scenarios/mixed-all.toml")),
+    (
+        "mixed-rust",
+        include_str!("../../scenarios/mixed-rust.toml"),
+    ),
 ];
 
 /// A scenario's text from a path or a shipped name.

@@ -1,4 +1,6 @@
-//! `rustbench` consumes a prefilled topic as one member of a fresh consumer group with krafka or
+//! `rustbench member --client krafka|kacrab ...` is a harness member (see `member.rs`).
+//!
+//! `rustbench --client ...` consumes a prefilled topic as one member of a fresh consumer group with krafka or
 //! kacrab (offsets from the earliest, each client's own commit defaults) until it has read
 //! `--records` records, touching every value, and prints one JSON line: the time from the first
 //! record to the last and this process's CPU time over the same span (getrusage), the same line
@@ -11,8 +13,14 @@
 //! `--client krafka-tuned` is krafka with the settings its documentation gives for throughput
 //! (the "High Throughput Consumer" of its configuration guide, and a read-ahead of 10,000
 //! records, which its performance guide says to raise for high-throughput consumers).
+#![allow(
+    clippy::disallowed_methods,
+    reason = "a benchmark and test tool: it reads the clock"
+)]
 
 use std::time::{Duration, Instant};
+
+mod member;
 
 fn cpu() -> Duration {
     // SAFETY: getrusage writes into the struct it is given and reads nothing else.
@@ -66,6 +74,10 @@ fn arg(name: &str) -> String {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("member") {
+        member::run(args[1..].to_vec()).await;
+    }
     let client = arg("client");
     let (bootstrap, topic, group) = (arg("bootstrap"), arg("topic"), arg("group"));
     let want: u64 = arg("records").parse()?;
