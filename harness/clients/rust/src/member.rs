@@ -135,7 +135,17 @@ fn parse(args: &[String], processing_us: &AtomicU64) -> Flags {
     if f.bootstrap.is_empty() || f.group.is_empty() || f.topics.is_empty() {
         fail(&client, "--bootstrap, --group and --topic are required");
     }
-    if f.balancers.is_empty() {
+    if f.consumer_protocol && !f.balancers.is_empty() {
+        fail(
+            &client,
+            "--balancer belongs to the classic protocol (with --group-protocol consumer the broker assigns)",
+        );
+    }
+    if f.consumer_protocol {
+        // The broker assigns (KIP-848); named as cohort members name it in the journal.
+        let assignor = f.remote_assignor.as_deref().unwrap_or("default");
+        f.balancers = vec![format!("consumer-protocol:{assignor}")];
+    } else if f.balancers.is_empty() {
         f.balancers.push("range".into());
     }
     if f.consumer_protocol && (f.session_timeout_ms.is_some() || f.heartbeat_interval_ms.is_some())
@@ -501,7 +511,7 @@ async fn krafka_member(s: &Arc<State>) -> Result<(), String> {
     use krafka::consumer::{AutoOffsetReset, GroupProtocol, PartitionAssignmentStrategy as P};
     let f = &s.f;
     let mut strategies = Vec::new();
-    for b in &f.balancers {
+    for b in f.balancers.iter().filter(|_| !f.consumer_protocol) {
         strategies.push(match b.as_str() {
             "range" => P::Range,
             "roundrobin" => P::RoundRobin,
@@ -648,7 +658,7 @@ impl kacrab::consumer::ConsumerInterceptor for KacrabCommits {
 
 async fn kacrab_member(s: &Arc<State>) -> Result<(), String> {
     let f = &s.f;
-    for b in &f.balancers {
+    for b in f.balancers.iter().filter(|_| !f.consumer_protocol) {
         if !matches!(
             b.as_str(),
             "range" | "roundrobin" | "sticky" | "cooperative-sticky"
@@ -700,6 +710,7 @@ async fn kacrab_member(s: &Arc<State>) -> Result<(), String> {
     c.subscribe(f.topics.iter().cloned())
         .map_err(|e| format!("subscribe: {e}"))?;
     let mut last_commit = Instant::now();
+    let t0 = Instant::now();
     let mut generation = -1;
     let mut announced = false;
     while !s.stop.load(Ordering::SeqCst) {
@@ -743,9 +754,16 @@ async fn kacrab_member(s: &Arc<State>) -> Result<(), String> {
                 json!({ "generation": generation, "partitions": as_list(&gone) }),
             );
         }
-        if meta.generation_id >= 0
-            && (meta.generation_id != generation || now != before || !announced)
-        {
+        // With the consumer protocol kacrab's `group_metadata` reports no member epoch (it
+        // keeps the classic generation, -1), so a change of the assignment is what tells, and
+        // the first assignment is announced once the member holds one (or has polled for 2 s:
+        // a member may get nothing).
+        let joined = if f.consumer_protocol {
+            !now.is_empty() || (polled.is_ok() && t0.elapsed() >= Duration::from_secs(2))
+        } else {
+            meta.generation_id >= 0
+        };
+        if joined && (meta.generation_id != generation || now != before || !announced) {
             generation = meta.generation_id;
             announced = true;
             let all = s.add(now.iter().cloned());
