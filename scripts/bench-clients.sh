@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Every client side by side on one Apache Kafka broker, in one run, with the machine and date:
-# consume throughput and client CPU (cohort, librdkafka, Java, kafka-go, sarama, franz-go), then
-# balancer compute at 1M partitions / 2,000 members (cohort, Java, franz-go, sarama). Prints the
-# Markdown tables docs/BENCHMARKS.md quotes and redraws its charts in docs/img; then rebalance
-# latency (a member joins a group of 4, then leaves) for every client. About 25 minutes.
+# consume throughput and client CPU (cohort, librdkafka, Java, kafka-go, sarama, franz-go, and the
+# pure-Rust krafka and kacrab), then balancer compute at 1M partitions / 2,000 members (cohort,
+# Java, franz-go, sarama). Prints the Markdown tables docs/BENCHMARKS.md quotes and redraws its
+# charts in docs/img; then rebalance latency (a member joins a group of 4, leaves, a static
+# member restarts) for every client. About 35 minutes.
 #
 # Usage: scripts/bench-clients.sh [ROUNDS]   (default 3)
 set -euo pipefail
