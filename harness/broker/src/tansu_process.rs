@@ -52,7 +52,33 @@ pub(crate) fn tail(path: &std::path::Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// Sends `sig` (a name such as `STOP`) to `pid` through kill(1), which needs no `unsafe`.
+/// Waits (up to 2 s) until every thread of `pid` is stopped. kill(2) only queues SIGSTOP: each
+/// thread stops when the kernel next schedules it, which on a loaded machine was seen to leave a
+/// JVM answering a request after `kill -STOP` had returned. A paused broker must not answer.
+fn wait_stopped(pid: u32) {
+    let stopped = || -> Option<bool> {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+        for t in tasks.flatten() {
+            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+            // `pid (comm) S ...`: the state follows the last ')' (comm may contain one).
+            let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+            if !matches!(state, 'T' | 't' | 'Z' | 'X') {
+                return Some(false);
+            }
+        }
+        Some(true)
+    };
+    for _ in 0..200 {
+        // No /proc (not Linux) or the process is gone: nothing to wait for.
+        if stopped() != Some(false) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Sends `sig` (a name such as `STOP`) to `pid` through kill(1), which needs no `unsafe`; after
+/// `STOP`, returns once the process has stopped.
 pub(crate) fn kill(pid: u32, sig: &str) -> Result<(), BrokerError> {
     let status = Command::new("kill")
         .arg(format!("-{sig}"))
@@ -61,6 +87,9 @@ pub(crate) fn kill(pid: u32, sig: &str) -> Result<(), BrokerError> {
         .status()
         .map_err(|e| BrokerError::Process(format!("kill -{sig}: {e}")))?;
     if status.success() {
+        if sig == "STOP" {
+            wait_stopped(pid);
+        }
         Ok(())
     } else {
         Err(BrokerError::Process(format!(
