@@ -281,6 +281,19 @@ impl State {
         }
     }
 
+    /// Processes what a poll returned (topic, partition, offset, leader epoch of each record),
+    /// a run of each partition at a time.
+    async fn process_batch<'a>(
+        &self,
+        records: impl Iterator<Item = (&'a str, i32, i64, Option<i32>)>,
+        generation: i32,
+    ) {
+        let delivered = now_us();
+        for run in &runs(records) {
+            self.processed(run, generation, delivered).await;
+        }
+    }
+
     /// Journals one contiguous run of a partition's records and marks it for commit.
     async fn processed(&self, run: &Run, generation: i32, delivered: u64) {
         self.process(run.n).await;
@@ -573,16 +586,11 @@ async fn krafka_member(s: &Arc<State>) -> Result<(), String> {
             }
         };
         if !records.is_empty() {
-            let delivered = now_us();
             let generation = c.group_metadata().await.map_or(-1, |m| m.generation_id());
-            let runs = runs(
-                records
-                    .iter()
-                    .map(|r| (&*r.topic, r.partition, r.offset, r.leader_epoch)),
-            );
-            for run in &runs {
-                s.processed(run, generation, delivered).await;
-            }
+            let batch = records
+                .iter()
+                .map(|r| (&*r.topic, r.partition, r.offset, r.leader_epoch));
+            s.process_batch(batch, generation).await;
         }
         if last_commit.elapsed() >= f.commit_interval {
             krafka_commit(s, &c, None).await;
@@ -781,15 +789,10 @@ async fn kacrab_member(s: &Arc<State>) -> Result<(), String> {
             }
         };
         if !records.is_empty() {
-            let delivered = now_us();
-            let runs = runs(
-                records
-                    .iter()
-                    .map(|r| (&*r.topic, r.partition, r.offset, r.leader_epoch)),
-            );
-            for run in &runs {
-                s.processed(run, generation, delivered).await;
-            }
+            let batch = records
+                .iter()
+                .map(|r| (&*r.topic, r.partition, r.offset, r.leader_epoch));
+            s.process_batch(batch, generation).await;
         }
         if last_commit.elapsed() >= f.commit_interval {
             kacrab_commit(s, &mut c).await;
