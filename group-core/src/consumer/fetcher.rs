@@ -24,8 +24,45 @@ use crate::offsets;
 
 const FETCH_VERSION_CAP: i16 = 12;
 
+/// Learns the subscribed topics' leaders and opens the fetch connections to them while the
+/// member joins, as franz-go does at its start, so that the first fetch after the assignment
+/// waits neither for a metadata round trip nor for two connection set-ups (a static member's
+/// restart spent about 9 of its 13 ms there; docs/BENCHMARKS.md, "Rebalance latency"). Best
+/// effort: whatever fails here is done again when the partitions arrive.
+async fn warm_up(inner: Arc<Inner>) {
+    let crate::config::Subscription::Topics(topics) = &inner.subscription else {
+        return;
+    };
+    if topics.is_empty() {
+        return;
+    }
+    let meta = match inner.cluster.refresh_metadata(Some(topics)).await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::debug!(error = %e, "warm-up metadata failed");
+            return;
+        }
+    };
+    let leaders: BTreeSet<i32> = meta
+        .values()
+        .flat_map(|t| t.partitions.iter().map(|p| p.leader))
+        .filter(|&l| l >= 0)
+        .collect();
+    for l in leaders {
+        if let Err(e) = inner
+            .cluster
+            .supports(Target::Broker(l), ApiKey::Fetch, 0)
+            .await
+        {
+            tracing::debug!(leader = l, error = %e, "warm-up connection failed");
+        }
+    }
+}
+
 /// Supervises the per-leader loops.
 pub(crate) async fn run(inner: Arc<Inner>) {
+    let warming = tokio::spawn(warm_up(Arc::clone(&inner)));
+    let _warming = AbortOnDrop(warming);
     let mut loops: BTreeMap<i32, tokio::task::JoinHandle<()>> = BTreeMap::new();
     loop {
         let notified = inner.fetchable.notified();
@@ -85,6 +122,15 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             () = notified => {}
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
+    }
+}
+
+/// Aborts a task when dropped (the fetcher's own end, or its abort on close).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
