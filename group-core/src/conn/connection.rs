@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use cohort_protocol::frame::{FrameDecoder, decode_response, encode_request, peek_correlation_id};
 use cohort_protocol::messages::{
     ApiVersionsRequest, SaslAuthenticateRequest, SaslHandshakeRequest,
@@ -23,6 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Dialer;
+use super::frame_pool::{FramePool, LARGE_FRAME};
 use super::sasl::{Exchange, SaslConfig};
 use crate::error::Error;
 
@@ -42,6 +43,54 @@ struct Shared {
 }
 
 impl Shared {
+    /// Hands a response frame to the request it answers; false (the connection poisoned)
+    /// when it answers none.
+    fn dispatch(&self, frame: Bytes) -> bool {
+        let corr = match peek_correlation_id(&frame) {
+            Ok(c) => c,
+            Err(e) => {
+                self.poison(Error::Protocol {
+                    broker: self.addr.clone(),
+                    error: e,
+                });
+                return false;
+            }
+        };
+        let waiter = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&corr);
+        match waiter {
+            Some(w) => {
+                let _ = w.send(Ok(frame));
+                true
+            }
+            None => {
+                self.poison(transport(
+                    &self.addr,
+                    format!("response to unknown correlation id {corr}"),
+                ));
+                false
+            }
+        }
+    }
+
+    /// False (the connection poisoned) when a socket read failed or met the end of the stream.
+    fn check_read(&self, read: std::io::Result<usize>) -> bool {
+        match read {
+            Ok(0) => {
+                self.poison(transport(&self.addr, "connection closed by broker"));
+                false
+            }
+            Ok(_) => true,
+            Err(e) => {
+                self.poison(Error::transport_io(&*self.addr, "read", e));
+                false
+            }
+        }
+    }
+
     /// Fails every pending request with `err` and marks the connection dead.
     fn poison(&self, err: Error) {
         self.dead.store(true, Ordering::SeqCst);
@@ -92,6 +141,17 @@ impl Drop for Connection {
         self.shared.dead.store(true, Ordering::SeqCst);
         self.shared.shutdown.notify_waiters();
     }
+}
+
+/// The size of the frame starting `buf` when it is large enough for a pooled buffer (see
+/// `frame_pool`) and not yet whole; sizes the decoder refuses are left to it.
+fn large_frame(buf: &BytesMut, max_frame_size: usize) -> Option<usize> {
+    let head: [u8; 4] = buf.get(..4)?.try_into().ok()?;
+    let size = usize::try_from(i32::from_be_bytes(head)).ok()?;
+    (LARGE_FRAME..=max_frame_size)
+        .contains(&size)
+        .then_some(size)
+        .filter(|&size| buf.len() < 4 + size)
 }
 
 fn transport(addr: &str, message: impl std::fmt::Display) -> Error {
@@ -158,63 +218,53 @@ impl Connection {
         let r = Arc::clone(&shared);
         tokio::spawn(async move {
             let decoder = FrameDecoder::new(max_frame_size);
+            let pool = FramePool::new();
             let mut buf = BytesMut::with_capacity(64 * 1024);
             loop {
-                loop {
-                    match decoder.decode(&mut buf) {
-                        Ok(Some(frame)) => {
-                            let corr = match peek_correlation_id(&frame) {
-                                Ok(c) => c,
-                                Err(e) => {
-                                    r.poison(Error::Protocol {
-                                        broker: r.addr.clone(),
-                                        error: e,
-                                    });
-                                    return;
-                                }
-                            };
-                            let waiter = r
-                                .pending
-                                .lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                .remove(&corr);
-                            match waiter {
-                                Some(w) => {
-                                    let _ = w.send(Ok(frame));
-                                }
-                                None => {
-                                    r.poison(transport(
-                                        &r.addr,
-                                        format!("response to unknown correlation id {corr}"),
-                                    ));
-                                    return;
-                                }
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            r.poison(Error::Protocol {
-                                broker: r.addr.clone(),
-                                error: e,
-                            });
+                if let Some(size) = large_frame(&buf, max_frame_size) {
+                    // Everything in `buf` belongs to this frame (a whole one would have been
+                    // taken below): move it to a pooled buffer and read exactly the rest.
+                    let mut frame = pool.take(size);
+                    frame.extend_from_slice(&buf[4..]);
+                    buf.clear();
+                    while frame.len() < size {
+                        let want = size - frame.len();
+                        let mut rest = (&mut frame).limit(want);
+                        let read = tokio::select! {
+                            n = rd.read_buf(&mut rest) => n,
+                            () = r.shutdown.notified() => return,
+                        };
+                        if !r.check_read(read) {
                             return;
                         }
+                    }
+                    if !r.dispatch(pool.frame(frame)) {
+                        return;
+                    }
+                    continue;
+                }
+                match decoder.decode(&mut buf) {
+                    Ok(Some(frame)) => {
+                        if !r.dispatch(frame) {
+                            return;
+                        }
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        r.poison(Error::Protocol {
+                            broker: r.addr.clone(),
+                            error: e,
+                        });
+                        return;
                     }
                 }
                 let read = tokio::select! {
                     n = rd.read_buf(&mut buf) => n,
                     () = r.shutdown.notified() => return,
                 };
-                match read {
-                    Ok(0) => {
-                        r.poison(transport(&r.addr, "connection closed by broker"));
-                        return;
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        r.poison(Error::transport_io(&*r.addr, "read", e));
-                        return;
-                    }
+                if !r.check_read(read) {
+                    return;
                 }
             }
         });
@@ -495,5 +545,154 @@ impl Connection {
             err
         })?;
         Ok((version, body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::{Buf, BufMut, Bytes, BytesMut};
+    use cohort_protocol::frame::{decode_request_header, encode_response};
+    use cohort_protocol::messages::ApiVersionsResponse;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+    use crate::conn::TcpDialer;
+
+    /// Reads one request; gives its correlation id and API version.
+    async fn read_request(sock: &mut TcpStream) -> Option<(i32, i16)> {
+        let len = sock.read_i32().await.ok()?;
+        let mut buf = vec![0; usize::try_from(len).ok()?];
+        sock.read_exact(&mut buf).await.ok()?;
+        let (_, header, _) = decode_request_header(Bytes::from(buf)).ok()?;
+        Some((header.correlation_id, header.request_api_version))
+    }
+
+    /// A response frame of `len` payload bytes after the correlation id, each byte its index
+    /// modulo 251, so a misplaced boundary shows.
+    fn frame(corr: i32, len: usize) -> BytesMut {
+        let mut out = BytesMut::new();
+        out.put_i32(i32::try_from(4 + len).unwrap());
+        out.put_i32(corr);
+        out.extend((0..len).map(|i| (i % 251) as u8));
+        out
+    }
+
+    fn payload_ok(got: &Bytes, len: usize) -> bool {
+        got.len() == 4 + len
+            && got[4..]
+                .iter()
+                .enumerate()
+                .all(|(i, &b)| b == (i % 251) as u8)
+    }
+
+    /// A broker that answers the opening ApiVersions, then runs `script` on the socket.
+    async fn scripted<F, Fut>(script: F) -> String
+    where
+        F: FnOnce(TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let (corr, v) = read_request(&mut sock).await.unwrap();
+            let mut out = BytesMut::new();
+            let resp = ApiVersionsResponse {
+                api_keys: vec![ApiVersion {
+                    api_key: ApiKey::ApiVersions.as_i16(),
+                    min_version: 0,
+                    max_version: 3,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            };
+            encode_response(&mut out, ApiKey::ApiVersions, v, corr, &resp).unwrap();
+            sock.write_all(&out).await.unwrap();
+            script(sock).await;
+        });
+        addr
+    }
+
+    async fn open(addr: &str) -> Connection {
+        Connection::open(
+            addr,
+            &TcpDialer::default(),
+            "t",
+            100 * 1024 * 1024,
+            Duration::from_secs(5),
+            None,
+        )
+        .await
+        .unwrap()
+    }
+
+    const BIG: usize = 3 * LARGE_FRAME;
+
+    /// A large frame arrives in pieces, the rest of it in the same segment as the next (small)
+    /// frame: the pooled read takes exactly its frame, the next one stays whole; large frames
+    /// in a row reuse buffers and each still reads right.
+    #[tokio::test]
+    async fn large_frames_split_anywhere_are_read_whole_and_only_themselves() {
+        let addr = scripted(|mut sock| async move {
+            let (a, _) = read_request(&mut sock).await.unwrap();
+            let (b, _) = read_request(&mut sock).await.unwrap();
+            let big = frame(a, BIG);
+            sock.write_all(&big[..3]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            sock.write_all(&big[3..1000]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            let mut rest = BytesMut::from(&big[1000..]);
+            rest.extend_from_slice(&frame(b, 10));
+            sock.write_all(&rest).await.unwrap();
+            for _ in 0..5 {
+                let (c, _) = read_request(&mut sock).await.unwrap();
+                sock.write_all(&frame(c, BIG + c as usize)).await.unwrap();
+            }
+            let _ = read_request(&mut sock).await;
+        })
+        .await;
+        let conn = open(&addr).await;
+        let req = ApiVersionsRequest::default();
+        let t = Duration::from_secs(5);
+        let (a, b) = tokio::join!(conn.round_trip(&req, 0, t), conn.round_trip(&req, 0, t));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert!(payload_ok(&a, BIG), "the large frame, {} bytes", a.len());
+        assert!(
+            payload_ok(&b, 10),
+            "the small frame after it, {} bytes",
+            b.len()
+        );
+        let mut kept = vec![a];
+        for _ in 0..5 {
+            let r = conn.round_trip(&req, 0, t).await.unwrap();
+            let corr = (&r[..4]).get_i32();
+            assert!(payload_ok(&r, BIG + corr as usize));
+            // Keep every other response alive, so some buffers are busy when the next comes.
+            if corr % 2 == 0 {
+                kept.push(r);
+            }
+        }
+        assert!(payload_ok(&kept[0], BIG), "a kept frame is not overwritten");
+        assert!(conn.is_alive());
+    }
+
+    /// The broker goes away in the middle of a large frame: the request fails with a
+    /// transport error and the connection is dead, nothing else.
+    #[tokio::test]
+    async fn a_large_frame_cut_short_fails_its_request() {
+        let addr = scripted(|mut sock| async move {
+            let (a, _) = read_request(&mut sock).await.unwrap();
+            let big = frame(a, BIG);
+            sock.write_all(&big[..big.len() / 2]).await.unwrap();
+        })
+        .await;
+        let conn = open(&addr).await;
+        let r = conn
+            .round_trip(&ApiVersionsRequest::default(), 0, Duration::from_secs(5))
+            .await;
+        let e = r.expect_err("a cut frame is no response");
+        assert!(matches!(e, Error::Transport { .. }), "{e:?}");
+        assert!(!conn.is_alive());
     }
 }

@@ -6,6 +6,7 @@
 mod cluster;
 mod connection;
 mod dialer;
+mod frame_pool;
 mod sasl;
 mod tls;
 mod versions;
