@@ -613,6 +613,70 @@ async fn a_full_buffer_does_not_hide_new_records_of_caught_up_partitions() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn recv_many_gives_runs_in_offset_order_and_ack_many_commits_what_was_done() {
+    // 1,200 records on each of 3 partitions: more than one run (500) per partition, so the
+    // consumer moves between partitions inside calls and across them.
+    let broker = TestBroker::shared().expect("broker");
+    let (topic, group) = (unique_name("many"), unique_name("g"));
+    let p = common::topic(broker, &topic, 3).await;
+    produce(&p, &topic, 3, 1200, "m").await;
+    let mut cfg = group_config(broker.bootstrap(), &group, &[&topic], Box::new(Range));
+    cfg.auto_commit_interval = None;
+    let mut c = Consumer::new(cfg).await.expect("consumer");
+    let mut batch = Vec::new();
+    assert_eq!(c.recv_many(&mut batch, 0).await.unwrap().unwrap(), 0);
+    let mut all: Vec<cohort::ConsumerRecord> = Vec::new();
+    let mut next = [0i64; 3];
+    while all.len() < 3600 {
+        let n = tokio::time::timeout(Duration::from_secs(30), c.recv_many(&mut batch, 700))
+            .await
+            .unwrap_or_else(|_| panic!("stuck after {} records", all.len()))
+            .expect("open")
+            .expect("records");
+        assert!(
+            (1..=700).contains(&n) && n == batch.len(),
+            "{n} of {}",
+            batch.len()
+        );
+        let mut runs = 1;
+        for (i, r) in batch.iter().enumerate() {
+            let part = r.partition as usize;
+            assert_eq!(
+                r.offset, next[part],
+                "partition {part} in order, nothing skipped"
+            );
+            next[part] += 1;
+            if i > 0 && batch[i - 1].partition != r.partition {
+                runs += 1;
+            }
+        }
+        // A run of one partition is at most 500 records long.
+        assert!(n <= 500 * runs, "{n} records in {runs} runs");
+        all.append(&mut batch);
+    }
+    assert_eq!(next, [1200; 3]);
+    // Everything done except offset 100 of partition 1: acknowledged in one call, in the
+    // order received, with the one record left out.
+    let (held, done): (Vec<_>, Vec<_>) = all
+        .into_iter()
+        .partition(|r| r.partition == 1 && r.offset == 100);
+    c.ack_many(&done);
+    let mut committed: Vec<(i32, i64)> = c
+        .commit()
+        .await
+        .unwrap()
+        .iter()
+        .map(|o| (o.partition, o.offset))
+        .collect();
+    committed.sort_unstable();
+    assert_eq!(committed, [(0, 1200), (1, 100), (2, 1200)]);
+    c.ack_many(&held);
+    let committed = c.commit().await.unwrap();
+    assert!(committed.iter().all(|o| o.offset == 1200), "{committed:?}");
+    c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn out_of_order_acknowledgements_commit_below_the_first_gap() {
     let broker = TestBroker::shared().expect("broker");
     let (topic, group) = (unique_name("ooo"), unique_name("g"));

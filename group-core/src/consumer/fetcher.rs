@@ -348,7 +348,12 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
         let min_ts = inner.max_record_age.map(|a| now_ms - a.as_millis() as i64);
-        let generation = inner.lock().generation;
+        // Emptied record vectors to decode into (see `tracker::Buffer`), one per partition.
+        let (generation, mut spare) = {
+            let mut st = inner.lock();
+            let spare: Vec<_> = (0..epochs.len()).map(|_| st.spare.take()).collect();
+            (st.generation, spare)
+        };
         // Decode outside the lock (the application keeps receiving meanwhile); apply under it.
         let mut decoded: Vec<Decoded> = Vec::new();
         // What decoding this response may cost, whatever its batches claim (see DecodeBudget).
@@ -373,7 +378,7 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
                     } else {
                         pd.high_watermark
                     },
-                    records: Vec::new(),
+                    records: spare.pop().unwrap_or_default(),
                     next: sent_offset,
                     epochs: Vec::new(),
                     corrupt: None,
@@ -477,6 +482,9 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
         }
         let added = {
             let mut st = inner.lock();
+            for v in spare {
+                st.spare.give(v);
+            }
             let mut added = 0u64;
             for d in decoded {
                 let Some(p) = st.partitions.get_mut(&d.tp) else {

@@ -370,6 +370,8 @@ pub(crate) struct State {
     pub(crate) paused: BTreeSet<TopicPartition>,
     /// When the last assignment arrived (`last-rebalance-seconds-ago`).
     pub(crate) last_assigned: Option<std::time::Instant>,
+    /// Record vectors delivery emptied, for the fetchers to decode into.
+    pub(crate) spare: tracker::Spare<ConsumerRecord>,
 }
 
 pub(crate) struct Inner {
@@ -569,6 +571,7 @@ impl Consumer {
                 delivered: 0,
                 paused: BTreeSet::new(),
                 last_assigned: None,
+                spare: tracker::Spare::default(),
             }),
             readable: Notify::new(),
             fetchable: Notify::new(),
@@ -656,13 +659,89 @@ impl Consumer {
         if !self.inner.driver.may_deliver() {
             return None;
         }
-        let (r, refill) = take_next(&mut st, self.inner.max_buffered)?;
+        let mut r = None;
+        let (_, refill) = take_records(&mut st, self.inner.max_buffered, 1, |x| r = Some(x));
         drop(st);
+        let r = r?;
         self.inner.telemetry.records_consumed.increment(1);
         if refill {
             self.inner.fetchable.notify_waiters();
         }
         Some(Some(Ok(r)))
+    }
+
+    /// Receives up to `limit` records at once, appending them to `records`: waits as
+    /// [`Self::recv`] does for the first, then takes what else is ready under one lock (a
+    /// run of up to 500 from one partition, then on to the next). Returns how many were
+    /// appended (at least one), a fatal error, or `None` once closed. Acknowledge them with
+    /// [`Self::ack`] one by one, or with [`Self::ack_many`]. For throughput: the per-record
+    /// work of `recv` (a lock, a wake-up check, a partition lookup) is paid once per call.
+    ///
+    /// ```no_run
+    /// # async fn run(mut consumer: cohort::Consumer) {
+    /// let mut batch = Vec::with_capacity(1000);
+    /// while let Some(Ok(_)) = consumer.recv_many(&mut batch, 1000).await {
+    ///     for record in &batch {
+    ///         // process record
+    ///     }
+    ///     consumer.ack_many(&batch);
+    ///     batch.clear();
+    /// }
+    /// # }
+    /// ```
+    pub async fn recv_many(
+        &mut self,
+        records: &mut Vec<ConsumerRecord>,
+        limit: usize,
+    ) -> Option<Result<usize, Error>> {
+        if limit == 0 {
+            return Some(Ok(0));
+        }
+        loop {
+            self.inner.driver.polled();
+            if let Some(r) = self.try_take_many(records, limit) {
+                return r;
+            }
+            let notified = self.inner.readable.notified();
+            if let Some(r) = self.try_take_many(records, limit) {
+                return r;
+            }
+            tokio::select! {
+                () = notified => {}
+                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        }
+    }
+
+    /// Records, a fatal error or the end, if ready (see [`Self::try_take`]).
+    fn try_take_many(
+        &self,
+        records: &mut Vec<ConsumerRecord>,
+        limit: usize,
+    ) -> Option<Option<Result<usize, Error>>> {
+        let mut st = self.inner.lock();
+        if let Some(e) = st.fatal.take() {
+            st.closed = true;
+            return Some(Some(Err(e)));
+        }
+        if st.closed {
+            return Some(None);
+        }
+        if !self.inner.driver.may_deliver() {
+            return None;
+        }
+        records.reserve(limit.min(BURST));
+        let (n, refill) =
+            take_records(&mut st, self.inner.max_buffered, limit, |r| records.push(r));
+        drop(st);
+        if n == 0 {
+            return None;
+        }
+        self.inner.telemetry.records_consumed.increment(n as u64);
+        if refill {
+            self.inner.fetchable.notify_waiters();
+        }
+        Some(Some(Ok(n)))
     }
 
     /// Marks a record done. Records may be acknowledged in any order (or, with
@@ -679,6 +758,34 @@ impl Consumer {
                 p.tracker.ack_through(record.offset);
             } else {
                 p.tracker.ack(record.offset);
+            }
+        }
+    }
+
+    /// Marks records done, as [`Self::ack`] does for each, under one lock: a run of records
+    /// of one partition (as [`Self::recv_many`] gives them) looks its partition up once.
+    pub fn ack_many(&self, records: &[ConsumerRecord]) {
+        let mut st = self.inner.lock();
+        let st = &mut *st;
+        let mut rest = records;
+        while let Some(first) = rest.first() {
+            let run = rest
+                .iter()
+                .position(|r| r.epoch != first.epoch)
+                .unwrap_or(rest.len());
+            let (these, after) = rest.split_at(run);
+            rest = after;
+            if let Some(tp) = st.by_epoch.get(&first.epoch)
+                && let Some(p) = st.partitions.get_mut(tp)
+                && p.epoch == first.epoch
+            {
+                for r in these {
+                    if self.inner.in_order {
+                        p.tracker.ack_through(r.offset);
+                    } else {
+                        p.tracker.ack(r.offset);
+                    }
+                }
             }
         }
     }
@@ -1054,47 +1161,78 @@ const BURST: usize = 500;
 
 /// Takes the next deliverable record, round-robin over partitions in bursts. The flag says
 /// whether the partition's buffer has room for another fetch now (wake the fetchers).
-fn take_next(st: &mut State, max_buffered: usize) -> Option<(ConsumerRecord, bool)> {
-    let refill = |len: usize| len == 0 || len == max_buffered / 2;
-    if let Some((tp, n)) = &mut st.current
-        && *n < BURST
-        && let Some(p) = st.partitions.get_mut(tp)
-        && !p.paused
-        && let Some(r) = p.tracker.deliver()
-    {
-        *n += 1;
-        st.delivered += 1;
-        return Some((r, refill(p.tracker.buffer.len())));
-    }
-    let n = st.partitions.len();
-    if n == 0 {
-        return None;
-    }
-    let start = st.cursor % n;
-    for (i, (tp, p)) in st.partitions.iter_mut().enumerate().skip(start) {
-        if p.paused {
-            continue;
+/// Takes up to `limit` records for delivery, handing each to `put`: up to [`BURST`] in a row
+/// from one partition, then on to the next in key order (round robin), so no partition waits
+/// behind a busy one. Returns how many, and whether a partition's buffer drained enough for
+/// the fetchers to fetch again.
+fn take_records(
+    st: &mut State,
+    max_buffered: usize,
+    limit: usize,
+    mut put: impl FnMut(ConsumerRecord),
+) -> (usize, bool) {
+    // Delivery of up to `want` records from `p`: its emptied record vectors go back to the
+    // fetchers.
+    let mut deliver =
+        |p: &mut PartitionState, spare: &mut tracker::Spare<ConsumerRecord>, want: usize| {
+            let before = p.tracker.buffer.len();
+            let n = p.tracker.deliver_many(want, &mut put);
+            if let Some(v) = p.tracker.buffer.exhausted.take() {
+                spare.give(v);
+            }
+            let after = p.tracker.buffer.len();
+            let half = max_buffered / 2;
+            (n, n > 0 && (after == 0 || (before > half && after <= half)))
+        };
+    let (mut taken, mut refill) = (0, false);
+    // Set when the partition just chosen is to deliver next: if it cannot, stop rather than
+    // choose again.
+    let mut chosen = false;
+    while taken < limit {
+        if let Some((tp, run)) = &mut st.current
+            && *run < BURST
+            && let Some(p) = st.partitions.get_mut(tp)
+            && !p.paused
+        {
+            let (n, more) = deliver(p, &mut st.spare, (BURST - *run).min(limit - taken));
+            if n > 0 {
+                *run += n;
+                st.delivered += n as u64;
+                taken += n;
+                refill |= more;
+                chosen = false;
+                continue;
+            }
         }
-        if let Some(r) = p.tracker.deliver() {
-            let more = refill(p.tracker.buffer.len());
-            st.cursor = i + 1;
-            st.current = Some((tp.clone(), 1));
-            st.delivered += 1;
-            return Some((r, more));
+        if chosen {
+            st.current = None;
+            break;
+        }
+        // On to the next partition with records, from the cursor round.
+        let n = st.partitions.len();
+        if n == 0 {
+            break;
+        }
+        let start = st.cursor % n;
+        let next = st
+            .partitions
+            .iter()
+            .enumerate()
+            .skip(start)
+            .chain(st.partitions.iter().enumerate().take(start))
+            .find(|(_, (_, p))| !p.paused && p.tracker.buffer.len() > 0)
+            .map(|(i, (tp, _))| (i, tp.clone()));
+        match next {
+            Some((i, tp)) => {
+                st.cursor = i + 1;
+                st.current = Some((tp, 0));
+                chosen = true;
+            }
+            None => {
+                st.current = None;
+                break;
+            }
         }
     }
-    for (i, (tp, p)) in st.partitions.iter_mut().enumerate().take(start) {
-        if p.paused {
-            continue;
-        }
-        if let Some(r) = p.tracker.deliver() {
-            let more = refill(p.tracker.buffer.len());
-            st.cursor = i + 1;
-            st.current = Some((tp.clone(), 1));
-            st.delivered += 1;
-            return Some((r, more));
-        }
-    }
-    st.current = None;
-    None
+    (taken, refill)
 }

@@ -11,11 +11,15 @@ use std::collections::VecDeque;
 
 /// Fetched records waiting for delivery, kept as the vectors the fetcher decoded them into:
 /// appending a response is O(1) (no copy of the records under the consumer's lock, no growth
-/// of one big ring buffer), and delivery takes records from the front vector in place.
+/// of one big ring buffer), and delivery takes records from the front vector in place. A
+/// vector delivery emptied is kept in `exhausted` for the consumer to hand back to the
+/// fetcher (`Spare`): a response's vector is often hundreds of KiB, and allocating a fresh
+/// one per response made the kernel fault in its pages every time.
 #[derive(Debug, Clone)]
 pub(crate) struct Buffer<R> {
-    chunks: VecDeque<std::vec::IntoIter<(i64, R)>>,
+    chunks: VecDeque<VecDeque<(i64, R)>>,
     len: usize,
+    pub(crate) exhausted: Option<Vec<(i64, R)>>,
 }
 
 impl<R> Default for Buffer<R> {
@@ -23,6 +27,7 @@ impl<R> Default for Buffer<R> {
         Self {
             chunks: VecDeque::new(),
             len: 0,
+            exhausted: None,
         }
     }
 }
@@ -37,22 +42,26 @@ impl<R> Buffer<R> {
     pub(crate) fn front_offset(&self) -> Option<i64> {
         self.chunks
             .front()
-            .and_then(|c| c.as_slice().first())
+            .and_then(VecDeque::front)
             .map(|(o, _)| *o)
     }
 
     fn push_back(&mut self, records: Vec<(i64, R)>) {
         if !records.is_empty() {
             self.len += records.len();
-            self.chunks.push_back(records.into_iter());
+            // O(1): the deque takes the vector's allocation as it is.
+            self.chunks.push_back(records.into());
         }
     }
 
     fn pop_front(&mut self) -> Option<(i64, R)> {
         let chunk = self.chunks.front_mut()?;
-        let r = chunk.next();
-        if chunk.as_slice().is_empty() {
-            self.chunks.pop_front();
+        let r = chunk.pop_front();
+        if chunk.is_empty()
+            && let Some(empty) = self.chunks.pop_front()
+        {
+            // O(1) for an empty deque: the allocation comes back as a vector.
+            self.exhausted = Some(empty.into());
         }
         if r.is_some() {
             self.len -= 1;
@@ -63,6 +72,49 @@ impl<R> Buffer<R> {
     fn clear(&mut self) {
         self.chunks.clear();
         self.len = 0;
+    }
+}
+
+/// Emptied record vectors on their way back to the fetcher, up to a bound on the memory they
+/// hold while idle.
+#[derive(Debug)]
+pub(crate) struct Spare<R> {
+    free: Vec<Vec<(i64, R)>>,
+    bytes: usize,
+}
+
+impl<R> Default for Spare<R> {
+    fn default() -> Self {
+        Self {
+            free: Vec::new(),
+            bytes: 0,
+        }
+    }
+}
+
+impl<R> Spare<R> {
+    /// Idle vectors hold at most this much (about a hundred thousand records' slots).
+    const MAX_BYTES: usize = 16 * 1024 * 1024;
+
+    /// Keeps an emptied vector if there is room for it.
+    pub(crate) fn give(&mut self, v: Vec<(i64, R)>) {
+        debug_assert!(v.is_empty());
+        let size = v.capacity() * std::mem::size_of::<(i64, R)>();
+        if size > 0 && self.bytes + size <= Self::MAX_BYTES {
+            self.bytes += size;
+            self.free.push(v);
+        }
+    }
+
+    /// An empty vector, recycled when one is idle.
+    pub(crate) fn take(&mut self) -> Vec<(i64, R)> {
+        match self.free.pop() {
+            Some(v) => {
+                self.bytes -= v.capacity() * std::mem::size_of::<(i64, R)>();
+                v
+            }
+            None => Vec::new(),
+        }
     }
 }
 
@@ -162,11 +214,27 @@ impl<R> Tracker<R> {
     }
 
     /// Takes the next record for delivery.
+    #[cfg(test)]
     pub(crate) fn deliver(&mut self) -> Option<R> {
-        let (offset, r) = self.buffer.pop_front()?;
-        self.delivered.push_back((offset, false));
-        self.pending += 1;
-        Some(r)
+        let mut out = None;
+        self.deliver_many(1, |r| out = Some(r));
+        out
+    }
+
+    /// Takes up to `limit` records for delivery, in offset order, handing each to `put`;
+    /// returns how many.
+    pub(crate) fn deliver_many(&mut self, limit: usize, mut put: impl FnMut(R)) -> usize {
+        let mut n = 0;
+        while n < limit {
+            let Some((offset, r)) = self.buffer.pop_front() else {
+                break;
+            };
+            self.delivered.push_back((offset, false));
+            put(r);
+            n += 1;
+        }
+        self.pending += n;
+        n
     }
 
     /// Marks one delivered record done.
@@ -327,6 +395,52 @@ mod tests {
             1,
             "dropping the buffer does not skip its records"
         );
+    }
+
+    #[test]
+    fn delivery_in_runs_spans_response_vectors_and_hands_emptied_ones_back() {
+        let mut t: Tracker<i64> = Tracker::new(0);
+        let mut first = Vec::with_capacity(64);
+        first.extend([(0, 0), (1, 1)]);
+        let first_alloc = first.as_ptr();
+        t.extend(first);
+        t.extend(vec![(2, 2), (3, 3), (4, 4)]);
+        let mut out = Vec::new();
+        assert_eq!(t.deliver_many(3, |r| out.push(r)), 3);
+        assert_eq!(out, [0, 1, 2]);
+        // The first response's vector is empty now: it comes back with its allocation.
+        let back = t.buffer.exhausted.take().expect("an emptied vector");
+        assert!(back.is_empty() && back.capacity() == 64);
+        assert_eq!(back.as_ptr(), first_alloc);
+        assert_eq!(t.deliver_many(10, |r| out.push(r)), 2);
+        assert_eq!(out, [0, 1, 2, 3, 4]);
+        assert_eq!(t.deliver_many(10, |r| out.push(r)), 0);
+        assert_eq!(t.outstanding(), 5);
+        t.ack(4);
+        t.ack(0);
+        assert_eq!(t.committable(), 1, "1 to 3 are delivered, not done");
+    }
+
+    #[test]
+    fn spare_vectors_are_reused_up_to_a_bound() {
+        let mut spare: Spare<[u8; 56]> = Spare::default();
+        assert_eq!(
+            spare.take().capacity(),
+            0,
+            "nothing idle: a new empty vector"
+        );
+        let v: Vec<(i64, [u8; 56])> = Vec::with_capacity(1000);
+        let ptr = v.as_ptr();
+        spare.give(v);
+        let again = spare.take();
+        assert_eq!(again.as_ptr(), ptr);
+        // 64-byte slots: the bound is 16 MiB, so 262,144 slots; a vector beyond it is freed.
+        spare.give(Vec::with_capacity(200_000));
+        spare.give(Vec::with_capacity(100_000));
+        assert_eq!(spare.free.len(), 1);
+        assert!(spare.bytes <= Spare::<[u8; 56]>::MAX_BYTES);
+        spare.give(Vec::new());
+        assert_eq!(spare.free.len(), 1, "a vector without memory is not kept");
     }
 
     #[test]
