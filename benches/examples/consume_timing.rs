@@ -5,7 +5,7 @@
 //! `consume_timing [ROUNDS]` alternates cohort and librdkafka (same broker, same topic, same
 //! timing: from the first record to the last) for ROUNDS rounds (default 3) and prints each
 //! run's wall time and the client's CPU time per record. `consume_timing ROUNDS cohort` runs
-//! cohort alone (for `perf record`).
+//! cohort alone, `consume_timing ROUNDS many` only its `recv_many` (for `perf record`).
 #![allow(
     clippy::disallowed_methods,
     reason = "harness code does I/O and reads the clock"
@@ -56,7 +56,9 @@ async fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(3);
-    let cohort_only = std::env::args().nth(2).as_deref() == Some("cohort");
+    let mode = std::env::args().nth(2);
+    let cohort_only = matches!(mode.as_deref(), Some("cohort" | "many"));
+    let many_only = mode.as_deref() == Some("many");
     let broker = TestBroker::start().expect("broker");
     let topic = unique_name("t");
     let p = Producer::new(ClientConfig::new(broker.bootstrap()));
@@ -75,16 +77,18 @@ async fn main() {
         // A second between runs lets the broker finish with the previous client (an
         // abandoned long poll, its group), so neither side pays for the other.
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let (cpu_start, faults) = (cpu_ns(), minor_faults());
-        let took = cohort_drain(broker.bootstrap(), &topic, false).await;
-        report(
-            "cohort",
-            took,
-            cpu_ns().saturating_sub(cpu_start),
-            minor_faults() - faults,
-        );
-        cohort_total += took;
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        if !many_only {
+            let (cpu_start, faults) = (cpu_ns(), minor_faults());
+            let took = cohort_drain(broker.bootstrap(), &topic, false).await;
+            report(
+                "cohort",
+                took,
+                cpu_ns().saturating_sub(cpu_start),
+                minor_faults() - faults,
+            );
+            cohort_total += took;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
         let (cpu_start, faults) = (cpu_ns(), minor_faults());
         let took = cohort_drain(broker.bootstrap(), &topic, true).await;
         report(

@@ -388,9 +388,10 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
                 {
                     // One allocation for the partition's records, sized from its bytes (a
                     // record of a 100-byte value takes about 110 in a batch; small records
-                    // grow the vector once or twice). Capped so that a hostile frame of tiny
-                    // records cannot make this reservation much larger than the frame.
-                    d.records = Vec::with_capacity((records.len() / 48).min(1 << 16));
+                    // grow the vector once or twice), or none when the spare vector is large
+                    // enough. Capped so that a hostile frame of tiny records cannot make this
+                    // reservation much larger than the frame.
+                    d.records.reserve((records.len() / 48).min(1 << 16));
                     let mut batches = BatchIter::with_budget(
                         records,
                         DecodeOptions::default(),
@@ -486,7 +487,10 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
                 st.spare.give(v);
             }
             let mut added = 0u64;
-            for d in decoded {
+            for mut d in decoded {
+                if d.records.is_empty() {
+                    st.spare.give(std::mem::take(&mut d.records));
+                }
                 let Some(p) = st.partitions.get_mut(&d.tp) else {
                     continue;
                 };

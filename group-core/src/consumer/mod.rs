@@ -372,6 +372,8 @@ pub(crate) struct State {
     pub(crate) last_assigned: Option<std::time::Instant>,
     /// Record vectors delivery emptied, for the fetchers to decode into.
     pub(crate) spare: tracker::Spare<ConsumerRecord>,
+    /// Where `recv` takes its one record (kept: no allocation per record).
+    pub(crate) one: Vec<ConsumerRecord>,
 }
 
 pub(crate) struct Inner {
@@ -572,6 +574,7 @@ impl Consumer {
                 paused: BTreeSet::new(),
                 last_assigned: None,
                 spare: tracker::Spare::default(),
+                one: Vec::with_capacity(1),
             }),
             readable: Notify::new(),
             fetchable: Notify::new(),
@@ -659,8 +662,10 @@ impl Consumer {
         if !self.inner.driver.may_deliver() {
             return None;
         }
-        let mut r = None;
-        let (_, refill) = take_records(&mut st, self.inner.max_buffered, 1, |x| r = Some(x));
+        let mut one = std::mem::take(&mut st.one);
+        let (_, refill) = take_records(&mut st, self.inner.max_buffered, 1, &mut one);
+        let r = one.pop();
+        st.one = one;
         drop(st);
         let r = r?;
         self.inner.telemetry.records_consumed.increment(1);
@@ -731,8 +736,7 @@ impl Consumer {
             return None;
         }
         records.reserve(limit.min(BURST));
-        let (n, refill) =
-            take_records(&mut st, self.inner.max_buffered, limit, |r| records.push(r));
+        let (n, refill) = take_records(&mut st, self.inner.max_buffered, limit, records);
         drop(st);
         if n == 0 {
             return None;
@@ -1161,7 +1165,7 @@ const BURST: usize = 500;
 
 /// Takes the next deliverable record, round-robin over partitions in bursts. The flag says
 /// whether the partition's buffer has room for another fetch now (wake the fetchers).
-/// Takes up to `limit` records for delivery, handing each to `put`: up to [`BURST`] in a row
+/// Takes up to `limit` records for delivery, appending them to `out`: up to [`BURST`] in a row
 /// from one partition, then on to the next in key order (round robin), so no partition waits
 /// behind a busy one. Returns how many, and whether a partition's buffer drained enough for
 /// the fetchers to fetch again.
@@ -1169,14 +1173,14 @@ fn take_records(
     st: &mut State,
     max_buffered: usize,
     limit: usize,
-    mut put: impl FnMut(ConsumerRecord),
+    out: &mut Vec<ConsumerRecord>,
 ) -> (usize, bool) {
     // Delivery of up to `want` records from `p`: its emptied record vectors go back to the
     // fetchers.
     let mut deliver =
         |p: &mut PartitionState, spare: &mut tracker::Spare<ConsumerRecord>, want: usize| {
             let before = p.tracker.buffer.len();
-            let n = p.tracker.deliver_many(want, &mut put);
+            let n = p.tracker.deliver_many(want, out);
             if let Some(v) = p.tracker.buffer.exhausted.take() {
                 spare.give(v);
             }

@@ -54,21 +54,6 @@ impl<R> Buffer<R> {
         }
     }
 
-    fn pop_front(&mut self) -> Option<(i64, R)> {
-        let chunk = self.chunks.front_mut()?;
-        let r = chunk.pop_front();
-        if chunk.is_empty()
-            && let Some(empty) = self.chunks.pop_front()
-        {
-            // O(1) for an empty deque: the allocation comes back as a vector.
-            self.exhausted = Some(empty.into());
-        }
-        if r.is_some() {
-            self.len -= 1;
-        }
-        r
-    }
-
     fn clear(&mut self) {
         self.chunks.clear();
         self.len = 0;
@@ -216,23 +201,32 @@ impl<R> Tracker<R> {
     /// Takes the next record for delivery.
     #[cfg(test)]
     pub(crate) fn deliver(&mut self) -> Option<R> {
-        let mut out = None;
-        self.deliver_many(1, |r| out = Some(r));
-        out
+        let mut out = Vec::new();
+        self.deliver_many(1, &mut out);
+        out.pop()
     }
 
-    /// Takes up to `limit` records for delivery, in offset order, handing each to `put`;
-    /// returns how many.
-    pub(crate) fn deliver_many(&mut self, limit: usize, mut put: impl FnMut(R)) -> usize {
+    /// Appends up to `limit` records for delivery to `out`, in offset order; returns how many.
+    /// Whole runs of a response vector move at once, each record moved once.
+    pub(crate) fn deliver_many(&mut self, limit: usize, out: &mut Vec<R>) -> usize {
         let mut n = 0;
         while n < limit {
-            let Some((offset, r)) = self.buffer.pop_front() else {
+            let Some(chunk) = self.buffer.chunks.front_mut() else {
                 break;
             };
-            self.delivered.push_back((offset, false));
-            put(r);
-            n += 1;
+            let k = (limit - n).min(chunk.len());
+            self.delivered
+                .extend(chunk.iter().take(k).map(|&(offset, _)| (offset, false)));
+            out.extend(chunk.drain(..k).map(|(_, r)| r));
+            n += k;
+            if chunk.is_empty()
+                && let Some(empty) = self.buffer.chunks.pop_front()
+            {
+                // O(1) for an empty deque: the allocation comes back as a vector.
+                self.buffer.exhausted = Some(empty.into());
+            }
         }
+        self.buffer.len -= n;
         self.pending += n;
         n
     }
@@ -406,15 +400,15 @@ mod tests {
         t.extend(first);
         t.extend(vec![(2, 2), (3, 3), (4, 4)]);
         let mut out = Vec::new();
-        assert_eq!(t.deliver_many(3, |r| out.push(r)), 3);
+        assert_eq!(t.deliver_many(3, &mut out), 3);
         assert_eq!(out, [0, 1, 2]);
         // The first response's vector is empty now: it comes back with its allocation.
         let back = t.buffer.exhausted.take().expect("an emptied vector");
         assert!(back.is_empty() && back.capacity() == 64);
         assert_eq!(back.as_ptr(), first_alloc);
-        assert_eq!(t.deliver_many(10, |r| out.push(r)), 2);
+        assert_eq!(t.deliver_many(10, &mut out), 2);
         assert_eq!(out, [0, 1, 2, 3, 4]);
-        assert_eq!(t.deliver_many(10, |r| out.push(r)), 0);
+        assert_eq!(t.deliver_many(10, &mut out), 0);
         assert_eq!(t.outstanding(), 5);
         t.ack(4);
         t.ack(0);
