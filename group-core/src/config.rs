@@ -341,8 +341,9 @@ pub struct GroupConfig {
     pub fetch_max_bytes: u32,
     /// Fetch: how long the broker may wait for data (`fetch.max.wait.ms`, 500 ms).
     pub fetch_max_wait: Duration,
-    /// Records buffered per partition before fetching pauses (backpressure); a fetch never
-    /// decodes more records of a partition than its buffer has room for.
+    /// Records buffered per partition (backpressure): a partition is fetched again once its
+    /// buffer is down to half of this, and a fetch never decodes more of its records than the
+    /// buffer has room for.
     pub max_buffered_records: usize,
     /// Decompressed bytes one Fetch response may expand to (128 MiB). Cohort's own bound, with
     /// no Java equivalent: Java decompresses batch by batch as the application reads, Cohort

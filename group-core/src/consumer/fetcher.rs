@@ -172,12 +172,13 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
             continue;
         }
         let notified = inner.fetchable.notified();
-        // Partitions of this leader held back because their buffers are full: a long poll
-        // for the others would keep them waiting until it returns, so then the fetch does not
-        // wait on the broker (the buffers draining wakes the loop instead). Partitions already
-        // caught up with their log end would answer such a fetch with nothing, costing a round
-        // trip while the held-back ones drain: they are left out, except once per
-        // `fetch_max_wait` so new data on them is still seen within the usual long-poll bound.
+        // Partitions of this leader held back because their buffers are more than half full:
+        // a long poll for the others would keep them waiting until it returns, so then the
+        // fetch does not wait on the broker (the buffers draining wakes the loop instead).
+        // Partitions already caught up with their log end would answer such a fetch with
+        // nothing, costing a round trip while the held-back ones drain: they are left out,
+        // except once per `fetch_max_wait` so new data on them is still seen within the usual
+        // long-poll bound.
         let poll_caught_up = caught_up_polled.elapsed() >= inner.fetch_max_wait;
         let (held_back, mut batch): (bool, Vec<(TopicPartition, i64, u64, usize)>) = {
             let st = inner.lock();
@@ -189,16 +190,21 @@ async fn leader_loop(inner: Arc<Inner>, leader: i32) {
                     && !p.paused
                     && inner.cluster.leader(&tp.topic, tp.partition) == Some(leader)
             };
+            // A partition is fetched again once delivery has drained its buffer to half (when
+            // delivery also wakes the fetchers): fetched with less room, most of a response
+            // (up to max_partition_fetch_bytes) was dropped undecoded and fetched again, and
+            // traces showed every other fetch carrying a tenth of what it could.
+            let refill_at = inner.max_buffered / 2;
             let held_back = st
                 .partitions
                 .iter()
-                .any(|(tp, p)| eligible(tp, p) && p.tracker.buffer.len() >= inner.max_buffered);
+                .any(|(tp, p)| eligible(tp, p) && p.tracker.buffer.len() > refill_at);
             let batch = st
                 .partitions
                 .iter()
                 .filter(|(tp, p)| {
                     eligible(tp, p)
-                        && p.tracker.buffer.len() < inner.max_buffered
+                        && p.tracker.buffer.len() <= refill_at
                         && (!held_back
                             || poll_caught_up
                             || p.tracker.fetch_offset < p.high_watermark
