@@ -372,8 +372,6 @@ pub(crate) struct State {
     pub(crate) last_assigned: Option<std::time::Instant>,
     /// Record vectors delivery emptied, for the fetchers to decode into.
     pub(crate) spare: tracker::Spare<ConsumerRecord>,
-    /// Where `recv` takes its one record (kept: no allocation per record).
-    pub(crate) one: Vec<ConsumerRecord>,
 }
 
 pub(crate) struct Inner {
@@ -532,6 +530,8 @@ pub struct Consumer {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     auto_commit: Option<Duration>,
     commit_on_close: bool,
+    /// Where `recv` takes its record.
+    one: Vec<ConsumerRecord>,
 }
 
 impl fmt::Debug for Consumer {
@@ -574,7 +574,6 @@ impl Consumer {
                 paused: BTreeSet::new(),
                 last_assigned: None,
                 spare: tracker::Spare::default(),
-                one: Vec::with_capacity(1),
             }),
             readable: Notify::new(),
             fetchable: Notify::new(),
@@ -615,6 +614,7 @@ impl Consumer {
             tasks,
             auto_commit: rest.auto_commit_interval,
             commit_on_close: rest.auto_commit_interval.is_some() || rest.commit_on_revoke,
+            one: Vec::with_capacity(1),
         })
     }
 
@@ -626,53 +626,16 @@ impl Consumer {
 
     /// The next record, or a fatal error, or `None` once closed.
     pub async fn recv(&mut self) -> Option<Result<ConsumerRecord, Error>> {
-        loop {
-            // Each call counts as progress for `max_poll_interval` (KIP-62).
-            self.inner.driver.polled();
-            if let Some(r) = self.try_take() {
-                return r;
-            }
-            // Nothing ready: register for a wake-up, then look again, so records that arrive
-            // in between are not missed (`Notify::notify_waiters` wakes futures created
-            // before it, polled or not).
-            let notified = self.inner.readable.notified();
-            if let Some(r) = self.try_take() {
-                return r;
-            }
-            tokio::select! {
-                () = notified => {}
-                () = tokio::time::sleep(Duration::from_millis(200)) => {}
-            }
-        }
-    }
-
-    /// A record, a fatal error or the end, if one is ready.
-    fn try_take(&self) -> Option<Option<Result<ConsumerRecord, Error>>> {
-        let mut st = self.inner.lock();
-        if let Some(e) = st.fatal.take() {
-            st.closed = true;
-            return Some(Some(Err(e)));
-        }
-        if st.closed {
-            return Some(None);
-        }
-        // A member cut off from its coordinator for (almost) a session may have lost its
-        // partitions already: hold records back until it hears again or gives them up (see
-        // `Member::deliverable_until`).
-        if !self.inner.driver.may_deliver() {
-            return None;
-        }
-        let mut one = std::mem::take(&mut st.one);
-        let (_, refill) = take_records(&mut st, self.inner.max_buffered, 1, &mut one);
-        let r = one.pop();
-        st.one = one;
-        drop(st);
-        let r = r?;
-        self.inner.telemetry.records_consumed.increment(1);
-        if refill {
-            self.inner.fetchable.notify_waiters();
-        }
-        Some(Some(Ok(r)))
+        // A kept one-slot vector: no allocation per record. Records are appended only as
+        // `recv_many` returns, so a cancelled `recv` loses none (only the slot).
+        let mut one = std::mem::take(&mut self.one);
+        let r = match self.recv_many(&mut one, 1).await {
+            None => None,
+            Some(Err(e)) => Some(Err(e)),
+            Some(Ok(_)) => one.pop().map(Ok),
+        };
+        self.one = one;
+        r
     }
 
     /// Receives up to `limit` records at once, appending them to `records`: waits as
@@ -703,10 +666,14 @@ impl Consumer {
             return Some(Ok(0));
         }
         loop {
+            // Each call counts as progress for `max_poll_interval` (KIP-62).
             self.inner.driver.polled();
             if let Some(r) = self.try_take_many(records, limit) {
                 return r;
             }
+            // Nothing ready: register for a wake-up, then look again, so records that arrive
+            // in between are not missed (`Notify::notify_waiters` wakes futures created
+            // before it, polled or not).
             let notified = self.inner.readable.notified();
             if let Some(r) = self.try_take_many(records, limit) {
                 return r;
@@ -718,7 +685,7 @@ impl Consumer {
         }
     }
 
-    /// Records, a fatal error or the end, if ready (see [`Self::try_take`]).
+    /// Records, a fatal error or the end, if any is ready.
     fn try_take_many(
         &self,
         records: &mut Vec<ConsumerRecord>,
@@ -732,6 +699,9 @@ impl Consumer {
         if st.closed {
             return Some(None);
         }
+        // A member cut off from its coordinator for (almost) a session may have lost its
+        // partitions already: hold records back until it hears again or gives them up (see
+        // `Member::deliverable_until`).
         if !self.inner.driver.may_deliver() {
             return None;
         }
