@@ -20,6 +20,12 @@ use crate::{AssignError, GroupMember, TopicInfo};
 #[derive(Debug, Clone)]
 pub struct TopicTable {
     names: Vec<StrBytes>,
+    /// Every name as the consumer protocol writes it (i16 length, bytes), back to back, and
+    /// where each starts (one more entry than names); a name too long for an i16 length has an
+    /// empty span. Encoding 2,000 assignments reads every name 2,000 times: from here they
+    /// stay in cache, where the names themselves lie scattered through the Metadata response.
+    encoded_names: Vec<u8>,
+    encoded_at: Vec<u32>,
     /// Mean topic name length, rounded up: sizes encoding buffers.
     name_len: usize,
     starts: Vec<u32>,
@@ -107,8 +113,23 @@ impl TopicTable {
             .map(|n| n.len())
             .sum::<usize>()
             .div_ceil(names.len().max(1));
+        let mut encoded_names = Vec::with_capacity(names.len() * (2 + name_len));
+        let mut encoded_at = Vec::with_capacity(names.len() + 1);
+        for n in &names {
+            encoded_at.push(encoded_names.len() as u32);
+            if let Ok(len) = i16::try_from(n.len()) {
+                encoded_names.extend_from_slice(&len.to_be_bytes());
+                encoded_names.extend_from_slice(n.as_bytes());
+            }
+        }
+        encoded_at.push(encoded_names.len() as u32);
+        if u32::try_from(encoded_names.len()).is_err() {
+            return Err(AssignError::TooLarge("topic names over 4 GiB".into()));
+        }
         Ok(Self {
             names,
+            encoded_names,
+            encoded_at,
             name_len,
             starts,
             lookup,
@@ -134,6 +155,13 @@ impl TopicTable {
     /// Name of topic `t`.
     pub fn name(&self, t: u32) -> &StrBytes {
         &self.names[t as usize]
+    }
+
+    /// Name of topic `t` as the consumer protocol writes it; `None` when too long for it.
+    fn encoded_name(&self, t: usize) -> Option<&[u8]> {
+        let span =
+            &self.encoded_names[self.encoded_at[t] as usize..self.encoded_at[t + 1] as usize];
+        (!span.is_empty()).then_some(span)
     }
 
     /// Index of a topic by name.
@@ -325,10 +353,11 @@ impl Plan {
             }
             let (start, end) = (starts[t], starts[t + 1]);
             let run = run_below(&ps[i..], end);
-            w.topic(
-                self.table.name(t as u32),
-                ps[i..i + run].iter().map(|&g| (g - start) as i32),
-            )?;
+            let partitions = ps[i..i + run].iter().map(|&g| (g - start) as i32);
+            match self.table.encoded_name(t) {
+                Some(name) => w.encoded_topic(name, partitions)?,
+                None => w.topic(self.table.name(t as u32), partitions)?,
+            }
             i += run;
         }
         w.finish(self.members[member].user_data.as_deref())
@@ -395,6 +424,29 @@ fn run_below(ps: &[u32], end: u32) -> usize {
 #[cfg(test)]
 mod tests {
     use super::run_below;
+    use crate::{Balancer, GroupMember, Range, TopicInfo};
+
+    /// A name too long for the protocol's i16 length fails the assignments that hold it, as
+    /// before names were pre-encoded, and only those.
+    #[test]
+    fn a_topic_name_too_long_to_encode_fails_only_its_assignments() {
+        let long = "t".repeat(40_000);
+        let topics = [TopicInfo::new(long.as_str(), 1), TopicInfo::new("short", 1)];
+        let members = [
+            GroupMember::new("a", &[long.as_str()]),
+            GroupMember::new("b", &["short"]),
+        ];
+        let plan = Range.assign(&members, &topics).unwrap();
+        let of = |id: &str| {
+            plan.members
+                .iter()
+                .position(|m| &*m.member_id == id)
+                .unwrap()
+        };
+        assert!(plan.encode_assignment(of("a"), 0).is_err());
+        let b = plan.encode_assignment(of("b"), 0).unwrap();
+        assert!(b.windows(5).any(|w| w == b"short"));
+    }
 
     #[test]
     fn run_below_agrees_with_a_binary_search() {

@@ -155,6 +155,25 @@ impl AssignmentWriter {
         Ok(())
     }
 
+    /// Appends one topic whose name is already encoded as a STRING (i16 length, then the
+    /// bytes), as a caller writing many assignments of the same topics keeps them: the bytes
+    /// are copied as they are.
+    pub fn encoded_topic(
+        &mut self,
+        encoded_name: &[u8],
+        partitions: impl ExactSizeIterator<Item = i32>,
+    ) -> Result<(), EncodeError> {
+        self.buf
+            .reserve(encoded_name.len() + 4 + partitions.len() * 4);
+        self.buf.put_slice(encoded_name);
+        put_array_len(&mut self.buf, partitions.len(), false)?;
+        for p in partitions {
+            self.buf.put_i32(p);
+        }
+        self.topics += 1;
+        Ok(())
+    }
+
     /// Ends with the user data and returns the blob.
     pub fn finish(mut self, user_data: Option<&[u8]>) -> Result<Bytes, EncodeError> {
         let topics = i32::try_from(self.topics).map_err(|_| EncodeError::TooLong {
