@@ -336,15 +336,52 @@ impl Plan {
     /// A member's assignment encoded for SyncGroup (version-prefixed), written straight from the
     /// plan: byte-identical to encoding [`Plan::to_assignment`], without its per-topic vectors.
     pub fn encode_assignment(&self, member: usize, version: i16) -> Result<Bytes, EncodeError> {
+        let mut w = AssignmentWriter::new(version, self.encoded_bound(member))?;
+        self.write_topics(&mut w, member)?;
+        w.finish(self.members[member].user_data.as_deref())
+    }
+
+    /// Every member's assignment, as [`Plan::encode_assignment`] gives each, written into one
+    /// buffer that the results share: one allocation for the whole group where a leader of
+    /// thousands of members made one per member (and the allocator's churn of them cost as
+    /// much as the writing).
+    pub fn encode_assignments(&self, version: i16) -> Result<Vec<Bytes>, EncodeError> {
+        let capacity = (0..self.members.len()).map(|i| self.encoded_bound(i)).sum();
+        let mut buf = Vec::with_capacity(capacity);
+        let mut ends = Vec::with_capacity(self.members.len());
+        for (i, m) in self.members.iter().enumerate() {
+            let mut w = AssignmentWriter::append_to(buf, version)?;
+            self.write_topics(&mut w, i)?;
+            buf = w.finish_into(m.user_data.as_deref())?;
+            ends.push(buf.len());
+        }
+        let all = Bytes::from(buf);
+        let mut start = 0;
+        Ok(ends
+            .into_iter()
+            .map(|end| {
+                let one = all.slice(start..end);
+                start = end;
+                one
+            })
+            .collect())
+    }
+
+    /// Bytes a member's encoded assignment takes at most when every topic name is of the mean
+    /// length (the usual case; otherwise the buffer grows): each run of one topic's partitions
+    /// costs its name and count, each partition four bytes.
+    fn encoded_bound(&self, member: usize) -> usize {
+        let m = &self.members[member];
+        let ps = m.partitions.len();
+        let topics = ps.min(self.table.len());
+        10 + ps * 4
+            + topics * (6 + self.table.name_len)
+            + m.user_data.as_ref().map_or(0, |u| u.len())
+    }
+
+    fn write_topics(&self, w: &mut AssignmentWriter, member: usize) -> Result<(), EncodeError> {
         let ps = &self.members[member].partitions;
         let starts = self.table.starts();
-        // Exact when every topic's partitions run together and names are of one length (the
-        // usual case); otherwise the buffer grows.
-        let topics = ps.len().min(self.table.len());
-        let mut w = AssignmentWriter::new(
-            version,
-            12 + ps.len() * 4 + topics * (6 + self.table.name_len),
-        )?;
         let mut i = 0;
         let mut t = 0usize;
         while i < ps.len() {
@@ -360,7 +397,7 @@ impl Plan {
             }
             i += run;
         }
-        w.finish(self.members[member].user_data.as_deref())
+        Ok(())
     }
 
     /// A member's assignment in the consumer protocol's form.

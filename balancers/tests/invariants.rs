@@ -59,6 +59,19 @@ fn check_plan(
         }
         assert!(plan.encode_assignment(i, 4).is_err());
     }
+    // All at once into one buffer: the same bytes, member by member.
+    for v in 0..=3 {
+        let all = plan.encode_assignments(v).unwrap();
+        assert_eq!(all.len(), plan.members.len());
+        for (i, bytes) in all.iter().enumerate() {
+            assert_eq!(
+                *bytes,
+                plan.encode_assignment(i, v).unwrap(),
+                "member {i}, version {v}"
+            );
+        }
+    }
+    assert!(plan.encode_assignments(4).is_err());
     plan
 }
 

@@ -29,8 +29,53 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
+fn profile(phase: &str, t: &[cohort_balancers::TopicInfo]) {
+    let sticky = Sticky::default();
+    let b: &dyn Balancer = if std::env::var_os("LEADER_STEP_STICKY").is_some() {
+        &sticky
+    } else {
+        &CooperativeSticky
+    };
+    let mut group = members(2000, t, false);
+    if std::env::var_os("LEADER_STEP_SECOND").is_some() {
+        group = with_previous(&group, &run(b, &group, t), 0, 1);
+    }
+    let metadata: Vec<(StrBytes, Option<StrBytes>, Bytes)> = group
+        .iter()
+        .map(|m| {
+            let bytes = encode_subscription(&m.subscription, 3).expect("encodes");
+            (m.member_id.clone(), None, bytes)
+        })
+        .collect();
+    let plan = run(b, &group, t);
+    let mut rounds = Vec::new();
+    for _ in 0..50 {
+        let start = Instant::now();
+        match phase {
+            "decode" => drop(
+                metadata
+                    .iter()
+                    .map(|(_, _, bytes)| decode_subscription(bytes.clone()).expect("decodes"))
+                    .collect::<Vec<_>>(),
+            ),
+            "assign" => drop(run(b, &group, t)),
+            "encode" => drop(plan.encode_assignments(3).expect("encodes")),
+            _ => drop(lead(b, &metadata, t).expect("leads")),
+        }
+        rounds.push(ms(start.elapsed()));
+    }
+    println!("{phase}: {}", rounds.join(", "));
+}
+
 fn main() {
     let t = topics(500, 2000);
+    // `LEADER_STEP_PROFILE=decode|assign|encode|lead`: repeat one phase of the fresh
+    // cooperative-sticky step (sticky with `LEADER_STEP_STICKY=1`, the second round with `LEADER_STEP_SECOND=1`) for `perf record`, printing
+    // each round's time (the first rounds pay for the allocator's growth).
+    if let Ok(phase) = std::env::var("LEADER_STEP_PROFILE") {
+        profile(&phase, &t);
+        return;
+    }
     println!("| balancer | workload | decode | assign | encode | whole `lead` |");
     println!("| --- | --- | --- | --- | --- | --- |");
     for (name, b) in [
@@ -78,9 +123,7 @@ fn main() {
             let plan = run(b, group, &t);
             let encode = median(|| {
                 let start = Instant::now();
-                let out: Vec<Bytes> = (0..plan.members.len())
-                    .map(|i| plan.encode_assignment(i, 3).expect("encodes"))
-                    .collect();
+                let out: Vec<Bytes> = plan.encode_assignments(3).expect("encodes");
                 let d = start.elapsed();
                 drop(out);
                 d

@@ -117,13 +117,25 @@ pub fn encode_assignment(
 /// so the writer serves all of them; the result is byte-identical to [`encode_assignment`].
 #[derive(Debug)]
 pub struct AssignmentWriter {
-    buf: BytesMut,
+    // A `Vec` rather than a `BytesMut`: its `extend_from_slice` is a capacity check and a
+    // copy, where `BytesMut::put_slice` is an out-of-line call, and a leader writes a million
+    // small fields.
+    buf: Vec<u8>,
+    /// Where this assignment starts in `buf` (after what an earlier writer left there).
+    start: usize,
     topics: usize,
 }
 
 impl AssignmentWriter {
     /// Starts an assignment blob; `capacity` is a hint in bytes.
     pub fn new(version: i16, capacity: usize) -> Result<Self, EncodeError> {
+        Self::append_to(Vec::with_capacity(capacity.max(16)), version)
+    }
+
+    /// Starts an assignment at the end of `buf`, after what is already there: a leader writes
+    /// every member's assignment into one buffer (one allocation instead of one per member)
+    /// and hands each member a slice of it ([`AssignmentWriter::finish_into`]).
+    pub fn append_to(mut buf: Vec<u8>, version: i16) -> Result<Self, EncodeError> {
         if !(ConsumerProtocolAssignment::VERSIONS.min..=ConsumerProtocolAssignment::VERSIONS.max)
             .contains(&version)
         {
@@ -132,11 +144,15 @@ impl AssignmentWriter {
                 version,
             });
         }
-        let mut buf = BytesMut::with_capacity(capacity.max(16));
-        buf.put_i16(version);
+        let start = buf.len();
+        buf.extend_from_slice(&version.to_be_bytes());
         // The topic count, patched by `finish`.
-        buf.put_i32(0);
-        Ok(Self { buf, topics: 0 })
+        buf.extend_from_slice(&0i32.to_be_bytes());
+        Ok(Self {
+            buf,
+            start,
+            topics: 0,
+        })
     }
 
     /// Appends one topic and its partitions.
@@ -146,43 +162,57 @@ impl AssignmentWriter {
         partitions: impl ExactSizeIterator<Item = i32>,
     ) -> Result<(), EncodeError> {
         put_string(&mut self.buf, name, false)?;
-        put_array_len(&mut self.buf, partitions.len(), false)?;
-        self.buf.reserve(partitions.len() * 4);
-        for p in partitions {
-            self.buf.put_i32(p);
-        }
-        self.topics += 1;
-        Ok(())
+        self.partitions(partitions)
     }
 
     /// Appends one topic whose name is already encoded as a STRING (i16 length, then the
     /// bytes), as a caller writing many assignments of the same topics keeps them: the bytes
     /// are copied as they are.
+    #[inline]
     pub fn encoded_topic(
         &mut self,
         encoded_name: &[u8],
         partitions: impl ExactSizeIterator<Item = i32>,
     ) -> Result<(), EncodeError> {
-        self.buf
-            .reserve(encoded_name.len() + 4 + partitions.len() * 4);
-        self.buf.put_slice(encoded_name);
+        self.buf.extend_from_slice(encoded_name);
+        self.partitions(partitions)
+    }
+
+    #[inline]
+    fn partitions(
+        &mut self,
+        partitions: impl ExactSizeIterator<Item = i32>,
+    ) -> Result<(), EncodeError> {
         put_array_len(&mut self.buf, partitions.len(), false)?;
+        self.buf.reserve(partitions.len() * 4);
         for p in partitions {
-            self.buf.put_i32(p);
+            self.buf.extend_from_slice(&p.to_be_bytes());
         }
         self.topics += 1;
         Ok(())
     }
 
     /// Ends with the user data and returns the blob.
-    pub fn finish(mut self, user_data: Option<&[u8]>) -> Result<Bytes, EncodeError> {
+    pub fn finish(self, user_data: Option<&[u8]>) -> Result<Bytes, EncodeError> {
+        let start = self.start;
+        let mut all = Bytes::from(self.finish_into(user_data)?);
+        Ok(if start == 0 {
+            all
+        } else {
+            all.split_off(start)
+        })
+    }
+
+    /// Ends with the user data and gives the buffer back, this assignment at its end (from
+    /// the length it had when [`AssignmentWriter::append_to`] got it).
+    pub fn finish_into(mut self, user_data: Option<&[u8]>) -> Result<Vec<u8>, EncodeError> {
         let topics = i32::try_from(self.topics).map_err(|_| EncodeError::TooLong {
             what: "array",
             length: self.topics,
         })?;
-        self.buf[2..6].copy_from_slice(&topics.to_be_bytes());
+        self.buf[self.start + 2..self.start + 6].copy_from_slice(&topics.to_be_bytes());
         put_nullable_bytes(&mut self.buf, user_data, false)?;
-        Ok(self.buf.freeze())
+        Ok(self.buf)
     }
 }
 
@@ -298,6 +328,27 @@ mod tests {
             generation_id: 7,
             rack_id: Some("rack-1".into()),
         }
+    }
+
+    #[test]
+    fn assignments_written_one_after_another_read_back_alone() {
+        let a = ConsumerProtocolAssignment {
+            assigned_partitions: vec![AssignedTopicPartitions {
+                topic: "t".into(),
+                partitions: vec![0, 2],
+            }],
+            user_data: Some(Bytes::from_static(b"u")),
+        };
+        let mut w = AssignmentWriter::append_to(b"earlier".to_vec(), 1).unwrap();
+        w.topic("t", [0, 2].into_iter()).unwrap();
+        let buf = w.finish_into(Some(b"u")).unwrap();
+        let expected = encode_assignment(&a, 1).unwrap();
+        assert_eq!(&buf[..7], b"earlier");
+        assert_eq!(&buf[7..], &expected[..]);
+        let mut w = AssignmentWriter::append_to(buf, 1).unwrap();
+        w.encoded_topic(b"\0\x01t", [0, 2].into_iter()).unwrap();
+        assert_eq!(w.finish(Some(b"u")).unwrap(), expected);
+        assert!(AssignmentWriter::append_to(Vec::new(), 4).is_err());
     }
 
     #[test]

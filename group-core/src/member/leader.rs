@@ -21,34 +21,40 @@ impl Member {
     /// The leader has its JoinGroup answer: ask for the metadata of every topic the group
     /// subscribes to (not only its own, Java `ConsumerCoordinator.onLeaderElected`).
     pub(super) fn start_assigning(&mut self, now: Instant, join: JoinGroupResponse) {
-        let topics = self.group_topics(&join);
+        let members: Vec<(StrBytes, Option<StrBytes>, Bytes)> = join
+            .members
+            .iter()
+            .map(|m| {
+                (
+                    m.member_id.clone(),
+                    m.group_instance_id.clone(),
+                    m.metadata.clone(),
+                )
+            })
+            .collect();
+        let decoded = decode_members(&members);
+        let mut topics: BTreeSet<String> = self.topics.iter().cloned().collect();
+        for m in &decoded.members {
+            topics.extend(m.subscription.topics.iter().map(|t| t.to_string()));
+        }
         self.state = State::Assigning {
             join: Box::new(join),
+            decoded,
         };
         self.send(
             now,
-            OutboundRequest::Metadata(topics),
+            OutboundRequest::Metadata(topics.into_iter().collect()),
             self.cfg.request_timeout,
             None,
         );
-    }
-
-    fn group_topics(&self, join: &JoinGroupResponse) -> Vec<String> {
-        let mut topics: BTreeSet<String> = self.topics.iter().cloned().collect();
-        for m in &join.members {
-            if let Ok((_, sub)) = decode_subscription(m.metadata.clone()) {
-                topics.extend(sub.topics.iter().map(|t| t.to_string()));
-            }
-        }
-        topics.into_iter().collect()
     }
 
     /// The metadata for the plan arrived: run the balancer and send SyncGroup.
     pub(super) fn on_metadata(&mut self, now: Instant, topics: Vec<TopicInfo>) {
         // The answer may come after the member moved on (it is leaving, it dropped out of the
         // generation): then it is not the leader's any more, and the state stays as it is.
-        let join = match std::mem::replace(&mut self.state, State::Syncing) {
-            State::Assigning { join } => join,
+        let (join, decoded) = match std::mem::replace(&mut self.state, State::Syncing) {
+            State::Assigning { join, decoded } => (join, decoded),
             other => {
                 self.state = other;
                 return;
@@ -72,18 +78,7 @@ impl Member {
             });
             return;
         };
-        let members: Vec<(StrBytes, Option<StrBytes>, Bytes)> = join
-            .members
-            .iter()
-            .map(|m| {
-                (
-                    m.member_id.clone(),
-                    m.group_instance_id.clone(),
-                    m.metadata.clone(),
-                )
-            })
-            .collect();
-        let led = match lead(balancer.as_ref(), &members, &topics) {
+        let led = match lead_decoded(balancer.as_ref(), decoded, &topics) {
             Ok(l) => l,
             Err(e) => {
                 self.fail(e);
@@ -159,27 +154,77 @@ pub struct Led {
     pub warnings: Vec<String>,
 }
 
-/// The leader's step: decodes every member's JoinGroup metadata (an unreadable one subscribes
-/// to nothing, with a warning), runs the balancer and encodes each member's assignment. The
-/// `cohort assign` command runs this same function.
-pub fn lead(
-    balancer: &dyn Balancer,
-    members: &[(StrBytes, Option<StrBytes>, Bytes)],
-    topics: &[TopicInfo],
-) -> Result<Led, Error> {
-    let mut warnings = Vec::new();
-    let members: Vec<GroupMember> = members
-        .iter()
-        .map(|(member_id, group_instance_id, metadata)| {
-            let subscription = match decode_subscription(metadata.clone()) {
-                Ok((_, s)) => s,
-                Err(e) => {
-                    warnings.push(format!(
-                        "member {member_id}: unreadable subscription ({e}); assigned nothing"
-                    ));
-                    ConsumerProtocolSubscription::default()
+/// Every member's subscription as the balancer reads it, with what could not be read.
+#[derive(Debug, Clone, Default)]
+pub struct Decoded {
+    /// The members in JoinGroup order; an unreadable subscription subscribes to nothing.
+    pub members: Vec<GroupMember>,
+    /// One line per unreadable subscription.
+    pub warnings: Vec<String>,
+}
+
+/// JoinGroup metadata of this many bytes or more is decoded on several threads.
+const PARALLEL_DECODE_BYTES: usize = 1 << 20;
+
+/// Decodes every member's JoinGroup metadata (an unreadable one subscribes to nothing, with a
+/// warning). A large group's subscriptions (2,000 members of 500 topics each are 14 MB, and
+/// 2 M topic names and owned-partition lists to decode) are split over the machine's cores:
+/// every member of the group waits for the leader's SyncGroup meanwhile.
+pub fn decode_members(members: &[(StrBytes, Option<StrBytes>, Bytes)]) -> Decoded {
+    let bytes: usize = members.iter().map(|(_, _, m)| m.len()).sum();
+    let threads = if bytes < PARALLEL_DECODE_BYTES {
+        1
+    } else {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(4)
+            .min(members.len())
+    };
+    let decode = |part: &[(StrBytes, Option<StrBytes>, Bytes)]| {
+        part.iter()
+            .map(|(_, _, metadata)| decode_subscription(metadata.clone()).map(|(_, s)| s))
+            .collect::<Vec<_>>()
+    };
+    let mut subscriptions = Vec::with_capacity(members.len());
+    if threads > 1 {
+        let chunk = members.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let mut parts = members.chunks(chunk);
+            let first = parts.next().unwrap_or_default();
+            // A thread that cannot be started leaves its part to this one.
+            let spawned: Vec<_> = parts
+                .map(|part| {
+                    std::thread::Builder::new()
+                        .name("cohort-decode".into())
+                        .spawn_scoped(scope, move || decode(part))
+                        .map_err(|_| part)
+                })
+                .collect();
+            subscriptions.extend(decode(first));
+            for s in spawned {
+                match s.map(|h| h.join()) {
+                    Ok(Ok(part)) => subscriptions.extend(part),
+                    // Decoding does not panic (bad input is an error); were it to, the
+                    // panic goes on as it would have on this thread.
+                    Ok(Err(panic)) => std::panic::resume_unwind(panic),
+                    Err(part) => subscriptions.extend(decode(part)),
                 }
-            };
+            }
+        });
+    } else {
+        subscriptions = decode(members);
+    }
+    let mut warnings = Vec::new();
+    let members = members
+        .iter()
+        .zip(subscriptions)
+        .map(|((member_id, group_instance_id, _), subscription)| {
+            let subscription = subscription.unwrap_or_else(|e| {
+                warnings.push(format!(
+                    "member {member_id}: unreadable subscription ({e}); assigned nothing"
+                ));
+                ConsumerProtocolSubscription::default()
+            });
             GroupMember {
                 member_id: member_id.clone(),
                 group_instance_id: group_instance_id.clone(),
@@ -187,21 +232,108 @@ pub fn lead(
             }
         })
         .collect();
+    Decoded { members, warnings }
+}
+
+/// The leader's step: decodes every member's JoinGroup metadata ([`decode_members`]), runs the
+/// balancer and encodes each member's assignment. The `cohort assign` command runs this same
+/// function.
+pub fn lead(
+    balancer: &dyn Balancer,
+    members: &[(StrBytes, Option<StrBytes>, Bytes)],
+    topics: &[TopicInfo],
+) -> Result<Led, Error> {
+    lead_decoded(balancer, decode_members(members), topics)
+}
+
+/// The leader's step from decoded subscriptions.
+pub fn lead_decoded(
+    balancer: &dyn Balancer,
+    decoded: Decoded,
+    topics: &[TopicInfo],
+) -> Result<Led, Error> {
+    let Decoded {
+        members,
+        mut warnings,
+    } = decoded;
     let plan = balancer
         .assign(&members, topics)
         .map_err(|e| Error::Fatal {
             code: ErrorCode::InconsistentGroupProtocol,
             context: format!("assignment failed: {e}"),
         })?;
+    // The subscriptions are done with: their memory goes back before the assignments are
+    // written.
+    drop(members);
     warnings.extend(plan.warnings.iter().cloned());
-    let mut assignments = Vec::with_capacity(plan.members.len());
-    for (i, m) in plan.members.iter().enumerate() {
-        let bytes = plan.encode_assignment(i, 3).map_err(Error::Encode)?;
-        assignments.push((m.member_id.clone(), bytes));
-    }
+    let assignments = plan
+        .members
+        .iter()
+        .map(|m| m.member_id.clone())
+        .zip(plan.encode_assignments(3).map_err(Error::Encode)?)
+        .collect();
     Ok(Led {
         plan,
         assignments,
         warnings,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use cohort_protocol::consumer_protocol::encode_subscription;
+
+    use super::*;
+
+    fn metadata(members: usize, topics: usize) -> Vec<(StrBytes, Option<StrBytes>, Bytes)> {
+        (0..members)
+            .map(|i| {
+                let sub = ConsumerProtocolSubscription {
+                    topics: (0..topics)
+                        .map(|t| format!("member-{i}-topic-{t:04}").into())
+                        .collect(),
+                    ..Default::default()
+                };
+                let bytes = encode_subscription(&sub, 3).unwrap();
+                (format!("m{i}").into(), None, bytes)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_large_group_decodes_in_member_order_with_unreadable_ones_named() {
+        let mut group = metadata(300, 200);
+        let total: usize = group.iter().map(|(_, _, b)| b.len()).sum();
+        assert!(
+            total >= PARALLEL_DECODE_BYTES,
+            "{total} bytes decode on one thread"
+        );
+        group[7].2 = Bytes::from_static(&[0, 3, 0, 0, 0, 9]);
+        group[250].2 = Bytes::new();
+        let d = decode_members(&group);
+        assert_eq!(d.members.len(), 300);
+        for (i, m) in d.members.iter().enumerate() {
+            assert_eq!(m.member_id.as_str(), format!("m{i}"));
+            match i {
+                7 | 250 => assert!(m.subscription.topics.is_empty()),
+                _ => {
+                    assert_eq!(m.subscription.topics.len(), 200);
+                    assert_eq!(
+                        m.subscription.topics[199].as_str(),
+                        format!("member-{i}-topic-0199")
+                    );
+                }
+            }
+        }
+        assert_eq!(d.warnings.len(), 2, "{:?}", d.warnings);
+        assert!(d.warnings[0].starts_with("member m7:"), "{:?}", d.warnings);
+        assert!(
+            d.warnings[1].starts_with("member m250:"),
+            "{:?}",
+            d.warnings
+        );
+        // The same group decoded small (one thread) reads the same.
+        let small = decode_members(&group[..10]);
+        assert_eq!(small.members[..], d.members[..10]);
+    }
 }

@@ -69,7 +69,7 @@ use cohort_protocol::messages::HeartbeatRequest;
     not(feature = "unstable-internals"),
     allow(unreachable_pub, reason = "reachable through `unstable` only")
 )]
-pub use self::leader::{Led, lead, subscription};
+pub use self::leader::{Decoded, Led, decode_members, lead, lead_decoded, subscription};
 use self::state::{AfterLeave, Coordinator, Membership, State};
 pub use self::types::{
     Assignment, CommitId, CommitOffset, GroupEvent, MemberConfig, MemberStats, Outbound,

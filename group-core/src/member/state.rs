@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use cohort_protocol::messages::JoinGroupResponse;
 
+use super::leader::Decoded;
 use super::types::{Assignment, Phase, RevokeToken};
 use crate::backoff::Backoff;
 
@@ -30,7 +31,12 @@ pub(super) enum State {
     /// JoinGroup in flight.
     Joining,
     /// The leader has its JoinGroup answer and waits for the metadata to compute the plan.
-    Assigning { join: Box<JoinGroupResponse> },
+    Assigning {
+        join: Box<JoinGroupResponse>,
+        /// Every member's subscription, decoded once: for the topics to ask metadata for and
+        /// for the plan.
+        decoded: Decoded,
+    },
     /// SyncGroup in flight.
     Syncing,
     /// Member of a generation with an assignment.
