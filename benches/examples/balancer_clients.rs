@@ -26,7 +26,6 @@ use cohort_benches::groups::{joiner, members, run, topics, with_previous};
 use cohort_harness::agreement::{JavaAssignors, JavaGroup};
 use cohort_harness::clients;
 use cohort_protocol::StrBytes;
-use cohort_protocol::consumer_protocol::encode_subscription;
 
 type PlanMap = BTreeMap<String, BTreeMap<String, Vec<i32>>>;
 
@@ -43,13 +42,7 @@ struct Row {
 const WORKLOADS: [&str; 3] = ["fresh", "second round", "one joins"];
 
 fn metadata(group: &[GroupMember]) -> Vec<(StrBytes, Option<StrBytes>, Bytes)> {
-    group
-        .iter()
-        .map(|m| {
-            let bytes = encode_subscription(&m.subscription, 3).expect("encodes");
-            (m.member_id.clone(), None, bytes)
-        })
-        .collect()
+    cohort_benches::groups::join_metadata(group)
 }
 
 /// Partitions owned in `prev` that have another owner in `next`.

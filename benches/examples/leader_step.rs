@@ -13,9 +13,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cohort::unstable::lead;
 use cohort_balancers::{Balancer, CooperativeSticky, GroupMember, Sticky};
-use cohort_benches::groups::{joiner, members, run, topics, with_previous};
-use cohort_protocol::StrBytes;
-use cohort_protocol::consumer_protocol::{decode_subscription, encode_subscription};
+use cohort_benches::groups::{join_metadata, joiner, members, run, topics, with_previous};
+use cohort_protocol::consumer_protocol::decode_subscription;
 
 const ROUNDS: usize = 5;
 
@@ -37,16 +36,13 @@ fn profile(phase: &str, t: &[cohort_balancers::TopicInfo]) {
         &CooperativeSticky
     };
     let mut group = members(2000, t, false);
-    if std::env::var_os("LEADER_STEP_SECOND").is_some() {
+    if let Ok(second) = std::env::var("LEADER_STEP_SECOND") {
         group = with_previous(&group, &run(b, &group, t), 0, 1);
+        if second == "join" {
+            group.push(joiner(t));
+        }
     }
-    let metadata: Vec<(StrBytes, Option<StrBytes>, Bytes)> = group
-        .iter()
-        .map(|m| {
-            let bytes = encode_subscription(&m.subscription, 3).expect("encodes");
-            (m.member_id.clone(), None, bytes)
-        })
-        .collect();
+    let metadata = join_metadata(&group);
     let plan = run(b, &group, t);
     let mut rounds = Vec::new();
     for _ in 0..50 {
@@ -70,7 +66,7 @@ fn profile(phase: &str, t: &[cohort_balancers::TopicInfo]) {
 fn main() {
     let t = topics(500, 2000);
     // `LEADER_STEP_PROFILE=decode|assign|encode|lead`: repeat one phase of the fresh
-    // cooperative-sticky step (sticky with `LEADER_STEP_STICKY=1`, the second round with `LEADER_STEP_SECOND=1`) for `perf record`, printing
+    // cooperative-sticky step (sticky with `LEADER_STEP_STICKY=1`, the second round with `LEADER_STEP_SECOND=1`, one joining it with `=join`) for `perf record`, printing
     // each round's time (the first rounds pay for the allocator's growth).
     if let Ok(phase) = std::env::var("LEADER_STEP_PROFILE") {
         profile(&phase, &t);
@@ -92,13 +88,7 @@ fn main() {
             ("second round", &second),
             ("one joins", &joined),
         ] {
-            let metadata: Vec<(StrBytes, Option<StrBytes>, Bytes)> = group
-                .iter()
-                .map(|m| {
-                    let bytes = encode_subscription(&m.subscription, 3).expect("encodes");
-                    (m.member_id.clone(), None, bytes)
-                })
-                .collect();
+            let metadata = join_metadata(group);
             let decode = median(|| {
                 let start = Instant::now();
                 let decoded: Vec<GroupMember> = metadata

@@ -146,6 +146,31 @@ pub mod groups {
     }
 
     /// Runs `b` and returns the plan (panics on error: benchmark inputs are valid).
+    /// Every member's JoinGroup metadata as a leader receives it: encoded one after another in
+    /// one buffer (the JoinGroup response) and sliced from it, so that all share one reference
+    /// count as they do in a client.
+    pub fn join_metadata(group: &[GroupMember]) -> Vec<(StrBytes, Option<StrBytes>, bytes::Bytes)> {
+        let encoded: Vec<bytes::Bytes> = group
+            .iter()
+            .map(|m| {
+                cohort_protocol::consumer_protocol::encode_subscription(&m.subscription, 3)
+                    .expect("encodes")
+            })
+            .collect();
+        let all = bytes::Bytes::from(encoded.concat());
+        let mut at = 0;
+        group
+            .iter()
+            .zip(&encoded)
+            .map(|(m, e)| {
+                let one = all.slice(at..at + e.len());
+                at += e.len();
+                (m.member_id.clone(), m.group_instance_id.clone(), one)
+            })
+            .collect()
+    }
+
+    /// The balancer's plan (a benchmark group is valid).
     pub fn run(b: &dyn Balancer, members: &[GroupMember], topics: &[TopicInfo]) -> Plan {
         b.assign(members, topics).expect("valid benchmark group")
     }
