@@ -68,6 +68,10 @@ struct ProcessRunner {
     child: std::process::Child,
     owned: Arc<AtomicU64>,
     consumed: Arc<AtomicU64>,
+    /// When its `started` line was read: the cases time a newcomer from there (the reader
+    /// notes it exactly; polling for it had the process clients start the clock up to 5 ms
+    /// late, after their client had begun to connect).
+    started_at: Option<Instant>,
 }
 
 impl ProcessRunner {
@@ -115,7 +119,7 @@ impl ProcessRunner {
         let out = child.stdout.take().expect("stdout");
         let owned = Arc::new(AtomicU64::new(0));
         let consumed = Arc::new(AtomicU64::new(0));
-        let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let started = Arc::new(std::sync::Mutex::new(None::<Instant>));
         let (o2, c2, s2) = (owned.clone(), consumed.clone(), started.clone());
         std::thread::spawn(move || {
             let count = |v: &serde_json::Value| -> u64 {
@@ -133,7 +137,10 @@ impl ProcessRunner {
                     continue;
                 };
                 match v["event"].as_str() {
-                    Some("started") => s2.store(true, Ordering::SeqCst),
+                    Some("started") => {
+                        let mut at = s2.lock().expect("not poisoned");
+                        at.get_or_insert_with(Instant::now);
+                    }
                     Some("assigned") => o2.store(count(&v["partitions"]), Ordering::SeqCst),
                     Some("revoked") | Some("lost") => {
                         let n = count(&v["partitions"]);
@@ -151,13 +158,18 @@ impl ProcessRunner {
         });
         // Timed from here, like the in-process clients: the JVM's start is not the protocol's.
         let t0 = Instant::now();
-        while !started.load(Ordering::SeqCst) && t0.elapsed() < LIMIT {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let started_at = loop {
+            let at = *started.lock().expect("not poisoned");
+            if at.is_some() || t0.elapsed() >= LIMIT {
+                break at;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
         Self {
             child,
             owned,
             consumed,
+            started_at,
         }
     }
 
@@ -204,6 +216,15 @@ enum Running {
 }
 
 impl Running {
+    /// Where a newcomer's case starts: a process's `started` line, or now for the clients in
+    /// this process (their start returns once the consumer exists, before it has connected).
+    fn started_at(&self) -> Instant {
+        match self {
+            Running::Process(j) => j.started_at.unwrap_or_else(Instant::now),
+            Running::Cohort(_) | Running::Rd(_) => Instant::now(),
+        }
+    }
+
     fn owned(&self) -> &AtomicU64 {
         match self {
             Running::Cohort(c) => &c.owned,
@@ -312,7 +333,7 @@ async fn until(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Durati
         if done() {
             return Some(t0.elapsed());
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
     None
 }
@@ -376,7 +397,7 @@ async fn round(
             })
         };
         let newcomer = start(client, protocol, bootstrap, &group, &topic, None).await;
-        let t0 = Instant::now();
+        let t0 = newcomer.started_at();
         members.push(newcomer);
         let newest = members.len() - 1;
         let joined = timed(until(LIMIT, || {
@@ -427,7 +448,7 @@ async fn round(
             .await;
             // Timed from the new member's start (a process's first line), as the join is: a
             // JVM's start is not the protocol's.
-            let t0 = Instant::now();
+            let t0 = again.started_at();
             members.insert(0, again);
             let back = until(LIMIT, || back_in(&members, 0, partitions, share)).await;
             feed.abort();
