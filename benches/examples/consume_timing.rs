@@ -37,6 +37,19 @@ fn minor_faults() -> u64 {
         .unwrap_or(0)
 }
 
+/// Runs one drain and reports its wall time, this process's CPU time and page faults.
+async fn measured(who: &str, drain: impl std::future::Future<Output = Duration>) -> Duration {
+    let (cpu_start, faults) = (cpu_ns(), minor_faults());
+    let took = drain.await;
+    report(
+        who,
+        took,
+        cpu_ns().saturating_sub(cpu_start),
+        minor_faults() - faults,
+    );
+    took
+}
+
 fn report(who: &str, took: Duration, cpu: u64, faults: u64) {
     println!(
         "{who:>10}: {RECORDS} records in {:.1} ms: {:.0} records/s, client CPU {:.1} ms ({:.0} ns/record), {faults} page faults",
@@ -78,41 +91,26 @@ async fn main() {
         // abandoned long poll, its group), so neither side pays for the other.
         tokio::time::sleep(Duration::from_secs(1)).await;
         if !many_only {
-            let (cpu_start, faults) = (cpu_ns(), minor_faults());
-            let took = cohort_drain(broker.bootstrap(), &topic, false).await;
-            report(
-                "cohort",
-                took,
-                cpu_ns().saturating_sub(cpu_start),
-                minor_faults() - faults,
-            );
-            cohort_total += took;
+            cohort_total +=
+                measured("cohort", cohort_drain(broker.bootstrap(), &topic, false)).await;
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        let (cpu_start, faults) = (cpu_ns(), minor_faults());
-        let took = cohort_drain(broker.bootstrap(), &topic, true).await;
-        report(
+        measured(
             "cohort-many",
-            took,
-            cpu_ns().saturating_sub(cpu_start),
-            minor_faults() - faults,
-        );
+            cohort_drain(broker.bootstrap(), &topic, true),
+        )
+        .await;
         if cohort_only {
             continue;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
         let (bootstrap, t) = (broker.bootstrap().to_owned(), topic.clone());
-        let (cpu_start, faults) = (cpu_ns(), minor_faults());
-        let took = tokio::task::spawn_blocking(move || rd_drain(&bootstrap, &t))
-            .await
-            .unwrap();
-        report(
-            "librdkafka",
-            took,
-            cpu_ns().saturating_sub(cpu_start),
-            minor_faults() - faults,
-        );
-        rd_total += took;
+        rd_total += measured("librdkafka", async move {
+            tokio::task::spawn_blocking(move || rd_drain(&bootstrap, &t))
+                .await
+                .unwrap()
+        })
+        .await;
     }
     println!(
         "mean: cohort {:.1} ms, librdkafka {:.1} ms",
