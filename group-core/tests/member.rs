@@ -872,6 +872,29 @@ fn records_are_held_back_when_the_coordinator_has_been_silent_for_almost_a_sessi
     assert_eq!(s.members[0].phase(), Phase::Stable);
 }
 
+/// A member that gave its partitions up as lost keeps delivery closed while it has no
+/// generation (a stable member's limit is in the test above): the application side may still hold records of the lost partitions until
+/// it hears of the loss.
+#[test]
+fn delivery_stays_closed_once_the_partitions_are_lost_until_the_member_is_back_in_a_generation() {
+    let mut s = sim();
+    let m = member(&s, cfg(), Box::new(Range));
+    s.add(m);
+    assert!(s.run_until(Duration::from_secs(5), stable));
+    s.hold(ApiKey::Heartbeat, 1000);
+    s.hold(ApiKey::JoinGroup, 1);
+    assert!(
+        s.run_until(Duration::from_secs(10), |s| s.members[0]
+            .assignment()
+            .is_empty()),
+        "the partitions are lost after a silent session"
+    );
+    let until = s.members[0]
+        .deliverable_until()
+        .expect("closed, not unlimited, while the member has no generation");
+    assert!(until <= s.now, "nothing delivered after the loss");
+}
+
 /// The session is counted from when the last answered heartbeat was sent, not from when its
 /// answer came: the coordinator restarted its count in between, so an answer that took 3 s
 /// must not lend the member 3 s more of delivery than the coordinator grants.

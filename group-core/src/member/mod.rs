@@ -107,6 +107,8 @@ pub struct Member {
     join_backoff: Backoff,
     /// When the application last polled (`max.poll.interval.ms`, KIP-62).
     last_poll: Instant,
+    /// When the member was created: a deadline already past, for closing delivery.
+    created: Instant,
     /// Partition counts of the last plan this member made as leader, to notice changes.
     assigned_counts: BTreeMap<String, u32>,
     commits: commit::Commits,
@@ -189,6 +191,7 @@ impl Member {
             rejoin_reason: Some("initial join".into()),
             join_backoff,
             last_poll: now,
+            created: now,
             assigned_counts: BTreeMap::new(),
             commits: commit::Commits::new(jitter),
             next_request: 1,
@@ -230,8 +233,15 @@ impl Member {
     /// may already have expired the member and given its partitions to someone else, so a
     /// record delivered then could be processed twice at once. `None`: no limit (not stable:
     /// a pending JoinGroup or SyncGroup is the member's liveness, as in the Java client).
+    /// Without a generation (its partitions lost, or it left) the member owns nothing, and
+    /// delivery stays closed: the application side may still hold records of what was lost
+    /// until it hears of the loss, and none of them may go out meanwhile (a member thawed
+    /// after a freeze handed one out in that gap).
     pub fn deliverable_until(&self) -> Option<Instant> {
-        let session = self.state.session().filter(|_| self.membership.joined())?;
+        if !self.membership.joined() {
+            return Some(self.created);
+        }
+        let session = self.state.session()?;
         let margin = self
             .cfg
             .heartbeat_interval
