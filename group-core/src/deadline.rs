@@ -10,8 +10,11 @@
 //! caught it: a member frozen for 9 s processed records of a partition that another member had
 //! owned for 3 s, before its driver noticed the session had run out).
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+
+use crate::member::RevokeToken;
 
 /// No deadline: records may be delivered.
 const NONE: u64 = u64::MAX;
@@ -49,6 +52,31 @@ impl DeliveryDeadline {
             0 => false,
             until => clock_ns() < until,
         }
+    }
+}
+
+/// Losses the application has not acknowledged yet. A classic member that lost its partitions
+/// rejoins at once, without waiting for the application (Java's `onPartitionsLost` runs on the
+/// next poll too); if the application side is still busy with an earlier event (a slow
+/// `on_partitions_revoked`, say) when the new generation opens delivery again, records of the
+/// lost partitions still in its buffer would go out. Delivery stays closed from the loss until
+/// the application acknowledged it (the consumer drops the lost partitions' buffers first).
+#[derive(Debug, Default)]
+pub(crate) struct Losses(BTreeSet<RevokeToken>);
+
+impl Losses {
+    pub(crate) fn lost(&mut self, token: RevokeToken) {
+        self.0.insert(token);
+    }
+
+    pub(crate) fn acknowledged(&mut self, token: RevokeToken) {
+        self.0.remove(&token);
+    }
+
+    /// The delivery limit: the member's (`member`) when every loss is acknowledged, closed
+    /// (`now`) otherwise.
+    pub(crate) fn limit(&self, now: Instant, member: Option<Instant>) -> Option<Instant> {
+        if self.0.is_empty() { member } else { Some(now) }
     }
 }
 
@@ -93,5 +121,31 @@ mod tests {
         let now = Instant::now();
         d.set(now, Some(now));
         assert!(!d.open());
+    }
+
+    #[test]
+    fn delivery_stays_closed_from_a_loss_until_the_application_acknowledged_it() {
+        let d = DeliveryDeadline::new();
+        let mut losses = Losses::default();
+        let later = Instant::now() + Duration::from_secs(60);
+        // The driver sets the limit with the instant it computed it for.
+        let set = |d: &DeliveryDeadline, losses: &Losses, member: Option<Instant>| {
+            let now = Instant::now();
+            d.set(now, losses.limit(now, member));
+        };
+        losses.lost(7);
+        losses.lost(9);
+        // The member is back in a generation (its own limit is open), the losses are not
+        // acknowledged yet.
+        set(&d, &losses, Some(later));
+        assert!(!d.open());
+        set(&d, &losses, None);
+        assert!(!d.open());
+        losses.acknowledged(7);
+        set(&d, &losses, None);
+        assert!(!d.open(), "one loss is still unacknowledged");
+        losses.acknowledged(9);
+        set(&d, &losses, Some(later));
+        assert!(d.open());
     }
 }

@@ -277,6 +277,7 @@ pub(crate) fn spawn(
     let join = tokio::spawn(async move {
         let (results_tx, mut results) =
             mpsc::unbounded_channel::<(RequestId, Result<Response, Error>)>();
+        let mut losses = crate::deadline::Losses::default();
         let mut commits: BTreeMap<CommitId, oneshot::Sender<Result<Vec<CommitOffset>, Error>>> =
             BTreeMap::new();
         let mut leave_replies: Vec<oneshot::Sender<()>> = Vec::new();
@@ -334,6 +335,9 @@ pub(crate) fn spawn(
                         let _ = events.send(GroupEvent::Left);
                     }
                     other => {
+                        if let GroupEvent::Lost { token, .. } = &other {
+                            losses.lost(*token);
+                        }
                         if matches!(other, GroupEvent::Assigned { .. }) {
                             crate::telemetry::rebalanced(
                                 &cluster.config().client_id,
@@ -364,8 +368,7 @@ pub(crate) fn spawn(
                     continue;
                 }
             }
-            let until = member.deliverable_until();
-            deliverable.set(t, until);
+            deliverable.set(t, losses.limit(t, member.deliverable_until()));
             // No wake at `until`: the consumer reads the deadline against the clock.
             let wake = [member.poll_timeout(), Some(polls_taken + take_every)];
             let deadline = wake.into_iter().flatten().min().map(TokioInstant::from_std);
@@ -385,12 +388,18 @@ pub(crate) fn spawn(
                                     }
                                 }
                                 other => {
+                                    if let GroupEvent::Lost { token, .. } = &other {
+                                        losses.lost(*token);
+                                    }
                                     let _ = events.send(other);
                                 }
                             }
                         }
                     }
-                    Some(Command::Revoked(token)) => member.handle_revoked(now(), token),
+                    Some(Command::Revoked(token)) => {
+                        losses.acknowledged(token);
+                        member.handle_revoked(now(), token);
+                    }
                     Some(Command::Poll) => member.handle_poll(now()),
                     Some(Command::Leave { reply }) => {
                         leave_replies.push(reply);

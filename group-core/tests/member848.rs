@@ -196,6 +196,11 @@ fn fenced_members_lose_everything_and_rejoin_with_epoch_zero_and_the_same_id() {
         );
         assert_eq!(s.members[0].phase(), Phase::Revoking, "{code:?}");
         assert_eq!(count(&s, 0), 0);
+        // The application may still hold records of the lost partitions: none go out.
+        let until = s.members[0]
+            .deliverable_until()
+            .expect("closed, not unlimited, while fenced");
+        assert!(until <= s.now, "{code:?}: delivery open while fenced");
         let after_fence = s.heartbeats[0].len();
         assert_eq!(
             after_fence,
@@ -203,6 +208,13 @@ fn fenced_members_lose_everything_and_rejoin_with_epoch_zero_and_the_same_id() {
             "{code:?}: heartbeats went on while fenced"
         );
         assert!(stable_split(&mut s, &[2]), "{code:?}");
+        let until = s.members[0]
+            .deliverable_until()
+            .expect("a limit in the group");
+        assert!(
+            until > s.now,
+            "{code:?}: delivery open again once back in the group"
+        );
         let rejoin = &s.heartbeats[0][after_fence];
         assert_eq!(rejoin.member_epoch, 0, "{code:?}");
         assert_eq!(rejoin.member_id.as_str(), "member-0", "{code:?}");

@@ -116,6 +116,8 @@ pub struct Member848 {
     /// When the last successful heartbeat was sent: the coordinator restarted the session no
     /// earlier than that.
     last_ok: Instant,
+    /// When the member was created: a deadline already past, for closing delivery.
+    created: Instant,
     sent: SentFields,
     want_join: bool,
     last_poll: Instant,
@@ -190,6 +192,7 @@ impl Member848 {
             heartbeat_backoff,
             acknowledge: false,
             last_ok: now,
+            created: now,
             sent: SentFields::default(),
             want_join: true,
             last_poll: now,
@@ -227,10 +230,13 @@ impl Member848 {
 
     /// Until when the member may hand records of its partitions to the application: within
     /// the session of its last successful heartbeat, less one heartbeat interval of margin
-    /// (see [`Member::deliverable_until`](crate::member::Member::deliverable_until)).
+    /// (see [`Member::deliverable_until`](crate::member::Member::deliverable_until)). Out of
+    /// the group (joining with epoch 0, fenced, leaving or left) the member owns nothing and
+    /// delivery stays closed: the application side may still hold records of partitions it
+    /// lost until it hears of the loss.
     pub fn deliverable_until(&self) -> Option<Instant> {
         if !self.state.in_group() {
-            return None;
+            return Some(self.created);
         }
         let margin = self.heartbeat_interval.min(self.cfg.session_timeout / 3);
         Some(self.last_ok + self.cfg.session_timeout - margin)
