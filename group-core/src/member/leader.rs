@@ -322,9 +322,16 @@ pub fn lead_decoded(
             code: ErrorCode::InconsistentGroupProtocol,
             context: format!("assignment failed: {e}"),
         })?;
-    // The subscriptions are done with: their memory goes back before the assignments are
-    // written.
-    drop_members(members, chunk);
+    // The subscriptions are done with. Freeing a large group's (a sixth of its second round)
+    // is no part of the answer the group waits for: a thread of its own does it while the
+    // assignments are written and sent, as a garbage collector would.
+    // Only a group large enough to be decoded on several threads is worth a thread; a thread
+    // that cannot start drops the closure, and the subscriptions with it, here.
+    if chunk > 0 {
+        let _ = std::thread::Builder::new()
+            .name("cohort-free".into())
+            .spawn(move || drop_members(members, chunk));
+    }
     warnings.extend(plan.warnings.iter().cloned());
     let assignments = plan
         .members
