@@ -702,6 +702,60 @@ fn cooperative_members_revoke_only_what_moves_and_keep_the_rest() {
     assert!(a_parts.is_disjoint(&revoked["t"]));
 }
 
+/// A cooperative join is two rounds (KIP-429): the first takes partitions from their owners,
+/// which rejoin once they let go; the second gives them to the newcomer. A member that gave
+/// nothing up hears of the second round only from a heartbeat: one goes out at a quarter of
+/// the interval after a cooperative SyncGroup, not a whole interval later.
+#[test]
+fn after_a_cooperative_round_the_next_heartbeat_comes_early_so_the_follow_up_round_starts_at_once()
+{
+    let mut s = sim();
+    let coop = |s: &Sim| {
+        Member::new(
+            cfg(),
+            vec![Box::new(CooperativeSticky) as Box<dyn Balancer>],
+            vec!["t".into()],
+            s.now,
+        )
+    };
+    let a = coop(&s);
+    s.add(a);
+    assert!(s.run_until(Duration::from_secs(5), stable));
+    s.take_events(0);
+    let b = coop(&s);
+    s.add(b);
+    // From b's first assignment (nothing: a still owns everything) until the group is split.
+    let mut first_round = None;
+    let mut split = None;
+    for _ in 0..1000 {
+        s.run(Duration::from_millis(10));
+        ack_revocations(&mut s);
+        s.events[0].clear();
+        if first_round.is_none()
+            && s.events[1]
+                .iter()
+                .any(|e| matches!(e, GroupEvent::Assigned { .. }))
+        {
+            first_round = Some(s.now);
+        }
+        if s.members
+            .iter()
+            .all(|m| m.phase() == Phase::Stable && count(m.assignment()) == 3)
+        {
+            split = Some(s.now);
+            break;
+        }
+    }
+    let first_round = first_round.expect("b got a first assignment");
+    let took = split.expect("the group split") - first_round;
+    // Heartbeat interval 1 s: the early heartbeat at 250 ms, answered REBALANCE_IN_PROGRESS,
+    // then a JoinGroup and SyncGroup round.
+    assert!(
+        took < Duration::from_millis(600),
+        "the second round took {took:?} after the first"
+    );
+}
+
 #[test]
 fn a_member_whose_sync_failed_rejoins_with_the_same_metadata() {
     // KIP-792: the subscription's generation says how old `owned_partitions` are, so it is the

@@ -612,7 +612,7 @@ impl Member {
         if !joined || now < session.heartbeat_due || !coordinator_known || busy {
             return;
         }
-        session.heartbeat_due = now + interval;
+        session.sent(now, interval);
         let req = HeartbeatRequest {
             group_id: self.cfg.group_id.clone().into(),
             generation_id: self.membership.generation_id(),

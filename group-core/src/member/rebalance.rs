@@ -515,7 +515,7 @@ impl Member {
             })
         };
         self.state = State::Stable {
-            session: Session::starting(now, self.cfg.heartbeat_interval),
+            session: Session::starting(now, self.cfg.heartbeat_interval, self.cooperative),
             pending_revoke,
             rejoin_not_before: None,
         };
