@@ -56,8 +56,7 @@ impl DeliveryDeadline {
 }
 
 /// Losses the application has not acknowledged yet. A classic member that lost its partitions
-/// rejoins at once, without waiting for the application (Java's `onPartitionsLost` runs on the
-/// next poll too); if the application side is still busy with an earlier event (a slow
+/// rejoins at once, without waiting for the application; if the application side is still busy with an earlier event (a slow
 /// `on_partitions_revoked`, say) when the new generation opens delivery again, records of the
 /// lost partitions still in its buffer would go out. Delivery stays closed from the loss until
 /// the application acknowledged it (the consumer drops the lost partitions' buffers first).

@@ -710,19 +710,11 @@ fn cooperative_members_revoke_only_what_moves_and_keep_the_rest() {
 fn after_a_cooperative_round_the_next_heartbeat_comes_early_so_the_follow_up_round_starts_at_once()
 {
     let mut s = sim();
-    let coop = |s: &Sim| {
-        Member::new(
-            cfg(),
-            vec![Box::new(CooperativeSticky) as Box<dyn Balancer>],
-            vec!["t".into()],
-            s.now,
-        )
-    };
-    let a = coop(&s);
+    let a = member(&s, cfg(), Box::new(CooperativeSticky));
     s.add(a);
     assert!(s.run_until(Duration::from_secs(5), stable));
     s.take_events(0);
-    let b = coop(&s);
+    let b = member(&s, cfg(), Box::new(CooperativeSticky));
     s.add(b);
     // From b's first assignment (nothing: a still owns everything) until the group is split.
     let mut first_round = None;
@@ -927,8 +919,8 @@ fn records_are_held_back_when_the_coordinator_has_been_silent_for_almost_a_sessi
 }
 
 /// A member that gave its partitions up as lost keeps delivery closed while it has no
-/// generation (a stable member's limit is in the test above): the application side may still hold records of the lost partitions until
-/// it hears of the loss.
+/// generation (a stable member's limit is in the test above): the application side may still
+/// hold records of the lost partitions until it hears of the loss.
 #[test]
 fn delivery_stays_closed_once_the_partitions_are_lost_until_the_member_is_back_in_a_generation() {
     let mut s = sim();

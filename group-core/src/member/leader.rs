@@ -324,9 +324,8 @@ pub fn lead_decoded(
         })?;
     // The subscriptions are done with. Freeing a large group's (a sixth of its second round)
     // is no part of the answer the group waits for: a thread of its own does it while the
-    // assignments are written and sent, as a garbage collector would.
-    // Only a group large enough to be decoded on several threads is worth a thread; a thread
-    // that cannot start drops the closure, and the subscriptions with it, here.
+    // assignments are written and sent. Only a group decoded on several threads is worth a
+    // thread (others drop here); one that cannot start drops the closure, and them, here.
     if chunk > 0 {
         let _ = std::thread::Builder::new()
             .name("cohort-free".into())
