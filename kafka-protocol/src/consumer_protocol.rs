@@ -20,8 +20,8 @@ pub use crate::messages::consumer_protocol_assignment::TopicPartition as Assigne
 pub use crate::messages::consumer_protocol_subscription::TopicPartition as OwnedTopicPartitions;
 pub use crate::messages::{ConsumerProtocolAssignment, ConsumerProtocolSubscription};
 use crate::primitives::{
-    get_array_len, get_i32, get_string, initial_capacity, put_array_len, put_nullable_bytes,
-    put_string,
+    get_array_len, get_i32, get_nullable_bytes, get_nullable_string, get_string, initial_capacity,
+    put_array_len, put_nullable_bytes, put_string,
 };
 use crate::types::StrBytes;
 
@@ -82,10 +82,17 @@ pub fn encode_subscription(
 pub fn decode_subscription(
     bytes: Bytes,
 ) -> Result<(i16, ConsumerProtocolSubscription), DecodeError> {
-    let err = match decode_prefixed(bytes.clone(), "consumer subscription") {
-        Ok(ok) => return Ok(ok),
-        Err(e) => e,
-    };
+    match decode_prefixed(bytes.clone(), "consumer subscription") {
+        Ok(ok) => Ok(ok),
+        Err(e) => decode_subscription_older(&bytes, e),
+    }
+}
+
+/// The older layouts [`decode_subscription`] tries when the announced one fails with `err`.
+fn decode_subscription_older(
+    bytes: &Bytes,
+    err: DecodeError,
+) -> Result<(i16, ConsumerProtocolSubscription), DecodeError> {
     let announced = match bytes.get(..2) {
         Some(&[hi, lo]) => i16::from_be_bytes([hi, lo]),
         _ => return Err(err),
@@ -100,6 +107,97 @@ pub fn decode_subscription(
         }
     }
     Err(err)
+}
+
+/// Decodes the subscriptions of one group's members as [`decode_subscription`] does, faster
+/// when they repeat one topic list, as the members of a large group do (2,000 members of 500
+/// topics are a million names to check and slice, most of a leader's decoding): a member whose
+/// metadata begins with the same bytes as the last one decoded, version and topic list, takes a
+/// copy of that list, and only the fields after it are read.
+#[derive(Debug, Default)]
+pub struct SubscriptionDecoder {
+    last: Option<LastTopics>,
+}
+
+#[derive(Debug)]
+struct LastTopics {
+    /// The version prefix and topic array, as the last member sent them.
+    prefix: Bytes,
+    /// The version announced, and the one the fields after the topics are read at.
+    version: i16,
+    read_as: i16,
+    topics: Vec<StrBytes>,
+}
+
+impl SubscriptionDecoder {
+    /// Decodes one member's metadata; the same answer as [`decode_subscription`].
+    pub fn decode(
+        &mut self,
+        bytes: Bytes,
+    ) -> Result<(i16, ConsumerProtocolSubscription), DecodeError> {
+        if let Some(last) = &self.last
+            && bytes.starts_with(&last.prefix)
+            && let Ok(s) = decode_after_topics(
+                bytes.slice(last.prefix.len()..),
+                last.read_as,
+                last.topics.clone(),
+            )
+        {
+            return Ok((last.version, s));
+        }
+        let (version, s): (i16, ConsumerProtocolSubscription) =
+            match decode_prefixed(bytes.clone(), "consumer subscription") {
+                Ok(ok) => ok,
+                Err(e) => return decode_subscription_older(&bytes, e),
+            };
+        // Versions 0-3 are not flexible: an int16 version, an int32 count, each name an int16
+        // length and its bytes.
+        let len = 6 + s.topics.iter().map(|t| 2 + t.len()).sum::<usize>();
+        self.last = bytes.get(..len).map(|_| LastTopics {
+            prefix: bytes.slice(..len),
+            version,
+            read_as: version.min(ConsumerProtocolSubscription::VERSIONS.max),
+            topics: s.topics.clone(),
+        });
+        Ok((version, s))
+    }
+}
+
+/// The fields of a subscription after its topic list, read at `version` (as the generated
+/// `ConsumerProtocolSubscription::decode` reads them; `tests` compares the two).
+fn decode_after_topics(
+    mut buf: Bytes,
+    version: i16,
+    topics: Vec<StrBytes>,
+) -> Result<ConsumerProtocolSubscription, DecodeError> {
+    let user_data = get_nullable_bytes(&mut buf, false)?;
+    let owned_partitions = if version >= 1 {
+        let n = get_array_len(&mut buf, false, 1, "OwnedPartitions", version)?;
+        let mut v = Vec::with_capacity(initial_capacity(n));
+        for _ in 0..n {
+            v.push(OwnedTopicPartitions::decode(&mut buf, version)?);
+        }
+        v
+    } else {
+        Vec::new()
+    };
+    let generation_id = if version >= 2 {
+        get_i32(&mut buf)?
+    } else {
+        DEFAULT_GENERATION
+    };
+    let rack_id = if version >= 3 {
+        get_nullable_string(&mut buf, false)?
+    } else {
+        None
+    };
+    Ok(ConsumerProtocolSubscription {
+        topics,
+        user_data,
+        owned_partitions,
+        generation_id,
+        rack_id,
+    })
 }
 
 /// Encodes an assignment with its version prefix.
@@ -349,6 +447,96 @@ mod tests {
         w.encoded_topic(b"\0\x01t", [0, 2].into_iter()).unwrap();
         assert_eq!(w.finish(Some(b"u")).unwrap(), expected);
         assert!(AssignmentWriter::append_to(Vec::new(), 4).is_err());
+    }
+
+    /// One member's metadata for the decoder comparison: a topic list from a small pool (so
+    /// members repeat one another), any version from 0 to one newer than known, and sometimes
+    /// bytes cut short, altered or written in kafka-go's layout.
+    fn member_metadata() -> impl proptest::strategy::Strategy<Value = Bytes> {
+        use proptest::prelude::*;
+        (
+            0usize..3,
+            0i16..=4,
+            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..6)),
+            proptest::collection::vec((0usize..3, proptest::collection::vec(0i32..9, 0..4)), 0..3),
+            -1i32..4,
+            proptest::option::of("[a-c]{0,3}"),
+            0u8..8,
+            any::<u16>(),
+        )
+            .prop_map(|(pool, version, ud, owned, generation, rack, damage, at)| {
+                let pools: [&[&str]; 3] = [&["a", "b"], &["a", "b", "c"], &[]];
+                let s = ConsumerProtocolSubscription {
+                    topics: pools[pool].iter().map(|&t| t.into()).collect(),
+                    user_data: ud.map(Bytes::from),
+                    owned_partitions: owned
+                        .into_iter()
+                        .map(|(t, partitions)| OwnedTopicPartitions {
+                            topic: ["a", "b", "x"][t].into(),
+                            partitions,
+                        })
+                        .collect(),
+                    generation_id: generation,
+                    rack_id: rack.map(Into::into),
+                };
+                let mut b = BytesMut::new();
+                b.put_i16(version);
+                s.encode(&mut b, version.min(3)).unwrap();
+                if version == 4 {
+                    b.put_slice(b"newer");
+                }
+                let mut b = b.to_vec();
+                let at = usize::from(at) % (b.len() + 1);
+                match damage {
+                    0 => b.truncate(at),
+                    1 if at < b.len() => b[at] ^= 0x40,
+                    2 => {
+                        // kafka-go: the version-0 layout under a version-1 prefix.
+                        let mut k = BytesMut::new();
+                        k.put_i16(1);
+                        s.encode(&mut k, 0).unwrap();
+                        b = k.to_vec();
+                    }
+                    _ => {}
+                }
+                Bytes::from(b)
+            })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_group_decoder_reads_every_member_as_decode_subscription_does(
+            members in proptest::collection::vec(member_metadata(), 1..12)
+        ) {
+            let mut d = SubscriptionDecoder::default();
+            for m in members {
+                let one = decode_subscription(m.clone());
+                let group = d.decode(m);
+                proptest::prop_assert_eq!(one.as_ref().ok(), group.as_ref().ok());
+                proptest::prop_assert_eq!(one.is_err(), group.is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn the_group_decoder_shares_a_repeated_topic_list() {
+        let s = sub();
+        let m = encode_subscription(&s, 3).unwrap();
+        let mut d = SubscriptionDecoder::default();
+        let (_, first) = d.decode(m.clone()).unwrap();
+        let mut other = s.clone();
+        other.generation_id = 9;
+        other.owned_partitions.clear();
+        let (v, second) = d.decode(encode_subscription(&other, 3).unwrap()).unwrap();
+        assert_eq!((v, &second), (3, &other));
+        // The names are the first member's, not sliced from the second's metadata again.
+        assert_eq!(
+            first.topics[1].as_bytes().as_ptr(),
+            second.topics[1].as_bytes().as_ptr()
+        );
+        // The fast path reads the layout of versions 0-3 only: a newer version of the message
+        // needs `decode_after_topics` and the prefix length reviewed.
+        assert_eq!(ConsumerProtocolSubscription::VERSIONS.max, 3);
     }
 
     #[test]

@@ -10,8 +10,18 @@ use bytes::Bytes;
 /// the frame, not a copy.
 ///
 /// Invariant: the bytes are valid UTF-8 (checked at construction).
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Default, Eq, PartialOrd, Ord)]
 pub struct StrBytes(Bytes);
+
+// Equal as their bytes are; the same bytes (a clone, a name shared between members by
+// `SubscriptionDecoder`) without reading them, which makes comparing a large group's repeated
+// topic lists a pointer comparison per name.
+impl PartialEq for StrBytes {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        (self.0.as_ptr() == other.0.as_ptr() && self.0.len() == other.0.len()) || self.0 == other.0
+    }
+}
 
 // Hash as `str` does, so that `Borrow<str>` holds its contract: a map keyed by `StrBytes` can be
 // searched with a `&str`. (`Bytes` hashes a length prefix, `str` a terminator byte.)

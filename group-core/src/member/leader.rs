@@ -7,7 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use cohort_balancers::{Balancer, GroupMember, MemberState as BalancerMemberState, TopicInfo};
 use cohort_protocol::consumer_protocol::{
-    ConsumerProtocolSubscription, OwnedTopicPartitions, decode_subscription,
+    ConsumerProtocolSubscription, OwnedTopicPartitions, SubscriptionDecoder,
 };
 use cohort_protocol::messages::{JoinGroupResponse, sync_group_request};
 use cohort_protocol::{ErrorCode, StrBytes};
@@ -235,8 +235,9 @@ pub fn decode_members(members: &[(StrBytes, Option<StrBytes>, Bytes)]) -> Decode
         cores().min(members.len())
     };
     let decode = |part: &[(StrBytes, Option<StrBytes>, Bytes)]| {
+        let mut decoder = SubscriptionDecoder::default();
         part.iter()
-            .map(|(_, _, metadata)| decode_subscription(metadata.clone()).map(|(_, s)| s))
+            .map(|(_, _, metadata)| decoder.decode(metadata.clone()).map(|(_, s)| s))
             .collect::<Vec<_>>()
     };
     let mut subscriptions = Vec::with_capacity(members.len());
