@@ -138,7 +138,7 @@ fn withheld(plan: &Plan, members: &[GroupMember]) -> bool {
     let table = plan.table();
     let mut subscribed = vec![false; table.len()];
     for m in members {
-        for t in &m.subscription.topics {
+        for t in m.subscription.topics.iter() {
             if let Some(i) = table.index(t) {
                 subscribed[i as usize] = true;
             }

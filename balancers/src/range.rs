@@ -192,7 +192,7 @@ impl Balancer for Range {
             let sub = &members[m as usize].subscription;
             let rack = sub.rack_id.clone().filter(|r| !r.is_empty());
             let mut seen: Vec<u32> = Vec::new();
-            for name in &sub.topics {
+            for name in sub.topics.iter() {
                 match table.index(name) {
                     Some(t) if !seen.contains(&t) => {
                         seen.push(t);

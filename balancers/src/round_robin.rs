@@ -32,7 +32,7 @@ impl Balancer for RoundRobin {
         let mut subscribed = vec![vec![0u64; words]; members.len()];
         let mut any = vec![false; table.len()];
         for (i, m) in members.iter().enumerate() {
-            for name in &m.subscription.topics {
+            for name in m.subscription.topics.iter() {
                 match table.index(name) {
                     Some(t) => {
                         subscribed[i][t as usize / 64] |= 1 << (t % 64);

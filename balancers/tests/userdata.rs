@@ -36,7 +36,7 @@ fn member(
         rack: None,
     });
     let sub = ConsumerProtocolSubscription {
-        topics,
+        topics: topics.into(),
         user_data: ud,
         owned_partitions: owned.to_vec(),
         generation_id: generation,
@@ -124,7 +124,7 @@ fn weighted_user_data_and_a_newer_subscription_version() {
     assert_eq!(decode_weight(m.subscription.user_data.as_ref()), 3);
     // A subscription from a future client version (v9) still decodes, user data intact.
     let sub = ConsumerProtocolSubscription {
-        topics: vec!["t".into()],
+        topics: vec!["t".into()].into(),
         user_data: m.subscription.user_data.clone(),
         ..Default::default()
     };

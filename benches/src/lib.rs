@@ -92,12 +92,13 @@ pub mod groups {
     /// `n` members subscribed to every topic; with `divergent`, member 0 subscribes to the first
     /// topic only.
     pub fn members(n: usize, topics: &[TopicInfo], divergent: bool) -> Vec<GroupMember> {
-        let all: Vec<StrBytes> = topics.iter().map(|t| t.name.clone()).collect();
+        // One list for every member, as a leader's decoding shares a repeated one.
+        let all: std::sync::Arc<[StrBytes]> = topics.iter().map(|t| t.name.clone()).collect();
         (0..n)
             .map(|i| {
                 let mut m = GroupMember::new(&format!("member-{i:05}"), &[]);
                 m.subscription.topics = if divergent && i == 0 {
-                    all[..1].to_vec()
+                    all[..1].into()
                 } else {
                     all.clone()
                 };

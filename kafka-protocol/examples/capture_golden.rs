@@ -158,7 +158,7 @@ fn main() {
                     name: "range".into(),
                     metadata: encode_subscription(
                         &ConsumerProtocolSubscription {
-                            topics: vec![topic.into()],
+                            topics: vec![topic.into()].into(),
                             ..Default::default()
                         },
                         1,

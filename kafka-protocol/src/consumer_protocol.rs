@@ -12,6 +12,8 @@
 //! - KIP-429 (owned partitions, v1), KIP-792 (generation id, v2), KIP-881 (rack id, v3)
 //! - KIP-54 and KIP-341 (sticky assignor user data v0 and v1)
 
+use std::sync::Arc;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::codec::{Decode, Message};
@@ -112,8 +114,8 @@ fn decode_subscription_older(
 /// Decodes the subscriptions of one group's members as [`decode_subscription`] does, faster
 /// when they repeat one topic list, as the members of a large group do (2,000 members of 500
 /// topics are a million names to check and slice, most of a leader's decoding): a member whose
-/// metadata begins with the same bytes as the last one decoded, version and topic list, takes a
-/// copy of that list, and only the fields after it are read.
+/// metadata begins with the same bytes as the last one decoded, version and topic list, shares
+/// that member's list (`topics` is an `Arc`), and only the fields after it are read.
 #[derive(Debug, Default)]
 pub struct SubscriptionDecoder {
     last: Option<LastTopics>,
@@ -126,7 +128,7 @@ struct LastTopics {
     /// The version announced, and the one the fields after the topics are read at.
     version: i16,
     read_as: i16,
-    topics: Vec<StrBytes>,
+    topics: Arc<[StrBytes]>,
 }
 
 impl SubscriptionDecoder {
@@ -168,7 +170,7 @@ impl SubscriptionDecoder {
 fn decode_after_topics(
     mut buf: Bytes,
     version: i16,
-    topics: Vec<StrBytes>,
+    topics: Arc<[StrBytes]>,
 ) -> Result<ConsumerProtocolSubscription, DecodeError> {
     let user_data = get_nullable_bytes(&mut buf, false)?;
     let owned_partitions = if version >= 1 {
@@ -417,7 +419,7 @@ mod tests {
 
     fn sub() -> ConsumerProtocolSubscription {
         ConsumerProtocolSubscription {
-            topics: vec!["a".into(), "b".into()],
+            topics: vec!["a".into(), "b".into()].into(),
             user_data: Some(Bytes::from_static(b"ud")),
             owned_partitions: vec![OwnedTopicPartitions {
                 topic: "a".into(),
@@ -529,11 +531,8 @@ mod tests {
         other.owned_partitions.clear();
         let (v, second) = d.decode(encode_subscription(&other, 3).unwrap()).unwrap();
         assert_eq!((v, &second), (3, &other));
-        // The names are the first member's, not sliced from the second's metadata again.
-        assert_eq!(
-            first.topics[1].as_bytes().as_ptr(),
-            second.topics[1].as_bytes().as_ptr()
-        );
+        // The list is the first member's, not read from the second's metadata again.
+        assert!(Arc::ptr_eq(&first.topics, &second.topics));
         // The fast path reads the layout of versions 0-3 only: a newer version of the message
         // needs `decode_after_topics` and the prefix length reviewed.
         assert_eq!(ConsumerProtocolSubscription::VERSIONS.max, 3);
@@ -543,7 +542,7 @@ mod tests {
     fn kafka_go_version_one_without_owned_partitions_reads_as_version_zero() {
         // What segmentio/kafka-go sends: the version-0 layout under a version-1 prefix.
         let v0 = ConsumerProtocolSubscription {
-            topics: vec!["orders".into()],
+            topics: vec!["orders".into()].into(),
             user_data: Some(Bytes::new()),
             ..Default::default()
         };

@@ -283,7 +283,7 @@ fn groups_join_sync_commit_describe_list() {
                     name: "range".into(),
                     metadata: cohort_protocol::consumer_protocol::encode_subscription(
                         &ConsumerProtocolSubscription {
-                            topics: vec![topic.clone().into()],
+                            topics: vec![topic.clone().into()].into(),
                             ..Default::default()
                         },
                         0,

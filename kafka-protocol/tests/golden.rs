@@ -137,7 +137,7 @@ fn tansu_join_group_v6_leader() {
     assert_eq!(r.members.len(), 1);
     let (version, sub) = decode_subscription(r.members[0].metadata.clone()).unwrap();
     assert_eq!(version, 1);
-    assert_eq!(sub.topics, vec!["golden-topic"]);
+    assert_eq!(sub.topics.to_vec(), vec!["golden-topic"]);
     // Tansu's generations start at 0 (Apache Kafka's at 1).
     assert_eq!(r.generation_id, 0);
 }
@@ -320,7 +320,7 @@ mod apache_kafka {
         assert_eq!(r.members.len(), 1);
         let (version, sub) = decode_subscription(r.members[0].metadata.clone()).unwrap();
         assert_eq!(version, 1);
-        assert_eq!(sub.topics, vec!["golden-topic"]);
+        assert_eq!(sub.topics.to_vec(), vec!["golden-topic"]);
         assert_eq!(r.generation_id, 1, "Apache Kafka's generations start at 1");
     }
 

@@ -34,8 +34,16 @@ impl Member {
             .collect();
         let decoded = decode_members(&members);
         let mut topics: BTreeSet<String> = self.topics.iter().cloned().collect();
+        let mut last: Option<&[StrBytes]> = None;
         for m in &decoded.members {
-            topics.extend(m.subscription.topics.iter().map(|t| t.to_string()));
+            // Members sharing the last one's list (the decoder shares a repeated one) add
+            // nothing: a large group's million names are not each copied into the set.
+            let list = &m.subscription.topics[..];
+            if last.is_some_and(|l| std::ptr::eq(l, list)) {
+                continue;
+            }
+            topics.extend(list.iter().map(|t| t.to_string()));
+            last = Some(list);
         }
         self.state = State::Assigning {
             join: Box::new(join),
@@ -135,7 +143,7 @@ pub fn subscription(
         rack,
     });
     ConsumerProtocolSubscription {
-        topics,
+        topics: topics.into(),
         user_data,
         owned_partitions: owned,
         generation_id: generation,

@@ -30,7 +30,7 @@ pub(super) fn name(prefix: &str) -> String {
 pub(super) fn metadata(topic: &str) -> Bytes {
     encode_subscription(
         &ConsumerProtocolSubscription {
-            topics: vec![topic.to_owned().into()],
+            topics: vec![topic.to_owned().into()].into(),
             ..Default::default()
         },
         0,

@@ -109,7 +109,10 @@ impl Ctx<'_> {
     }
 
     fn rust_type(&self, f: &Field) -> String {
-        let base = self.base_rust_type(&f.ty);
+        let base = match &f.ty {
+            Ty::Array(inner) if f.shared => format!("Arc<[{}]>", self.base_rust_type(inner)),
+            ty => self.base_rust_type(ty),
+        };
         if self.is_nullable(f) {
             format!("Option<{base}>")
         } else {
@@ -152,6 +155,10 @@ impl Ctx<'_> {
                 Some(s) => wrap(format!("StrBytes::from_static({s:?})")),
             },
             Ty::Bytes | Ty::Records => wrap("Bytes::new()".into()),
+            Ty::Array(inner) if f.shared => wrap(format!(
+                "Arc::<[{}]>::default()",
+                self.base_rust_type(inner)
+            )),
             Ty::Array(inner) => wrap(format!("Vec::<{}>::new()", self.base_rust_type(inner))),
             Ty::Struct(n) => wrap(format!("{n}::default()")),
         }
@@ -168,6 +175,7 @@ impl Ctx<'_> {
             || e == "Bytes::new()"
             || e == "Uuid::ZERO"
             || (e.starts_with("Vec::<") && e.ends_with(">::new()"))
+            || (e.starts_with("Arc::<") && e.ends_with(">::default()"))
             || (!self.is_nullable(f) && e.ends_with("::default()"))
     }
 
@@ -694,6 +702,8 @@ impl Ctx<'_> {
                         f.name
                     )
                 }
+            } else if f.shared {
+                format!("Arc::from({})", self.dec_value(&f.ty, &f.name, &c))
             } else {
                 self.dec_value(&f.ty, &f.name, &c)
             };
@@ -788,7 +798,10 @@ impl Ctx<'_> {
             if present == "false" {
                 continue;
             }
-            let val = self.random_value(&f.ty);
+            let mut val = self.random_value(&f.ty);
+            if f.shared {
+                val = format!("Arc::from({val})");
+            }
             let expr = if self.is_nullable(f) {
                 let null_ok = cond(f.nullable, f.versions);
                 format!("if ({null_ok}) && rng.null() {{ None }} else {{ Some({val}) }}")
@@ -884,6 +897,13 @@ pub(crate) fn message_module(spec: &Spec, source_file: &str, kafka_ref: &str) ->
         out,
         "#[allow(unused_imports)]\nuse crate::types::{{RawTaggedField, StrBytes, Uuid}};\n"
     );
+    if spec
+        .structs
+        .iter()
+        .any(|s| s.fields.iter().any(|f| f.shared))
+    {
+        let _ = writeln!(out, "use std::sync::Arc;\n");
+    }
     for (i, s) in spec.structs.iter().enumerate() {
         ctx.gen_struct(s, i == 0, &mut out);
     }

@@ -16,13 +16,15 @@ use crate::primitives::*;
 #[allow(unused_imports)]
 use crate::types::{RawTaggedField, StrBytes, Uuid};
 
+use std::sync::Arc;
+
 /// Kafka's `ConsumerProtocolSubscription`, versions 0-3.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerProtocolSubscription {
     /// The topics that the member wants to consume.
     ///
     /// Supported versions: 0-3.
-    pub topics: Vec<StrBytes>,
+    pub topics: Arc<[StrBytes]>,
     /// User data that will be passed back to the consumer.
     ///
     /// Supported versions: 0-3; nullable in 0-3; default `null`.
@@ -44,7 +46,7 @@ pub struct ConsumerProtocolSubscription {
 impl Default for ConsumerProtocolSubscription {
     fn default() -> Self {
         Self {
-            topics: Vec::<StrBytes>::new(),
+            topics: Arc::<[StrBytes]>::default(),
             user_data: None,
             owned_partitions: Vec::<TopicPartition>::new(),
             generation_id: -1_i32,
@@ -140,7 +142,7 @@ impl Decode for ConsumerProtocolSubscription {
             });
         }
         let flexible = false;
-        let topics = {
+        let topics = Arc::from({
             let n = get_array_len(
                 buf,
                 flexible,
@@ -153,7 +155,7 @@ impl Decode for ConsumerProtocolSubscription {
                 v.push(get_string(buf, flexible, "Topics", version)?);
             }
             v
-        };
+        });
         let user_data = get_nullable_bytes(buf, flexible)?;
         let owned_partitions = if version >= 1 {
             {
@@ -190,7 +192,7 @@ impl crate::testing::Random for ConsumerProtocolSubscription {
         let flexible = false;
         let mut v = Self::default();
         if true {
-            v.topics = {
+            v.topics = Arc::from({
                 let n = rng.array_len();
                 let mut items = Vec::with_capacity(n);
                 rng.enter();
@@ -199,7 +201,7 @@ impl crate::testing::Random for ConsumerProtocolSubscription {
                 }
                 rng.leave();
                 items
-            };
+            });
         }
         if true {
             v.user_data = if rng.null() { None } else { Some(rng.bytes()) };
