@@ -335,42 +335,91 @@ pub(crate) fn balance(
     let mut cursor: Vec<u32> = (0..table.len() as u32)
         .map(|t| table.range(t).start)
         .collect();
+    let mut tile: Vec<u32> = Vec::new();
+    let mut before: Vec<u32> = Vec::new();
     for (c, members) in class_slots.iter().enumerate() {
-        let mut active: Vec<u32> = members
+        // Round-robin over the members with room, in order, one partition each per round; a
+        // member leaves the rounds once full; partitions are taken topic by topic. Handing
+        // them out one at a time wrote to every member's list in turn (half of a fresh
+        // 1M-partition assignment in those scattered writes): instead a few rounds' partitions
+        // are taken at a time (`tile`, small enough to stay in cache) and each member's share
+        // of them is read out together.
+        let active: Vec<(u32, usize)> = members
             .iter()
-            .copied()
-            .filter(|&i| (assigned[i as usize].len() as u64) < target[i as usize])
+            .filter_map(|&i| {
+                let room = target[i as usize].saturating_sub(assigned[i as usize].len() as u64);
+                (room > 0).then_some((i, room as usize))
+            })
             .collect();
         if active.is_empty() {
             continue;
         }
+        // Round `r` hands one partition to each member with more than `r` of room, in order:
+        // it starts at `start[r]`, and a member's place in it is the number of members before
+        // it still in the rounds (`before[r]`).
+        let rounds = active.iter().map(|&(_, r)| r).max().unwrap_or(0);
+        let mut start = vec![0usize; rounds + 1];
+        for &(_, room) in &active {
+            start[room] += 1;
+        }
+        let mut in_rounds = active.len();
         let mut at = 0usize;
-        'topics: for &t in &classes[c] {
-            let sg = topic_sig[t as usize];
-            if sg == NONE {
-                continue;
-            }
-            let j = need_idx(sg, c as u32);
-            let end = table.range(t).end;
-            while need[sg as usize][j] > 0 && cursor[t as usize] < end {
-                let p = cursor[t as usize];
-                cursor[t as usize] += 1;
-                if taken[p as usize] {
+        for s in &mut start {
+            let leaving = *s;
+            *s = at;
+            in_rounds -= leaving;
+            at += in_rounds;
+        }
+        before.clear();
+        before.resize(rounds, 0);
+        // Rounds per tile: about 32,768 partitions.
+        let per_tile = (32_768 / active.len()).max(1);
+        let topics = &classes[c];
+        let mut ti = 0usize;
+        let mut r0 = 0usize;
+        while r0 < rounds {
+            let r1 = (r0 + per_tile).min(rounds);
+            let want = start[r1] - start[r0];
+            tile.clear();
+            while tile.len() < want && ti < topics.len() {
+                let t = topics[ti] as usize;
+                let sg = topic_sig[t];
+                if sg == NONE {
+                    ti += 1;
                     continue;
                 }
-                taken[p as usize] = true;
-                need[sg as usize][j] -= 1;
-                let slot = active[at] as usize;
-                assigned[slot].push(p);
-                at += 1;
-                if at == active.len() {
-                    active.retain(|&i| (assigned[i as usize].len() as u64) < target[i as usize]);
-                    at = 0;
-                    if active.is_empty() {
-                        break 'topics;
+                let j = need_idx(sg, c as u32);
+                let end = table.range(t as u32).end;
+                let need_t = &mut need[sg as usize][j];
+                while tile.len() < want && *need_t > 0 && cursor[t] < end {
+                    let p = cursor[t];
+                    cursor[t] += 1;
+                    if taken[p as usize] {
+                        continue;
                     }
+                    taken[p as usize] = true;
+                    *need_t -= 1;
+                    tile.push(p);
+                }
+                if tile.len() < want {
+                    ti += 1;
                 }
             }
+            for &(i, room) in &active {
+                if room <= r0 {
+                    continue;
+                }
+                let out = &mut assigned[i as usize];
+                for r in r0..r1.min(room) {
+                    // Short of partitions (the class plan and the targets disagree), the last
+                    // round ends early: the safety net below gives out what is left.
+                    if let Some(&p) = tile.get(start[r] + before[r] as usize - start[r0]) {
+                        out.push(p);
+                    }
+                    before[r] += 1;
+                }
+            }
+            r0 = r1;
         }
         // Members that reached their target mid-round are dropped at the next compaction; a
         // member over target would mean the class totals and targets disagree.
