@@ -60,6 +60,9 @@ impl Indexed {
                 && (std::ptr::eq(prev, raw) || prev == raw)
             {
                 member_class[i] = c;
+                // The next member is compared with this one's list: members decoded on
+                // another thread share another copy of the same list.
+                last = Some((raw, c));
                 continue;
             }
             let mut ts: Vec<u32> = Vec::with_capacity(raw.len());

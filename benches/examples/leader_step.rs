@@ -43,6 +43,9 @@ fn profile(phase: &str, t: &[cohort_balancers::TopicInfo]) {
         }
     }
     let metadata = join_metadata(&group);
+    if std::env::var_os("LEADER_STEP_DECODED").is_some() {
+        group = decode_members(&metadata).members;
+    }
     let plan = run(b, &group, t);
     let mut rounds = Vec::new();
     for _ in 0..50 {
@@ -61,7 +64,8 @@ fn profile(phase: &str, t: &[cohort_balancers::TopicInfo]) {
 fn main() {
     let t = topics(500, 2000);
     // `LEADER_STEP_PROFILE=decode|assign|encode|lead`: repeat one phase of the fresh
-    // cooperative-sticky step (sticky with `LEADER_STEP_STICKY=1`, the second round with `LEADER_STEP_SECOND=1`, one joining it with `=join`) for `perf record`, printing
+    // cooperative-sticky step (sticky with `LEADER_STEP_STICKY=1`, the second round with `LEADER_STEP_SECOND=1`, one joining it with `=join`; the assignment on the members as
+    // `lead` decodes them with `LEADER_STEP_DECODED=1`) for `perf record`, printing
     // each round's time (the first rounds pay for the allocator's growth).
     if let Ok(phase) = std::env::var("LEADER_STEP_PROFILE") {
         profile(&phase, &t);
