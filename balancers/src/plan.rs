@@ -26,6 +26,10 @@ pub struct TopicTable {
     /// stay in cache, where the names themselves lie scattered through the Metadata response.
     encoded_names: Vec<u8>,
     encoded_at: Vec<u32>,
+    /// The same, each in a 32-byte slot, and its length (0: longer than a slot), for
+    /// `AssignmentWriter::encoded_topic_slot`.
+    slots: Vec<[u8; 32]>,
+    slot_len: Vec<u8>,
     /// Mean topic name length, rounded up: sizes encoding buffers.
     name_len: usize,
     starts: Vec<u32>,
@@ -123,6 +127,15 @@ impl TopicTable {
             }
         }
         encoded_at.push(encoded_names.len() as u32);
+        let mut slots = vec![[0u8; 32]; names.len()];
+        let mut slot_len = vec![0u8; names.len()];
+        for (t, w) in encoded_at.windows(2).enumerate() {
+            let name = &encoded_names[w[0] as usize..w[1] as usize];
+            if let Some(head) = slots[t].get_mut(..name.len()) {
+                head.copy_from_slice(name);
+                slot_len[t] = name.len() as u8;
+            }
+        }
         if u32::try_from(encoded_names.len()).is_err() {
             return Err(AssignError::TooLarge("topic names over 4 GiB".into()));
         }
@@ -130,6 +143,8 @@ impl TopicTable {
             names,
             encoded_names,
             encoded_at,
+            slots,
+            slot_len,
             name_len,
             starts,
             lookup,
@@ -369,12 +384,14 @@ impl Plan {
 
     /// Bytes a member's encoded assignment takes at most when every topic name is of the mean
     /// length (the usual case; otherwise the buffer grows): each run of one topic's partitions
-    /// costs its name and count, each partition four bytes.
+    /// costs its name and count, each partition four bytes; and the 32 bytes a name slot writes
+    /// before it is cut back to the name (growing a group's buffer of megabytes for those
+    /// would copy it).
     fn encoded_bound(&self, member: usize) -> usize {
         let m = &self.members[member];
         let ps = m.partitions.len();
         let topics = ps.min(self.table.len());
-        10 + ps * 4
+        42 + ps * 4
             + topics * (6 + self.table.name_len)
             + m.user_data.as_ref().map_or(0, |u| u.len())
     }
@@ -391,9 +408,14 @@ impl Plan {
             let (start, end) = (starts[t], starts[t + 1]);
             let run = run_below(&ps[i..], end);
             let partitions = ps[i..i + run].iter().map(|&g| (g - start) as i32);
-            match self.table.encoded_name(t) {
-                Some(name) => w.encoded_topic(name, partitions)?,
-                None => w.topic(self.table.name(t as u32), partitions)?,
+            let len = self.table.slot_len[t];
+            if len > 0 {
+                w.encoded_topic_slot(&self.table.slots[t], len.into(), partitions)?;
+            } else {
+                match self.table.encoded_name(t) {
+                    Some(name) => w.encoded_topic(name, partitions)?,
+                    None => w.topic(self.table.name(t as u32), partitions)?,
+                }
             }
             i += run;
         }
@@ -483,6 +505,32 @@ mod tests {
         assert!(plan.encode_assignment(of("a"), 0).is_err());
         let b = plan.encode_assignment(of("b"), 0).unwrap();
         assert!(b.windows(5).any(|w| w == b"short"));
+    }
+
+    /// Names that fit a 32-byte slot with their length and names that do not are written as
+    /// the message encoder writes them, side by side in one group.
+    #[test]
+    fn names_in_and_beyond_a_slot_encode_as_the_message_does() {
+        use cohort_protocol::consumer_protocol::encode_assignment;
+        let names: Vec<String> = [1, 29, 30, 31, 32, 100]
+            .iter()
+            .map(|&n| "n".repeat(n))
+            .collect();
+        let topics: Vec<TopicInfo> = names
+            .iter()
+            .map(|n| TopicInfo::new(n.as_str(), 3))
+            .collect();
+        let all: Vec<&str> = names.iter().map(String::as_str).collect();
+        let members = [GroupMember::new("a", &all), GroupMember::new("b", &all)];
+        let plan = crate::RoundRobin.assign(&members, &topics).unwrap();
+        let written = plan.encode_assignments(3).unwrap();
+        for (i, bytes) in written.iter().enumerate() {
+            assert_eq!(
+                *bytes,
+                encode_assignment(&plan.to_assignment(i), 3).unwrap(),
+                "member {i}"
+            );
+        }
     }
 
     #[test]

@@ -9,8 +9,8 @@
 //! range for all eight (cohort, Java, librdkafka, kafka-go, sarama, franz-go, krafka, kacrab)
 //! and cooperative-sticky for the six that have it.
 //!
-//! `protocol_rebalance [--all-clients] [ROUNDS] [GROUP_SIZE]...` (`COHORT_BENCH_ONLY=CLIENT` runs
-//! one client's cases; defaults: 5 rounds, groups of 4 and 16; with
+//! `protocol_rebalance [--all-clients] [ROUNDS] [GROUP_SIZE]...` (`COHORT_BENCH_ONLY=CLIENT,...`
+//! runs those clients' cases alone; defaults: 5 rounds, groups of 4 and 16; with
 //! `COHORT_BENCH_SVG=FILE` the medians are also drawn as a bar chart into FILE). For
 //! each client, protocol and group size: the group settles (every partition owned, every member
 //! some), then
@@ -647,14 +647,16 @@ async fn main() {
                 (Client::Kacrab, Protocol::Consumer),
             ]
         };
-        // COHORT_BENCH_ONLY=cohort (a client's name) runs that client's cases alone.
+        // COHORT_BENCH_ONLY=cohort,franzgo (clients' names) runs those clients' cases alone.
         let only = std::env::var("COHORT_BENCH_ONLY").ok();
         let cases: Vec<(Client, Protocol)> = cases
             .iter()
             .copied()
             .filter(|(c, _)| {
-                only.as_deref()
-                    .is_none_or(|o| format!("{c:?}").eq_ignore_ascii_case(o))
+                only.as_deref().is_none_or(|o| {
+                    o.split(',')
+                        .any(|o| format!("{c:?}").eq_ignore_ascii_case(o.trim()))
+                })
             })
             .collect();
         let mut samples: Vec<Samples> = cases
