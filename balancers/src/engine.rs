@@ -835,51 +835,66 @@ fn fill_matched(
     for (c, members) in class_slots.iter().enumerate() {
         let _ = &classes[c];
         let mut cursors: FxHashMap<u32, usize> = FxHashMap::default();
-        let mut active: Vec<u32> = members
+        // Members below the class's base share first, then those with room for an extra one
+        // (Java `ConstrainedAssignmentBuilder.assignRackAwareRoundRobin`: members under the
+        // minimum quota, then those at it): a member that kept one owned partition and may keep
+        // another is not filled before one that has nothing, which would leave its other owned
+        // partition to move.
+        let base = members
             .iter()
-            .copied()
-            .filter(|&i| {
-                let s = &slots[i as usize];
-                s.rack.is_some_and(|r| r != u32::MAX)
-                    && (assigned[i as usize].len() as u64) < target[i as usize]
-            })
-            .collect();
-        while !active.is_empty() {
-            let mut still = Vec::with_capacity(active.len());
-            for &i in &active {
-                let s = &slots[i as usize];
-                let Some(r) = s.rack else { continue };
-                let list = &by_rack[r as usize];
-                let cur = cursors.entry(r).or_insert(0);
-                let mut got = false;
-                while *cur < list.len() {
-                    let p = list[*cur];
-                    *cur += 1;
-                    let sg = part_sig[p as usize];
-                    if taken[p as usize] || sg == NONE {
-                        continue;
+            .map(|&i| target[i as usize])
+            .min()
+            .unwrap_or(0);
+        for cap in [Some(base), None] {
+            let room = |i: u32, assigned: &[Vec<u32>]| -> bool {
+                let have = assigned[i as usize].len() as u64;
+                have < target[i as usize] && cap.is_none_or(|b| have < b)
+            };
+            let mut active: Vec<u32> = members
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    let s = &slots[i as usize];
+                    s.rack.is_some_and(|r| r != u32::MAX) && room(i, assigned)
+                })
+                .collect();
+            while !active.is_empty() {
+                let mut still = Vec::with_capacity(active.len());
+                for &i in &active {
+                    let s = &slots[i as usize];
+                    let Some(r) = s.rack else { continue };
+                    let list = &by_rack[r as usize];
+                    let cur = cursors.entry(r).or_insert(0);
+                    let mut got = false;
+                    while *cur < list.len() {
+                        let p = list[*cur];
+                        *cur += 1;
+                        let sg = part_sig[p as usize];
+                        if taken[p as usize] || sg == NONE {
+                            continue;
+                        }
+                        let Some(j) = sigs[sg as usize]
+                            .classes
+                            .iter()
+                            .position(|&x| x as usize == c)
+                        else {
+                            continue;
+                        };
+                        if need[sg as usize][j] == 0 {
+                            continue;
+                        }
+                        need[sg as usize][j] -= 1;
+                        taken[p as usize] = true;
+                        assigned[i as usize].push(p);
+                        got = true;
+                        break;
                     }
-                    let Some(j) = sigs[sg as usize]
-                        .classes
-                        .iter()
-                        .position(|&x| x as usize == c)
-                    else {
-                        continue;
-                    };
-                    if need[sg as usize][j] == 0 {
-                        continue;
+                    if got && room(i, assigned) {
+                        still.push(i);
                     }
-                    need[sg as usize][j] -= 1;
-                    taken[p as usize] = true;
-                    assigned[i as usize].push(p);
-                    got = true;
-                    break;
                 }
-                if got && (assigned[i as usize].len() as u64) < target[i as usize] {
-                    still.push(i);
-                }
+                active = still;
             }
-            active = still;
         }
     }
 }

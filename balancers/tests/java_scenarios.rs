@@ -817,3 +817,59 @@ fn plans_from_maps_are_checked_against_subscriptions() {
         assert!(err.contains(why), "{err}");
     }
 }
+
+/// Found by the Java-agreement tool (`harness/tests/java_agreement.rs`, seed 20261204, group
+/// 3390): Java's `StickyAssignor` moves nothing here. Members under the base share are filled
+/// with rack-matched partitions before one that may take an extra: the member on rack r1 that
+/// kept partition 6 took partition 0 before the empty member on r1 could, and gave up partition
+/// 3 (no replica racks, so not matched) to stay within its share.
+#[test]
+fn rack_matched_partitions_fill_members_below_their_share_first() {
+    use cohort_protocol::consumer_protocol::StickyUserData;
+    let topics = [TopicInfo::new("orders", 7).with_racks(&[
+        vec!["r1"],
+        vec!["r2", "r0"],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec!["r0", "r1"],
+    ])];
+    let ud = |owned: &[i32], generation: i32| {
+        StickyUserData {
+            previous_assignment: if owned.is_empty() {
+                Vec::new()
+            } else {
+                vec![("orders".into(), owned.to_vec())]
+            },
+            generation: Some(generation),
+        }
+        .encode()
+        .unwrap()
+    };
+    let members = vec![
+        GroupMember::new("consumer-15-7a6a4817", &["orders"])
+            .with_rack("r1")
+            .with_user_data(ud(&[], 19)),
+        GroupMember::new("consumer-491-9ea5799a", &["orders"])
+            .with_instance_id("instance-931")
+            .with_rack("r1")
+            .with_user_data(ud(&[3, 6], 19)),
+        GroupMember::new("consumer-499-c66edda2", &["orders"])
+            .with_instance_id("instance-800")
+            .with_user_data(ud(&[4], 18)),
+        GroupMember::new("consumer-577-ec808e7f", &["orders"])
+            .with_rack("r2")
+            .with_user_data(ud(&[], 18)),
+        GroupMember::new("consumer-827-93c0f88a", &["orders"])
+            .with_instance_id("instance-796")
+            .with_rack("r9"),
+    ];
+    let plan = Sticky::default()
+        .assign(&members, &topics)
+        .unwrap()
+        .to_map();
+    assert_eq!(plan["consumer-491-9ea5799a"]["orders"], vec![3, 6]);
+    assert_eq!(plan["consumer-499-c66edda2"]["orders"], vec![4]);
+    assert_eq!(plan["consumer-15-7a6a4817"]["orders"], vec![0]);
+}
