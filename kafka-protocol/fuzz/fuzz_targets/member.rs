@@ -109,7 +109,7 @@ fn subscription(s: &mut Script<'_>) -> Bytes {
         return s.bytes();
     }
     let sub = ConsumerProtocolSubscription {
-        topics: vec![s.pick(&["t", "u"]).into()],
+        topics: vec![s.pick(&["t", "u"]).into()].into(),
         ..Default::default()
     };
     encode_subscription(&sub, i16::from(s.byte().unwrap_or(0) % 4)).unwrap_or_default()
