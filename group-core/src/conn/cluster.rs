@@ -170,6 +170,13 @@ impl Cluster {
         let addr = self.addr_of(&key).ok_or_else(|| {
             Error::transport(format!("{key:?}"), "broker unknown (not in metadata)")
         })?;
+        if matches!(key, ConnKey::Group(_))
+            && let Some(c) = self.take_bootstrap(&addr)
+        {
+            tracing::debug!(broker = %addr, ?key, "bootstrap connection kept for the group");
+            slot.conn = Some(Arc::clone(&c));
+            return Ok(c);
+        }
         // Reconnect backoff (KIP-580): exponential with jitter after consecutive failures.
         if let Some(at) = slot.last_failure {
             let wait = slot.next_delay.saturating_sub(at.elapsed());
@@ -230,6 +237,34 @@ impl Cluster {
                 Err(e)
             }
         }
+    }
+
+    /// The open bootstrap connection to `addr`, taken from its slot, for the coordinator's
+    /// connection: a member's first requests (FindCoordinator, Metadata) go to a bootstrap
+    /// address, and when the coordinator is the broker at that same address, a second
+    /// connection would put a TCP handshake and an ApiVersions exchange between the
+    /// coordinator's answer and the JoinGroup (a static member restarting, KIP-345, is back
+    /// in a few round trips). Taken rather than shared: the broker answers a connection's
+    /// requests in order, so a JoinGroup held in the coordinator's purgatory would hold up
+    /// the metadata requests behind it (the reason the coordinator has a connection of its
+    /// own, as in Java's `ConsumerNetworkClient`). Later requests to any broker go to the
+    /// brokers the metadata named, or open a new bootstrap connection.
+    fn take_bootstrap(&self, addr: &str) -> Option<Arc<Connection>> {
+        let cfg = &self.inner.config;
+        let slots = self
+            .inner
+            .slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (0..cfg.bootstrap.len())
+            .filter(|&i| cfg.bootstrap[i] == addr)
+            .find_map(|i| {
+                let slot = slots.get(&ConnKey::Bootstrap(i))?;
+                // A bootstrap slot in use (connecting) is left alone: waiting for it could
+                // wait for a connection attempt that fails.
+                let mut slot = slot.try_lock().ok()?;
+                slot.conn.take_if(|c| c.is_reusable())
+            })
     }
 
     fn any_keys(&self) -> Vec<ConnKey> {
@@ -558,10 +593,27 @@ mod tests {
     /// A scripted broker that lists FindCoordinator up to `max` and answers it for the keys the
     /// request carries, in the layout of the version it was sent at.
     async fn fake_broker(max: i16) -> String {
+        fake_broker_counting(max, false).await.0
+    }
+
+    /// [`fake_broker`], naming itself as the coordinator when `coordinator`, and counting the
+    /// connections it accepts.
+    async fn fake_broker_counting(
+        max: i16,
+        coordinator: bool,
+    ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let port = if coordinator {
+            i32::from(addr.port())
+        } else {
+            9
+        };
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
         tokio::spawn(async move {
             while let Ok((mut sock, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 tokio::spawn(async move {
                     loop {
                         let Ok(len) = sock.read_i32().await else {
@@ -604,7 +656,7 @@ mod tests {
                                                 key: k.clone(),
                                                 node_id: 7,
                                                 host: "127.0.0.1".into(),
-                                                port: 9,
+                                                port,
                                                 ..Default::default()
                                             })
                                             .collect(),
@@ -615,7 +667,7 @@ mod tests {
                                     FindCoordinatorResponse {
                                         node_id: 7,
                                         host: "127.0.0.1".into(),
-                                        port: 9,
+                                        port,
                                         ..Default::default()
                                     }
                                 };
@@ -631,7 +683,7 @@ mod tests {
                 });
             }
         });
-        addr.to_string()
+        (addr.to_string(), accepted)
     }
 
     /// An address nothing listens on.
@@ -659,6 +711,34 @@ mod tests {
                 Some("127.0.0.1:9")
             );
         }
+    }
+
+    /// A coordinator at the bootstrap address gets the bootstrap connection, already open and
+    /// its versions known, rather than a second one; later requests to any broker open their
+    /// own, so group requests still never share a connection with them.
+    #[tokio::test]
+    async fn the_coordinator_at_the_bootstrap_address_takes_its_connection() {
+        let (addr, accepted) = fake_broker_counting(6, true).await;
+        let c = cluster(std::slice::from_ref(&addr));
+        assert_eq!(c.find_coordinator("g").await.unwrap(), 7);
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(
+            c.supports(Target::Coordinator(7), ApiKey::FindCoordinator, 4)
+                .await
+                .unwrap()
+        );
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(c.find_coordinator("g").await.unwrap(), 7);
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+        // A coordinator elsewhere: the bootstrap connection stays where it is.
+        let (addr, accepted) = fake_broker_counting(6, false).await;
+        let c = cluster(std::slice::from_ref(&addr));
+        assert_eq!(c.find_coordinator("g").await.unwrap(), 7);
+        let _ = c
+            .supports(Target::Coordinator(7), ApiKey::FindCoordinator, 4)
+            .await;
+        assert_eq!(c.find_coordinator("g").await.unwrap(), 7);
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     /// A refused connection keeps its `io::Error`: the kind is there to act on, and the chain
