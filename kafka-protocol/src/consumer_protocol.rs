@@ -450,20 +450,31 @@ mod tests {
     #[test]
     fn assignments_written_one_after_another_read_back_alone() {
         let a = ConsumerProtocolAssignment {
-            assigned_partitions: vec![AssignedTopicPartitions {
-                topic: "t".into(),
-                partitions: vec![0, 2],
-            }],
+            assigned_partitions: vec![
+                AssignedTopicPartitions {
+                    topic: "t".into(),
+                    partitions: vec![0, 2],
+                },
+                AssignedTopicPartitions {
+                    topic: "u".into(),
+                    partitions: vec![70_000],
+                },
+            ],
             user_data: Some(Bytes::from_static(b"u")),
         };
         let mut w = AssignmentWriter::append_to(b"earlier".to_vec(), 1).unwrap();
         w.topic("t", [0, 2].into_iter()).unwrap();
+        w.topic("u", [70_000].into_iter()).unwrap();
         let buf = w.finish_into(Some(b"u")).unwrap();
         let expected = encode_assignment(&a, 1).unwrap();
         assert_eq!(&buf[..7], b"earlier");
         assert_eq!(&buf[7..], &expected[..]);
         let mut w = AssignmentWriter::append_to(buf, 1).unwrap();
         w.encoded_topic(b"\0\x01t", [0, 2].into_iter()).unwrap();
+        let mut slot = [0u8; 32];
+        slot[..3].copy_from_slice(b"\0\x01u");
+        w.encoded_topic_slot(&slot, 3, [70_000].into_iter())
+            .unwrap();
         assert_eq!(w.finish(Some(b"u")).unwrap(), expected);
         assert!(AssignmentWriter::append_to(Vec::new(), 4).is_err());
     }
