@@ -11,7 +11,8 @@
 //!
 //! `protocol_rebalance [--all-clients] [ROUNDS] [GROUP_SIZE]...` (`COHORT_BENCH_ONLY=CLIENT,...`
 //! runs those clients' cases alone; defaults: 5 rounds, groups of 4 and 16; with
-//! `COHORT_BENCH_SVG=FILE` the medians are also drawn as a bar chart into FILE). For
+//! `COHORT_BENCH_SVG=FILE` the medians are also drawn as a bar chart into FILE;
+//! `COHORT_BENCH_RESTARTS=N` times N static restarts a round rather than one). For
 //! each client, protocol and group size: the group settles (every partition owned, every member
 //! some), then
 //! - **join**: one more member starts; timed until the group owns every partition again, the
@@ -338,6 +339,19 @@ async fn until(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Durati
     None
 }
 
+/// How many static restarts a round times: one where the client has static membership, more
+/// with `COHORT_BENCH_RESTARTS=N` (a restart takes a few milliseconds against the seconds a
+/// round takes to settle, and its median needs many samples on a shared machine).
+fn restart_samples(client: Client, protocol: Protocol) -> usize {
+    if !restarts(client, protocol) {
+        return 0;
+    }
+    std::env::var("COHORT_BENCH_RESTARTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+}
+
 /// Runs `f` and times it, `None` when it gave up.
 async fn timed<F: Future<Output = Option<Duration>>>(f: F) -> Option<Duration> {
     f.await
@@ -420,8 +434,8 @@ async fn round(
             Some(_) => samples.leave.push(t0.elapsed()),
             None => eprintln!("{client:?} {protocol:?} {size}: leave did not complete"),
         }
-        if restarts(client, protocol) {
-            tokio::time::sleep(idle(salt + 2)).await;
+        for k in 0..restart_samples(client, protocol) {
+            tokio::time::sleep(idle(salt + 2 + k)).await;
             // Static restart within the session timeout: the static member stops (a static
             // member does not leave the group) and starts again under the same instance id;
             // timed until it holds a share again, has consumed, and every partition is owned
