@@ -257,11 +257,19 @@ pub(crate) fn balance(
     // rack cannot take them away for locality.
     let mismatched = |p: u32, rack: Option<u32>| rack.is_some() && !matched(p, rack);
 
+    // Without racks, which member keeps which owned unit is settled per class first, where
+    // that choice matters (`keep_quotas`).
+    let mut quotas = if rack_aware {
+        vec![None; slots.len()]
+    } else {
+        keep_quotas(&class_slots, slots, &target, &part_sig, &sigs, &need)
+    };
+
     // Keep owned partitions: rack-matched ones first when rack-aware.
-    let keep = |only_matched: bool,
-                assigned: &mut Vec<Vec<u32>>,
-                taken: &mut Vec<bool>,
-                need: &mut Vec<Vec<u64>>| {
+    let mut keep = |only_matched: bool,
+                    assigned: &mut Vec<Vec<u32>>,
+                    taken: &mut Vec<bool>,
+                    need: &mut Vec<Vec<u64>>| {
         for (i, s) in slots.iter().enumerate() {
             for &p in &s.owned {
                 if assigned[i].len() as u64 >= target[i] {
@@ -277,6 +285,12 @@ pub(crate) fn balance(
                 let j = need_idx(sg, s.class);
                 if need[sg as usize][j] == 0 {
                     continue;
+                }
+                if let Some(q) = &mut quotas[i] {
+                    match q.iter_mut().find(|(x, _)| *x == sg) {
+                        Some((_, left)) if *left > 0 => *left -= 1,
+                        _ => continue,
+                    }
                 }
                 need[sg as usize][j] -= 1;
                 taken[p as usize] = true;
@@ -421,8 +435,8 @@ pub(crate) fn balance(
             }
             r0 = r1;
         }
-        // Members that reached their target mid-round are dropped at the next compaction; a
-        // member over target would mean the class totals and targets disagree.
+        // Every member with room took one partition of each round it had room for; a member
+        // over target would mean the class totals and targets disagree.
         debug_assert!(
             members
                 .iter()
@@ -452,6 +466,99 @@ pub(crate) fn balance(
         a.sort_unstable();
     }
     assigned
+}
+
+/// How many owned units of each signature each member keeps, for the classes where members
+/// compete for them: a class keeps fewer units of a signature than its members own, and some
+/// member owns units of two signatures. Kept in member order, the first member would keep the
+/// scarce units up to its target even when it could reach it with others, and a member that
+/// owns only scarce units would lose them: one partition moved that Java's assignor keeps in
+/// place (seen in generated groups with unequal subscriptions). A maximum flow from members
+/// (up to their targets) through their owned units to the class's needs keeps as many as
+/// possible. `None` for a member leaves the plain order (no competition, or a class whose
+/// graph would be large).
+fn keep_quotas(
+    class_slots: &[Vec<u32>],
+    slots: &[Slot],
+    target: &[u64],
+    part_sig: &[u32],
+    sigs: &[Sig],
+    need: &[Vec<u64>],
+) -> Vec<Option<Vec<(u32, u64)>>> {
+    let mut quotas: Vec<Option<Vec<(u32, u64)>>> = vec![None; slots.len()];
+    let pos_in = |sig: &Sig, c: u32| sig.classes.iter().position(|&x| x == c).unwrap_or(0);
+    // Classes that take units of two signatures or more: only there can members compete (a
+    // large group's members mostly share one subscription, and are not scanned).
+    let mut wanted = vec![0u32; class_slots.len()];
+    for (sg, sig) in sigs.iter().enumerate() {
+        for (j, &c) in sig.classes.iter().enumerate() {
+            if need[sg][j] > 0 {
+                wanted[c as usize] += 1;
+            }
+        }
+    }
+    let mut class_owned = vec![0u64; sigs.len()];
+    for (c, members) in class_slots.iter().enumerate() {
+        if wanted[c] < 2 {
+            continue;
+        }
+        // Each member's owned units by signature, for the signatures the class keeps some of.
+        let mut owns: Vec<Vec<(u32, u64)>> = Vec::with_capacity(members.len());
+        class_owned.fill(0);
+        let mut mixed = false;
+        for &i in members {
+            let mut by_sig: Vec<(u32, u64)> = Vec::new();
+            for &p in &slots[i as usize].owned {
+                let sg = part_sig[p as usize];
+                if sg == NONE || need[sg as usize][pos_in(&sigs[sg as usize], c as u32)] == 0 {
+                    continue;
+                }
+                match by_sig.iter_mut().find(|(x, _)| *x == sg) {
+                    Some((_, n)) => *n += 1,
+                    None => by_sig.push((sg, 1)),
+                }
+                class_owned[sg as usize] += 1;
+            }
+            mixed |= by_sig.len() > 1;
+            owns.push(by_sig);
+        }
+        let sig_list: Vec<u32> = (0..sigs.len() as u32)
+            .filter(|&sg| class_owned[sg as usize] > 0)
+            .collect();
+        let scarce = sig_list.iter().any(|&sg| {
+            class_owned[sg as usize] > need[sg as usize][pos_in(&sigs[sg as usize], c as u32)]
+        });
+        let arcs: usize = owns.iter().map(Vec::len).sum();
+        if !mixed || !scarce || arcs > 4_000 {
+            continue;
+        }
+        let sig_node = |sg: u32| 2 + members.len() + sig_list.binary_search(&sg).unwrap_or(0);
+        let mut g = Mcmf::new(2 + members.len() + sig_list.len());
+        let mut member_arcs: Vec<Vec<(u32, usize)>> = Vec::with_capacity(members.len());
+        for (m, &i) in members.iter().enumerate() {
+            g.edge(0, 2 + m, target[i as usize] as i64, 0);
+            member_arcs.push(
+                owns[m]
+                    .iter()
+                    .map(|&(sg, n)| (sg, g.edge(2 + m, sig_node(sg), n as i64, 0)))
+                    .collect(),
+            );
+        }
+        for &sg in &sig_list {
+            let n = need[sg as usize][pos_in(&sigs[sg as usize], c as u32)];
+            g.edge(sig_node(sg), 1, n as i64, 0);
+        }
+        g.run(0, 1);
+        for (m, &i) in members.iter().enumerate() {
+            quotas[i as usize] = Some(
+                member_arcs[m]
+                    .iter()
+                    .map(|&(sg, e)| (sg, g.flow(e) as u64))
+                    .collect(),
+            );
+        }
+    }
+    quotas
 }
 
 /// Adds `units` to the members `eligible` (slot numbers, ascending), raising the lowest loads

@@ -873,3 +873,53 @@ fn rack_matched_partitions_fill_members_below_their_share_first() {
     assert_eq!(plan["consumer-499-c66edda2"]["orders"], vec![4]);
     assert_eq!(plan["consumer-15-7a6a4817"]["orders"], vec![0]);
 }
+
+/// Found by the Java-agreement tool (generated group 3526 of seed 20261204): a class of members
+/// subscribed to both topics keeps one `T1` partition, and two of its members own one. The first
+/// in member order kept it although its four owned `t1` partitions already filled its share, and
+/// the other, owning only `T1-2`, lost it: four partitions moved where Java's `StickyAssignor`
+/// moves three. The member that can fill its share with other units yields the scarce one.
+#[test]
+fn a_member_keeps_the_scarce_unit_another_member_could_spare() {
+    use cohort_protocol::consumer_protocol::StickyUserData;
+    let topics = [TopicInfo::new("T1", 4), TopicInfo::new("t1", 7)];
+    let ud = |owned: &[(&str, &[i32])]| {
+        StickyUserData {
+            previous_assignment: owned
+                .iter()
+                .map(|(t, ps)| (t.to_string().into(), ps.to_vec()))
+                .collect(),
+            generation: Some(6),
+        }
+        .encode()
+        .unwrap()
+    };
+    let members = vec![
+        GroupMember::new("consumer-97", &["T1"]).with_user_data(ud(&[])),
+        GroupMember::new("consumer-211", &["t1"]),
+        GroupMember::new("consumer-430", &["T1", "t1"])
+            .with_user_data(ud(&[("T1", &[0]), ("t1", &[1, 2, 5, 6])])),
+        GroupMember::new("consumer-454", &["T1", "t1"]).with_user_data(ud(&[("t1", &[0])])),
+        GroupMember::new("consumer-943", &["T1"]).with_user_data(ud(&[("T1", &[1])])),
+        GroupMember::new("consumer-973", &["t1", "T1"]).with_user_data(ud(&[("T1", &[2])])),
+    ];
+    let plan = Sticky::default()
+        .assign(&members, &topics)
+        .unwrap()
+        .to_map();
+    let owns = |m: &str, t: &str, p: i32| {
+        plan.get(m)
+            .and_then(|a| a.get(t))
+            .is_some_and(|ps| ps.contains(&p))
+    };
+    assert!(owns("consumer-973", "T1", 2), "{plan:?}");
+    assert!(owns("consumer-943", "T1", 1), "{plan:?}");
+    assert!(owns("consumer-454", "t1", 0), "{plan:?}");
+    // consumer-430 keeps two of its partitions and gives up the other three, T1-0 among them.
+    let kept = [("T1", 0), ("t1", 1), ("t1", 2), ("t1", 5), ("t1", 6)]
+        .iter()
+        .filter(|(t, p)| owns("consumer-430", t, *p))
+        .count();
+    assert_eq!(kept, 2, "{plan:?}");
+    assert!(!owns("consumer-430", "T1", 0), "{plan:?}");
+}
