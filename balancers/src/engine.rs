@@ -404,17 +404,19 @@ pub(crate) fn balance(
                 }
                 let j = need_idx(sg, c as u32);
                 let end = table.range(t as u32).end;
+                // The cursor and the need in locals: through the vectors, every push to the
+                // tile (which could alias them, as far as the compiler knows) reloaded both.
                 let need_t = &mut need[sg as usize][j];
-                while tile.len() < want && *need_t > 0 && cursor[t] < end {
-                    let p = cursor[t];
-                    cursor[t] += 1;
-                    if taken[p as usize] {
-                        continue;
+                let (mut p, mut left) = (cursor[t], *need_t);
+                while tile.len() < want && left > 0 && p < end {
+                    if !std::mem::replace(&mut taken[p as usize], true) {
+                        left -= 1;
+                        tile.push(p);
                     }
-                    taken[p as usize] = true;
-                    *need_t -= 1;
-                    tile.push(p);
+                    p += 1;
                 }
+                cursor[t] = p;
+                *need_t = left;
                 if tile.len() < want {
                     ti += 1;
                 }
