@@ -166,20 +166,37 @@ pub(crate) fn balance(
         }
     }
 
+    let racks = table.racks();
+    let rack_aware = racks.is_some_and(|r| rack_aware(r, slots, n_parts));
     let owned_before: Vec<Vec<u64>> = sigs.iter().map(|s| s.owned.clone()).collect();
     rebalance_classes(&mut sigs, &mut totals, &sizes);
+    // Small groups without racks: members' targets and what each keeps in one flow.
+    let member_plan = if rack_aware {
+        None
+    } else {
+        settle_members(
+            &mut sigs,
+            &class_slots,
+            slots,
+            &part_sig,
+            &mut totals,
+            &sizes,
+        )
+    };
     let mut owned_counts: Vec<Vec<u64>> = vec![Vec::new(); k];
     for sl in slots {
         owned_counts[sl.class as usize].push(sl.owned.len() as u64);
     }
-    if !settle(&mut sigs, &owned_before, &owned_counts, &mut totals, &sizes) {
+    if member_plan.is_none()
+        && !settle(&mut sigs, &owned_before, &owned_counts, &mut totals, &sizes)
+    {
         resplit(&mut sigs, &owned_before, &totals);
     }
 
     // Member targets within each class: base share, the extras to members already owning more.
     let mut target = vec![0u64; slots.len()];
     for (c, members) in class_slots.iter().enumerate() {
-        if members.is_empty() {
+        if members.is_empty() || member_plan.is_some() {
             continue;
         }
         let m = members.len() as u64;
@@ -229,6 +246,10 @@ pub(crate) fn balance(
         }
     }
 
+    if let Some((t, _)) = &member_plan {
+        target.clone_from(t);
+    }
+
     // Units each class still needs of each signature.
     let mut need: Vec<Vec<u64>> = sigs
         .iter()
@@ -243,8 +264,6 @@ pub(crate) fn balance(
         .map(|(_, &t)| Vec::with_capacity(t as usize))
         .collect();
 
-    let racks = table.racks();
-    let rack_aware = racks.is_some_and(|r| rack_aware(r, slots, n_parts));
     let matched = |p: u32, rack: Option<u32>| -> bool {
         match (racks, rack) {
             (Some(r), Some(id)) => r.of(p).contains(&id),
@@ -259,10 +278,10 @@ pub(crate) fn balance(
 
     // Without racks, which member keeps which owned unit is settled per class first, where
     // that choice matters (`keep_quotas`).
-    let mut quotas = if rack_aware {
-        vec![None; slots.len()]
-    } else {
-        keep_quotas(&class_slots, slots, &target, &part_sig, &sigs, &need)
+    let mut quotas = match member_plan {
+        Some((_, quotas)) => quotas,
+        None if rack_aware => vec![None; slots.len()],
+        None => keep_quotas(&class_slots, slots, &target, &part_sig, &sigs, &need),
     };
 
     // Keep owned partitions: rack-matched ones first when rack-aware.
@@ -469,6 +488,133 @@ pub(crate) fn balance(
     }
     assigned
 }
+
+/// [`settle`] at the level of members, for groups of up to [`MEMBER_SETTLE_MAX`] members
+/// without racks: one minimum-cost flow decides each member's count and which of its owned
+/// units it keeps. The class-level flow counts what a class keeps without its members' shares:
+/// it may keep a unit that only a member already over its share owns, which then moves anyway
+/// (seen in generated groups with unequal subscriptions: one partition more than Java's
+/// `StickyAssignor` at equal balance). Units flow from signatures to members directly (a unit
+/// the member owns, free) or through the member's class (any unit, cost one: it moves or was
+/// free); members' loads cost as in [`settle`], by level, the levels below the one
+/// [`rebalance_classes`] found forced. Returns the targets and, per member, the units of each
+/// signature it keeps, and sets the classes' totals and split; `None`, changing nothing, for
+/// larger groups or when the flow cannot meet the levels.
+#[allow(clippy::type_complexity)]
+fn settle_members(
+    sigs: &mut [Sig],
+    class_slots: &[Vec<u32>],
+    slots: &[Slot],
+    part_sig: &[u32],
+    totals: &mut [u64],
+    sizes: &[u64],
+) -> Option<(Vec<u64>, Vec<Option<Vec<(u32, u64)>>>)> {
+    let n = slots.len();
+    let total: u64 = sigs.iter().map(|s| s.total).sum();
+    if sigs.iter().all(|s| s.classes.len() == 1) || n > MEMBER_SETTLE_MAX || total > 200_000 {
+        return None;
+    }
+    let (k, n_sigs) = (class_slots.len(), sigs.len());
+    let big = total as i64 + 1;
+    let top_level = (0..k)
+        .filter(|&c| sizes[c] > 0)
+        .map(|c| totals[c] / sizes[c] + 1)
+        .max()
+        .unwrap_or(0) as i64;
+    let forced = -big
+        .checked_mul(2 * top_level + 3)?
+        .checked_mul(total as i64 + 1)?;
+    let class_node = |c: usize| 2 + n_sigs + c;
+    let member_node = |i: usize| 2 + n_sigs + k + i;
+    let mut g = Mcmf::new(2 + n_sigs + k + n);
+    let mut other: Vec<Vec<usize>> = Vec::with_capacity(n_sigs);
+    for (s, sig) in sigs.iter().enumerate() {
+        g.edge(0, 2 + s, sig.total as i64, 0);
+        other.push(
+            sig.classes
+                .iter()
+                .map(|&c| g.edge(2 + s, class_node(c as usize), sig.total as i64, 1))
+                .collect(),
+        );
+    }
+    // A member's owned units by signature, on signatures its class takes.
+    let mut keep: Vec<Vec<(u32, usize)>> = Vec::with_capacity(n);
+    for (i, sl) in slots.iter().enumerate() {
+        let mut by_sig: Vec<(u32, i64)> = Vec::new();
+        for &p in &sl.owned {
+            let sg = part_sig[p as usize];
+            if sg == NONE || !sigs[sg as usize].classes.contains(&sl.class) {
+                continue;
+            }
+            match by_sig.iter_mut().find(|(x, _)| *x == sg) {
+                Some((_, c)) => *c += 1,
+                None => by_sig.push((sg, 1)),
+            }
+        }
+        keep.push(
+            by_sig
+                .into_iter()
+                .map(|(sg, c)| (sg, g.edge(2 + sg as usize, member_node(i), c, 0)))
+                .collect(),
+        );
+    }
+    let mut into_sink: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut lowest_of = vec![0u64; n];
+    for (c, members) in class_slots.iter().enumerate() {
+        let m = sizes[c];
+        if m == 0 {
+            continue;
+        }
+        let q = totals[c] / m;
+        let lowest = q.saturating_sub(1);
+        for &i in members {
+            let i = i as usize;
+            g.edge(class_node(c), member_node(i), total as i64, 0);
+            lowest_of[i] = lowest;
+            if lowest > 0 {
+                into_sink[i].push(g.edge(member_node(i), 1, lowest as i64, forced));
+            }
+            for level in lowest..=q + 1 {
+                into_sink[i].push(g.edge(member_node(i), 1, 1, big * (2 * level as i64 + 1)));
+            }
+        }
+    }
+    let (flow, _) = g.run(0, 1);
+    let forced_met =
+        (0..n).all(|i| lowest_of[i] == 0 || g.flow(into_sink[i][0]) == lowest_of[i] as i64);
+    if flow as u64 != total || !forced_met {
+        // The chains' totals are feasible within these levels, so this cannot happen.
+        debug_assert!(false, "member settle flow {flow} != {total}");
+        return None;
+    }
+    let target: Vec<u64> = into_sink
+        .iter()
+        .map(|arcs| arcs.iter().map(|&e| g.flow(e) as u64).sum())
+        .collect();
+    for (s, sig) in sigs.iter_mut().enumerate() {
+        for (j, &c) in sig.classes.iter().enumerate() {
+            sig.poured[j] = g.flow(other[s][j]) as u64;
+            sig.owned[j] = 0;
+            for &i in &class_slots[c as usize] {
+                if let Some(&(_, e)) = keep[i as usize].iter().find(|(x, _)| *x == s as u32) {
+                    sig.owned[j] += g.flow(e) as u64;
+                }
+            }
+        }
+    }
+    for (c, members) in class_slots.iter().enumerate() {
+        totals[c] = members.iter().map(|&i| target[i as usize]).sum();
+    }
+    let quotas = keep
+        .iter()
+        .map(|arcs| Some(arcs.iter().map(|&(sg, e)| (sg, g.flow(e) as u64)).collect()))
+        .collect();
+    Some((target, quotas))
+}
+
+/// Groups up to this many members are settled member by member ([`settle_members`]): the flow
+/// pushes about three units a member one at a time, each a shortest-path search over the graph.
+const MEMBER_SETTLE_MAX: usize = 128;
 
 /// How many owned units of each signature each member keeps, for the classes where members
 /// compete for them: a class keeps fewer units of a signature than its members own, and some

@@ -923,3 +923,59 @@ fn a_member_keeps_the_scarce_unit_another_member_could_spare() {
     assert_eq!(kept, 2, "{plan:?}");
     assert!(!owns("consumer-430", "T1", 0), "{plan:?}");
 }
+
+/// Found by the Java-agreement tool (generated group 1330 of seed 20261204): two members own
+/// partitions, one with `T1-0` and `orders-0` (its share), the other with three (one over).
+/// Counting only what each subscription class keeps, keeping `t1-2` in the class of the two
+/// looked as good as keeping `orders-0`; but only the member over its share owns `t1-2`, so
+/// keeping it made the other lose `orders-0`: two partitions moved where Java's
+/// `StickyAssignor` moves one. Small groups are settled member by member.
+#[test]
+fn the_class_keeps_the_units_its_members_can_keep() {
+    use cohort_protocol::consumer_protocol::StickyUserData;
+    let topics = [
+        TopicInfo::new("T1", 1),
+        TopicInfo::new("orders", 1),
+        TopicInfo::new("t1", 3),
+        TopicInfo::new("t10", 4),
+    ];
+    let ud = |owned: &[(&str, &[i32])]| {
+        StickyUserData {
+            previous_assignment: owned
+                .iter()
+                .map(|(t, ps)| (t.to_string().into(), ps.to_vec()))
+                .collect(),
+            generation: Some(8),
+        }
+        .encode()
+        .unwrap()
+    };
+    let members = vec![
+        GroupMember::new("consumer-72", &["orders", "T1", "t10", "t1"])
+            .with_user_data(ud(&[("T1", &[0]), ("orders", &[0])])),
+        GroupMember::new("consumer-94", &["T1", "t10"]).with_user_data(ud(&[])),
+        GroupMember::new("consumer-253", &["t1", "orders"]).with_user_data(ud(&[])),
+        GroupMember::new("consumer-515", &["T1", "orders", "t10", "t1"])
+            .with_user_data(ud(&[("t1", &[2]), ("t10", &[1, 3])])),
+        GroupMember::new("consumer-995", &["t1", "T1", "t10"]).with_user_data(ud(&[])),
+    ];
+    let plan = Sticky::default()
+        .assign(&members, &topics)
+        .unwrap()
+        .to_map();
+    let owns = |m: &str, t: &str, p: i32| {
+        plan.get(m)
+            .and_then(|a| a.get(t))
+            .is_some_and(|ps| ps.contains(&p))
+    };
+    assert!(owns("consumer-72", "T1", 0), "{plan:?}");
+    assert!(owns("consumer-72", "orders", 0), "{plan:?}");
+    assert!(owns("consumer-515", "t10", 1), "{plan:?}");
+    assert!(owns("consumer-515", "t10", 3), "{plan:?}");
+    let sizes: Vec<usize> = plan
+        .values()
+        .map(|a| a.values().map(Vec::len).sum())
+        .collect();
+    assert_eq!(sizes.iter().sum::<usize>(), 9, "{plan:?}");
+    assert!(sizes.iter().all(|&n| (1..=2).contains(&n)), "{plan:?}");
+}
