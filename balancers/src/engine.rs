@@ -515,15 +515,7 @@ fn settle_members(
         return None;
     }
     let (k, n_sigs) = (class_slots.len(), sigs.len());
-    let big = total as i64 + 1;
-    let top_level = (0..k)
-        .filter(|&c| sizes[c] > 0)
-        .map(|c| totals[c] / sizes[c] + 1)
-        .max()
-        .unwrap_or(0) as i64;
-    let forced = -big
-        .checked_mul(2 * top_level + 3)?
-        .checked_mul(total as i64 + 1)?;
+    let (big, forced) = level_costs(total, totals, sizes)?;
     let class_node = |c: usize| 2 + n_sigs + c;
     let member_node = |i: usize| 2 + n_sigs + k + i;
     let mut g = Mcmf::new(2 + n_sigs + k + n);
@@ -904,18 +896,7 @@ fn settle(
     }
     let k = totals.len();
     let n_sigs = sigs.len();
-    // Lexicographic costs: a unit of balance outweighs every possible move.
-    let big = total as i64 + 1;
-    let top_level = (0..k)
-        .filter(|&c| sizes[c] > 0)
-        .map(|c| totals[c] / sizes[c] + 1)
-        .max()
-        .unwrap_or(0) as i64;
-    let Some(forced) = big
-        .checked_mul(2 * top_level + 3)
-        .and_then(|x| x.checked_mul(total as i64 + 1))
-        .map(|x| -x)
-    else {
+    let Some((big, forced)) = level_costs(total, totals, sizes) else {
         return false;
     };
     let class_node = |c: usize| 2 + n_sigs + c;
@@ -965,6 +946,22 @@ fn settle(
         *t = into_sink[c].iter().map(|&e| g.flow(e) as u64).sum();
     }
     true
+}
+
+/// The costs of [`settle`] and [`settle_members`]: a unit of balance (`big`) outweighs every
+/// possible move, and a unit on a forced level (`forced`, below the levels that get arcs)
+/// outweighs any balance cost. `None` when they would overflow.
+fn level_costs(total: u64, totals: &[u64], sizes: &[u64]) -> Option<(i64, i64)> {
+    let big = total as i64 + 1;
+    let top_level = (0..totals.len())
+        .filter(|&c| sizes[c] > 0)
+        .map(|c| totals[c] / sizes[c] + 1)
+        .max()
+        .unwrap_or(0) as i64;
+    let forced = big
+        .checked_mul(2 * top_level + 3)?
+        .checked_mul(total as i64 + 1)?;
+    Some((big, -forced))
 }
 
 /// The flow graph shared by [`settle`] and [`resplit`]: nodes 0 (source), 1 (sink), `2 + s` for

@@ -881,19 +881,8 @@ fn rack_matched_partitions_fill_members_below_their_share_first() {
 /// moves three. The member that can fill its share with other units yields the scarce one.
 #[test]
 fn a_member_keeps_the_scarce_unit_another_member_could_spare() {
-    use cohort_protocol::consumer_protocol::StickyUserData;
     let topics = [TopicInfo::new("T1", 4), TopicInfo::new("t1", 7)];
-    let ud = |owned: &[(&str, &[i32])]| {
-        StickyUserData {
-            previous_assignment: owned
-                .iter()
-                .map(|(t, ps)| (t.to_string().into(), ps.to_vec()))
-                .collect(),
-            generation: Some(6),
-        }
-        .encode()
-        .unwrap()
-    };
+    let ud = |owned: &[(&str, &[i32])]| sticky_user_data(owned, 6);
     let members = vec![
         GroupMember::new("consumer-97", &["T1"]).with_user_data(ud(&[])),
         GroupMember::new("consumer-211", &["t1"]),
@@ -907,11 +896,7 @@ fn a_member_keeps_the_scarce_unit_another_member_could_spare() {
         .assign(&members, &topics)
         .unwrap()
         .to_map();
-    let owns = |m: &str, t: &str, p: i32| {
-        plan.get(m)
-            .and_then(|a| a.get(t))
-            .is_some_and(|ps| ps.contains(&p))
-    };
+    let owns = |m: &str, t: &str, p: i32| holds(&plan, m, t, p);
     assert!(owns("consumer-973", "T1", 2), "{plan:?}");
     assert!(owns("consumer-943", "T1", 1), "{plan:?}");
     assert!(owns("consumer-454", "t1", 0), "{plan:?}");
@@ -932,24 +917,13 @@ fn a_member_keeps_the_scarce_unit_another_member_could_spare() {
 /// `StickyAssignor` moves one. Small groups are settled member by member.
 #[test]
 fn the_class_keeps_the_units_its_members_can_keep() {
-    use cohort_protocol::consumer_protocol::StickyUserData;
     let topics = [
         TopicInfo::new("T1", 1),
         TopicInfo::new("orders", 1),
         TopicInfo::new("t1", 3),
         TopicInfo::new("t10", 4),
     ];
-    let ud = |owned: &[(&str, &[i32])]| {
-        StickyUserData {
-            previous_assignment: owned
-                .iter()
-                .map(|(t, ps)| (t.to_string().into(), ps.to_vec()))
-                .collect(),
-            generation: Some(8),
-        }
-        .encode()
-        .unwrap()
-    };
+    let ud = |owned: &[(&str, &[i32])]| sticky_user_data(owned, 8);
     let members = vec![
         GroupMember::new("consumer-72", &["orders", "T1", "t10", "t1"])
             .with_user_data(ud(&[("T1", &[0]), ("orders", &[0])])),
@@ -963,11 +937,7 @@ fn the_class_keeps_the_units_its_members_can_keep() {
         .assign(&members, &topics)
         .unwrap()
         .to_map();
-    let owns = |m: &str, t: &str, p: i32| {
-        plan.get(m)
-            .and_then(|a| a.get(t))
-            .is_some_and(|ps| ps.contains(&p))
-    };
+    let owns = |m: &str, t: &str, p: i32| holds(&plan, m, t, p);
     assert!(owns("consumer-72", "T1", 0), "{plan:?}");
     assert!(owns("consumer-72", "orders", 0), "{plan:?}");
     assert!(owns("consumer-515", "t10", 1), "{plan:?}");
@@ -978,4 +948,29 @@ fn the_class_keeps_the_units_its_members_can_keep() {
         .collect();
     assert_eq!(sizes.iter().sum::<usize>(), 9, "{plan:?}");
     assert!(sizes.iter().all(|&n| (1..=2).contains(&n)), "{plan:?}");
+}
+
+/// A sticky member's user data: what it owned, by topic, and its generation.
+fn sticky_user_data(owned: &[(&str, &[i32])], generation: i32) -> bytes::Bytes {
+    cohort_protocol::consumer_protocol::StickyUserData {
+        previous_assignment: owned
+            .iter()
+            .map(|(t, ps)| (t.to_string().into(), ps.to_vec()))
+            .collect(),
+        generation: Some(generation),
+    }
+    .encode()
+    .unwrap()
+}
+
+/// Whether member `m` holds partition `p` of topic `t` in a plan's map.
+fn holds(
+    plan: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, Vec<i32>>>,
+    m: &str,
+    t: &str,
+    p: i32,
+) -> bool {
+    plan.get(m)
+        .and_then(|a| a.get(t))
+        .is_some_and(|ps| ps.contains(&p))
 }
