@@ -83,7 +83,10 @@ impl Mcmf {
                 v = self.to[e ^ 1];
             }
             flow += push;
-            total += push * dist[t];
+            // Saturating: the settles' forced levels cost about `partitions^3` a unit, and a
+            // forced arc carries thousands of units at once (2 members of 100,000 partitions
+            // overflowed here); those callers only read the flow.
+            total = total.saturating_add(push.saturating_mul(dist[t]));
         }
     }
 }

@@ -974,3 +974,27 @@ fn holds(
         .and_then(|a| a.get(t))
         .is_some_and(|ps| ps.contains(&p))
 }
+
+/// Two members of 100,000 partitions with different subscriptions: the settle's flow costs a
+/// forced level at about `partitions^3` a unit and pushed 49,999 units at once, and its cost
+/// total overflowed (a panic where overflow is checked, as in debug builds).
+#[test]
+fn a_large_two_member_group_settles_without_overflow() {
+    let topics = [TopicInfo::new("a", 100_000), TopicInfo::new("b", 1)];
+    let members = vec![
+        GroupMember::new("m1", &["a", "b"]),
+        GroupMember::new("m2", &["a"]),
+    ];
+    for plan in [
+        Sticky::default().assign(&members, &topics).unwrap(),
+        CooperativeSticky.assign(&members, &topics).unwrap(),
+    ] {
+        let mut sizes: Vec<usize> = plan
+            .to_map()
+            .values()
+            .map(|a| a.values().map(Vec::len).sum())
+            .collect();
+        sizes.sort_unstable();
+        assert_eq!(sizes, [50_000, 50_001]);
+    }
+}
