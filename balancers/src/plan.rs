@@ -9,7 +9,7 @@ use bytes::Bytes;
 use cohort_protocol::EncodeError;
 use cohort_protocol::StrBytes;
 use cohort_protocol::consumer_protocol::{
-    AssignedTopicPartitions, AssignmentWriter, ConsumerProtocolAssignment,
+    AssignedTopicPartitions, AssignmentWriter, ConsumerProtocolAssignment, TopicSlots,
 };
 use rustc_hash::FxHashMap;
 
@@ -26,10 +26,9 @@ pub struct TopicTable {
     /// stay in cache, where the names themselves lie scattered through the Metadata response.
     encoded_names: Vec<u8>,
     encoded_at: Vec<u32>,
-    /// The same, each in a 32-byte slot, and its length (0: longer than a slot), for
-    /// `AssignmentWriter::encoded_topic_slot`.
-    slots: Vec<[u8; 32]>,
-    slot_len: Vec<u8>,
+    /// The same in 32-byte slots, when every name fits one (the usual case), for
+    /// `AssignmentWriter::global_partitions`.
+    slots: Option<TopicSlots>,
     /// Mean topic name length, rounded up: sizes encoding buffers.
     name_len: usize,
     starts: Vec<u32>,
@@ -127,15 +126,12 @@ impl TopicTable {
             }
         }
         encoded_at.push(encoded_names.len() as u32);
-        let mut slots = vec![[0u8; 32]; names.len()];
-        let mut slot_len = vec![0u8; names.len()];
-        for (t, w) in encoded_at.windows(2).enumerate() {
-            let name = &encoded_names[w[0] as usize..w[1] as usize];
-            if let Some(head) = slots[t].get_mut(..name.len()) {
-                head.copy_from_slice(name);
-                slot_len[t] = name.len() as u8;
-            }
-        }
+        let slots = TopicSlots::new(
+            names
+                .iter()
+                .zip(starts.windows(2))
+                .map(|(n, w)| (n.as_str(), w[1] - w[0])),
+        );
         if u32::try_from(encoded_names.len()).is_err() {
             return Err(AssignError::TooLarge("topic names over 4 GiB".into()));
         }
@@ -144,7 +140,6 @@ impl TopicTable {
             encoded_names,
             encoded_at,
             slots,
-            slot_len,
             name_len,
             starts,
             lookup,
@@ -361,10 +356,32 @@ impl Plan {
     /// thousands of members made one per member (and the allocator's churn of them cost as
     /// much as the writing).
     pub fn encode_assignments(&self, version: i16) -> Result<Vec<Bytes>, EncodeError> {
-        let capacity = (0..self.members.len()).map(|i| self.encoded_bound(i)).sum();
+        self.encode_assignments_of(0..self.members.len(), version)
+    }
+
+    /// As [`Plan::encode_assignments`] for some of the members, in order: a leader writes a
+    /// large group's in parts on several threads.
+    pub fn encode_assignments_of(
+        &self,
+        members: std::ops::Range<usize>,
+        version: i16,
+    ) -> Result<Vec<Bytes>, EncodeError> {
+        let members = members.start.min(self.members.len())..members.end.min(self.members.len());
+        // The last member's writer zeroes room before cutting back to what it wrote
+        // (`TopicSlots::room`): reserved too, as growing the buffer would copy the group's.
+        let mine = &self.members[members.clone()];
+        let room = self.table.slots.as_ref().map_or(0, |s| {
+            let most = mine.iter().map(|m| m.partitions.len()).max();
+            s.room(most.unwrap_or(0))
+        });
+        let capacity = members
+            .clone()
+            .map(|i| self.encoded_bound(i))
+            .sum::<usize>()
+            + room;
         let mut buf = Vec::with_capacity(capacity);
-        let mut ends = Vec::with_capacity(self.members.len());
-        for (i, m) in self.members.iter().enumerate() {
+        let mut ends = Vec::with_capacity(mine.len());
+        for (i, m) in members.zip(mine) {
             let mut w = AssignmentWriter::append_to(buf, version)?;
             self.write_topics(&mut w, i)?;
             buf = w.finish_into(m.user_data.as_deref())?;
@@ -399,6 +416,9 @@ impl Plan {
     fn write_topics(&self, w: &mut AssignmentWriter, member: usize) -> Result<(), EncodeError> {
         let ps = &self.members[member].partitions;
         let starts = self.table.starts();
+        if let Some(slots) = &self.table.slots {
+            return w.global_partitions(slots, ps);
+        }
         let mut i = 0;
         let mut t = 0usize;
         while i < ps.len() {
@@ -408,14 +428,9 @@ impl Plan {
             let (start, end) = (starts[t], starts[t + 1]);
             let run = run_below(&ps[i..], end);
             let partitions = ps[i..i + run].iter().map(|&g| (g - start) as i32);
-            let len = self.table.slot_len[t];
-            if len > 0 {
-                w.encoded_topic_slot(&self.table.slots[t], len.into(), partitions)?;
-            } else {
-                match self.table.encoded_name(t) {
-                    Some(name) => w.encoded_topic(name, partitions)?,
-                    None => w.topic(self.table.name(t as u32), partitions)?,
-                }
+            match self.table.encoded_name(t) {
+                Some(name) => w.encoded_topic(name, partitions)?,
+                None => w.topic(self.table.name(t as u32), partitions)?,
             }
             i += run;
         }
@@ -507,15 +522,19 @@ mod tests {
         assert!(b.windows(5).any(|w| w == b"short"));
     }
 
-    /// Names that fit a 32-byte slot with their length and names that do not are written as
-    /// the message encoder writes them, side by side in one group.
+    /// Groups whose names all fit a 32-byte slot with their length (written from global
+    /// numbers) and groups with one that does not are written as the message encoder writes
+    /// them.
     #[test]
     fn names_in_and_beyond_a_slot_encode_as_the_message_does() {
+        for lens in [&[0, 1, 29, 30][..], &[1, 29, 30, 31, 32, 100]] {
+            same_as_the_message(lens);
+        }
+    }
+
+    fn same_as_the_message(lens: &[usize]) {
         use cohort_protocol::consumer_protocol::encode_assignment;
-        let names: Vec<String> = [1, 29, 30, 31, 32, 100]
-            .iter()
-            .map(|&n| "n".repeat(n))
-            .collect();
+        let names: Vec<String> = lens.iter().map(|&n| "n".repeat(n)).collect();
         let topics: Vec<TopicInfo> = names
             .iter()
             .map(|n| TopicInfo::new(n.as_str(), 3))

@@ -210,6 +210,56 @@ pub fn encode_assignment(
     encode_prefixed(a, version)
 }
 
+/// Bytes of a name slot in [`TopicSlots`].
+const SLOT: usize = 32;
+
+/// A group's topics for [`AssignmentWriter::global_partitions`]: each name encoded as a STRING
+/// in a 32-byte slot (a fixed-size copy, where copying a name of its own length is a call to
+/// `memmove`), and the topics' partitions numbered one after another across the group.
+#[derive(Debug, Clone)]
+pub struct TopicSlots {
+    slots: Vec<[u8; SLOT]>,
+    len: Vec<u8>,
+    starts: Vec<u32>,
+    longest: usize,
+}
+
+impl TopicSlots {
+    /// The topics in the order their partitions are numbered, each with its partition count;
+    /// `None` when a name does not fit a slot (30 bytes) or there are 2^32 partitions or more.
+    pub fn new<'n>(topics: impl IntoIterator<Item = (&'n str, u32)>) -> Option<Self> {
+        let (mut slots, mut len, mut starts) = (Vec::new(), Vec::new(), vec![0u32]);
+        let mut total = 0u32;
+        for (name, partitions) in topics {
+            let mut slot = [0u8; SLOT];
+            let n = u16::try_from(name.len()).ok()?;
+            slot.get_mut(2..2 + name.len())?
+                .copy_from_slice(name.as_bytes());
+            slot[..2].copy_from_slice(&n.to_be_bytes());
+            slots.push(slot);
+            len.push(2 + n as u8);
+            total = total.checked_add(partitions)?;
+            starts.push(total);
+        }
+        let longest = len.iter().copied().max().map_or(0, usize::from);
+        Some(Self {
+            slots,
+            len,
+            starts,
+            longest,
+        })
+    }
+
+    /// Bytes [`AssignmentWriter::global_partitions`] zeroes past the buffer's end for an
+    /// assignment of `partitions` before cutting back to what it wrote: a caller writing many
+    /// assignments into one buffer reserves this beyond the last (growing would copy them all).
+    pub fn room(&self, partitions: usize) -> usize {
+        partitions
+            .saturating_mul(self.longest + 8)
+            .saturating_add(SLOT)
+    }
+}
+
 /// Encodes an assignment straight from its parts, topic by topic, without building a
 /// [`ConsumerProtocolAssignment`]: a group leader encodes every member's share of a million
 /// partitions, and the message's intermediate vectors (one per topic per member) cost more than
@@ -278,21 +328,78 @@ impl AssignmentWriter {
         self.partitions(partitions)
     }
 
-    /// As [`AssignmentWriter::encoded_topic`], with the encoded name in the first `len` bytes
-    /// of a 32-byte slot (`len` at most 32). The slot is copied whole, one fixed-size move, and
-    /// the buffer cut back to the name: copying a name of its own length is a call to
-    /// `memmove`, and a leader of 2,000 members writes a million topic entries.
-    #[inline]
-    pub fn encoded_topic_slot(
+    /// Appends a whole assignment given as global partition numbers of `topics` (ascending):
+    /// what [`AssignmentWriter::encoded_topic`] gives for each run of one topic's partitions.
+    ///
+    /// A group leader numbers partitions this way and writes 2,000 members' million topic
+    /// entries: here they go through a slice of zeroed room with the write position in a
+    /// register, where bytes written through a `Vec`'s own pointer could alias its length as
+    /// far as the compiler knows, which it then reloads and stores around every field.
+    pub fn global_partitions(
         &mut self,
-        slot: &[u8; 32],
-        len: usize,
-        partitions: impl ExactSizeIterator<Item = i32>,
+        topics: &TopicSlots,
+        global: &[u32],
     ) -> Result<(), EncodeError> {
-        let at = self.buf.len();
-        self.buf.extend_from_slice(slot);
-        self.buf.truncate(at + len.min(slot.len()));
-        self.partitions(partitions)
+        let TopicSlots {
+            slots, len, starts, ..
+        } = topics;
+        if global.len() > i32::MAX as usize {
+            return Err(EncodeError::TooLong {
+                what: "array",
+                length: global.len(),
+            });
+        }
+        let base = self.buf.len();
+        // Each run costs its name, its count and four bytes a partition, at most the longest
+        // name and eight bytes a partition; and the last name slot is copied whole (32 bytes)
+        // before the position moves past the name only.
+        self.buf.resize(base + topics.room(global.len()), 0);
+        let out = &mut self.buf[base..];
+        let (mut at, mut i, mut t, mut count) = (0, 0, 0, self.topics);
+        while let Some(&g) = global.get(i) {
+            while t + 1 < slots.len() && starts[t + 1] <= g {
+                t += 1;
+            }
+            let (Some(&start), Some(&end)) = (starts.get(t), starts.get(t + 1)) else {
+                break;
+            };
+            if g < start || g >= end {
+                break;
+            }
+            out[at..at + SLOT].copy_from_slice(&slots[t]);
+            at += usize::from(len[t]);
+            if global.get(i + 1).is_none_or(|&n| n >= end || n <= g) {
+                // One partition of this topic, as most members of a large group hold: its
+                // count (1) and number in one store.
+                out[at..at + 8].copy_from_slice(&(1 << 32 | u64::from(g - start)).to_be_bytes());
+                at += 8;
+                count += 1;
+                i += 1;
+                continue;
+            }
+            // Ascending: a number below the last ends the run, and the next one fails.
+            let mut j = i + 1;
+            while j < global.len() && global[j] < end && global[j] > global[j - 1] {
+                j += 1;
+            }
+            out[at..at + 4].copy_from_slice(&((j - i) as i32).to_be_bytes());
+            at += 4;
+            for &p in &global[i..j] {
+                out[at..at + 4].copy_from_slice(&(p - start).to_be_bytes());
+                at += 4;
+            }
+            count += 1;
+            i = j;
+        }
+        if i < global.len() {
+            self.buf.truncate(base);
+            return Err(EncodeError::Inconsistent {
+                what: "global partition numbers",
+            });
+        }
+        self.topics = count;
+        self.buf.truncate(base + at);
+        Ok(())
     }
 
     #[inline]
@@ -471,12 +578,71 @@ mod tests {
         assert_eq!(&buf[7..], &expected[..]);
         let mut w = AssignmentWriter::append_to(buf, 1).unwrap();
         w.encoded_topic(b"\0\x01t", [0, 2].into_iter()).unwrap();
-        let mut slot = [0u8; 32];
-        slot[..3].copy_from_slice(b"\0\x01u");
-        w.encoded_topic_slot(&slot, 3, [70_000].into_iter())
-            .unwrap();
+        w.encoded_topic(b"\0\x01u", [70_000].into_iter()).unwrap();
         assert_eq!(w.finish(Some(b"u")).unwrap(), expected);
         assert!(AssignmentWriter::append_to(Vec::new(), 4).is_err());
+        // The same from global partition numbers ("t" numbers 0 to 2, "u" from 3).
+        let slots = TopicSlots::new([("t", 3), ("u", 80_000)]).unwrap();
+        let mut w = AssignmentWriter::append_to(b"earlier".to_vec(), 1).unwrap();
+        w.global_partitions(&slots, &[0, 2, 70_003]).unwrap();
+        let buf = w.finish_into(Some(b"u")).unwrap();
+        assert_eq!(&buf[7..], &expected[..]);
+    }
+
+    proptest::proptest! {
+        /// Written from global numbers as topic by topic, for any names a slot holds (empty to
+        /// 30 bytes), any runs (one partition or many) and after another assignment.
+        #[test]
+        fn global_partitions_write_what_topic_by_topic_writes(
+            topics in proptest::collection::vec((0usize..=30, 1u32..6), 1..8),
+            picks in proptest::collection::vec(proptest::bool::ANY, 0..48),
+            earlier in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+        ) {
+            let names: Vec<String> =
+                topics.iter().enumerate().map(|(i, &(n, _))| format!("{i}").repeat(n)).collect();
+            let slots = TopicSlots::new(names.iter().map(String::as_str).zip(topics.iter().map(|t| t.1)))
+                .unwrap();
+            let total: u32 = topics.iter().map(|t| t.1).sum();
+            let global: Vec<u32> = (0..total).filter(|&g| picks.get(g as usize) == Some(&true)).collect();
+            let mut w = AssignmentWriter::append_to(earlier.clone(), 3).unwrap();
+            w.global_partitions(&slots, &global).unwrap();
+            let got = w.finish_into(None).unwrap();
+            let mut w = AssignmentWriter::append_to(earlier.clone(), 3).unwrap();
+            let mut start = 0;
+            for (name, &(_, n)) in names.iter().zip(&topics) {
+                let mine: Vec<i32> = global
+                    .iter()
+                    .filter(|&&g| (start..start + n).contains(&g))
+                    .map(|&g| (g - start) as i32)
+                    .collect();
+                if !mine.is_empty() {
+                    w.topic(name, mine.into_iter()).unwrap();
+                }
+                start += n;
+            }
+            proptest::prop_assert_eq!(got, w.finish_into(None).unwrap());
+        }
+    }
+
+    /// Numbers out of order or past the last topic are an error that leaves the buffer as it
+    /// was, and names a slot cannot hold give no slots.
+    #[test]
+    fn global_partitions_reject_what_they_cannot_write() {
+        let slots = TopicSlots::new([("t", 3), ("u", 2)]).unwrap();
+        for bad in [&[3, 1][..], &[5], &[0, 7]] {
+            let mut w = AssignmentWriter::append_to(b"x".to_vec(), 0).unwrap();
+            assert!(matches!(
+                w.global_partitions(&slots, bad),
+                Err(EncodeError::Inconsistent { .. })
+            ));
+            assert_eq!(
+                w.finish_into(None).unwrap(),
+                b"x\0\0\0\0\0\0\xff\xff\xff\xff"
+            );
+        }
+        assert!(TopicSlots::new([("t".repeat(30).as_str(), 1)]).is_some());
+        assert!(TopicSlots::new([("t".repeat(31).as_str(), 1)]).is_none());
+        assert!(TopicSlots::new([("t", u32::MAX), ("u", 1)]).is_none());
     }
 
     /// One member's metadata for the decoder comparison: a topic list from a small pool (so

@@ -168,6 +168,12 @@ pub enum EncodeError {
         /// Its length.
         length: usize,
     },
+    /// The input breaks an encoder's documented precondition.
+    #[error("inconsistent {what}")]
+    Inconsistent {
+        /// What disagrees.
+        what: &'static str,
+    },
     /// Compression failed.
     #[error("{codec} compression failed: {reason}")]
     Compression {

@@ -5,12 +5,14 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use bytes::Bytes;
-use cohort_balancers::{Balancer, GroupMember, MemberState as BalancerMemberState, TopicInfo};
+use cohort_balancers::{
+    Balancer, GroupMember, MemberState as BalancerMemberState, Plan, TopicInfo,
+};
 use cohort_protocol::consumer_protocol::{
     ConsumerProtocolSubscription, OwnedTopicPartitions, SubscriptionDecoder,
 };
 use cohort_protocol::messages::{JoinGroupResponse, sync_group_request};
-use cohort_protocol::{ErrorCode, StrBytes};
+use cohort_protocol::{EncodeError, ErrorCode, StrBytes};
 
 use super::Member;
 use super::state::State;
@@ -231,6 +233,62 @@ fn drop_members(mut members: Vec<GroupMember>, chunk: usize) {
     });
 }
 
+/// Assignments of this many partitions or more are encoded on several threads.
+const PARALLEL_ENCODE_PARTITIONS: usize = 1 << 16;
+
+/// Encodes every member's assignment for SyncGroup, a large group's (2,000 members of a million
+/// partitions write 21 MB) in parts of about equal partitions on the machine's cores, as
+/// [`decode_members`] decodes: every member waits for the leader's SyncGroup meanwhile.
+fn encode_assignments(plan: &Plan) -> Result<Vec<Bytes>, EncodeError> {
+    let n = plan.members.len();
+    let total: usize = plan.members.iter().map(|m| m.partitions.len()).sum();
+    let threads = if total < PARALLEL_ENCODE_PARTITIONS {
+        1
+    } else {
+        cores().min(n)
+    };
+    if threads <= 1 {
+        return plan.encode_assignments(3);
+    }
+    // Cut where the running count of partitions passes each thread's share.
+    let mut cuts = vec![0];
+    let mut seen = 0;
+    for (i, m) in plan.members.iter().enumerate() {
+        seen += m.partitions.len();
+        if seen * threads >= total * cuts.len() && cuts.len() < threads && i + 1 < n {
+            cuts.push(i + 1);
+        }
+    }
+    cuts.push(n);
+    let parts: Vec<_> = cuts.windows(2).map(|w| w[0]..w[1]).collect();
+    let Some((first, rest)) = parts.split_first() else {
+        return plan.encode_assignments(3);
+    };
+    std::thread::scope(|scope| {
+        // A thread that cannot be started leaves its part to this one.
+        let spawned: Vec<_> = rest
+            .iter()
+            .map(|part| {
+                std::thread::Builder::new()
+                    .name("cohort-encode".into())
+                    .spawn_scoped(scope, || plan.encode_assignments_of(part.clone(), 3))
+                    .map_err(|_| part.clone())
+            })
+            .collect();
+        let mut all = plan.encode_assignments_of(first.clone(), 3)?;
+        all.reserve(n - all.len());
+        for s in spawned {
+            match s.map(|h| h.join()) {
+                Ok(Ok(part)) => all.extend(part?),
+                // Encoding does not panic; were it to, the panic goes on as here.
+                Ok(Err(panic)) => std::panic::resume_unwind(panic),
+                Err(part) => all.extend(plan.encode_assignments_of(part, 3)?),
+            }
+        }
+        Ok(all)
+    })
+}
+
 /// Decodes every member's JoinGroup metadata (an unreadable one subscribes to nothing, with a
 /// warning). A large group's subscriptions (2,000 members of 500 topics each are 14 MB, and
 /// 2 M topic names and owned-partition lists to decode) are split over the machine's cores:
@@ -345,7 +403,7 @@ pub fn lead_decoded(
         .members
         .iter()
         .map(|m| m.member_id.clone())
-        .zip(plan.encode_assignments(3).map_err(Error::Encode)?)
+        .zip(encode_assignments(&plan).map_err(Error::Encode)?)
         .collect();
     Ok(Led {
         plan,
@@ -410,5 +468,41 @@ mod tests {
         // The same group decoded small (one thread) reads the same.
         let small = decode_members(&group[..10]);
         assert_eq!(small.members[..], d.members[..10]);
+    }
+
+    /// A group large enough to be encoded in parts gives every member what one pass gives it,
+    /// in member order, with members of very different shares (the parts are cut by
+    /// partitions, not members) and some with none.
+    #[test]
+    fn a_large_group_encodes_in_parts_as_in_one() {
+        let topics: Vec<TopicInfo> = (0..40)
+            .map(|t| TopicInfo::new(format!("topic-{t}").as_str(), 2_000))
+            .collect();
+        let names: Vec<String> = topics.iter().map(|t| t.name.to_string()).collect();
+        let members: Vec<GroupMember> = (0..301)
+            .map(|i| {
+                let mine: Vec<&str> = match i % 3 {
+                    0 => names.iter().map(String::as_str).collect(),
+                    1 => vec![names[i % 40].as_str()],
+                    _ => vec!["not-a-topic"],
+                };
+                GroupMember::new(format!("m{i:03}").as_str(), &mine)
+            })
+            .collect();
+        let plan = cohort_balancers::RoundRobin
+            .assign(&members, &topics)
+            .unwrap();
+        let total: usize = plan.members.iter().map(|m| m.partitions.len()).sum();
+        assert!(total >= PARALLEL_ENCODE_PARTITIONS, "{total} partitions");
+        let parts = encode_assignments(&plan).unwrap();
+        assert_eq!(parts, plan.encode_assignments(3).unwrap());
+        for (i, bytes) in parts.iter().enumerate() {
+            assert_eq!(
+                *bytes,
+                cohort_protocol::consumer_protocol::encode_assignment(&plan.to_assignment(i), 3)
+                    .unwrap(),
+                "member {i}"
+            );
+        }
     }
 }
