@@ -405,6 +405,7 @@ pub(crate) fn balance(
         }
         before.clear();
         before.resize(rounds, 0);
+        let mut local = [0u32; 32];
         // Rounds per tile: about 32,768 partitions.
         let per_tile = (32_768 / active.len()).max(1);
         let topics = &classes[c];
@@ -440,18 +441,30 @@ pub(crate) fn balance(
                     ti += 1;
                 }
             }
+            // A member's partitions of this tile go through a local array, appended to its
+            // vector a chunk at a time: pushed one at a time, the vector's length was
+            // reloaded and stored around every partition (a written `u32` could alias it, as
+            // far as the compiler knows), at every member of the group in turn.
+            let (tile, start) = (&tile[..], &start[..]);
+            let before = &mut before[..];
             for &(i, room) in &active {
-                if room <= r0 {
-                    continue;
-                }
                 let out = &mut assigned[i as usize];
-                for r in r0..r1.min(room) {
-                    // Short of partitions (the class plan and the targets disagree), the last
-                    // round ends early: the safety net below gives out what is left.
-                    if let Some(&p) = tile.get(start[r] + before[r] as usize - start[r0]) {
-                        out.push(p);
+                let mut r = r0;
+                let end = r1.min(room);
+                while r < end {
+                    let stop = end.min(r + local.len());
+                    let mut n = 0;
+                    for r in r..stop {
+                        // Short of partitions (the class plan and the targets disagree), the
+                        // last round ends early: the safety net below gives out what is left.
+                        if let Some(&p) = tile.get(start[r] + before[r] as usize - start[r0]) {
+                            local[n] = p;
+                            n += 1;
+                        }
+                        before[r] += 1;
                     }
-                    before[r] += 1;
+                    out.extend_from_slice(&local[..n]);
+                    r = stop;
                 }
             }
             r0 = r1;
