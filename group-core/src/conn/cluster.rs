@@ -247,7 +247,8 @@ impl Cluster {
     /// in a few round trips). Taken rather than shared: the broker answers a connection's
     /// requests in order, so a JoinGroup held in the coordinator's purgatory would hold up
     /// the metadata requests behind it (the reason the coordinator has a connection of its
-    /// own, as in Java's `ConsumerNetworkClient`). Later requests to any broker go to the
+    /// own, as in Java's `AbstractCoordinator`, which gives the coordinator the node id
+    /// `Integer.MAX_VALUE - id` for that). Later requests to any broker go to the
     /// brokers the metadata named, or open a new bootstrap connection.
     fn take_bootstrap(&self, addr: &str) -> Option<Arc<Connection>> {
         let cfg = &self.inner.config;
