@@ -20,14 +20,11 @@ use crate::{AssignError, GroupMember, TopicInfo};
 #[derive(Debug, Clone)]
 pub struct TopicTable {
     names: Vec<StrBytes>,
-    /// Every name as the consumer protocol writes it (i16 length, bytes), back to back, and
-    /// where each starts (one more entry than names); a name too long for an i16 length has an
-    /// empty span. Encoding 2,000 assignments reads every name 2,000 times: from here they
-    /// stay in cache, where the names themselves lie scattered through the Metadata response.
-    encoded_names: Vec<u8>,
-    encoded_at: Vec<u32>,
-    /// The same in 32-byte slots, when every name fits one (the usual case), for
-    /// `AssignmentWriter::global_partitions`.
+    /// Every name as the consumer protocol writes it, for `AssignmentWriter::global_partitions`
+    /// (`None` when a name is longer than a Kafka topic's can be, or partitions too many to
+    /// number: encoding then goes name by name). Encoding 2,000 assignments reads every name
+    /// 2,000 times: from here they stay in cache, where the names themselves lie scattered
+    /// through the Metadata response.
     slots: Option<TopicSlots>,
     /// Mean topic name length, rounded up: sizes encoding buffers.
     name_len: usize,
@@ -116,29 +113,14 @@ impl TopicTable {
             .map(|n| n.len())
             .sum::<usize>()
             .div_ceil(names.len().max(1));
-        let mut encoded_names = Vec::with_capacity(names.len() * (2 + name_len));
-        let mut encoded_at = Vec::with_capacity(names.len() + 1);
-        for n in &names {
-            encoded_at.push(encoded_names.len() as u32);
-            if let Ok(len) = i16::try_from(n.len()) {
-                encoded_names.extend_from_slice(&len.to_be_bytes());
-                encoded_names.extend_from_slice(n.as_bytes());
-            }
-        }
-        encoded_at.push(encoded_names.len() as u32);
         let slots = TopicSlots::new(
             names
                 .iter()
                 .zip(starts.windows(2))
                 .map(|(n, w)| (n.as_str(), w[1] - w[0])),
         );
-        if u32::try_from(encoded_names.len()).is_err() {
-            return Err(AssignError::TooLarge("topic names over 4 GiB".into()));
-        }
         Ok(Self {
             names,
-            encoded_names,
-            encoded_at,
             slots,
             name_len,
             starts,
@@ -165,13 +147,6 @@ impl TopicTable {
     /// Name of topic `t`.
     pub fn name(&self, t: u32) -> &StrBytes {
         &self.names[t as usize]
-    }
-
-    /// Name of topic `t` as the consumer protocol writes it; `None` when too long for it.
-    fn encoded_name(&self, t: usize) -> Option<&[u8]> {
-        let span =
-            &self.encoded_names[self.encoded_at[t] as usize..self.encoded_at[t + 1] as usize];
-        (!span.is_empty()).then_some(span)
     }
 
     /// Index of a topic by name.
@@ -428,10 +403,7 @@ impl Plan {
             let (start, end) = (starts[t], starts[t + 1]);
             let run = run_below(&ps[i..], end);
             let partitions = ps[i..i + run].iter().map(|&g| (g - start) as i32);
-            match self.table.encoded_name(t) {
-                Some(name) => w.encoded_topic(name, partitions)?,
-                None => w.topic(self.table.name(t as u32), partitions)?,
-            }
+            w.topic(self.table.name(t as u32), partitions)?;
             i += run;
         }
         Ok(())
@@ -522,12 +494,16 @@ mod tests {
         assert!(b.windows(5).any(|w| w == b"short"));
     }
 
-    /// Groups whose names all fit a 32-byte slot with their length (written from global
-    /// numbers) and groups with one that does not are written as the message encoder writes
-    /// them.
+    /// Groups whose names all fit a 32-byte slot with their length, groups with longer ones
+    /// up to Kafka's longest (both written from global numbers) and groups with a name Kafka
+    /// would refuse (name by name) are written as the message encoder writes them.
     #[test]
     fn names_in_and_beyond_a_slot_encode_as_the_message_does() {
-        for lens in [&[0, 1, 29, 30][..], &[1, 29, 30, 31, 32, 100]] {
+        for lens in [
+            &[0, 1, 29, 30][..],
+            &[1, 29, 30, 31, 32, 100, 249],
+            &[3, 250],
+        ] {
             same_as_the_message(lens);
         }
     }

@@ -213,12 +213,22 @@ pub fn encode_assignment(
 /// Bytes of a name slot in [`TopicSlots`].
 const SLOT: usize = 32;
 
+/// The longest topic name Kafka allows (`org.apache.kafka.common.internals.Topic`'s
+/// `MAX_NAME_LENGTH`).
+const TOPIC_NAME_MAX: usize = 249;
+
 /// A group's topics for [`AssignmentWriter::global_partitions`]: each name encoded as a STRING
-/// in a 32-byte slot (a fixed-size copy, where copying a name of its own length is a call to
-/// `memmove`), and the topics' partitions numbered one after another across the group.
+/// in 32-byte slots, one or (over 30 bytes) several in a row, copied whole (a fixed-size copy,
+/// where copying a name of its own length is a call to `memmove`); and the topics' partitions
+/// numbered one after another across the group.
 #[derive(Debug, Clone)]
 pub struct TopicSlots {
+    /// Each name's first slot.
     slots: Vec<[u8; SLOT]>,
+    /// The slots after the first of names over 30 bytes, and where each name's are in it.
+    rest: Vec<[u8; SLOT]>,
+    rest_at: Vec<u32>,
+    /// Each name's encoded length (its two-byte length and its bytes).
     len: Vec<u8>,
     starts: Vec<u32>,
     longest: usize,
@@ -226,24 +236,34 @@ pub struct TopicSlots {
 
 impl TopicSlots {
     /// The topics in the order their partitions are numbered, each with its partition count;
-    /// `None` when a name does not fit a slot (30 bytes) or there are 2^32 partitions or more.
+    /// `None` when a name is longer than a Kafka topic's can be (249 bytes) or there are 2^32
+    /// partitions or more.
     pub fn new<'n>(topics: impl IntoIterator<Item = (&'n str, u32)>) -> Option<Self> {
         let (mut slots, mut len, mut starts) = (Vec::new(), Vec::new(), vec![0u32]);
+        let (mut rest, mut rest_at) = (Vec::new(), Vec::new());
         let mut total = 0u32;
         for (name, partitions) in topics {
-            let mut slot = [0u8; SLOT];
-            let n = u16::try_from(name.len()).ok()?;
-            slot.get_mut(2..2 + name.len())?
-                .copy_from_slice(name.as_bytes());
-            slot[..2].copy_from_slice(&n.to_be_bytes());
-            slots.push(slot);
-            len.push(2 + n as u8);
+            if name.len() > TOPIC_NAME_MAX {
+                return None;
+            }
+            let mut encoded = [0u8; TOPIC_NAME_MAX + 2 + SLOT];
+            encoded[..2].copy_from_slice(&(name.len() as u16).to_be_bytes());
+            encoded[2..2 + name.len()].copy_from_slice(name.as_bytes());
+            let mut chunks = encoded.chunks_exact(SLOT).map(<[u8; SLOT]>::try_from);
+            slots.push(chunks.next()?.ok()?);
+            rest_at.push(u32::try_from(rest.len()).ok()?);
+            for chunk in chunks.take((2 + name.len()).div_ceil(SLOT) - 1) {
+                rest.push(chunk.ok()?);
+            }
+            len.push(2 + name.len() as u8);
             total = total.checked_add(partitions)?;
             starts.push(total);
         }
         let longest = len.iter().copied().max().map_or(0, usize::from);
         Some(Self {
             slots,
+            rest,
+            rest_at,
             len,
             starts,
             longest,
@@ -341,7 +361,12 @@ impl AssignmentWriter {
         global: &[u32],
     ) -> Result<(), EncodeError> {
         let TopicSlots {
-            slots, len, starts, ..
+            slots,
+            rest,
+            rest_at,
+            len,
+            starts,
+            ..
         } = topics;
         if global.len() > i32::MAX as usize {
             return Err(EncodeError::TooLong {
@@ -351,8 +376,8 @@ impl AssignmentWriter {
         }
         let base = self.buf.len();
         // Each run costs its name, its count and four bytes a partition, at most the longest
-        // name and eight bytes a partition; and the last name slot is copied whole (32 bytes)
-        // before the position moves past the name only.
+        // name and eight bytes a partition; and a name's last slot is copied whole (up to 31
+        // bytes past the name) before the position moves past the name only.
         self.buf.resize(base + topics.room(global.len()), 0);
         let out = &mut self.buf[base..];
         let (mut at, mut i, mut t, mut count) = (0, 0, 0, self.topics);
@@ -366,8 +391,15 @@ impl AssignmentWriter {
             if g < start || g >= end {
                 break;
             }
+            let n = usize::from(len[t]);
             out[at..at + SLOT].copy_from_slice(&slots[t]);
-            at += usize::from(len[t]);
+            if n > SLOT {
+                let more = &rest[rest_at[t] as usize..][..n.div_ceil(SLOT) - 1];
+                for (k, slot) in more.iter().enumerate() {
+                    out[at + (k + 1) * SLOT..at + (k + 2) * SLOT].copy_from_slice(slot);
+                }
+            }
+            at += n;
             if global.get(i + 1).is_none_or(|&n| n >= end || n <= g) {
                 // One partition of this topic, as most members of a large group hold: its
                 // count (1) and number in one store.
@@ -590,11 +622,15 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Written from global numbers as topic by topic, for any names a slot holds (empty to
-        /// 30 bytes), any runs (one partition or many) and after another assignment.
+        /// Written from global numbers as topic by topic, for any names (in a slot, empty to
+        /// 30 bytes, or several, up to Kafka's longest, mixed), any runs (one partition or many) and after another
+        /// assignment.
         #[test]
         fn global_partitions_write_what_topic_by_topic_writes(
-            topics in proptest::collection::vec((0usize..=30, 1u32..6), 1..8),
+            topics in proptest::collection::vec(
+                (proptest::prop_oneof![3 => 0usize..=40, 1 => 41usize..=249], 1u32..6),
+                1..8,
+            ),
             picks in proptest::collection::vec(proptest::bool::ANY, 0..48),
             earlier in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
         ) {
@@ -625,7 +661,7 @@ mod tests {
     }
 
     /// Numbers out of order or past the last topic are an error that leaves the buffer as it
-    /// was, and names a slot cannot hold give no slots.
+    /// was, and names longer than Kafka allows give no slots.
     #[test]
     fn global_partitions_reject_what_they_cannot_write() {
         let slots = TopicSlots::new([("t", 3), ("u", 2)]).unwrap();
@@ -640,8 +676,8 @@ mod tests {
                 b"x\0\0\0\0\0\0\xff\xff\xff\xff"
             );
         }
-        assert!(TopicSlots::new([("t".repeat(30).as_str(), 1)]).is_some());
-        assert!(TopicSlots::new([("t".repeat(31).as_str(), 1)]).is_none());
+        assert!(TopicSlots::new([("t".repeat(249).as_str(), 1)]).is_some());
+        assert!(TopicSlots::new([("t".repeat(250).as_str(), 1)]).is_none());
         assert!(TopicSlots::new([("t", u32::MAX), ("u", 1)]).is_none());
     }
 
