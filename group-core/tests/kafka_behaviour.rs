@@ -1,8 +1,9 @@
 //! Group behaviours that only a faithful broker shows, on Apache Kafka: static membership
 //! (KIP-345: a restart without a rebalance, fencing of a duplicate instance), the coordinator's
 //! protocol vote, `OffsetReset::Latest`, the offset-out-of-range hook after DeleteRecords, the
-//! coordinator handing a stalled member's partitions to the others (KIP-62), and records and
-//! commits that survive a broker restart. Tansu departs from Kafka in each (docs/DESIGN.md,
+//! coordinator handing a stalled member's partitions to the others (KIP-62), records and
+//! commits that survive a broker restart, and a commit of the current leader epoch fetched from
+//! without an OffsetForLeaderEpoch check. Tansu departs from Kafka in each (docs/DESIGN.md,
 //! "The broker"), so with `COHORT_BROKER_KIND=tansu` these tests say "not run" and return.
 #![allow(
     clippy::disallowed_methods,
@@ -413,4 +414,90 @@ async fn records_and_committed_offsets_survive_a_broker_restart() {
         seen.values().is_disjoint(&before),
         "the group resumed below its committed offsets"
     );
+}
+
+/// Counts the requests a consumer sends, by API, on its way to the broker.
+#[derive(Default)]
+struct CountingDialer {
+    sent: Arc<Mutex<std::collections::BTreeMap<i16, usize>>>,
+}
+
+#[async_trait::async_trait]
+impl cohort::Dialer for CountingDialer {
+    async fn dial(&self, addr: &str) -> std::io::Result<cohort::BoxedStream> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let broker = cohort::TcpDialer::default().dial(addr).await?;
+        let (client_side, ours) = tokio::io::duplex(1 << 20);
+        let (mut from_client, mut to_client) = tokio::io::split(ours);
+        let (mut from_broker, mut to_broker) = tokio::io::split(broker);
+        let sent = Arc::clone(&self.sent);
+        tokio::spawn(async move {
+            loop {
+                let Ok(size) = from_client.read_i32().await else {
+                    return;
+                };
+                let mut frame = vec![0u8; size.max(0) as usize];
+                if from_client.read_exact(&mut frame).await.is_err() || frame.len() < 2 {
+                    return;
+                }
+                let api = i16::from_be_bytes([frame[0], frame[1]]);
+                *sent.lock().unwrap().entry(api).or_default() += 1;
+                if to_broker.write_i32(size).await.is_err()
+                    || to_broker.write_all(&frame).await.is_err()
+                {
+                    return;
+                }
+            }
+        });
+        tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut from_broker, &mut to_client).await;
+        });
+        Ok(Box::new(client_side))
+    }
+}
+
+/// A member that starts from an offset committed in the partition's current leader epoch
+/// fetches at once: the leader cannot have truncated its own log in its epoch, so the
+/// OffsetForLeaderEpoch check Java's consumer sends first could only say "valid" (a position
+/// from an earlier epoch is still checked: `tests/truncation.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_commit_of_the_current_leader_epoch_is_fetched_from_without_a_check() {
+    use cohort::protocol::ApiKey;
+    let Some(broker) = kafka("no check in the current epoch") else {
+        return;
+    };
+    let (topic, group) = (unique_name("epoch"), unique_name("g"));
+    let p = common::topic(broker, &topic, 1).await;
+    let first = produce(&p, &topic, 1, 5, "first").await;
+    let a = Running::start(group_config(
+        broker.bootstrap(),
+        &group,
+        &[&topic],
+        Box::new(Range),
+    ))
+    .await;
+    wait_for(Duration::from_secs(30), "a consumes", || {
+        a.snapshot().values() == first
+    })
+    .await;
+    // Closing commits what a processed, with the leader epoch of its last record.
+    a.stop(Stop::Close).await;
+    let second = produce(&p, &topic, 1, 3, "second").await;
+    let counting = CountingDialer::default();
+    let sent = Arc::clone(&counting.sent);
+    let mut cfg = group_config(broker.bootstrap(), &group, &[&topic], Box::new(Range));
+    cfg.client.dialer = Arc::new(counting);
+    let b = Running::start(cfg).await;
+    wait_for(Duration::from_secs(30), "b consumes what a left", || {
+        b.snapshot().values() == second
+    })
+    .await;
+    b.stop(Stop::Close).await;
+    let sent = sent.lock().unwrap().clone();
+    let count = |api: ApiKey| sent.get(&api.as_i16()).copied().unwrap_or(0);
+    assert!(
+        count(ApiKey::OffsetFetch) >= 1 && count(ApiKey::Fetch) >= 1,
+        "the dialer saw the consumer's requests: {sent:?}"
+    );
+    assert_eq!(count(ApiKey::OffsetForLeaderEpoch), 0, "{sent:?}");
 }

@@ -681,6 +681,15 @@ struct Check {
 /// This leader's partitions whose position was not checked since the metadata's leader epoch
 /// changed. A position with no known epoch (a seek, a reset, a committed offset without one)
 /// cannot be checked and is taken as it is, as Java's consumer does.
+///
+/// Nor is a position whose epoch is the leader's current one (or newer than the metadata
+/// knows): a leader never truncates its own log during its epoch, only a new leader's log can
+/// end that epoch earlier (KIP-320), so the answer could only be "valid". Java's
+/// `SubscriptionState` asks whenever both epochs are known, which puts an OffsetForLeaderEpoch
+/// round trip before the first fetch of every partition a member starts from a committed
+/// offset, after every rebalance and restart. Metadata older than the leader shows at the
+/// fetch, which carries the epoch it knows (FENCED_LEADER_EPOCH, then the check with the new
+/// epoch).
 fn unvalidated(inner: &Inner, leader: i32) -> Vec<Check> {
     let mut st = inner.lock();
     let mut checks = Vec::new();
@@ -698,14 +707,14 @@ fn unvalidated(inner: &Inner, leader: i32) -> Vec<Check> {
             continue;
         }
         match p.epochs.before(p.tracker.fetch_offset) {
-            Some(position_epoch) => checks.push(Check {
+            Some(position_epoch) if position_epoch < current => checks.push(Check {
                 tp: tp.clone(),
                 epoch: p.epoch,
                 fetch_offset: p.tracker.fetch_offset,
                 position_epoch,
                 current,
             }),
-            None => p.validated = Some(current),
+            _ => p.validated = Some(current),
         }
     }
     checks

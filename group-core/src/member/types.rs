@@ -177,8 +177,9 @@ pub struct CommitOffset {
     /// The offset of the next record to consume.
     pub offset: i64,
     /// The leader epoch of the last record consumed before `offset` (KIP-320): a member that
-    /// starts from this offset later asks the partition's leader whether its log still holds
-    /// that epoch up to here, and so detects a log truncated by an unclean leader election.
+    /// starts from this offset once the partition's leader epoch has moved past it asks the
+    /// leader whether its log still holds that epoch up to here, and so detects a log
+    /// truncated by an unclean leader election.
     /// `None` when unknown; the consumer fills it in for the partitions it fetched.
     pub leader_epoch: Option<i32>,
     /// Free text stored with the offset (Java's `OffsetAndMetadata.metadata()`); empty for
