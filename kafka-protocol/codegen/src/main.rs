@@ -66,7 +66,12 @@ const DATA: &[&str] = &[
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let mut check = false;
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // `cargo run` names the package's directory at run time: the one compiled in is where
+    // the binary was built, which a target directory shared between checkouts (CI's clean
+    // clone and a working tree) can leave pointing at the other checkout.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    let root = manifest_dir.join("../..");
     let mut chosen: Option<Source> = None;
     let mut out = root.join("kafka-protocol/src/generated");
     while let Some(a) = args.next() {
