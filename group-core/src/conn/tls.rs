@@ -79,6 +79,12 @@ impl TlsDialer {
     /// TLS over `inner`'s connections. Reads the files now: a missing or malformed one is an
     /// [`Error::Config`] naming it.
     pub fn wrap(inner: Arc<dyn Dialer>, cfg: &TlsConfig) -> Result<Self, Error> {
+        // rustls 0.23.48 deprecates its ring provider (it has no post-quantum key exchange,
+        // aws-lc-rs has); cohort keeps ring on purpose: no C build (the workspace Cargo.toml).
+        #[allow(
+            deprecated,
+            reason = "ring on purpose; deprecated only from rustls 0.23.48 (the fuzz lock has it)"
+        )]
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
