@@ -822,7 +822,10 @@ fn plans_from_maps_are_checked_against_subscriptions() {
 /// 3390): Java's `StickyAssignor` moves nothing here. Members under the base share are filled
 /// with rack-matched partitions before one that may take an extra: the member on rack r1 that
 /// kept partition 6 took partition 0 before the empty member on r1 could, and gave up partition
-/// 3 (no replica racks, so not matched) to stay within its share.
+/// 3 (no replica racks, so not matched) to stay within its share. Nothing moves now; and of
+/// the extra partitions of the uneven split, one goes to the member without a rack, which holds
+/// partition 5 (no replica racks) without a mismatch where Java gives it to a member with a rack
+/// (KIP-881: locality before stickiness, and no partition moves for it here).
 #[test]
 fn rack_matched_partitions_fill_members_below_their_share_first() {
     use cohort_protocol::consumer_protocol::StickyUserData;
@@ -870,7 +873,7 @@ fn rack_matched_partitions_fill_members_below_their_share_first() {
         .unwrap()
         .to_map();
     assert_eq!(plan["consumer-491-9ea5799a"]["orders"], vec![3, 6]);
-    assert_eq!(plan["consumer-499-c66edda2"]["orders"], vec![4]);
+    assert_eq!(plan["consumer-499-c66edda2"]["orders"], vec![4, 5]);
     assert_eq!(plan["consumer-15-7a6a4817"]["orders"], vec![0]);
 }
 
@@ -997,4 +1000,128 @@ fn a_large_two_member_group_settles_without_overflow() {
         sizes.sort_unstable();
         assert_eq!(sizes, [50_000, 50_001]);
     }
+}
+
+/// Found by the Java-agreement tool (generated group 2750 of seed 7): sticky, five members with
+/// unequal subscriptions and racks. Java's `StickyAssignor` moves 4 partitions and leaves 16
+/// off their replicas' racks. Realigning member by member (the all-topics member first given no
+/// `t2` units by the class split, then its rack-matched owned partitions kept, free ones
+/// matched, mismatched owned ones last) moved 6: the split cost its rack-matched `t2-2`, and
+/// `orders-3` left a member on a rack no partition has for locality the split then wasted. One
+/// flow over kinds of partitions (signature and replica racks) orders balance, locality and
+/// moves as KIP-881 does: 4 moves, 15 off their racks.
+#[test]
+fn a_rack_aware_split_keeps_rack_matched_owned_partitions() {
+    use cohort_protocol::consumer_protocol::StickyUserData;
+    let orders: [&[&str]; 9] = [
+        &["r2"],
+        &["r1"],
+        &[],
+        &["r2", "r1"],
+        &[],
+        &["r0", "r1"],
+        &["r1"],
+        &["r2"],
+        &["r2", "r0"],
+    ];
+    let t10: [&[&str]; 4] = [&["r2", "r0"], &[], &[], &["r1"]];
+    let t2: [&[&str]; 9] = [
+        &["r0", "r2"],
+        &[],
+        &["r2"],
+        &["r0", "r1"],
+        &[],
+        &["r0"],
+        &["r1", "r2"],
+        &[],
+        &[],
+    ];
+    let racks = |rs: &[&[&str]]| -> Vec<Vec<String>> {
+        rs.iter()
+            .map(|r| r.iter().map(|s| s.to_string()).collect())
+            .collect()
+    };
+    let topics = [
+        TopicInfo::new("orders", 9).with_racks(&racks(&orders)),
+        TopicInfo::new("t10", 4).with_racks(&racks(&t10)),
+        TopicInfo::new("t2", 9).with_racks(&racks(&t2)),
+    ];
+    let ud = |owned: &[(&str, &[i32])]| {
+        StickyUserData {
+            previous_assignment: owned
+                .iter()
+                .map(|(t, ps)| (t.to_string().into(), ps.to_vec()))
+                .collect(),
+            generation: Some(9),
+        }
+        .encode()
+        .unwrap()
+    };
+    let members = vec![
+        GroupMember::new("consumer-5-58eb59bd", &["t10", "orders"]).with_rack("r9"),
+        GroupMember::new("consumer-507-d14d8ea9", &["t2"])
+            .with_rack("r1")
+            .with_user_data(ud(&[("t2", &[5, 8])])),
+        GroupMember::new("consumer-591-f42f4d8b", &["t10", "orders"])
+            .with_rack("r9")
+            .with_user_data(ud(&[("orders", &[2, 3]), ("t10", &[3])])),
+        GroupMember::new("consumer-828-529f3e4b", &["t2", "t10", "orders"])
+            .with_rack("r2")
+            .with_user_data(ud(&[
+                ("orders", &[1, 6, 8]),
+                ("t10", &[0, 1]),
+                ("t2", &[2, 7]),
+            ])),
+        GroupMember::new("consumer-990-0c4cb712", &["t2"])
+            .with_instance_id("instance-76")
+            .with_rack("r1"),
+    ];
+    let previous: Vec<(&str, &str, i32)> = vec![
+        ("consumer-507-d14d8ea9", "t2", 5),
+        ("consumer-507-d14d8ea9", "t2", 8),
+        ("consumer-591-f42f4d8b", "orders", 2),
+        ("consumer-591-f42f4d8b", "orders", 3),
+        ("consumer-591-f42f4d8b", "t10", 3),
+        ("consumer-828-529f3e4b", "orders", 1),
+        ("consumer-828-529f3e4b", "orders", 6),
+        ("consumer-828-529f3e4b", "orders", 8),
+        ("consumer-828-529f3e4b", "t10", 0),
+        ("consumer-828-529f3e4b", "t10", 1),
+        ("consumer-828-529f3e4b", "t2", 2),
+        ("consumer-828-529f3e4b", "t2", 7),
+    ];
+    let plan = Sticky::default()
+        .assign(&members, &topics)
+        .unwrap()
+        .to_map();
+    let held = |m: &str, t: &str, p: i32| plan[m].get(t).is_some_and(|ps| ps.contains(&p));
+    let moved = previous.iter().filter(|&&(m, t, p)| !held(m, t, p)).count();
+    let rack_of = |m: &str| match m {
+        "consumer-507-d14d8ea9" | "consumer-990-0c4cb712" => "r1",
+        "consumer-828-529f3e4b" => "r2",
+        _ => "r9",
+    };
+    let replicas = |t: &str, p: i32| -> &[&str] {
+        match t {
+            "orders" => orders[p as usize],
+            "t10" => t10[p as usize],
+            _ => t2[p as usize],
+        }
+    };
+    let mut off_rack = 0;
+    let mut loads = Vec::new();
+    for (m, ts) in &plan {
+        let rack = rack_of(m);
+        loads.push(ts.values().map(Vec::len).sum::<usize>());
+        for (t, ps) in ts {
+            off_rack += ps
+                .iter()
+                .filter(|&&p| !replicas(t, p).contains(&rack))
+                .count();
+        }
+    }
+    loads.sort_unstable();
+    assert_eq!(loads, vec![4, 4, 4, 5, 5]);
+    assert_eq!((moved, off_rack), (4, 15), "{plan:?}");
+    assert!(held("consumer-828-529f3e4b", "t2", 2));
 }

@@ -26,6 +26,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use cohort_balancers::metrics;
 use cohort_balancers::{Plan, TopicInfo};
+use cohort_protocol::StrBytes;
 use serde_json::{Value, json};
 
 use crate::assign::{self, MemberSpec, Metadata, PlanMap};
@@ -284,6 +285,9 @@ pub struct Side {
     pub balanced: bool,
     /// Sum over pairs of members of the difference in partition count (lower is better).
     pub balance_score: u64,
+    /// Partitions held by a member whose rack has no replica of them, in groups where Java's
+    /// assignors use racks (KIP-881; lower is better).
+    pub rack_mismatches: u64,
     /// The first leader step, µs.
     pub step_us: f64,
 }
@@ -301,6 +305,7 @@ impl Side {
                 "rounds": self.rounds,
                 "balanced": self.balanced,
                 "balance_score": self.balance_score,
+                "rack_mismatches": self.rack_mismatches,
                 "step_us": self.step_us,
             },
         })
@@ -341,6 +346,18 @@ impl Comparison {
                 .is_ok_and(|j| self.cohort.balance_score < j.balance_score)
     }
 
+    /// Cohort moves more partitions than Java only to hold fewer of them off their replicas'
+    /// racks, as balanced as Java: KIP-881 puts rack locality before stickiness (Java's
+    /// `StickyAssignor` drops every owned partition on the wrong rack, then places greedily, and
+    /// can end with more mismatches than the fewest possible).
+    pub fn trades_moves_for_locality(&self) -> bool {
+        self.moves_more.is_some()
+            && self.java.as_ref().is_ok_and(|j| {
+                self.cohort.balance_score <= j.balance_score
+                    && self.cohort.rack_mismatches < j.rack_mismatches
+            })
+    }
+
     /// `{"balancer", "cohort", "java", "agrees", "problems", "java_defect"}`.
     pub fn to_json(&self) -> Value {
         json!({
@@ -355,6 +372,7 @@ impl Comparison {
                 format!("moves more than Java: {ours} partitions against {theirs}")
             })).collect::<Vec<_>>(),
             "trades_moves_for_balance": self.trades_moves_for_balance(),
+            "trades_moves_for_locality": self.trades_moves_for_locality(),
             "java_defect": self.java_defect,
         })
     }
@@ -446,6 +464,43 @@ fn balance_score(plan: &PlanMap, members: &[MemberSpec]) -> u64 {
     score as u64
 }
 
+/// Partitions a member holds although its rack has none of their replicas (Java
+/// `RackInfo.racksMismatch`), counted only where Java's assignors use racks at all: some member
+/// rack is a replica rack, and not every partition has the same replica racks.
+fn rack_mismatches(plan: &PlanMap, members: &[MemberSpec], topics: &[TopicInfo]) -> u64 {
+    let racks_of = |t: &str, p: i32| -> &[StrBytes] {
+        topics
+            .iter()
+            .find(|x| x.name.as_str() == t)
+            .and_then(|x| x.replica_racks.get(p as usize))
+            .map_or(&[], Vec::as_slice)
+    };
+    let member_racks: Vec<&str> = members.iter().filter_map(|m| m.rack.as_deref()).collect();
+    let all: Vec<&[StrBytes]> = topics
+        .iter()
+        .flat_map(|t| (0..t.partitions).map(|p| racks_of(t.name.as_str(), p as i32)))
+        .collect();
+    let any_match = all
+        .iter()
+        .any(|rs| rs.iter().any(|r| member_racks.contains(&r.as_str())));
+    if !any_match || all.iter().all(|rs| *rs == all[0]) {
+        return 0;
+    }
+    let mut n = 0;
+    for m in members {
+        let (Some(rack), Some(held)) = (m.rack.as_deref(), plan.get(&m.id)) else {
+            continue;
+        };
+        for (t, ps) in held {
+            n += ps
+                .iter()
+                .filter(|&&p| !racks_of(t, p).iter().any(|r| r.as_str() == rack))
+                .count() as u64;
+        }
+    }
+    n
+}
+
 /// Whether no member holds two or more partitions more than a member that subscribes to one of
 /// its topics (Java's `verifyValidityAndBalance`): nothing could move to even the load out.
 fn is_balanced(plan: &PlanMap, members: &[MemberSpec]) -> bool {
@@ -535,6 +590,7 @@ pub fn compare(java: &JavaAssignors, cases: &[Case]) -> Result<Vec<Comparison>, 
             rounds: p.metrics.rounds.unwrap_or(1),
             balanced: is_balanced(&p.stable, &c.members),
             balance_score: balance_score(&p.stable, &c.members),
+            rack_mismatches: rack_mismatches(&p.stable, &c.members, &c.topics),
             first: p.first,
             stable: p.stable,
             metrics: p.metrics,
@@ -570,6 +626,7 @@ pub fn compare(java: &JavaAssignors, cases: &[Case]) -> Result<Vec<Comparison>, 
                     Ok(metrics) => Ok(Side {
                         balanced: is_balanced(&stable_plan, &c.members),
                         balance_score: balance_score(&stable_plan, &c.members),
+                        rack_mismatches: rack_mismatches(&stable_plan, &c.members, &c.topics),
                         first: j.assignment,
                         stable: stable_plan,
                         metrics,
@@ -633,6 +690,16 @@ fn judge_against(c: &Case, cohort: &Side, java: &Side) -> Vec<String> {
                 problems.push(format!(
                     "less balanced than Java: balance score {} against {}",
                     cohort.balance_score, java.balance_score
+                ));
+            }
+            // KIP-881: locality comes after balance, so only an equally balanced plan must
+            // match Java's locality.
+            if cohort.balance_score == java.balance_score
+                && cohort.rack_mismatches > java.rack_mismatches
+            {
+                problems.push(format!(
+                    "more partitions off their racks than Java: {} against {}",
+                    cohort.rack_mismatches, java.rack_mismatches
                 ));
             }
         }
