@@ -623,8 +623,8 @@ mod tests {
 
     proptest::proptest! {
         /// Written from global numbers as topic by topic, for any names (in a slot, empty to
-        /// 30 bytes, or several, up to Kafka's longest, mixed), any runs (one partition or many) and after another
-        /// assignment.
+        /// 30 bytes, or several, up to Kafka's longest, mixed), any runs (one partition or
+        /// many) and after another assignment.
         #[test]
         fn global_partitions_write_what_topic_by_topic_writes(
             topics in proptest::collection::vec(
