@@ -582,23 +582,14 @@ fn settle_members(
             continue;
         }
         let q = totals[c] / m;
-        let lowest = q.saturating_sub(1);
         for &i in members {
             let i = i as usize;
             g.edge(class_node(c), member_node(i), total as i64, 0);
-            lowest_of[i] = lowest;
-            if lowest > 0 {
-                into_sink[i].push(g.edge(member_node(i), 1, lowest as i64, forced));
-            }
-            for level in lowest..=q + 1 {
-                into_sink[i].push(g.edge(member_node(i), 1, 1, big * (2 * level as i64 + 1)));
-            }
+            (into_sink[i], lowest_of[i]) = member_levels(&mut g, member_node(i), q, big, forced);
         }
     }
     let (flow, _) = g.run(0, 1);
-    let forced_met =
-        (0..n).all(|i| lowest_of[i] == 0 || g.flow(into_sink[i][0]) == lowest_of[i] as i64);
-    if flow as u64 != total || !forced_met {
+    if !levels_met(&g, flow, total, &into_sink, &lowest_of) {
         // The chains' totals are feasible within these levels, so this cannot happen.
         debug_assert!(false, "member settle flow {flow} != {total}");
         return None;
@@ -771,22 +762,14 @@ fn settle_racks(
     for (g, members) in group_members.iter().enumerate() {
         let c = groups[g].0 as usize;
         let q = totals[c] / sizes[c].max(1);
-        let lowest = q.saturating_sub(1);
         for &i in members {
             into_member[i] = graph.edge(group_node(g), member_node(i), total as i64, 0);
-            lowest_of[i] = lowest;
-            if lowest > 0 {
-                into_sink[i].push(graph.edge(member_node(i), 1, lowest as i64, forced));
-            }
-            for level in lowest..=q + 1 {
-                into_sink[i].push(graph.edge(member_node(i), 1, 1, big * (2 * level as i64 + 1)));
-            }
+            (into_sink[i], lowest_of[i]) =
+                member_levels(&mut graph, member_node(i), q, big, forced);
         }
     }
     let (flow, _) = graph.run(0, 1);
-    let forced_met =
-        (0..n).all(|i| lowest_of[i] == 0 || graph.flow(into_sink[i][0]) == lowest_of[i] as i64);
-    if flow as u64 != total || !forced_met {
+    if !levels_met(&graph, flow, total, &into_sink, &lowest_of) {
         debug_assert!(false, "rack settle flow {flow} != {total}");
         return None;
     }
@@ -850,6 +833,31 @@ const RACK_SETTLE_MAX: u64 = 2_000;
 
 /// ... and up to this many arcs from kinds.
 const RACK_SETTLE_ARCS: usize = 6_000;
+
+/// A member's arcs to the sink in [`settle_members`] and [`settle_racks`], its class's members
+/// averaging `q` partitions: loads up to `q - 1` forced, then one arc a level up to `q + 2`,
+/// costing as in [`settle`]. Returns the arcs (the forced one first, when there is one) and the
+/// forced load.
+fn member_levels(g: &mut Mcmf, node: usize, q: u64, big: i64, forced: i64) -> (Vec<usize>, u64) {
+    let lowest = q.saturating_sub(1);
+    let mut arcs = Vec::with_capacity(4);
+    if lowest > 0 {
+        arcs.push(g.edge(node, 1, lowest as i64, forced));
+    }
+    for level in lowest..=q + 1 {
+        arcs.push(g.edge(node, 1, 1, big * (2 * level as i64 + 1)));
+    }
+    (arcs, lowest)
+}
+
+/// Whether a member-level flow placed all `total` units and filled every forced load.
+fn levels_met(g: &Mcmf, flow: i64, total: u64, into_sink: &[Vec<usize>], lowest: &[u64]) -> bool {
+    flow as u64 == total
+        && lowest
+            .iter()
+            .zip(into_sink)
+            .all(|(&l, arcs)| l == 0 || g.flow(arcs[0]) == l as i64)
+}
 
 /// Groups up to this many members are settled member by member ([`settle_members`]): the flow
 /// pushes about three units a member one at a time, each a shortest-path search over the graph.
