@@ -610,6 +610,11 @@ pub fn compare(java: &JavaAssignors, cases: &[Case]) -> Result<Vec<Comparison>, 
                 cohort.metrics.unassigned
             ));
         }
+        if cooperative(c) && cohort.rounds > 2 {
+            // KIP-429: the partitions a round withholds are assigned in the next, which
+            // moves nothing more.
+            problems.push(format!("cohort takes {} rounds to settle", cohort.rounds));
+        }
         if cooperative(c) {
             problems.extend(
                 transfers(&cohort.first, &c.members)
