@@ -7,9 +7,9 @@
 //! ids and KIP-881 rack matching included). Sticky and cooperative-sticky plans may differ, but
 //! cohort's must be valid (every subscribed partition given once, only to a subscriber, and for
 //! cooperative-sticky no partition handed straight from its owner to another member, KIP-429),
-//! as balanced as Java's and move no more partitions than Java's from the same previous
-//! ownership, judged once the group is stable (after the cooperative follow-up rounds, simulated
-//! the same way for both).
+//! as balanced as Java's, as rack-local at equal balance (KIP-881), and move no more partitions
+//! than Java's from the same previous ownership, judged once the group is stable (after the
+//! cooperative follow-up rounds, simulated the same way for both; cohort's within two).
 //!
 //! Balance is judged as Java's own assignor tests judge it (`AbstractStickyAssignorTest`'s
 //! `verifyValidityAndBalance` and `StickyAssignor`'s balance score): a plan is balanced when no
