@@ -1,6 +1,6 @@
-//! `client.rack` with rack-aware range assignment (KIP-881) on a three-node Apache Kafka
-//! cluster whose nodes are in racks of their own: each member gets as many partitions whose
-//! replica is in its rack as its share allows.
+//! `client.rack` with rack-aware assignment (KIP-881: range, sticky and cooperative-sticky) on a
+//! three-node Apache Kafka cluster whose nodes are in racks of their own: each member gets as
+//! many partitions whose replica is in its rack as its share allows.
 #![allow(
     clippy::disallowed_methods,
     reason = "integration tests read the clock and do I/O"
@@ -12,10 +12,12 @@ use std::time::Duration;
 
 use cohort::unstable::Cluster;
 use cohort::{ClientConfig, Consumer, Producer};
-use cohort_balancers::Range;
+use cohort_balancers::{Balancer, CooperativeSticky, Range, Sticky};
 use cohort_testbroker::{Backend, BrokerKind, BrokerOptions, TestBroker};
 use common::{group_config, unique_name};
 
+/// Every rack-aware balancer on one cluster (a three-node cluster takes about 10 s to start),
+/// one group and topic each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn members_get_the_partitions_of_their_rack() {
     let mut o = BrokerOptions::default()
@@ -24,6 +26,19 @@ async fn members_get_the_partitions_of_their_rack() {
         .nodes(3);
     o.racks = true;
     let broker = TestBroker::start_with(o).expect("three nodes in three racks");
+    let balancers: [(&str, NewBalancer); 3] = [
+        ("range", || Box::new(Range)),
+        ("sticky", || Box::new(Sticky::default())),
+        ("cooperative-sticky", || Box::new(CooperativeSticky)),
+    ];
+    for (name, balancer) in balancers {
+        rack_matched_group(&broker, name, balancer).await;
+    }
+}
+
+type NewBalancer = fn() -> Box<dyn Balancer>;
+
+async fn rack_matched_group(broker: &TestBroker, name: &str, balancer: NewBalancer) {
     let (topic, group) = (unique_name("racks"), unique_name("g"));
     // One replica per partition: each partition is in exactly one rack.
     Producer::new(ClientConfig::new(broker.bootstrap()))
@@ -38,7 +53,7 @@ async fn members_get_the_partitions_of_their_rack() {
     let leader = |p: i32| cluster.leader(&topic, p).expect("a leader");
     let mut members = Vec::new();
     for node in broker.node_ids() {
-        let mut cfg = group_config(broker.bootstrap(), &group, &[&topic], Box::new(Range));
+        let mut cfg = group_config(broker.bootstrap(), &group, &[&topic], balancer());
         cfg.client.rack = Some(format!("rack-{node}"));
         members.push((node, Consumer::new(cfg).await.expect("consumer")));
     }
@@ -56,7 +71,7 @@ async fn members_get_the_partitions_of_their_rack() {
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "not settled: {:?}",
+            "{name}: not settled: {:?}",
             members
                 .iter()
                 .map(|(n, c)| (n, owned(c)))
@@ -67,7 +82,7 @@ async fn members_get_the_partitions_of_their_rack() {
         }
     }
     // Kafka places single replicas over the racks unevenly at times (two, three, one...), and
-    // range gives every member two partitions: a rack with more than two leaves the rest to
+    // every balancer gives every member two partitions: a rack with more than two leaves the rest to
     // members of other racks. So the check is that every member takes as many of its rack's
     // partitions as it can: min(2, the rack's partitions) each.
     let mut per_rack: std::collections::BTreeMap<i32, usize> = Default::default();
@@ -81,7 +96,7 @@ async fn members_get_the_partitions_of_their_rack() {
         assert_eq!(
             matched,
             possible,
-            "member in rack-{node} got {mine:?} (replicas on nodes {:?}); the racks hold {per_rack:?}",
+            "{name}: member in rack-{node} got {mine:?} (replicas on nodes {:?}); the racks hold {per_rack:?}",
             mine.iter().map(|&p| leader(p)).collect::<Vec<_>>()
         );
     }
