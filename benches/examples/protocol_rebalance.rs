@@ -440,17 +440,22 @@ async fn round(
             // member does not leave the group) and starts again under the same instance id;
             // timed until it holds a share again, has consumed, and every partition is owned
             // (KIP-345: the broker gives it its assignment back without a rebalance).
+            let old = members.remove(0);
+            old.stop().await;
+            // A record on every partition before the new member starts: the old one committed
+            // what it consumed, so otherwise its successor waits for the next record, and
+            // the case would time the feed's phase (up to its 50 ms interval) and whether the
+            // old member happened to read the last records before it stopped, not the restart.
+            trickle(p, &topic, partitions).await;
             let feed = {
                 let (p, topic) = (p.clone(), topic.clone());
                 tokio::spawn(async move {
                     loop {
-                        trickle(&p, &topic, partitions).await;
                         tokio::time::sleep(Duration::from_millis(50)).await;
+                        trickle(&p, &topic, partitions).await;
                     }
                 })
             };
-            let old = members.remove(0);
-            old.stop().await;
             let again = start(
                 client,
                 protocol,
