@@ -66,6 +66,14 @@ enum ConnKey {
     /// would hold the whole group's SyncGroup up to `fetch_max_wait` (franz-go keeps fetches on
     /// connections of their own for the same reason).
     Any(i32),
+    /// A consumer's first metadata request, to a bootstrap address, beside the member's
+    /// coordinator lookup: on the one bootstrap connection the broker would answer the lookup
+    /// (or the JoinGroup after it) only after the metadata, as it answers a connection's
+    /// requests in order, and the lookup is on the way to the JoinGroup while the metadata
+    /// only readies the fetch connections. Once answered, the fetch connection of the leader
+    /// at that address takes it (`Cluster::take_open`), so the first fetch after the
+    /// assignment needs no handshake of its own.
+    Warm(usize),
 }
 
 #[derive(Default)]
@@ -143,7 +151,9 @@ impl Cluster {
 
     fn addr_of(&self, key: &ConnKey) -> Option<String> {
         match key {
-            ConnKey::Bootstrap(i) => self.inner.config.bootstrap.get(*i).cloned(),
+            ConnKey::Bootstrap(i) | ConnKey::Warm(i) => {
+                self.inner.config.bootstrap.get(*i).cloned()
+            }
             ConnKey::Broker(id) | ConnKey::Group(id) | ConnKey::Any(id) => {
                 self.state().brokers.get(id).map(|(a, _)| a.clone())
             }
@@ -170,10 +180,15 @@ impl Cluster {
         let addr = self.addr_of(&key).ok_or_else(|| {
             Error::transport(format!("{key:?}"), "broker unknown (not in metadata)")
         })?;
-        if matches!(key, ConnKey::Group(_))
-            && let Some(c) = self.take_bootstrap(&addr)
+        let spare = match key {
+            ConnKey::Group(_) => Some(ConnKey::Bootstrap as fn(usize) -> ConnKey),
+            ConnKey::Broker(_) => Some(ConnKey::Warm as fn(usize) -> ConnKey),
+            _ => None,
+        };
+        if let Some(spare) = spare
+            && let Some(c) = self.take_open(spare, &addr)
         {
-            tracing::debug!(broker = %addr, ?key, "bootstrap connection kept for the group");
+            tracing::debug!(broker = %addr, ?key, "open bootstrap connection taken");
             slot.conn = Some(Arc::clone(&c));
             return Ok(c);
         }
@@ -185,6 +200,7 @@ impl Cluster {
             }
         }
         let cfg = &self.inner.config;
+        let dialed = Instant::now();
         let opened = Connection::open(
             &addr,
             cfg.dialer.as_ref(),
@@ -205,7 +221,12 @@ impl Cluster {
                 }
                 slot.failures = 0;
                 slot.warned_at = None;
-                tracing::debug!(broker = %addr, ?key, "connected");
+                tracing::debug!(
+                    broker = %addr,
+                    ?key,
+                    micros = dialed.elapsed().as_micros() as u64,
+                    "connected"
+                );
                 Ok(c)
             }
             Err(e) => {
@@ -250,7 +271,10 @@ impl Cluster {
     /// own, as in Java's `AbstractCoordinator`, which gives the coordinator the node id
     /// `Integer.MAX_VALUE - id` for that). Later requests to any broker go to the
     /// brokers the metadata named, or open a new bootstrap connection.
-    fn take_bootstrap(&self, addr: &str) -> Option<Arc<Connection>> {
+    ///
+    /// The same for a leader's fetch connection and the consumer's warm-up connection
+    /// (`ConnKey::Warm`), which has no other use once its metadata is answered.
+    fn take_open(&self, spare: fn(usize) -> ConnKey, addr: &str) -> Option<Arc<Connection>> {
         let cfg = &self.inner.config;
         let slots = self
             .inner
@@ -260,7 +284,7 @@ impl Cluster {
         (0..cfg.bootstrap.len())
             .filter(|&i| cfg.bootstrap[i] == addr)
             .find_map(|i| {
-                let slot = slots.get(&ConnKey::Bootstrap(i))?;
+                let slot = slots.get(&spare(i))?;
                 // A bootstrap slot in use (connecting) is left alone: waiting for it could
                 // wait for a connection attempt that fails.
                 let mut slot = slot.try_lock().ok()?;
@@ -393,6 +417,56 @@ impl Cluster {
         &self,
         topics: Option<&[String]>,
     ) -> Result<BTreeMap<String, TopicMeta>, Error> {
+        self.metadata_from(None, topics).await
+    }
+
+    /// [`Cluster::refresh_metadata`] for a consumer starting: while no broker is known yet,
+    /// on a connection of its own to the first bootstrap address (`ConnKey::Warm`), kept for
+    /// the fetch connection of the leader at that address; the member's coordinator lookup
+    /// keeps the bootstrap connection to itself. [`Cluster::close_warm`] closes it if no
+    /// leader took it.
+    pub(crate) async fn warm_metadata(
+        &self,
+        topics: &[String],
+    ) -> Result<BTreeMap<String, TopicMeta>, Error> {
+        if !self.state().brokers.is_empty() || self.inner.config.bootstrap.is_empty() {
+            return self.refresh_metadata(Some(topics)).await;
+        }
+        match self
+            .metadata_from(Some(ConnKey::Warm(0)), Some(topics))
+            .await
+        {
+            Ok(m) => Ok(m),
+            // The warm connection is a shortcut: any failure takes the usual way.
+            Err(_) => {
+                self.close_warm();
+                self.refresh_metadata(Some(topics)).await
+            }
+        }
+    }
+
+    /// Closes the warm-up connection if no leader's fetch connection took it.
+    pub(crate) fn close_warm(&self) {
+        let slot = self
+            .inner
+            .slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&ConnKey::Warm(0));
+        if let Some(slot) = slot
+            && let Ok(s) = slot.try_lock()
+            && let Some(c) = &s.conn
+        {
+            c.close("warm-up connection not needed");
+        }
+    }
+
+    /// Metadata over `key`'s connection, or from any broker.
+    async fn metadata_from(
+        &self,
+        key: Option<ConnKey>,
+        topics: Option<&[String]>,
+    ) -> Result<BTreeMap<String, TopicMeta>, Error> {
         let req = MetadataRequest {
             topics: topics.map(|ts| {
                 ts.iter()
@@ -405,9 +479,17 @@ impl Cluster {
             allow_auto_topic_creation: false,
             ..Default::default()
         };
-        let resp = self
-            .send(Target::Any, &req, self.inner.config.request_timeout)
-            .await?;
+        let timeout = self.inner.config.request_timeout;
+        let resp = match key {
+            Some(key) => {
+                self.connection(key)
+                    .await?
+                    .send_built(|_| Cow::Borrowed(&req), timeout, None)
+                    .await?
+                    .1
+            }
+            None => self.send(Target::Any, &req, timeout).await?,
+        };
         let mut out = BTreeMap::new();
         let mut st = self.state();
         for b in &resp.brokers {
@@ -586,7 +668,12 @@ mod tests {
     use cohort_protocol::frame::{decode_request_header, encode_response};
     use cohort_protocol::messages::api_versions_response::ApiVersion;
     use cohort_protocol::messages::find_coordinator_response::Coordinator;
-    use cohort_protocol::messages::{ApiVersionsResponse, FindCoordinatorResponse};
+    use cohort_protocol::messages::metadata_response::{
+        MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+    };
+    use cohort_protocol::messages::{
+        ApiVersionsResponse, FindCoordinatorResponse, MetadataResponse,
+    };
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
@@ -640,6 +727,7 @@ mod tests {
                                     api_keys: vec![
                                         api(ApiKey::ApiVersions, 3),
                                         api(ApiKey::FindCoordinator, max),
+                                        api(ApiKey::Metadata, 12),
                                     ],
                                     ..Default::default()
                                 };
@@ -673,6 +761,33 @@ mod tests {
                                     }
                                 };
                                 encode_response(&mut out, ApiKey::FindCoordinator, v, id, &resp)
+                            }
+                            ApiKey::Metadata => {
+                                // Node 7 (at `port`) leads partition 0 of every topic asked.
+                                let req = MetadataRequest::decode(&mut body, v).unwrap();
+                                let resp = MetadataResponse {
+                                    brokers: vec![MetadataResponseBroker {
+                                        node_id: 7,
+                                        host: "127.0.0.1".into(),
+                                        port,
+                                        ..Default::default()
+                                    }],
+                                    topics: req
+                                        .topics
+                                        .unwrap_or_default()
+                                        .into_iter()
+                                        .map(|t| MetadataResponseTopic {
+                                            name: t.name,
+                                            partitions: vec![MetadataResponsePartition {
+                                                leader_id: 7,
+                                                ..Default::default()
+                                            }],
+                                            ..Default::default()
+                                        })
+                                        .collect(),
+                                    ..Default::default()
+                                };
+                                encode_response(&mut out, ApiKey::Metadata, v, id, &resp)
                             }
                             other => panic!("unexpected {other:?}"),
                         }
@@ -740,6 +855,68 @@ mod tests {
             .await;
         assert_eq!(c.find_coordinator("g").await.unwrap(), 7);
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    /// A consumer's warm-up metadata has a connection of its own beside the member's
+    /// bootstrap connection, and the leader's fetch connection at that address takes it; with
+    /// the leader elsewhere it is closed once the warm-up is over, not left open.
+    #[tokio::test]
+    async fn the_warm_up_connection_becomes_the_leaders_fetch_connection() {
+        let accepted =
+            |a: &std::sync::atomic::AtomicUsize| a.load(std::sync::atomic::Ordering::SeqCst);
+        let (addr, count) = fake_broker_counting(6, true).await;
+        let c = cluster(std::slice::from_ref(&addr));
+        let topics = ["t".to_owned()];
+        // Both under way before either is answered, as when a consumer starts.
+        let (meta, coordinator) = tokio::join!(c.warm_metadata(&topics), c.find_coordinator("g"));
+        assert_eq!(meta.unwrap()["t"].partitions[0].leader, 7);
+        assert_eq!(coordinator.unwrap(), 7);
+        assert_eq!(
+            accepted(&count),
+            2,
+            "the warm-up and the bootstrap connection"
+        );
+        assert!(
+            c.supports(Target::Broker(7), ApiKey::Metadata, 12)
+                .await
+                .unwrap()
+        );
+        assert!(
+            c.supports(Target::Coordinator(7), ApiKey::Metadata, 12)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            accepted(&count),
+            2,
+            "the leader and the coordinator took them"
+        );
+        c.close_warm();
+        // Known brokers: the usual way, no warm-up connection.
+        assert!(c.warm_metadata(&["t".to_owned()]).await.is_ok());
+        assert!(
+            !c.inner
+                .slots
+                .lock()
+                .unwrap()
+                .contains_key(&ConnKey::Warm(0))
+        );
+        // The leader elsewhere: nothing takes the warm-up connection, which is closed.
+        let (addr, _) = fake_broker_counting(6, false).await;
+        let c = cluster(std::slice::from_ref(&addr));
+        c.warm_metadata(&["t".to_owned()]).await.unwrap();
+        let warm = c.inner.slots.lock().unwrap()[&ConnKey::Warm(0)].clone();
+        let conn = warm.lock().await.conn.clone().expect("open");
+        assert!(conn.is_reusable());
+        c.close_warm();
+        assert!(!conn.is_reusable());
+        assert!(
+            !c.inner
+                .slots
+                .lock()
+                .unwrap()
+                .contains_key(&ConnKey::Warm(0))
+        );
     }
 
     /// A refused connection keeps its `io::Error`: the kind is there to act on, and the chain

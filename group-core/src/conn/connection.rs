@@ -534,7 +534,17 @@ impl Connection {
         version: i16,
         timeout: Duration,
     ) -> Result<(i16, R::Response), Error> {
+        let started = Instant::now();
         let frame = self.round_trip(req, version, timeout).await?;
+        // Where a request's time goes, for latency work (a member's restart is a handful of
+        // these in a row).
+        tracing::trace!(
+            broker = %self.shared.addr,
+            api = ?R::API_KEY,
+            version,
+            micros = started.elapsed().as_micros() as u64,
+            "round trip"
+        );
         let (_, body) = decode_response::<R>(frame, version).map_err(|e| {
             let err = Error::Protocol {
                 broker: self.shared.addr.clone(),

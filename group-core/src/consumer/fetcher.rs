@@ -27,8 +27,11 @@ const FETCH_VERSION_CAP: i16 = 12;
 /// Learns the subscribed topics' leaders and opens the fetch connections to them while the
 /// member joins, as franz-go does at its start, so that the first fetch after the assignment
 /// waits neither for a metadata round trip nor for two connection set-ups (a static member's
-/// restart spent about 9 of its 13 ms there; docs/BENCHMARKS.md, "Rebalance latency"). Best
-/// effort: whatever fails here is done again when the partitions arrive.
+/// restart spent about 9 of its 13 ms there; docs/BENCHMARKS.md, "Rebalance latency"). The
+/// metadata goes on a connection of its own, which the leader's fetch connection then takes
+/// (`Cluster::warm_metadata`): on the member's bootstrap connection it would hold up the
+/// coordinator lookup or the JoinGroup behind it. Best effort: whatever fails here is done
+/// again when the partitions arrive.
 async fn warm_up(inner: Arc<Inner>) {
     let crate::config::Subscription::Topics(topics) = &inner.subscription else {
         return;
@@ -36,10 +39,11 @@ async fn warm_up(inner: Arc<Inner>) {
     if topics.is_empty() {
         return;
     }
-    let meta = match inner.cluster.refresh_metadata(Some(topics)).await {
+    let meta = match inner.cluster.warm_metadata(topics).await {
         Ok(m) => m,
         Err(e) => {
             tracing::debug!(error = %e, "warm-up metadata failed");
+            inner.cluster.close_warm();
             return;
         }
     };
@@ -57,6 +61,7 @@ async fn warm_up(inner: Arc<Inner>) {
             tracing::debug!(leader = l, error = %e, "warm-up connection failed");
         }
     }
+    inner.cluster.close_warm();
 }
 
 /// Supervises the per-leader loops.
