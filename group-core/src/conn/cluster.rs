@@ -857,6 +857,14 @@ mod tests {
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
+    fn has_warm(c: &Cluster) -> bool {
+        c.inner
+            .slots
+            .lock()
+            .unwrap()
+            .contains_key(&ConnKey::Warm(0))
+    }
+
     /// A consumer's warm-up metadata has a connection of its own beside the member's
     /// bootstrap connection, and the leader's fetch connection at that address takes it; with
     /// the leader elsewhere it is closed once the warm-up is over, not left open.
@@ -894,13 +902,7 @@ mod tests {
         c.close_warm();
         // Known brokers: the usual way, no warm-up connection.
         assert!(c.warm_metadata(&["t".to_owned()]).await.is_ok());
-        assert!(
-            !c.inner
-                .slots
-                .lock()
-                .unwrap()
-                .contains_key(&ConnKey::Warm(0))
-        );
+        assert!(!has_warm(&c));
         // The leader elsewhere: nothing takes the warm-up connection, which is closed.
         let (addr, _) = fake_broker_counting(6, false).await;
         let c = cluster(std::slice::from_ref(&addr));
@@ -910,13 +912,7 @@ mod tests {
         assert!(conn.is_reusable());
         c.close_warm();
         assert!(!conn.is_reusable());
-        assert!(
-            !c.inner
-                .slots
-                .lock()
-                .unwrap()
-                .contains_key(&ConnKey::Warm(0))
-        );
+        assert!(!has_warm(&c));
     }
 
     /// A refused connection keeps its `io::Error`: the kind is there to act on, and the chain
