@@ -41,9 +41,9 @@ async fn warm_up(inner: Arc<Inner>) {
     }
     let meta = match inner.cluster.warm_metadata(topics).await {
         Ok(m) => m,
+        // `warm_metadata` has closed the warm connection if it failed on it.
         Err(e) => {
             tracing::debug!(error = %e, "warm-up metadata failed");
-            inner.cluster.close_warm();
             return;
         }
     };
