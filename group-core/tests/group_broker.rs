@@ -469,6 +469,101 @@ impl cohort::consumer::RebalanceListener for CommitOnRevoke {
     }
 }
 
+/// Tells the test that a revocation has begun: the consumer calls the listener, then waits for
+/// the records it delivered to be done before it commits.
+struct RevocationBegins(tokio::sync::mpsc::UnboundedSender<()>);
+
+#[async_trait::async_trait]
+impl cohort::consumer::RebalanceListener for RevocationBegins {
+    async fn on_partitions_revoked(
+        &self,
+        _consumer: &cohort::consumer::ListenerContext,
+        _revoked: &cohort::Assignment,
+    ) {
+        let _ = self.0.send(());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revocation_commits_the_records_done_while_it_waits_and_ends_when_they_are() {
+    // Eager range, commits only on revocation, half a minute of grace (half the rebalance
+    // timeout) for delivered records. `a` takes every record and acknowledges none until its
+    // revocation has begun, then all of them at once. The revocation must commit them (the new
+    // owners start after them) and end when they are done, not when the grace runs out.
+    let broker = TestBroker::shared().expect("broker");
+    let (topic, group) = (unique_name("drain"), unique_name("g"));
+    let p = common::topic(broker, &topic, 2).await;
+    produce(&p, &topic, 2, 20, "held").await;
+    let config = || {
+        let mut cfg = group_config(broker.bootstrap(), &group, &[&topic], Box::new(Range));
+        cfg.auto_commit_interval = None;
+        cfg.commit_on_revoke = true;
+        cfg.rebalance_timeout = Duration::from_secs(60);
+        cfg
+    };
+    let (tx, mut begun) = tokio::sync::mpsc::unbounded_channel();
+    let mut a = Consumer::with_options(
+        config(),
+        cohort::consumer::ConsumerOptions::default()
+            .listener(std::sync::Arc::new(RevocationBegins(tx))),
+    )
+    .await
+    .expect("a");
+    let mut held = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while held.len() < 40 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a received {}",
+            held.len()
+        );
+        if let Ok(Some(r)) = tokio::time::timeout(Duration::from_millis(100), a.recv()).await {
+            held.push(r.expect("a record"));
+        }
+    }
+    let mut b = Consumer::new(config()).await.expect("b");
+    tokio::time::timeout(Duration::from_secs(30), begun.recv())
+        .await
+        .expect("a's revocation began");
+    let began = tokio::time::Instant::now();
+    // Long enough for the revocation to be waiting for the records when they are done.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    a.ack_many(&held);
+    let owned = |c: &Consumer| c.assignment().values().map(BTreeSet::len).sum::<usize>();
+    while !(owned(&a) == 1 && owned(&b) == 1) {
+        assert!(
+            began.elapsed() < Duration::from_secs(15),
+            "no new generation within 15 s of the records being done: the revocation waited \
+             for its 30 s grace, not for them"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    produce(&p, &topic, 2, 10, "after").await;
+    let mut after = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while after < 20 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{after} of 20 new records"
+        );
+        for c in [&mut a, &mut b] {
+            if let Ok(Some(r)) = tokio::time::timeout(Duration::from_millis(20), c.recv()).await {
+                let r = r.expect("a record");
+                assert!(
+                    r.offset >= 20,
+                    "partition {} offset {} again: the revocation did not commit what was done",
+                    r.partition,
+                    r.offset
+                );
+                after += 1;
+                c.ack(&r);
+            }
+        }
+    }
+    a.abort();
+    b.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_listener_commits_inside_revocation_and_the_new_owner_starts_exactly_there() {
     // No auto-commit and no commit of the consumer's own on revocation: only the listener

@@ -114,6 +114,23 @@ pub(super) async fn auto_commit(inner: Arc<Inner>, every: Duration) {
 
 /// Gives up partitions: stops fetching, drops buffers, waits (bounded) for records already
 /// delivered to be acknowledged, commits what is done if asked, then forgets them.
+/// A revocation waiting for acknowledgements (`State::draining`), counted while it lives.
+struct Draining<'a>(&'a Inner);
+
+impl<'a> Draining<'a> {
+    fn new(inner: &'a Inner) -> Self {
+        inner.lock().draining += 1;
+        Self(inner)
+    }
+}
+
+impl Drop for Draining<'_> {
+    fn drop(&mut self) {
+        let mut st = self.0.lock();
+        st.draining = st.draining.saturating_sub(1);
+    }
+}
+
 pub(super) async fn give_up(
     inner: &Arc<Inner>,
     partitions: &Assignment,
@@ -156,8 +173,17 @@ pub(super) async fn give_up(
         }
     }
     if commit {
-        let start = tokio::time::Instant::now();
+        // Records delivered and not yet done get until `grace` to be done, and the commit
+        // goes out as soon as the last is: woken by the acknowledgement itself, not by a
+        // poll, since every member of an eager group waits for the slowest one's commit
+        // before the group can rejoin.
+        let deadline = tokio::time::Instant::now() + grace;
+        let _draining = Draining::new(inner);
         loop {
+            let acked = inner.acked.notified();
+            tokio::pin!(acked);
+            // Registered before the count is read, so an acknowledgement in between wakes it.
+            acked.as_mut().enable();
             let outstanding: usize = {
                 let st = inner.lock();
                 tps.iter()
@@ -165,10 +191,9 @@ pub(super) async fn give_up(
                     .map(|p| p.tracker.outstanding())
                     .sum()
             };
-            if outstanding == 0 || start.elapsed() >= grace {
+            if outstanding == 0 || tokio::time::timeout_at(deadline, acked).await.is_err() {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         if let Err(e) = commit_done(inner, Some(&tps)).await {
             inner.event(ConsumerEvent::Error(e));

@@ -372,6 +372,9 @@ pub(crate) struct State {
     pub(crate) last_assigned: Option<std::time::Instant>,
     /// Record vectors delivery emptied, for the fetchers to decode into.
     pub(crate) spare: tracker::Spare<ConsumerRecord>,
+    /// Revocations waiting for delivered records to be acknowledged before they commit
+    /// (`group::give_up`): while there are any, acknowledgements wake them (`Inner::acked`).
+    pub(crate) draining: usize,
 }
 
 pub(crate) struct Inner {
@@ -380,6 +383,8 @@ pub(crate) struct Inner {
     pub(crate) readable: Notify,
     /// Buffers drained or partitions changed: fetchers may have work.
     pub(crate) fetchable: Notify,
+    /// Records were acknowledged while a revocation waited for them (`State::draining`).
+    pub(crate) acked: Notify,
     pub(crate) cluster: Cluster,
     pub(crate) driver: DriverHandle,
     pub(crate) group_id: String,
@@ -409,6 +414,14 @@ impl Inner {
 
     pub(crate) fn event(&self, e: ConsumerEvent) {
         let _ = self.events.send(e);
+    }
+
+    /// After an acknowledgement: wakes a revocation waiting for its records (only then, so
+    /// the acknowledgement path costs nothing more the rest of the time).
+    fn woke_by_ack(&self, st: &State) {
+        if st.draining > 0 {
+            self.acked.notify_waiters();
+        }
     }
 }
 
@@ -574,9 +587,11 @@ impl Consumer {
                 paused: BTreeSet::new(),
                 last_assigned: None,
                 spare: tracker::Spare::default(),
+                draining: 0,
             }),
             readable: Notify::new(),
             fetchable: Notify::new(),
+            acked: Notify::new(),
             cluster,
             driver,
             group_id: rest.group_id.clone(),
@@ -734,6 +749,7 @@ impl Consumer {
                 p.tracker.ack(record.offset);
             }
         }
+        self.inner.woke_by_ack(st);
     }
 
     /// Marks records done, as [`Self::ack`] does for each, under one lock: a run of records
@@ -762,6 +778,7 @@ impl Consumer {
                 }
             }
         }
+        self.inner.woke_by_ack(st);
     }
 
     /// Marks every delivered record of the record's partition up to it done.
@@ -774,6 +791,7 @@ impl Consumer {
         {
             p.tracker.ack_through(record.offset);
         }
+        self.inner.woke_by_ack(st);
     }
 
     /// Commits what is done now, for every owned partition (Java's `commitSync()`), and returns
