@@ -19,7 +19,9 @@
 //!   newcomer holds its share and has consumed a record;
 //! - **leave**: that member closes (a clean leave); timed until the others own every partition.
 //!
-//! Prints the median and the range of each case, and one JSON line per case for the record.
+//! Prints the median and the range of each case, and one JSON line per case for the record,
+//! with every sample in the order taken (`join_samples`, ...: round k of every client saw the
+//! same idle time before the change).
 //! The broker runs consumer groups with a 500 ms heartbeat interval (the test brokers' setting;
 //! Kafka's default is 5 s), the classic members with a 6 s session and 500 ms heartbeats (the
 //! group benchmark's settings): both protocols hear of a change within one interval. Each
@@ -412,6 +414,9 @@ async fn round(
         };
         let newcomer = start(client, protocol, bootstrap, &group, &topic, None).await;
         let t0 = newcomer.started_at();
+        // Marks for a timeline of the case next to the client's own traces
+        // (`RUST_LOG=protocol_rebalance=info,cohort::member=debug`).
+        tracing::info!(?client, ?protocol, "join starts");
         members.push(newcomer);
         let newest = members.len() - 1;
         let joined = timed(until(LIMIT, || {
@@ -420,18 +425,35 @@ async fn round(
         .await;
         feed.abort();
         match joined {
-            Some(_) => samples.join.push(t0.elapsed()),
+            Some(_) => {
+                tracing::info!(
+                    ?client,
+                    ?protocol,
+                    ms = t0.elapsed().as_millis(),
+                    "join done"
+                );
+                samples.join.push(t0.elapsed());
+            }
             None => eprintln!("{client:?} {protocol:?} {size}: join did not complete"),
         }
         tokio::time::sleep(idle(salt + 1)).await;
         // Leave: the newcomer closes; the others own every partition again.
         let t0 = Instant::now();
+        tracing::info!(?client, ?protocol, "leave starts");
         if let Some(last) = members.pop() {
             last.stop().await;
         }
         let left = until(LIMIT, || total(&members) == partitions as u64).await;
         match left {
-            Some(_) => samples.leave.push(t0.elapsed()),
+            Some(_) => {
+                tracing::info!(
+                    ?client,
+                    ?protocol,
+                    ms = t0.elapsed().as_millis(),
+                    "leave done"
+                );
+                samples.leave.push(t0.elapsed());
+            }
             None => eprintln!("{client:?} {protocol:?} {size}: leave did not complete"),
         }
         for k in 0..restart_samples(client, protocol) {
@@ -574,7 +596,25 @@ fn summary(v: &[Duration]) -> (f64, f64, f64) {
     if ms.is_empty() {
         return (f64::NAN, f64::NAN, f64::NAN);
     }
-    (ms[ms.len() / 2], ms[0], ms[ms.len() - 1])
+    let n = ms.len();
+    // The mean of the middle two for an even count: with a dozen rounds the upper middle one
+    // alone favours no client but moves the median by a sample's spacing.
+    let median = if n.is_multiple_of(2) {
+        (ms[n / 2 - 1] + ms[n / 2]) / 2.0
+    } else {
+        ms[n / 2]
+    };
+    (median, ms[0], ms[n - 1])
+}
+
+/// The samples in milliseconds, in the order taken, as a JSON array (rounds interleave
+/// clients, so sample k of every client saw the same phase of the heartbeat cycle).
+fn json_ms(v: &[Duration]) -> String {
+    let ms: Vec<String> = v
+        .iter()
+        .map(|d| format!("{:.1}", d.as_secs_f64() * 1e3))
+        .collect();
+    format!("[{}]", ms.join(","))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -716,13 +756,16 @@ async fn main() {
                 }
             );
             println!(
-                "json {{\"client\":\"{client:?}\",\"protocol\":\"{protocol:?}\",\"group\":{size},\"join_ms\":{jm:.0},\"leave_ms\":{lm:.0},\"restart_ms\":{},\"rounds\":{}}}",
+                "json {{\"client\":\"{client:?}\",\"protocol\":\"{protocol:?}\",\"group\":{size},\"join_ms\":{jm:.0},\"leave_ms\":{lm:.0},\"restart_ms\":{},\"rounds\":{},\"join_samples\":{},\"leave_samples\":{},\"restart_samples\":{}}}",
                 if s.restart.is_empty() {
                     "null".to_owned()
                 } else {
                     format!("{rm:.0}")
                 },
-                s.join.len()
+                s.join.len(),
+                json_ms(&s.join),
+                json_ms(&s.leave),
+                json_ms(&s.restart)
             );
             rows.push(Row {
                 label: format!("{client:?} {protocol:?}").to_lowercase(),
