@@ -1060,3 +1060,117 @@ fn a_metadata_answer_after_leave_does_not_undo_the_leave() {
         s.sent[0]
     );
 }
+
+/// The APIs member `i` sent from index `from` of its log on.
+fn sent_since(s: &Sim, i: usize, from: usize) -> Vec<ApiKey> {
+    s.sent[i][from..].to_vec()
+}
+
+/// Runs in 10 ms steps, acknowledging revocations, until `pred` holds after a step's requests
+/// went out (before any answer to them came); whether it did within `limit`.
+fn run_acking(s: &mut Sim, limit: Duration, pred: impl Fn(&Sim) -> bool) -> bool {
+    let steps = limit.as_millis() / 10;
+    for _ in 0..steps {
+        ack_revocations(s);
+        if s.run_until(Duration::from_millis(10), &pred) {
+            return true;
+        }
+    }
+    false
+}
+
+#[test]
+fn a_leader_asks_for_the_groups_metadata_beside_its_join_group_and_plans_from_it() {
+    // a leads a group of one; b joins. a hears of it at a heartbeat and rejoins: the Metadata
+    // request must go out with its JoinGroup (before the broker can have answered it, which
+    // waits for b), and the plan must follow the JoinGroup answer without another.
+    let mut s = sim();
+    let a = member(&s, cfg(), Box::new(Range));
+    s.add(a);
+    run_until_stable_with(&mut s, 0, 6, 100);
+    let from = s.sent[0].len();
+    let b = member(&s, cfg(), Box::new(Range));
+    s.add(b);
+    assert!(run_acking(&mut s, Duration::from_secs(5), |s| {
+        sent_since(s, 0, from).contains(&ApiKey::JoinGroup)
+    }));
+    let log = sent_since(&s, 0, from);
+    let join = log.iter().position(|a| *a == ApiKey::JoinGroup).unwrap();
+    assert_eq!(
+        log.get(join + 1),
+        Some(&ApiKey::Metadata),
+        "the metadata is asked for beside the JoinGroup: {log:?}"
+    );
+    run_until_stable_with(&mut s, 0, 3, 100);
+    run_until_stable_with(&mut s, 1, 3, 100);
+    let log = sent_since(&s, 0, from);
+    let sync = log.iter().position(|a| *a == ApiKey::SyncGroup).unwrap();
+    assert_eq!(
+        log[..sync]
+            .iter()
+            .filter(|a| **a == ApiKey::Metadata)
+            .count(),
+        1,
+        "one metadata request for the plan: {log:?}"
+    );
+}
+
+#[test]
+fn a_leaders_plan_waits_for_its_prefetch_when_the_join_group_is_answered_first() {
+    // The prefetch still in flight when the JoinGroup answer comes: the plan neither starts
+    // without it nor asks a second time, and goes on once it lands.
+    let mut s = sim();
+    let a = member(&s, cfg(), Box::new(Range));
+    s.add(a);
+    run_until_stable_with(&mut s, 0, 6, 100);
+    let from = s.sent[0].len();
+    // Only a asks for metadata: its prefetch is held past the JoinGroup answer.
+    s.hold(ApiKey::Metadata, 1);
+    let b = member(&s, cfg(), Box::new(Range));
+    s.add(b);
+    run_acking(&mut s, Duration::from_secs(3), |_| false);
+    let log = sent_since(&s, 0, from);
+    assert!(log.contains(&ApiKey::JoinGroup), "{log:?}");
+    assert!(
+        !log.contains(&ApiKey::SyncGroup),
+        "no plan before the metadata: {log:?}"
+    );
+    assert_eq!(
+        log.iter().filter(|a| **a == ApiKey::Metadata).count(),
+        1,
+        "the plan waits for the prefetch rather than asking again: {log:?}"
+    );
+    s.release();
+    run_until_stable_with(&mut s, 0, 3, 100);
+    run_until_stable_with(&mut s, 1, 3, 100);
+}
+
+#[test]
+fn a_topic_the_prefetch_did_not_cover_is_asked_for_before_the_plan() {
+    // a subscribes to t and leads; b joins subscribing to t and u. a's prefetch (the topics of
+    // its last plan) lacks u, so the plan asks for the group's topics again, and b gets u.
+    let mut s = Sim::new(vec![TopicInfo::new("t", 6), TopicInfo::new("u", 4)]);
+    let a = member(&s, cfg(), Box::new(Range));
+    s.add(a);
+    run_until_stable_with(&mut s, 0, 6, 100);
+    let from = s.sent[0].len();
+    let b = Member::new(
+        cfg(),
+        vec![Box::new(Range)],
+        vec!["t".into(), "u".into()],
+        s.now,
+    );
+    s.add(b);
+    run_until_stable_with(&mut s, 1, 7, 100);
+    run_until_stable_with(&mut s, 0, 3, 100);
+    let log = sent_since(&s, 0, from);
+    let sync = log.iter().position(|a| *a == ApiKey::SyncGroup).unwrap();
+    assert_eq!(
+        log[..sync]
+            .iter()
+            .filter(|a| **a == ApiKey::Metadata)
+            .count(),
+        2,
+        "the prefetch, then the group's topics: {log:?}"
+    );
+}

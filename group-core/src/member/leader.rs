@@ -2,7 +2,7 @@
 //! from everyone's subscriptions and sends back in SyncGroup.
 
 use std::collections::BTreeSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cohort_balancers::{
@@ -16,10 +16,121 @@ use cohort_protocol::{EncodeError, ErrorCode, StrBytes};
 
 use super::Member;
 use super::state::State;
-use super::types::{Assignment, OutboundRequest};
+use super::types::{Assignment, OutboundRequest, RequestId, Response};
 use crate::error::Error;
 
+/// The group's metadata asked for when a member that led the last generation sends its
+/// JoinGroup, so that, led again, it assigns the moment the JoinGroup is answered. The broker
+/// answers the JoinGroup only once every member has rejoined, which takes longer than a
+/// Metadata round trip; asking after the answer put that round trip (and, on a busy broker,
+/// a few ms) between the last member's rejoin and every member's SyncGroup answer. A
+/// coordinator keeps the leader of the last generation when it rejoins (Kafka's
+/// `ClassicGroup`), so the prefetch is rarely wasted. The metadata is as fresh as the
+/// rebalance: asked for when it began, not older than `max_age` when used, and any topic it
+/// does not cover is asked for as before.
+#[derive(Debug, Default)]
+pub(super) enum Prefetch {
+    #[default]
+    None,
+    Asked {
+        id: RequestId,
+        topics: BTreeSet<String>,
+        at: Instant,
+        /// The topics the plan needs, once the JoinGroup answer is waiting for this one.
+        waiting: Option<Vec<String>>,
+    },
+    Answered {
+        topics: BTreeSet<String>,
+        infos: Vec<TopicInfo>,
+        at: Instant,
+    },
+}
+
+impl Prefetch {
+    pub(super) fn asked_by(&self, request: RequestId) -> bool {
+        matches!(self, Prefetch::Asked { id, .. } if *id == request)
+    }
+}
+
+/// Only these topics' infos, for a plan that needs exactly them (as a request for them gives).
+fn only(infos: Vec<TopicInfo>, needed: &[String]) -> Vec<TopicInfo> {
+    infos
+        .into_iter()
+        .filter(|t| needed.iter().any(|n| n.as_str() == t.name.as_str()))
+        .collect()
+}
+
 impl Member {
+    /// How old prefetched metadata may be. Every member hears of a rebalance within a heartbeat
+    /// interval of the others (they heartbeat that often), so a join that outlasts two is
+    /// waiting for a slow member, and what was asked for at its start is asked for again.
+    fn prefetch_max_age(&self) -> Duration {
+        self.cfg.heartbeat_interval * 2
+    }
+
+    /// Beside a JoinGroup: asks for the group's topics (those of the last plan and the
+    /// member's own) if this member led the last generation.
+    pub(super) fn prefetch_metadata(&mut self, now: Instant) {
+        self.prefetch = Prefetch::None;
+        if !self.membership.is_leader() || self.assigned_counts.is_empty() {
+            return;
+        }
+        let topics: BTreeSet<String> = self
+            .assigned_counts
+            .keys()
+            .chain(&self.topics)
+            .cloned()
+            .collect();
+        let id = self.next_request;
+        self.send(
+            now,
+            OutboundRequest::Metadata(topics.iter().cloned().collect()),
+            self.cfg.request_timeout,
+            None,
+        );
+        if let Some(sent) = self.inflight.get_mut(&id) {
+            sent.prefetch = true;
+        }
+        self.prefetch = Prefetch::Asked {
+            id,
+            topics,
+            at: now,
+            waiting: None,
+        };
+    }
+
+    /// The prefetch's answer: kept for the JoinGroup answer, or used at once if that came first
+    /// and is waiting. A failed prefetch changes nothing but that the plan asks again.
+    pub(super) fn on_prefetch(&mut self, now: Instant, result: Result<Response, Error>) {
+        let Prefetch::Asked {
+            topics,
+            at,
+            waiting,
+            ..
+        } = std::mem::take(&mut self.prefetch)
+        else {
+            return;
+        };
+        let assigning = matches!(self.state, State::Assigning { .. });
+        match (result, waiting) {
+            (Ok(Response::Metadata(infos)), None) => {
+                self.prefetch = Prefetch::Answered { topics, infos, at };
+            }
+            (Ok(Response::Metadata(infos)), Some(needed)) if assigning => {
+                self.on_metadata(now, only(infos, &needed));
+            }
+            (_, Some(needed)) if assigning => {
+                self.send(
+                    now,
+                    OutboundRequest::Metadata(needed),
+                    self.cfg.request_timeout,
+                    None,
+                );
+            }
+            _ => {}
+        }
+    }
+
     /// The leader has its JoinGroup answer: ask for the metadata of every topic the group
     /// subscribes to (not only its own, Java `ConsumerCoordinator.onLeaderElected`).
     pub(super) fn start_assigning(&mut self, now: Instant, join: JoinGroupResponse) {
@@ -51,12 +162,30 @@ impl Member {
             join: Box::new(join),
             decoded,
         };
-        self.send(
-            now,
-            OutboundRequest::Metadata(topics.into_iter().collect()),
-            self.cfg.request_timeout,
-            None,
-        );
+        let needed: Vec<String> = topics.into_iter().collect();
+        let max_age = self.prefetch_max_age();
+        let fresh = |have: &BTreeSet<String>, at: Instant| {
+            now.saturating_duration_since(at) <= max_age && needed.iter().all(|t| have.contains(t))
+        };
+        match std::mem::take(&mut self.prefetch) {
+            Prefetch::Answered { topics, infos, at } if fresh(&topics, at) => {
+                self.on_metadata(now, only(infos, &needed));
+            }
+            Prefetch::Asked { id, topics, at, .. } if fresh(&topics, at) => {
+                self.prefetch = Prefetch::Asked {
+                    id,
+                    topics,
+                    at,
+                    waiting: Some(needed),
+                };
+            }
+            _ => self.send(
+                now,
+                OutboundRequest::Metadata(needed),
+                self.cfg.request_timeout,
+                None,
+            ),
+        }
     }
 
     /// The metadata for the plan arrived: run the balancer and send SyncGroup.

@@ -88,6 +88,9 @@ struct Sent {
     generation: i32,
     member_id: String,
     commit: Option<commit::PendingCommit>,
+    /// A leader's metadata prefetch (`leader::Prefetch`): its answer, or an older prefetch's,
+    /// is never taken for the plan's own request.
+    prefetch: bool,
 }
 
 /// The group member state machine.
@@ -111,6 +114,9 @@ pub struct Member {
     created: Instant,
     /// Partition counts of the last plan this member made as leader, to notice changes.
     assigned_counts: BTreeMap<String, u32>,
+    /// The group's metadata, asked for beside the JoinGroup of a member that led the last
+    /// generation (`leader.rs`, `Prefetch`).
+    prefetch: leader::Prefetch,
     commits: commit::Commits,
     next_request: RequestId,
     inflight: BTreeMap<RequestId, Sent>,
@@ -193,6 +199,7 @@ impl Member {
             last_poll: now,
             created: now,
             assigned_counts: BTreeMap::new(),
+            prefetch: leader::Prefetch::default(),
             commits: commit::Commits::new(jitter),
             next_request: 1,
             inflight: BTreeMap::new(),
@@ -439,6 +446,13 @@ impl Member {
             return;
         };
         tracing::trace!(group = %self.cfg.group_id, member = %self.membership.member_id, api = ?sent.api, ok = result.is_ok(), "response");
+        if sent.prefetch {
+            if self.prefetch.asked_by(id) {
+                self.on_prefetch(now, result);
+            }
+            self.step(now);
+            return;
+        }
         match result {
             Err(e) => self.on_request_failed(now, sent, e),
             Ok(Response::Coordinator(node)) => {
@@ -663,6 +677,7 @@ impl Member {
                 generation: self.membership.generation_id(),
                 member_id: self.membership.member_id.clone(),
                 commit,
+                prefetch: false,
             },
         );
         self.outbox.push_back(Outbound {

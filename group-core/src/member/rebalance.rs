@@ -206,6 +206,7 @@ impl Member {
             deadline.max(self.cfg.request_timeout),
             None,
         );
+        self.prefetch_metadata(now);
     }
 
     pub(super) fn send_sync(
