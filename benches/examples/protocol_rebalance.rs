@@ -11,7 +11,9 @@
 //!
 //! `protocol_rebalance [--all-clients] [ROUNDS] [GROUP_SIZE]...` (`COHORT_BENCH_ONLY=CLIENT,...`
 //! runs those clients' cases alone; defaults: 5 rounds, groups of 4 and 16; with
-//! `COHORT_BENCH_SVG=FILE` the medians are also drawn as a bar chart into FILE;
+//! `COHORT_BENCH_SVG=FILE` the medians are also drawn as a bar chart into FILE, and
+//! `--chart LOG` or `--rounds-chart LOG` draw one from an earlier run's output (medians, or
+//! every round's samples per client);
 //! `COHORT_BENCH_RESTARTS=N` times N static restarts a round rather than one). For
 //! each client, protocol and group size: the group settles (every partition owned, every member
 //! some), then
@@ -590,6 +592,122 @@ fn svg(rows: &[Row]) -> String {
     out
 }
 
+/// Four panels (join and leave, eager range and cooperative-sticky): a line per client through
+/// its samples, round by round.
+fn rounds_svg(runs: &[serde_json::Value]) -> String {
+    use std::fmt::Write as _;
+    const COLORS: [&str; 8] = [
+        "#4878d0", "#ee854a", "#6acc64", "#d65f5f", "#956cb4", "#8c613c", "#dc7ec0", "#797979",
+    ];
+    let (pw, ph, margin) = (420.0, 220.0, 50.0);
+    let samples = |v: &serde_json::Value, case: &str| -> Vec<f64> {
+        v[format!("{case}_samples")]
+            .as_array()
+            .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
+            .unwrap_or_default()
+    };
+    let mut clients: Vec<String> = Vec::new();
+    for v in runs {
+        let c = v["client"].as_str().unwrap_or("?").to_lowercase();
+        if !clients.contains(&c) {
+            clients.push(c);
+        }
+    }
+    let width = 2.0 * (pw + margin) + 30.0;
+    let height = 2.0 * (ph + margin) + 60.0 + 16.0 * clients.len().div_ceil(4) as f64;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" font-family=\"sans-serif\" font-size=\"11\">\n<text x=\"10\" y=\"20\" font-size=\"14\" font-weight=\"bold\">Rebalance latency by round, ms: the round decides most of it, the client the rest</text>"
+    );
+    for (k, c) in clients.iter().enumerate() {
+        let (x, y) = (10.0 + 150.0 * (k % 4) as f64, 38.0 + 16.0 * (k / 4) as f64);
+        let _ = writeln!(
+            out,
+            "<rect x=\"{x}\" y=\"{:.0}\" width=\"14\" height=\"3\" fill=\"{}\"/><text x=\"{:.0}\" y=\"{y:.0}\">{c}</text>",
+            y - 4.0,
+            COLORS[k % COLORS.len()],
+            x + 18.0
+        );
+    }
+    let top = 50.0 + 16.0 * clients.len().div_ceil(4) as f64;
+    for (panel, (case, protocol)) in [
+        ("join", "Range"),
+        ("leave", "Range"),
+        ("join", "Classic"),
+        ("leave", "Classic"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let x0 = 40.0 + (panel % 2) as f64 * (pw + margin);
+        let y0 = top + (panel / 2) as f64 * (ph + margin);
+        let lines: Vec<(usize, Vec<f64>)> = runs
+            .iter()
+            .filter(|v| v["protocol"].as_str() == Some(protocol))
+            .filter_map(|v| {
+                let c = v["client"].as_str().unwrap_or("?").to_lowercase();
+                let k = clients.iter().position(|x| *x == c)?;
+                Some((k, samples(v, case))).filter(|(_, s)| !s.is_empty())
+            })
+            .collect();
+        let n = lines.iter().map(|(_, s)| s.len()).max().unwrap_or(1).max(2);
+        // The scale reaches the slowest sample but stops at three times the slowest median, so
+        // one client's stall does not flatten everyone else's lines; points above it are drawn
+        // at the edge.
+        let median = |s: &Vec<f64>| {
+            let mut v = s.clone();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let slowest = lines
+            .iter()
+            .map(|(_, s)| median(s))
+            .fold(100.0f64, f64::max);
+        let top_ms = lines
+            .iter()
+            .flat_map(|(_, s)| s.iter().copied())
+            .fold(100.0f64, f64::max)
+            .min(3.0 * slowest);
+        let name = if protocol == "Range" {
+            "eager range"
+        } else {
+            "cooperative-sticky"
+        };
+        let _ = writeln!(
+            out,
+            "<text x=\"{x0}\" y=\"{:.0}\" font-weight=\"bold\">a member {}s, {name}</text><rect x=\"{x0}\" y=\"{y0}\" width=\"{pw}\" height=\"{ph}\" fill=\"none\" stroke=\"#bbb\"/><text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"end\">{top_ms:.0}</text><text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"end\">0</text><text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"middle\">round 1 .. {n}</text>",
+            y0 - 6.0,
+            case,
+            x0 - 4.0,
+            y0 + 10.0,
+            x0 - 4.0,
+            y0 + ph,
+            x0 + pw / 2.0,
+            y0 + ph + 14.0
+        );
+        for (k, s) in &lines {
+            let points: Vec<String> = s
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let x = x0 + pw * i as f64 / (n - 1) as f64;
+                    let y = y0 + ph - ph * (v / top_ms).min(1.0);
+                    format!("{x:.1},{y:.1}")
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\" points=\"{}\"/>",
+                COLORS[k % COLORS.len()],
+                points.join(" ")
+            );
+        }
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
 fn summary(v: &[Duration]) -> (f64, f64, f64) {
     let mut ms: Vec<f64> = v.iter().map(|d| d.as_secs_f64() * 1e3).collect();
     ms.sort_by(f64::total_cmp);
@@ -646,6 +764,21 @@ async fn main() {
             .collect();
         let path = std::env::var_os("COHORT_BENCH_SVG").expect("COHORT_BENCH_SVG=FILE");
         std::fs::write(&path, svg(&rows)).expect("write the chart");
+        return;
+    }
+    // `--rounds-chart LOG`: every round's join and leave per client, from the `json` lines'
+    // samples, to show that the round (where the change fell in the heartbeat cycle) decides
+    // most of a case and the client the rest.
+    if args.peek().map(String::as_str) == Some("--rounds-chart") {
+        let log = args.nth(1).expect("--rounds-chart LOG");
+        let text = std::fs::read_to_string(&log).expect("the log");
+        let runs: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("json "))
+            .filter_map(|j| serde_json::from_str(j).ok())
+            .collect();
+        let path = std::env::var_os("COHORT_BENCH_SVG").expect("COHORT_BENCH_SVG=FILE");
+        std::fs::write(&path, rounds_svg(&runs)).expect("write the chart");
         return;
     }
     let all_clients = args.peek().map(String::as_str) == Some("--all-clients");
