@@ -1066,6 +1066,24 @@ fn sent_since(s: &Sim, i: usize, from: usize) -> Vec<ApiKey> {
     s.sent[i][from..].to_vec()
 }
 
+/// Member 0 (range, topic t) joins alone, leads and owns all six partitions; returns where its
+/// request log stands.
+fn lead_alone(s: &mut Sim) -> usize {
+    let a = member(s, cfg(), Box::new(Range));
+    s.add(a);
+    run_until_stable_with(s, 0, 6, 100);
+    s.sent[0].len()
+}
+
+/// Metadata requests in `log` before its first SyncGroup.
+fn metadata_before_sync(log: &[ApiKey]) -> usize {
+    let sync = log.iter().position(|a| *a == ApiKey::SyncGroup).unwrap();
+    log[..sync]
+        .iter()
+        .filter(|a| **a == ApiKey::Metadata)
+        .count()
+}
+
 /// Runs in 10 ms steps, acknowledging revocations, until `pred` holds after a step's requests
 /// went out (before any answer to them came); whether it did within `limit`.
 fn run_acking(s: &mut Sim, limit: Duration, pred: impl Fn(&Sim) -> bool) -> bool {
@@ -1085,10 +1103,7 @@ fn a_leader_asks_for_the_groups_metadata_beside_its_join_group_and_plans_from_it
     // request must go out with its JoinGroup (before the broker can have answered it, which
     // waits for b), and the plan must follow the JoinGroup answer without another.
     let mut s = sim();
-    let a = member(&s, cfg(), Box::new(Range));
-    s.add(a);
-    run_until_stable_with(&mut s, 0, 6, 100);
-    let from = s.sent[0].len();
+    let from = lead_alone(&mut s);
     let b = member(&s, cfg(), Box::new(Range));
     s.add(b);
     assert!(run_acking(&mut s, Duration::from_secs(5), |s| {
@@ -1104,12 +1119,8 @@ fn a_leader_asks_for_the_groups_metadata_beside_its_join_group_and_plans_from_it
     run_until_stable_with(&mut s, 0, 3, 100);
     run_until_stable_with(&mut s, 1, 3, 100);
     let log = sent_since(&s, 0, from);
-    let sync = log.iter().position(|a| *a == ApiKey::SyncGroup).unwrap();
     assert_eq!(
-        log[..sync]
-            .iter()
-            .filter(|a| **a == ApiKey::Metadata)
-            .count(),
+        metadata_before_sync(&log),
         1,
         "one metadata request for the plan: {log:?}"
     );
@@ -1120,10 +1131,7 @@ fn a_leaders_plan_waits_for_its_prefetch_when_the_join_group_is_answered_first()
     // The prefetch still in flight when the JoinGroup answer comes: the plan neither starts
     // without it nor asks a second time, and goes on once it lands.
     let mut s = sim();
-    let a = member(&s, cfg(), Box::new(Range));
-    s.add(a);
-    run_until_stable_with(&mut s, 0, 6, 100);
-    let from = s.sent[0].len();
+    let from = lead_alone(&mut s);
     // Only a asks for metadata: its prefetch is held past the JoinGroup answer.
     s.hold(ApiKey::Metadata, 1);
     let b = member(&s, cfg(), Box::new(Range));
@@ -1150,10 +1158,7 @@ fn a_topic_the_prefetch_did_not_cover_is_asked_for_before_the_plan() {
     // a subscribes to t and leads; b joins subscribing to t and u. a's prefetch (the topics of
     // its last plan) lacks u, so the plan asks for the group's topics again, and b gets u.
     let mut s = Sim::new(vec![TopicInfo::new("t", 6), TopicInfo::new("u", 4)]);
-    let a = member(&s, cfg(), Box::new(Range));
-    s.add(a);
-    run_until_stable_with(&mut s, 0, 6, 100);
-    let from = s.sent[0].len();
+    let from = lead_alone(&mut s);
     let b = Member::new(
         cfg(),
         vec![Box::new(Range)],
@@ -1164,12 +1169,8 @@ fn a_topic_the_prefetch_did_not_cover_is_asked_for_before_the_plan() {
     run_until_stable_with(&mut s, 1, 7, 100);
     run_until_stable_with(&mut s, 0, 3, 100);
     let log = sent_since(&s, 0, from);
-    let sync = log.iter().position(|a| *a == ApiKey::SyncGroup).unwrap();
     assert_eq!(
-        log[..sync]
-            .iter()
-            .filter(|a| **a == ApiKey::Metadata)
-            .count(),
+        metadata_before_sync(&log),
         2,
         "the prefetch, then the group's topics: {log:?}"
     );
