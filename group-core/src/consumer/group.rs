@@ -112,8 +112,6 @@ pub(super) async fn auto_commit(inner: Arc<Inner>, every: Duration) {
     }
 }
 
-/// Gives up partitions: stops fetching, drops buffers, waits (bounded) for records already
-/// delivered to be acknowledged, commits what is done if asked, then forgets them.
 /// A revocation waiting for acknowledgements (`State::draining`), counted while it lives.
 struct Draining<'a>(&'a Inner);
 
@@ -131,6 +129,8 @@ impl Drop for Draining<'_> {
     }
 }
 
+/// Gives up partitions: stops fetching, drops buffers, waits (bounded) for records already
+/// delivered to be acknowledged, commits what is done if asked, then forgets them.
 pub(super) async fn give_up(
     inner: &Arc<Inner>,
     partitions: &Assignment,

@@ -418,7 +418,7 @@ impl Inner {
 
     /// After an acknowledgement: wakes a revocation waiting for its records (only then, so
     /// the acknowledgement path costs nothing more the rest of the time).
-    fn woke_by_ack(&self, st: &State) {
+    fn wake_draining(&self, st: &State) {
         if st.draining > 0 {
             self.acked.notify_waiters();
         }
@@ -749,7 +749,7 @@ impl Consumer {
                 p.tracker.ack(record.offset);
             }
         }
-        self.inner.woke_by_ack(st);
+        self.inner.wake_draining(st);
     }
 
     /// Marks records done, as [`Self::ack`] does for each, under one lock: a run of records
@@ -778,7 +778,7 @@ impl Consumer {
                 }
             }
         }
-        self.inner.woke_by_ack(st);
+        self.inner.wake_draining(st);
     }
 
     /// Marks every delivered record of the record's partition up to it done.
@@ -791,7 +791,7 @@ impl Consumer {
         {
             p.tracker.ack_through(record.offset);
         }
-        self.inner.woke_by_ack(st);
+        self.inner.wake_draining(st);
     }
 
     /// Commits what is done now, for every owned partition (Java's `commitSync()`), and returns
