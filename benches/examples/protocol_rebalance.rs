@@ -12,8 +12,8 @@
 //! `protocol_rebalance [--all-clients] [ROUNDS] [GROUP_SIZE]...` (`COHORT_BENCH_ONLY=CLIENT,...`
 //! runs those clients' cases alone; defaults: 5 rounds, groups of 4 and 16; with
 //! `COHORT_BENCH_SVG=FILE` the medians are also drawn as a bar chart into FILE, and
-//! `--chart LOG` or `--rounds-chart LOG` draw one from an earlier run's output (medians, or
-//! every round's samples per client);
+//! `--chart LOG`, `--rounds-chart LOG` or `--split-chart LOG` draw one from an earlier run's
+//! output (medians, every round's samples per client, or the expected figures split below);
 //! `COHORT_BENCH_RESTARTS=N` times N static restarts a round rather than one). For
 //! each client, protocol and group size: the group settles (every partition owned, every member
 //! some), then
@@ -24,6 +24,16 @@
 //! Prints the median and the range of each case, and one JSON line per case for the record,
 //! with every sample in the order taken (`join_samples`, ...: round k of every client saw the
 //! same idle time before the change).
+//!
+//! The broker logs every request (`BrokerOptions::request_log`), and each join and leave is
+//! split where the last member of the group heard of the change (`cohort_harness::request_log`):
+//! **heard**, the wait for the members' next heartbeats, and **after**, the clients' own work
+//! from there (`join_heard_samples`, `join_after_samples`, ...). The heard part depends on
+//! where the change fell in the members' heartbeat cycle, which differs by client: the change
+//! comes at a fixed time after a client reports its group settled, and a member process reports
+//! through a pipe, later than a member in this process, and starts later. **expected** is what
+//! a change at a uniformly drawn moment of the cycle would cost (the members' mean wait, from
+//! their heartbeats, plus after): the figure that compares clients.
 //! The broker runs consumer groups with a 500 ms heartbeat interval (the test brokers' setting;
 //! Kafka's default is 5 s), the classic members with a 6 s session and 500 ms heartbeats (the
 //! group benchmark's settings): both protocols hear of a change within one interval. Each
@@ -46,7 +56,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use cohort::{ClientConfig, GroupProtocol, Producer};
+use cohort::{ClientConfig, GroupProtocol, Producer, ProducerRecord};
+use cohort_harness::request_log::{self, Span};
 use cohort_testbroker::{TestBroker, unique_name};
 use members::{CohortRunner, RdRunner, cohort_config, rd_config, trickle};
 
@@ -356,6 +367,38 @@ fn restart_samples(client: Client, protocol: Protocol) -> usize {
         .unwrap_or(1)
 }
 
+/// A record on every partition every few milliseconds, each partition by a task of its own,
+/// while it lives. The join's end is the newcomer's first record: its wait for one is this
+/// short for every client. (A record on each partition in turn every 50 ms had the join wait up
+/// to 50 ms more for the feed, by chance, and longer for clients whose members commit all they
+/// read before giving a partition up, so that nothing waits for the newcomer.)
+struct Feed(Vec<tokio::task::JoinHandle<()>>);
+
+impl Feed {
+    fn start(p: &Producer, topic: &str, partitions: i32) -> Self {
+        let tasks = (0..partitions)
+            .map(|part| {
+                let (p, topic) = (p.clone(), topic.to_owned());
+                tokio::spawn(async move {
+                    loop {
+                        let _ = p.send(&topic, part, &[ProducerRecord::value("t")]).await;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                })
+            })
+            .collect();
+        Self(tasks)
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
 /// Runs `f` and times it, `None` when it gave up.
 async fn timed<F: Future<Output = Option<Duration>>>(f: F) -> Option<Duration> {
     f.await
@@ -365,6 +408,24 @@ struct Samples {
     join: Vec<Duration>,
     leave: Vec<Duration>,
     restart: Vec<Duration>,
+    /// Each join's and leave's group and time span, in the order of `join` and `leave`, to
+    /// find them in the broker's request log.
+    join_spans: Vec<Span>,
+    leave_spans: Vec<Span>,
+}
+
+/// A timed case's span on the request log's clock (epoch milliseconds).
+fn span(group: &str, t0: Instant, took: Duration) -> Span {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1e3)
+        .unwrap_or(0.0);
+    let from = now - t0.elapsed().as_secs_f64() * 1e3;
+    Span {
+        group: group.to_owned(),
+        from,
+        to: from + took.as_secs_f64() * 1e3,
+    }
 }
 
 /// Two seconds and a fraction of the heartbeat interval that changes with `salt`.
@@ -405,15 +466,7 @@ async fn round(
         let share = PER_MEMBER as u64;
         // Join: the newcomer's share, every partition owned, a record consumed.
         // Records keep coming, so the newcomer has something to consume once it owns a share.
-        let feed = {
-            let (p, topic) = (p.clone(), topic.clone());
-            tokio::spawn(async move {
-                loop {
-                    trickle(&p, &topic, partitions).await;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            })
-        };
+        let feed = Feed::start(p, &topic, partitions);
         let newcomer = start(client, protocol, bootstrap, &group, &topic, None).await;
         let t0 = newcomer.started_at();
         // Marks for a timeline of the case next to the client's own traces
@@ -425,7 +478,7 @@ async fn round(
             back_in(&members, newest, partitions, share)
         }))
         .await;
-        feed.abort();
+        drop(feed);
         match joined {
             Some(_) => {
                 tracing::info!(
@@ -434,7 +487,9 @@ async fn round(
                     ms = t0.elapsed().as_millis(),
                     "join done"
                 );
-                samples.join.push(t0.elapsed());
+                let took = t0.elapsed();
+                samples.join_spans.push(span(&group, t0, took));
+                samples.join.push(took);
             }
             None => eprintln!("{client:?} {protocol:?} {size}: join did not complete"),
         }
@@ -454,7 +509,9 @@ async fn round(
                     ms = t0.elapsed().as_millis(),
                     "leave done"
                 );
-                samples.leave.push(t0.elapsed());
+                let took = t0.elapsed();
+                samples.leave_spans.push(span(&group, t0, took));
+                samples.leave.push(took);
             }
             None => eprintln!("{client:?} {protocol:?} {size}: leave did not complete"),
         }
@@ -587,6 +644,98 @@ fn svg(rows: &[Row]) -> String {
             y += bar + 1.0;
         }
         y += gap + 6.0;
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+/// The median of a `json` line's samples under `key` (nulls left out).
+fn median_of(v: &serde_json::Value, key: &str) -> f64 {
+    let ms: Vec<Duration> = v[key]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_f64)
+        .map(|x| Duration::from_secs_f64(x.max(0.0) / 1e3))
+        .collect();
+    summary(&ms).0
+}
+
+/// Per client and protocol, a bar for the join and one for the leave: the expected wait for
+/// the members' heartbeats (grey) and the clients' own work after it (coloured), medians.
+fn split_svg(runs: &[serde_json::Value]) -> String {
+    use std::fmt::Write as _;
+    struct Bar {
+        label: String,
+        case: &'static str,
+        wait: f64,
+        after: f64,
+    }
+    let mut bars = Vec::new();
+    for v in runs {
+        let label = format!(
+            "{} {}",
+            v["client"].as_str().unwrap_or("?"),
+            if v["protocol"] == "Range" {
+                "range"
+            } else {
+                "cooperative"
+            }
+        )
+        .to_lowercase();
+        for case in ["join", "leave"] {
+            let after = median_of(v, &format!("{case}_after_samples"));
+            let expected = median_of(v, &format!("{case}_expected_samples"));
+            if after.is_finite() && expected.is_finite() {
+                bars.push(Bar {
+                    label: label.clone(),
+                    case,
+                    wait: expected - after,
+                    after,
+                });
+            }
+        }
+    }
+    let max = bars.iter().map(|b| b.wait + b.after).fold(1.0f64, f64::max);
+    let (left, width, bar) = (200.0, 520.0, 12.0);
+    let height = 70.0 + bars.len() as f64 * (bar + 4.0) + 20.0;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height:.0}\" font-family=\"sans-serif\" font-size=\"11\">",
+        left + width + 110.0
+    );
+    let _ = writeln!(
+        out,
+        "<text x=\"10\" y=\"20\" font-size=\"14\" font-weight=\"bold\">Rebalance latency for a change at a random moment, median ms (shorter is better)</text>\n<rect x=\"{left}\" y=\"32\" width=\"10\" height=\"10\" fill=\"#bbbbbb\"/><text x=\"{}\" y=\"41\">waiting for the members' heartbeats</text><rect x=\"{}\" y=\"32\" width=\"10\" height=\"10\" fill=\"#4878d0\"/><text x=\"{}\" y=\"41\">join: the clients' work</text><rect x=\"{}\" y=\"32\" width=\"10\" height=\"10\" fill=\"#ee854a\"/><text x=\"{}\" y=\"41\">leave: the clients' work</text>",
+        left + 14.0,
+        left + 240.0,
+        left + 254.0,
+        left + 390.0,
+        left + 404.0
+    );
+    let mut y = 60.0;
+    for b in &bars {
+        let (ww, wa) = (b.wait / max * width, b.after / max * width);
+        let color = if b.case == "join" {
+            "#4878d0"
+        } else {
+            "#ee854a"
+        };
+        let _ = writeln!(
+            out,
+            "<text x=\"{}\" y=\"{:.0}\" text-anchor=\"end\">{} {}</text><rect x=\"{left}\" y=\"{y:.0}\" width=\"{ww:.1}\" height=\"{bar}\" fill=\"#bbbbbb\"/><rect x=\"{:.1}\" y=\"{y:.0}\" width=\"{wa:.1}\" height=\"{bar}\" fill=\"{color}\"/><text x=\"{:.1}\" y=\"{:.0}\">{:.0} + {:.0}</text>",
+            left - 6.0,
+            y + bar - 2.0,
+            b.label,
+            b.case,
+            left + ww,
+            left + ww + wa + 4.0,
+            y + bar - 2.0,
+            b.wait,
+            b.after
+        );
+        y += bar + 4.0;
     }
     out.push_str("</svg>\n");
     out
@@ -735,6 +884,20 @@ fn json_ms(v: &[Duration]) -> String {
     format!("[{}]", ms.join(","))
 }
 
+/// A case split where the group heard of the change (`request_log::split`): heard, after, and
+/// the expected heard part (`request_log::expected_heard`), in ms; `None` where the broker's
+/// request log has nothing for it.
+type Split = Option<(f64, f64, f64)>;
+
+/// One part of each case's split, as a JSON array (`null` where the case was not found).
+fn json_split(v: &[Split], pick: fn(&(f64, f64, f64)) -> f64) -> String {
+    let ms: Vec<String> = v
+        .iter()
+        .map(|x| x.map_or("null".to_owned(), |x| format!("{:.1}", pick(&x))))
+        .collect();
+    format!("[{}]", ms.join(","))
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let _ = tracing_subscriber::fmt()
@@ -768,9 +931,15 @@ async fn main() {
     }
     // `--rounds-chart LOG`: every round's join and leave per client, from the `json` lines'
     // samples, to show that the round (where the change fell in the heartbeat cycle) decides
-    // most of a case and the client the rest.
-    if args.peek().map(String::as_str) == Some("--rounds-chart") {
-        let log = args.nth(1).expect("--rounds-chart LOG");
+    // most of a case and the client the rest. `--split-chart LOG`: each case's expected cost,
+    // split into the heartbeat wait and the clients' own work, from the split samples.
+    let draw: Option<fn(&[serde_json::Value]) -> String> = match args.peek().map(String::as_str) {
+        Some("--rounds-chart") => Some(rounds_svg),
+        Some("--split-chart") => Some(split_svg),
+        _ => None,
+    };
+    if let Some(draw) = draw {
+        let log = args.nth(1).expect("--rounds-chart or --split-chart LOG");
         let text = std::fs::read_to_string(&log).expect("the log");
         let runs: Vec<serde_json::Value> = text
             .lines()
@@ -778,7 +947,7 @@ async fn main() {
             .filter_map(|j| serde_json::from_str(j).ok())
             .collect();
         let path = std::env::var_os("COHORT_BENCH_SVG").expect("COHORT_BENCH_SVG=FILE");
-        std::fs::write(&path, rounds_svg(&runs)).expect("write the chart");
+        std::fs::write(&path, draw(&runs)).expect("write the chart");
         return;
     }
     let all_clients = args.peek().map(String::as_str) == Some("--all-clients");
@@ -790,7 +959,13 @@ async fn main() {
     if sizes.is_empty() {
         sizes = vec![4, 16];
     }
-    let broker = TestBroker::start().expect("broker");
+    // The broker logs every request, so that each case can be split where the group heard of
+    // the change (`split`), from the broker's side and alike for every client.
+    let broker = TestBroker::start_with(cohort_testbroker::BrokerOptions {
+        request_log: true,
+        ..cohort_testbroker::BrokerOptions::from_env().expect("broker options")
+    })
+    .expect("broker");
     println!("broker: {}", broker.info());
     let p = Producer::new(ClientConfig::new(broker.bootstrap()));
     let mut rows: Vec<Row> = Vec::new();
@@ -857,6 +1032,8 @@ async fn main() {
                 join: Vec::new(),
                 leave: Vec::new(),
                 restart: Vec::new(),
+                join_spans: Vec::new(),
+                leave_spans: Vec::new(),
             })
             .collect();
         for r in 0..rounds {
@@ -873,7 +1050,29 @@ async fn main() {
                 .await;
             }
         }
-        for ((client, protocol), s) in cases.iter().zip(&samples) {
+        let groups: std::collections::HashSet<&str> = samples
+            .iter()
+            .flat_map(|s| s.join_spans.iter().chain(&s.leave_spans))
+            .map(|s| s.group.as_str())
+            .collect();
+        let logs = request_log::read(&broker.request_logs(), &groups);
+        let splits: Vec<[Vec<Split>; 2]> = samples
+            .iter()
+            .map(|s| {
+                [&s.join_spans, &s.leave_spans].map(|spans| {
+                    spans
+                        .iter()
+                        .map(|span| {
+                            let (heard, after) = request_log::split(&logs, span)?;
+                            Some((heard, after, request_log::expected_heard(&logs, span)?))
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        for (((client, protocol), s), [join_split, leave_split]) in
+            cases.iter().zip(&samples).zip(&splits)
+        {
             let (jm, jlo, jhi) = summary(&s.join);
             let (lm, llo, lhi) = summary(&s.leave);
             let (rm, rlo, rhi) = summary(&s.restart);
@@ -889,7 +1088,7 @@ async fn main() {
                 }
             );
             println!(
-                "json {{\"client\":\"{client:?}\",\"protocol\":\"{protocol:?}\",\"group\":{size},\"join_ms\":{jm:.0},\"leave_ms\":{lm:.0},\"restart_ms\":{},\"rounds\":{},\"join_samples\":{},\"leave_samples\":{},\"restart_samples\":{}}}",
+                "json {{\"client\":\"{client:?}\",\"protocol\":\"{protocol:?}\",\"group\":{size},\"join_ms\":{jm:.0},\"leave_ms\":{lm:.0},\"restart_ms\":{},\"rounds\":{},\"join_samples\":{},\"leave_samples\":{},\"restart_samples\":{},\"join_heard_samples\":{},\"join_after_samples\":{},\"leave_heard_samples\":{},\"leave_after_samples\":{},\"join_expected_samples\":{},\"leave_expected_samples\":{}}}",
                 if s.restart.is_empty() {
                     "null".to_owned()
                 } else {
@@ -898,7 +1097,13 @@ async fn main() {
                 s.join.len(),
                 json_ms(&s.join),
                 json_ms(&s.leave),
-                json_ms(&s.restart)
+                json_ms(&s.restart),
+                json_split(join_split, |x| x.0),
+                json_split(join_split, |x| x.1),
+                json_split(leave_split, |x| x.0),
+                json_split(leave_split, |x| x.1),
+                json_split(join_split, |x| x.2 + x.1),
+                json_split(leave_split, |x| x.2 + x.1),
             );
             rows.push(Row {
                 label: format!("{client:?} {protocol:?}").to_lowercase(),
@@ -907,6 +1112,48 @@ async fn main() {
                 leave: lm,
                 restart: if s.restart.is_empty() { f64::NAN } else { rm },
             });
+        }
+        if logs.is_empty() {
+            println!("(no request log from this broker: the cases are not split)");
+            continue;
+        }
+        println!(
+            "split where the last member heard of the change (the broker's request log), medians ms;\n\
+             expected: the members' mean wait for a change at a uniformly drawn moment of their\n\
+             heartbeat cycle, plus after:"
+        );
+        println!(
+            "{:<11} {:<9} {:>5}  {:>10} {:>10} {:>8}  {:>11} {:>11} {:>8}",
+            "client",
+            "protocol",
+            "group",
+            "join heard",
+            "join after",
+            "expected",
+            "leave heard",
+            "leave after",
+            "expected"
+        );
+        for ((client, protocol), [join_split, leave_split]) in cases.iter().zip(&splits) {
+            let half = |v: &[Split], pick: fn(&(f64, f64, f64)) -> f64| {
+                let ms: Vec<Duration> = v
+                    .iter()
+                    .flatten()
+                    .map(|x| Duration::from_secs_f64(pick(x).max(0.0) / 1e3))
+                    .collect();
+                summary(&ms).0
+            };
+            println!(
+                "{:<11} {:<9} {size:>5}  {:>10.0} {:>10.0} {:>8.0}  {:>11.0} {:>11.0} {:>8.0}",
+                format!("{client:?}").to_lowercase(),
+                format!("{protocol:?}").to_lowercase(),
+                half(join_split, |x| x.0),
+                half(join_split, |x| x.1),
+                half(join_split, |x| x.2 + x.1),
+                half(leave_split, |x| x.0),
+                half(leave_split, |x| x.1),
+                half(leave_split, |x| x.2 + x.1),
+            );
         }
     }
     if let Some(path) = std::env::var_os("COHORT_BENCH_SVG") {

@@ -19,6 +19,7 @@ pub mod net;
 pub mod netns;
 pub mod process_member;
 pub mod report;
+pub mod request_log;
 pub mod runner;
 pub mod scenario;
 pub mod security;

@@ -44,6 +44,8 @@ pub(crate) struct KafkaNode {
     ssl_port: Option<u16>,
     sasl_ssl_port: Option<u16>,
     dir: PathBuf,
+    /// [`crate::BrokerOptions::request_log`].
+    request_log: bool,
     proc: Mutex<Option<Running>>,
 }
 
@@ -286,6 +288,10 @@ impl KafkaNode {
             "-XX:+ExitOnOutOfMemoryError",
             "-Djava.awt.headless=true",
         ]);
+        if self.request_log {
+            // Read by `log4j2.properties`: the request logger's level.
+            cmd.env("COHORT_BROKER_REQUEST_LOG", "debug");
+        }
         if let Ok(extra) = std::env::var("COHORT_KAFKA_JVM_OPTS") {
             cmd.args(extra.split_whitespace());
         }
@@ -454,6 +460,7 @@ impl KafkaCluster {
         tls: Option<&TlsListener>,
         racks: bool,
         controllers: Option<usize>,
+        request_log: bool,
         timeout: Duration,
     ) -> Result<Self, BrokerError> {
         let install = install_kafka()?;
@@ -461,7 +468,17 @@ impl KafkaCluster {
         // Ports picked by `free_port` can be taken by someone else before the JVM binds them;
         // the whole cluster is retried on new ports when a node exits early.
         for _attempt in 0..3 {
-            match Self::try_start(&install, n, host, sasl, tls, racks, controllers, timeout) {
+            match Self::try_start(
+                &install,
+                n,
+                host,
+                sasl,
+                tls,
+                racks,
+                controllers,
+                request_log,
+                timeout,
+            ) {
                 Ok(c) => return Ok(c),
                 Err((e, retry)) => {
                     last = Some(e);
@@ -486,6 +503,7 @@ impl KafkaCluster {
         tls: Option<&TlsListener>,
         racks: bool,
         controllers: Option<usize>,
+        request_log: bool,
         timeout: Duration,
     ) -> Result<Self, (BrokerError, bool)> {
         use std::sync::atomic::{AtomicU64, Ordering};
@@ -544,6 +562,7 @@ impl KafkaCluster {
                 ssl_port: tls.map(|_| ports[3 * n + i]),
                 sasl_ssl_port: (sasl.is_some() && tls.is_some()).then_some(ports[4 * n + i]),
                 dir,
+                request_log,
                 proc: Mutex::new(None),
             });
         }
@@ -692,6 +711,14 @@ impl KafkaCluster {
     pub(crate) fn restart_node(&self, id: i32, timeout: Duration) -> Result<(), BrokerError> {
         self.kill_node(id)?;
         self.start_node(id, timeout)
+    }
+
+    pub(crate) fn request_logs(&self) -> Vec<PathBuf> {
+        self.nodes
+            .iter()
+            .filter(|n| n.request_log)
+            .map(|n| n.dir.join("logs").join("requests.log"))
+            .collect()
     }
 
     pub(crate) fn log_tail(&self) -> String {

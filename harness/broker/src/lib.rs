@@ -219,6 +219,11 @@ pub struct BrokerOptions {
     /// a cluster behind TLS, whose listener would answer the probe with a TLS alert: its
     /// clients, which have the security settings, find out instead.
     pub probe_external: bool,
+    /// Whether the broker logs every request it completes, as JSON, to a file per node
+    /// (`kafka.request.logger` at debug; Apache Kafka processes only, elsewhere ignored):
+    /// see [`TestBroker::request_logs`]. For benchmarks that time a group's steps as the broker
+    /// saw them; it costs the broker a line per request.
+    pub request_log: bool,
 }
 
 impl Default for BrokerOptions {
@@ -236,6 +241,7 @@ impl Default for BrokerOptions {
             racks: false,
             controllers: None,
             probe_external: true,
+            request_log: false,
         }
     }
 }
@@ -474,6 +480,7 @@ impl TestBroker {
                         opts.tls.as_ref(),
                         opts.racks,
                         opts.controllers,
+                        opts.request_log,
                         opts.startup_timeout,
                     )?;
                     let d = format!(
@@ -702,6 +709,16 @@ impl TestBroker {
     pub fn restart_node(&self, id: i32) -> Result<(), BrokerError> {
         self.kafka("restart_node")?
             .restart_node(id, Duration::from_secs(120))
+    }
+
+    /// The files of [`BrokerOptions::request_log`], one per node: a line per request the node
+    /// completed, the epoch milliseconds and Kafka's JSON description of the request and its
+    /// response. Empty where the option is off or the backend is not an Apache Kafka process.
+    pub fn request_logs(&self) -> Vec<std::path::PathBuf> {
+        match &self.inner {
+            Inner::Kafka(c) => c.request_logs(),
+            _ => Vec::new(),
+        }
     }
 
     /// The last lines the broker printed (every node's, for a cluster; empty for external

@@ -221,3 +221,41 @@ fn external_backend_fails_clearly_when_nothing_listens() {
     assert!(msg.contains("external broker at 127.0.0.1"), "{msg}");
     assert!(msg.contains("did not become ready"), "{msg}");
 }
+
+/// `BrokerOptions::request_log`: every request the broker completes is a line of its node's
+/// request log, the epoch milliseconds then Kafka's JSON, which the rebalance benchmark reads.
+#[test]
+fn the_request_log_has_a_line_per_request() {
+    let _serial = serial();
+    let broker = TestBroker::start_with(BrokerOptions {
+        kind: Some(BrokerKind::ApacheKafka),
+        backend: Some(Backend::Process),
+        request_log: true,
+        ..Default::default()
+    })
+    .expect("Apache Kafka process broker");
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    probe_api_versions(broker.bootstrap(), Duration::from_secs(5)).expect("ApiVersions");
+    let logs = broker.request_logs();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        let text = std::fs::read_to_string(&logs[0]).unwrap_or_default();
+        if let Some(l) = text.lines().find(|l| l.contains("\"API_VERSIONS\"")) {
+            break l.to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no ApiVersions in {}:\n{text}",
+            logs[0].display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (ms, rest) = line.split_once(' ').expect("a time, then the request");
+    let ms: u128 = ms.parse().expect("epoch milliseconds");
+    assert!(ms + 1000 >= before, "{line}");
+    assert!(rest.starts_with("Completed request:{"), "{line}");
+}
