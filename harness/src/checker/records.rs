@@ -67,6 +67,12 @@ pub(super) fn tally(f: &Facts<'_>) -> Tally {
         {
             let tp = (topic.clone(), *partition);
             if f.epoch(&tp, e.ts) == f.final_epoch(&tp) {
+                // A record a member read is in the log even if its produce was never
+                // acknowledged (the answer lost to a broker restart after the write, which
+                // Kafka allows): the end is past it, and a commit there is at the end.
+                if let Some(end) = end_offsets.get_mut(&tp) {
+                    end.1 = end.1.max(last + 1);
+                }
                 processed_runs.entry(tp).or_default().push((
                     *first,
                     *last,

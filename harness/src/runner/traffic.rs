@@ -152,7 +152,9 @@ pub(super) async fn monitor(ctx: Arc<Ctx>) {
     }
 }
 
-/// End offsets from what the producer wrote since the last forget.
+/// End offsets from what the producer wrote since the last forget, and past any record a
+/// member read: a produce whose answer was lost after the broker wrote it is not acknowledged,
+/// but its record is in the log and may be read and committed.
 pub(super) fn end_offsets(entries: &[Entry]) -> BTreeMap<(String, i32), i64> {
     let mut out: BTreeMap<(String, i32), i64> = BTreeMap::new();
     for e in entries {
@@ -165,6 +167,16 @@ pub(super) fn end_offsets(entries: &[Entry]) -> BTreeMap<(String, i32), i64> {
             } => {
                 let v = out.entry((topic.clone(), *partition)).or_insert(0);
                 *v = (*v).max(last + 1);
+            }
+            Event::Processed {
+                topic,
+                partition,
+                last,
+                ..
+            } => {
+                if let Some(v) = out.get_mut(&(topic.clone(), *partition)) {
+                    *v = (*v).max(last + 1);
+                }
             }
             Event::Forgotten { topic, partitions } => {
                 for p in partitions {
